@@ -1,0 +1,173 @@
+"""Composition root: one anyio task group, start order, ordered shutdown (DESIGN §2, STYLE 10).
+
+Start: embedded broker (if configured) -> publisher (connected within ``startup_timeout``) ->
+HTTP -> pipeline -> sources and sinks, each awaited until it signals readiness.
+
+Stop (SIGTERM/SIGINT, or ``stop`` set): ``/readyz`` says draining; the sources' scope is
+cancelled (each source's ``finally`` unsubscribes and closes its emitter); the pipeline drains
+what is queued and in flight; the producer is flushed and stopped inside ``shutdown_grace``,
+shielded; the HTTP server stops last. A second signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from starlette.routing import BaseRoute
+
+from streamd.config import Config
+from streamd.embedded import EmbeddedBroker
+from streamd.http.app import Webhooks, build_app
+from streamd.http.server import serve
+from streamd.publish.kafka import KafkaPublisher
+from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
+from streamd.publish.spool import Spool
+from streamd.sources.base import Source, SourceDeps
+from streamd.telemetry import ComponentState, Health
+
+log = logging.getLogger("streamd")
+
+
+class Sink(Protocol):
+    """A runtime sink: runs until cancelled, signals readiness."""
+
+    async def run(self, *, task_status: TaskStatus[None]) -> None: ...
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What a running daemon exposes (to tests, ``demo`` and the wallboard)."""
+
+    config: Config
+    bootstrap: str = ""
+    http_port: int = 0
+    health: Health = field(default_factory=Health)
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    listeners: list[Listener] = field(default_factory=list)
+    extra_routes: list[BaseRoute] = field(default_factory=list)
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    runtime: Runtime | None = None,
+    handle_signals: bool = True,
+    plugins: Sequence[Callable[[Runtime, TaskGroup], Any]] = (),
+) -> Runtime:
+    """Run streamd until stopped; returns the runtime after a clean shutdown.
+
+    Raises:
+        FatalError: a component failed in a way retrying cannot fix (one clear line).
+    """
+    rt = runtime or Runtime(config)
+    publisher_health = rt.health.add("kafka", "publisher")
+    async with AsyncExitStack() as stack:
+        rt.bootstrap = (
+            await stack.enter_async_context(EmbeddedBroker())
+            if config.kafka.embedded
+            else config.kafka.bootstrap_servers
+        )
+        publisher = KafkaPublisher(config.kafka, rt.bootstrap, embedded=config.kafka.embedded)
+        await publisher.start()
+        stack.push_async_callback(_stop_publisher, publisher, config.shutdown_grace)
+        await publisher.ensure_topics(publisher.default_topics())
+        publisher_health.set(ComponentState.RUNNING)
+
+        spool = Spool(config.spool.path, config.spool.max_bytes)
+        stack.callback(spool.close)
+        pipeline = Pipeline(publisher, spool, config.kafka.topic_prefix, queue_size=config.queue_size)
+        webhooks = Webhooks()
+        deps = [_deps(rt, spool, webhooks, s.name) for s in config.sources]
+        sources: list[Source] = [s.build(d) for s, d in zip(config.sources, deps, strict=True)]
+        emitters = [pipeline.emitter(s.name) for s in config.sources]
+
+        async with anyio.create_task_group() as root:
+            if handle_signals:
+                root.start_soon(_watch_signals, rt, root)
+            for plugin in plugins:
+                await plugin(rt, root)
+            pipeline.listeners.extend(rt.listeners)
+            app = build_app(rt.health, webhooks, rt.extra_routes)
+            rt.http_port = await root.start(serve, app, config.http.host, config.http.port)
+            pipeline_done = anyio.Event()
+            root.start_soon(_run_pipeline, pipeline, pipeline_done)
+
+            async with anyio.create_task_group() as workers:
+                for source, emit in zip(sources, emitters, strict=True):
+                    await workers.start(_run_source, source, emit)
+                for sink_cfg in config.sinks:
+                    sink_deps = _deps(rt, spool, webhooks, sink_cfg.name, kind="sink")
+                    sink: Sink = sink_cfg.build(sink_deps)
+                    await workers.start(_run_sink, sink)
+                rt.ready.set()
+                log.info("streamd running: %d sources, http on port %d", len(sources), rt.http_port)
+                await rt.stop.wait()
+                log.info("shutting down: stopping sources")
+                rt.health.draining = True
+                for c in rt.health.components.values():
+                    if c.kind != "publisher":
+                        c.set(ComponentState.DRAINING)
+                workers.cancel_scope.cancel()
+
+            with anyio.CancelScope(shield=True), anyio.move_on_after(config.shutdown_grace) as grace:
+                await pipeline_done.wait()
+            if grace.cancelled_caught:
+                log.error("shutdown grace %.1fs elapsed with events still in flight", config.shutdown_grace)
+            publisher_health.set(ComponentState.DRAINING)
+            root.cancel_scope.cancel()
+    log.info("streamd stopped")
+    return rt
+
+
+def _deps(rt: Runtime, spool: Spool, webhooks: Webhooks, name: str, kind: str = "source") -> SourceDeps:
+    cfg = rt.config.kafka
+    return SourceDeps(
+        rt.health.add(name, kind),
+        spool,
+        webhooks,
+        cfg.model_copy(update={"bootstrap_servers": rt.bootstrap}),
+        cfg.topic_prefix,
+    )
+
+
+async def _run_source(source: Source, emit: SourceEmit, *, task_status: TaskStatus[None]) -> None:
+    try:
+        await source.run(emit, task_status=task_status)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await emit.aclose()
+
+
+async def _run_sink(sink: Sink, *, task_status: TaskStatus[None]) -> None:
+    await sink.run(task_status=task_status)
+
+
+async def _run_pipeline(pipeline: Pipeline, done: anyio.Event) -> None:
+    try:
+        await pipeline.run()
+    finally:
+        done.set()
+
+
+async def _stop_publisher(publisher: KafkaPublisher, grace: float) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+        await publisher.stop()
+
+
+async def _watch_signals(rt: Runtime, root: TaskGroup) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if rt.stop.is_set():
+                log.warning("second %s: stopping now", signal.Signals(signum).name)
+                root.cancel_scope.cancel()
+                return
+            log.info("received %s", signal.Signals(signum).name)
+            rt.stop.set()

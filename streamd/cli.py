@@ -1,0 +1,122 @@
+"""Command line: ``streamd run | check-config | schema | demo | tail`` (thin: parse, call, exit).
+
+Exit codes: 0 clean stop; 1 fatal runtime error (one line on stderr, no traceback);
+2 invalid configuration or usage (one line per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import anyio
+import orjson
+
+from streamd.errors import ConfigError, FatalError, StreamdError
+
+log = logging.getLogger("streamd")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamd", description="Contact-centre events to Kafka.")
+    parser.add_argument("--log-format", choices=["json", "text"], default="json")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", default="/etc/streamd/config.yaml")
+
+    check = sub.add_parser("check-config", help="validate a config file (exit 2 when invalid)")
+    check.add_argument("-c", "--config", required=True)
+
+    schema = sub.add_parser("schema", help="print the config JSON Schema")
+    schema.add_argument("--events", action="store_true", help="print the JSON Schema of every event type")
+
+    demo = sub.add_parser("demo", help="embedded broker + every simulator + the daemon")
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
+    demo.add_argument("--agents", type=int, default=20)
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+    tail = sub.add_parser("tail", help="pretty-print events from a topic")
+    tail.add_argument("topic")
+    tail.add_argument("-c", "--config", default=None, help="config file (for bootstrap and security)")
+    tail.add_argument("--bootstrap", default=None, help="host:port (overrides the config)")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--key", default=None)
+    tail.add_argument("--type", dest="ce_type", default=None)
+    tail.add_argument("--limit", type=int, default=None, help="stop after N events")
+    tail.add_argument("--timeout", type=float, default=None, help="stop after N idle seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamd`` console script."""
+    args = _parser().parse_args(argv)
+    from streamd.logs import setup_logging
+
+    text = args.log_format == "text" or args.command in ("demo", "tail")
+    setup_logging("text" if text else "json", args.log_level)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:
+        fatal = _find_fatal(exc)
+        if fatal is None:
+            raise
+        print(f"streamd: fatal: {fatal}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from streamd.config import load_config
+
+    if args.command == "check-config":
+        cfg = load_config(args.config)
+        print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
+        return 0
+    if args.command == "schema":
+        from streamd.schemas import config_schema, events_schema
+
+        doc = events_schema() if args.events else config_schema()
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if args.command == "run":
+        from streamd.app import run_daemon
+
+        cfg = load_config(args.config)
+        anyio.run(lambda: run_daemon(cfg))
+        return 0
+    if args.command == "demo":
+        from streamd.demo import run_demo
+
+        anyio.run(lambda: run_demo(port=args.port, agents=args.agents, duration=args.duration))
+        return 0
+    from streamd.tail import run_tail
+
+    anyio.run(lambda: run_tail(args))
+    return 0
+
+
+def _find_fatal(exc: BaseException) -> StreamdError | None:
+    """The first streamd error inside (possibly nested) exception groups."""
+    if isinstance(exc, FatalError | StreamdError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_fatal(inner)
+            if found is not None:
+                return found
+    if exc.__cause__ is not None and isinstance(exc.__cause__, StreamdError):
+        return exc.__cause__
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Core config sections (kafka, http, spool): no vendor imports, so any module may use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from streamd.config_types import Duration, StrictModel
+
+
+class SecurityConfig(StrictModel):
+    """How streamd authenticates to Kafka."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = Field(None, description="CA bundle (PEM) to verify the brokers.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> SecurityConfig:
+        if self.protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"sasl_mechanism is required with protocol {self.protocol}")
+            if not self.username or self.password is None:
+                raise ValueError(f"username and password are required with protocol {self.protocol}")
+        return self
+
+
+class TopicsConfig(StrictModel):
+    """Topic creation at start-up."""
+
+    create: bool = Field(True, description="Create missing topics at start-up (else rely on auto-creation).")
+    partitions: int = Field(6, ge=1)
+    replication_factor: int | None = Field(
+        None, ge=1, description="Replicas per partition; default min(3, number of brokers)."
+    )
+
+
+class KafkaConfig(StrictModel):
+    """Where and how events are published."""
+
+    bootstrap_servers: str = Field(
+        "embedded",
+        description='"host:port,host:port", or "embedded" to start the bundled Kafka-protocol broker.',
+    )
+    topic_prefix: str = Field("streamd.", pattern=r"^[A-Za-z0-9._-]*$")
+    client_id: str = "streamd"
+    acks: Literal["all", "1", "0", 1, 0, -1] = "all"
+    compression: Literal["zstd", "gzip", "lz4", "snappy", "none"] = "zstd"
+    linger: Duration = Field(0.005, description="How long the producer waits to fill a batch.")
+    batch_size: int = Field(262_144, ge=1024, description="Producer batch size in bytes.")
+    max_request_size: int = Field(1_048_576, ge=1024)
+    idempotence: Literal["auto"] | bool = Field(
+        "auto", description="auto = on for real Kafka, off for the embedded broker (it lacks InitProducerId)."
+    )
+    startup_timeout: Duration = Field(30.0, description="Give up (exit non-zero) if Kafka is unreachable.")
+    delivery_timeout: Duration = Field(30.0, description="An unacknowledged event is spooled after this.")
+    security: SecurityConfig = SecurityConfig()
+    topics: TopicsConfig = TopicsConfig()
+
+    @property
+    def embedded(self) -> bool:
+        """True when streamd starts its own broker."""
+        return self.bootstrap_servers.strip() == "embedded"
+
+
+class HttpConfig(StrictModel):
+    """The one HTTP port: health, metrics, webhooks, wallboard."""
+
+    listen: str = Field("0.0.0.0:8080", pattern=r"^[^:]*:\d{1,5}$", description="host:port to bind.")
+    auth_token: SecretStr | None = Field(
+        None, description="Bearer token required by the feed API and wallboard."
+    )
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        """The bind address."""
+        return self.listen.rsplit(":", 1)[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        """The bind port (0 = any free port)."""
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class SpoolConfig(StrictModel):
+    """The SQLite outage spool (also holds poll cursors)."""
+
+    path: Path = Path("./streamd-spool.db")
+    max_bytes: int = Field(1_073_741_824, ge=1_048_576)

@@ -1,0 +1,57 @@
+"""Building blocks shared by every config model (the core ones and each vendor's).
+
+Rules:
+
+1. Every model forbids unknown fields, so a typo is an error naming the field, not a silent default.
+2. Durations are written ``"500ms"``, ``"5s"``, ``"15m"``, ``"1h"`` or as a number of seconds, and
+   are floats (seconds) in code.
+3. Secrets are :class:`pydantic.SecretStr`: never in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``"500ms"``, ``"5s"``, ``"15m"``, ``"1h"``, ``"1d"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '5s'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use e.g. '500ms', '5s', '15m', '1h' or a number")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda v: v, return_type=float),
+    Field(json_schema_extra={"examples": ["500ms", "5s", "15m", 30]}),
+]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SourceName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Unique name of this source; used in keys, ce_source, metrics and URLs.",
+    ),
+]

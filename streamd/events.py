@@ -1,0 +1,153 @@
+"""Events: the envelope every source emits, and the canonical cross-vendor event types.
+
+Rules:
+
+1. An :class:`Event` is immutable. ``data`` is anything orjson serialises (dict, dataclass,
+   pydantic model); it is the Kafka value, so it keeps every vendor field.
+2. ``topic`` is the suffix after the configured prefix (``o2g.agent``, ``agent-state``).
+3. ``key`` is the entity whose order matters (``{source}:{agentId}``); it is also ``ce_subject``.
+4. ``id`` is deterministic for polled rows (:func:`stable_id`); push events may leave it ``None``
+   and get a random id when encoded.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+AGENT_STATE_TOPIC = "agent-state"
+QUEUE_METRICS_TOPIC = "queue-metrics"
+DEADLETTER_TOPIC = "deadletter"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic event id from the natural key parts (source, key, vendor timestamp...)."""
+    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One event on its way to Kafka."""
+
+    topic: str
+    type: str
+    source: str
+    key: str
+    data: Any
+    time: datetime = field(default_factory=utcnow)
+    id: str | None = None
+    snapshot: bool = False
+
+
+class State(enum.StrEnum):
+    """The canonical agent state shared by every vendor."""
+
+    AVAILABLE = "available"
+    BUSY = "busy"
+    AFTER_CALL_WORK = "after_call_work"
+    NOT_READY = "not_ready"
+    LOGGED_OUT = "logged_out"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentState:
+    """Canonical agent state (topic ``{prefix}agent-state``, compacted, key ``{source}:{agent_id}``)."""
+
+    vendor: str
+    source: str
+    agent_id: str
+    state: State
+    agent_name: str | None = None
+    vendor_state: str | None = None
+    reason_code: str | None = None
+    since: datetime | None = None
+    queue_ids: tuple[str, ...] = ()
+
+    def to_event(self, *, time: datetime | None = None, snapshot: bool = False) -> Event:
+        """Wrap this state in an :class:`Event` for the canonical topic."""
+        key = f"{self.source}:{self.agent_id}"
+        when = time or self.since or utcnow()
+        return Event(
+            topic=AGENT_STATE_TOPIC,
+            type="streamd.agent.State",
+            source=self.source,
+            key=key,
+            data=self,
+            time=when,
+            id=stable_id(key, self.state, self.vendor_state, self.reason_code, when.isoformat()),
+            snapshot=snapshot,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueMetric:
+    """Canonical queue metric (topic ``{prefix}queue-metrics``, compacted, key ``{source}:{queue_id}:{metric}``)."""
+
+    vendor: str
+    source: str
+    queue_id: str
+    metric: str
+    value: float | int | str | bool | None
+    unit: str | None = None
+    queue_name: str | None = None
+    as_of: datetime | None = None
+
+    def to_event(self, *, time: datetime | None = None, snapshot: bool = False) -> Event:
+        """Wrap this metric in an :class:`Event` for the canonical topic."""
+        key = f"{self.source}:{self.queue_id}:{self.metric}"
+        when = time or self.as_of or utcnow()
+        return Event(
+            topic=QUEUE_METRICS_TOPIC,
+            type="streamd.queue.Metric",
+            source=self.source,
+            key=key,
+            data=self,
+            time=when,
+            id=stable_id(key, self.value, when.isoformat()),
+            snapshot=snapshot,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """What could not be parsed or normalized (topic ``{prefix}deadletter``, key = source)."""
+
+    source: str
+    stage: str
+    error_type: str
+    error: str
+    raw: str | None = None
+    raw_b64: str | None = None
+
+    @classmethod
+    def of(cls, *, source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> DeadLetter:
+        """Build a dead letter, keeping ``raw`` as text when it is valid UTF-8, else base64."""
+        if isinstance(raw, str):
+            return cls(source=source, stage=stage, error_type=error_type, error=error, raw=raw)
+        try:
+            return cls(source=source, stage=stage, error_type=error_type, error=error, raw=raw.decode())
+        except UnicodeDecodeError:
+            import base64
+
+            b64 = base64.b64encode(raw).decode()
+            return cls(source=source, stage=stage, error_type=error_type, error=error, raw_b64=b64)
+
+    def to_event(self) -> Event:
+        """Wrap this dead letter in an :class:`Event`."""
+        return Event(
+            topic=DEADLETTER_TOPIC,
+            type=f"streamd.deadletter.{self.stage}",
+            source=self.source,
+            key=self.source,
+            data=self,
+        )

@@ -1,0 +1,1 @@
+"""The one HTTP port: health, metrics, webhooks and the wallboard."""

@@ -1,0 +1,90 @@
+"""Running an ASGI app with uvicorn inside an anyio task group.
+
+Rules:
+
+1. uvicorn must not install signal handlers: streamd's own handler decides the shutdown order.
+2. We bind the socket ourselves, so a busy port is an ``OSError`` here (uvicorn would
+   ``sys.exit``), and ``task_status.started(port)`` reports the bound port (``listen`` may say 0).
+3. Cancelling the task asks the server to exit and waits for it (shielded, bounded), so open
+   responses finish and the port is released before the caller moves on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (IPv6 when the host is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    log_level: str = "warning",
+    graceful: float = 2.0,
+) -> None:
+    """Serve ``app`` until cancelled; report the bound port through ``task_status``."""
+    sock = bind(host, port)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level=log_level,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(graceful) or 1,
+        ws="websockets-sansio",
+    )
+    server = _QuietServer(config)
+    logging.getLogger("uvicorn.error").setLevel(log_level.upper())
+    done = anyio.Event()
+
+    async def run() -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        while not server.started and not done.is_set():  # noqa: ASYNC110 (uvicorn has no started event)
+            await anyio.sleep(0.005)
+        task_status.started(int(sock.getsockname()[1]))
+        try:
+            await done.wait()
+        finally:
+            server.should_exit = True
+            with anyio.CancelScope(shield=True), anyio.move_on_after(graceful + 3):
+                await done.wait()
+            if not done.is_set():
+                server.force_exit = True

@@ -1,0 +1,1 @@
+"""Publishing: pure encoding, the Kafka publisher, the outage spool and an in-memory emit."""

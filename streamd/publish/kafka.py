@@ -1,0 +1,191 @@
+"""The aiokafka side of publishing: client settings, start-up, topic creation, sending.
+
+Rules:
+
+1. Every Kafka client streamd makes (producer, admin, the sink's and wallboard's consumers) takes
+   its connection settings from :func:`client_kwargs`, so SASL/TLS is configured in one place.
+2. Idempotence is automatic: on for real Kafka, off for the embedded broker (no InitProducerId).
+3. Start-up retries the connection until ``startup_timeout`` and then fails with one clear line.
+4. Topics are created on first use with the configured partitions/replication; the canonical
+   latest-state topics get ``cleanup.policy=compact``. A broker that refuses topic creation is
+   left to auto-create, with one logged notice.
+5. aiokafka exceptions do not leave this module: they become :class:`PublishError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+)
+
+from streamd.config_core import KafkaConfig
+from streamd.errors import FatalError, PublishError
+from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, QUEUE_METRICS_TOPIC
+from streamd.publish.encoding import Record
+
+log = logging.getLogger("streamd.kafka")
+
+COMPACTED = (AGENT_STATE_TOPIC, QUEUE_METRICS_TOPIC)
+
+
+def client_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
+    """Connection settings shared by every aiokafka client."""
+    sec = cfg.security
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "client_id": cfg.client_id,
+        "security_protocol": sec.protocol,
+    }
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+        if sec.cert_file:
+            context.load_cert_chain(str(sec.cert_file), str(sec.key_file) if sec.key_file else None)
+        context.check_hostname = sec.check_hostname
+        kwargs["ssl_context"] = context
+    if sec.protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = sec.sasl_mechanism
+        kwargs["sasl_plain_username"] = sec.username
+        kwargs["sasl_plain_password"] = sec.password.get_secret_value() if sec.password else None
+    return kwargs
+
+
+def producer_kwargs(cfg: KafkaConfig, bootstrap: str, *, embedded: bool) -> dict[str, Any]:
+    """Producer settings: acks, compression, batching, idempotence."""
+    idempotent = (not embedded) if cfg.idempotence == "auto" else bool(cfg.idempotence)
+    acks: Any = {"all": "all", "1": 1, "0": 0}.get(str(cfg.acks), cfg.acks)
+    if acks == -1:
+        acks = "all"
+    return {
+        **client_kwargs(cfg, bootstrap),
+        "acks": acks,
+        "compression_type": None if cfg.compression == "none" else cfg.compression,
+        "linger_ms": int(cfg.linger * 1000),
+        "max_batch_size": cfg.batch_size,
+        "max_request_size": cfg.max_request_size,
+        "request_timeout_ms": int(cfg.delivery_timeout * 1000),
+        "enable_idempotence": idempotent,
+    }
+
+
+class KafkaPublisher:
+    """Owns the producer; ``send`` returns one delivery future per record."""
+
+    def __init__(self, cfg: KafkaConfig, bootstrap: str, *, embedded: bool) -> None:
+        self.cfg = cfg
+        self.bootstrap = bootstrap
+        self.embedded = embedded
+        self._producer: AIOKafkaProducer | None = None
+        self._known_topics: set[str] = set()
+        self._create_refused = False
+
+    async def start(self) -> None:
+        """Connect, retrying until ``startup_timeout``.
+
+        Raises:
+            FatalError: Kafka stayed unreachable (one clear line).
+        """
+        deadline = anyio.current_time() + self.cfg.startup_timeout
+        delay = 0.2
+        last = ""
+        while True:
+            producer = AIOKafkaProducer(**producer_kwargs(self.cfg, self.bootstrap, embedded=self.embedded))
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                last = f"{type(exc).__name__}: {exc}"
+                if anyio.current_time() + delay > deadline:
+                    raise FatalError(
+                        f"Kafka at {self.bootstrap} unreachable for {self.cfg.startup_timeout:g}s: {last}"
+                    ) from None
+                log.debug("kafka not reachable yet (%s); retrying in %.1fs", last, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            return
+
+    async def stop(self) -> None:
+        """Flush and close the producer (callers shield this within the grace period)."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def flush(self) -> None:
+        """Send everything buffered now."""
+        if self._producer is not None:
+            await self._producer.flush()
+
+    async def ensure_topics(self, topics: Iterable[str]) -> None:
+        """Create topics not seen before (compacted for the latest-state topics)."""
+        new = [t for t in topics if t not in self._known_topics]
+        if not new:
+            return
+        self._known_topics.update(new)
+        if not self.cfg.topics.create or self._create_refused:
+            return
+        prefix = self.cfg.topic_prefix
+        admin = AIOKafkaAdminClient(**client_kwargs(self.cfg, self.bootstrap))
+        try:
+            await admin.start()
+            replication = self.cfg.topics.replication_factor or min(3, self._broker_count())
+            specs = [
+                NewTopic(
+                    name=t,
+                    num_partitions=self.cfg.topics.partitions,
+                    replication_factor=replication,
+                    topic_configs={"cleanup.policy": "compact"}
+                    if t.removeprefix(prefix) in COMPACTED
+                    else {},
+                )
+                for t in new
+            ]
+            await admin.create_topics(specs)
+        except TopicAlreadyExistsError:
+            pass
+        except (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError) as exc:
+            self._known_topics.difference_update(new)  # try again once Kafka is back
+            raise PublishError(f"cannot create topics: {type(exc).__name__}: {exc}") from exc
+        except KafkaError as exc:
+            self._create_refused = True
+            log.info("topic creation refused (%s); relying on the broker's auto-creation", exc)
+        finally:
+            await admin.close()
+
+    def _broker_count(self) -> int:
+        if self._producer is None:
+            return 1
+        return max(1, len(self._producer.client.cluster.brokers()))
+
+    def default_topics(self) -> list[str]:
+        """Topics every deployment has."""
+        return [self.cfg.topic_prefix + t for t in (*COMPACTED, DEADLETTER_TOPIC)]
+
+    async def send(self, record: Record) -> asyncio.Future[Any]:
+        """Queue one record; the returned future resolves on acknowledgement.
+
+        Raises:
+            PublishError: the producer could not even queue it (broker down past the timeout).
+        """
+        if self._producer is None:
+            raise PublishError("the Kafka producer is not running")
+        try:
+            future: asyncio.Future[Any] = await self._producer.send(
+                record.topic, record.value, key=record.key, headers=record.headers
+            )
+        except KafkaError as exc:
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        return future

@@ -1,0 +1,118 @@
+"""The SQLite outage spool, and the cursor store that shares its database.
+
+Rules:
+
+1. Records that Kafka did not acknowledge are appended in arrival order and drained in that
+   order; a row is deleted only after Kafka acknowledged it (at-least-once).
+2. While anything is spooled, new records are spooled behind it, so per-key order is kept.
+3. The spool is bounded by ``max_bytes``; past it, :meth:`Spool.append` raises
+   :class:`PublishError` (the loss is counted and logged; never silent).
+4. SQLite calls are short and local; WAL mode keeps them from blocking readers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from streamd.errors import PublishError
+from streamd.publish.encoding import Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+  source TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (source, name)
+);
+"""
+
+
+class Spool:
+    """Outage spool + cursor store in one SQLite file (``:memory:`` for tests)."""
+
+    def __init__(self, path: Path | str, max_bytes: int = 1 << 30) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self.max_bytes = max_bytes
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) FROM spool"
+        ).fetchone()
+        self.count: int = row[0]
+        self.bytes: int = row[1]
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # -- spool --------------------------------------------------------------------------------
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Durably append records (fsync'd by SQLite before returning).
+
+        Raises:
+            PublishError: the spool is full.
+        """
+        size = sum(len(r.value) + len(r.key) for r in records)
+        if self.bytes + size > self.max_bytes:
+            raise PublishError(f"outage spool full ({self.bytes} of {self.max_bytes} bytes)")
+        rows = [
+            (r.topic, r.key, r.value, orjson.dumps([[k, v.decode()] for k, v in r.headers])) for r in records
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        self.count += len(records)
+        self.bytes += size
+
+    def peek(self, limit: int) -> list[tuple[int, Record]]:
+        """The oldest ``limit`` spooled records with their sequence numbers."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, topic, key, value, headers FROM spool ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [
+            (
+                seq,
+                Record(topic, bytes(key), bytes(value), [(k, v.encode()) for k, v in orjson.loads(headers)]),
+            )
+            for seq, topic, key, value, headers in rows
+        ]
+
+    def delete_through(self, seq: int, records: Sequence[Record]) -> None:
+        """Forget everything up to and including ``seq`` (after Kafka acknowledged it)."""
+        with self._lock:
+            self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+        self.count = max(0, self.count - len(records))
+        self.bytes = max(0, self.bytes - sum(len(r.value) + len(r.key) for r in records))
+
+    # -- cursors (the CursorStore protocol) ----------------------------------------------------
+
+    def load(self, source: str, name: str) -> str | None:
+        """The saved cursor for ``source``/``name``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM cursors WHERE source=? AND name=?", (source, name)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def save(self, source: str, name: str, value: str) -> None:
+        """Persist a cursor."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cursors (source, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(source, name) DO UPDATE SET value=excluded.value",
+                (source, name, value),
+            )

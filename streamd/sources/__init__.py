@@ -1,0 +1,1 @@
+"""Sources: one coroutine per configured vendor connection (see :mod:`streamd.sources.base`)."""

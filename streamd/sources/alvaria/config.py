@@ -1,0 +1,150 @@
+"""Configuration of an Alvaria Cloud real-time reporting source (``kind: alvaria``).
+
+Rules:
+
+1. ``base_url`` is the organisation root, ending in ``/organizations/{orgId}``; every query path is
+   appended to it (the seed's "Base URLs" list is empty, so nothing is derived from the org id).
+2. A query needs its scope: teamActivity/userActivity need ``team_ids``, channelActivity needs
+   ``work_type_ids``, listActivity needs ``contact_lists``; presence runs org-wide unless
+   ``presence_work_type_ids`` narrows it. A query without its scope is a config error.
+3. When ``queries`` is omitted, the queries whose scopes are configured run, plus presence.
+4. Importing this module never imports the runtime (``build`` does that lazily).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.events import State
+
+if TYPE_CHECKING:
+    from streamd.sources.base import Source, SourceDeps
+
+QueryName = Literal["listActivity", "teamActivity", "userActivity", "channelActivity", "presence"]
+
+ALL_QUERIES: tuple[QueryName, ...] = (
+    "listActivity",
+    "teamActivity",
+    "userActivity",
+    "channelActivity",
+    "presence",
+)
+
+
+class AlvariaSourceConfig(StrictModel):
+    """One Alvaria Cloud organisation polled through the Real-Time Data Query API."""
+
+    kind: Literal["alvaria"] = Field(description="Selects the Alvaria Cloud reporting source.")
+    name: SourceName
+    base_url: str = Field(
+        description="Organisation root, e.g. https://acme.via.aspect-cloud.net/via/v2/organizations/acme.",
+    )
+    token_url: str = Field(
+        description="OAuth2 token endpoint, e.g. https://myaspect.{region}.id.aspect-cloud.net"
+        "/tokenservice/oauth2/access_token.",
+    )
+    client_id: str = Field(description="OAuth2 client id (client-credentials grant).")
+    client_secret: SecretStr = Field(description="OAuth2 client secret.")
+    api_key: SecretStr = Field(description="Value of the x-api-key header Alvaria requires on every call.")
+    scope: str = Field(
+        "reportingapi", description="OAuth2 scope requested; the reporting API needs reportingapi."
+    )
+    client_auth: Literal["basic", "body", "both"] = Field(
+        "basic",
+        description="How client id/secret reach the token endpoint: HTTP Basic, form fields, or both.",
+    )
+    queries: list[QueryName] | None = Field(
+        None,
+        description="Queries to poll. Default: those whose scopes are configured, plus presence.",
+    )
+    interval: Duration = Field(5.0, description="Poll interval of every query.")
+    intervals: dict[QueryName, Duration] = Field(
+        default_factory=dict, description="Per-query poll interval overrides, e.g. {listActivity: 30s}."
+    )
+    refresh_every: Duration = Field(
+        300.0, description="A full snapshot (snapshot=true) of every query is published this often."
+    )
+    timeout: Duration | None = Field(
+        None,
+        description="Deadline of one poll cycle of one query (all its scopes); default 0.8 x its interval.",
+    )
+    team_ids: list[str] = Field(
+        default_factory=list, description="teamId scopes for teamActivity/userActivity."
+    )
+    work_type_ids: list[str] = Field(
+        default_factory=list, description="workTypeId scopes for channelActivity."
+    )
+    contact_lists: list[str] = Field(default_factory=list, description="contactList names for listActivity.")
+    presence_work_type_ids: list[str] = Field(
+        default_factory=list,
+        description="Narrow presence to these workTypeIds (one request each); empty = all logged-on users.",
+    )
+    tz_offset: str | None = Field(
+        None, description="tzOffset for userActivity's *Local fields ('Z', '+01:00', '-0530', ...)."
+    )
+    empty_polls_before_removal: int = Field(
+        3,
+        ge=1,
+        description="Consecutive empty answers needed before a scope's rows are published as removed "
+        "(an empty answer can mean a permission problem, not an empty team).",
+    )
+    token_refresh_margin: Duration = Field(30.0, description="Refresh the token this long before it expires.")
+    canonical: bool = Field(True, description="Also publish canonical agent-state / queue-metrics events.")
+    state_map: dict[str, State] = Field(
+        default_factory=dict,
+        description="Overrides of the stateId -> canonical state table (keys compared case-insensitively).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _org_root(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if "/organizations/" not in value:
+            raise ValueError("base_url must end in /organizations/{orgId}")
+        return value
+
+    @model_validator(mode="after")
+    def _scopes_present(self) -> AlvariaSourceConfig:
+        needs = {
+            "teamActivity": ("team_ids", self.team_ids),
+            "userActivity": ("team_ids", self.team_ids),
+            "channelActivity": ("work_type_ids", self.work_type_ids),
+            "listActivity": ("contact_lists", self.contact_lists),
+        }
+        for query in self.queries or ():
+            if query in needs and not needs[query][1]:
+                raise ValueError(f"query {query} needs at least one entry in {needs[query][0]}")
+        if self.queries is not None and len(set(self.queries)) != len(self.queries):
+            raise ValueError("queries lists a query twice")
+        return self
+
+    def enabled_queries(self) -> tuple[QueryName, ...]:
+        """The queries this source polls, in a stable order."""
+        if self.queries is not None:
+            return tuple(q for q in ALL_QUERIES if q in self.queries)
+        derived: list[QueryName] = []
+        if self.contact_lists:
+            derived.append("listActivity")
+        if self.team_ids:
+            derived += ["teamActivity", "userActivity"]
+        if self.work_type_ids:
+            derived.append("channelActivity")
+        derived.append("presence")
+        return tuple(derived)
+
+    def interval_of(self, query: QueryName) -> float:
+        """The poll interval of ``query`` (its override, else ``interval``)."""
+        return self.intervals.get(query, self.interval)
+
+    def timeout_of(self, query: QueryName) -> float:
+        """The deadline of one poll cycle of ``query``."""
+        return self.timeout if self.timeout is not None else 0.8 * self.interval_of(query)
+
+    def build(self, deps: SourceDeps) -> Source:
+        """Construct the runtime source (imported lazily)."""
+        from streamd.sources.alvaria.source import AlvariaSource
+
+        return AlvariaSource(self, deps)

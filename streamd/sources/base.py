@@ -1,0 +1,82 @@
+"""The source interface.
+
+Rules (DESIGN §2, STYLE 2):
+
+1. A source is one coroutine, ``async def run(self, emit, *, task_status)``, that runs until
+   cancelled. Cancellation *is* stop; there is no start/stop API.
+2. It signals readiness (subscribed, connected, first poll done) with ``task_status.started()``,
+   which :func:`streamd.retry.run_forever` does on the first ``connected()`` call.
+3. It pushes events with ``await emit(events)`` (returns once every event is acknowledged by
+   Kafka or safely spooled: pollers move their cursor only after it) or
+   ``await emit.push(events)`` (returns once queued; for push sources that cannot replay anyway).
+4. It contains no retry loop: one *session* function, wrapped by ``run_forever``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from anyio.abc import TaskStatus
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from streamd.config_core import KafkaConfig
+    from streamd.events import Event
+    from streamd.telemetry import Component
+
+
+class Emit(Protocol):
+    """How a source hands events to the pipeline."""
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        """Publish and wait until every event is acknowledged by Kafka or spooled durably."""
+
+    async def push(self, events: Sequence[Event]) -> None:
+        """Queue for publishing; blocks while the bounded queue is full (backpressure)."""
+
+
+class CursorStore(Protocol):
+    """Durable small key/value state for poll cursors (kept in the spool database)."""
+
+    def load(self, source: str, name: str) -> str | None:
+        """The saved cursor, or None when there is none yet."""
+
+    def save(self, source: str, name: str, value: str) -> None:
+        """Persist a cursor (call only after the events before it were acknowledged)."""
+
+
+WebhookHandler = Callable[["Request"], Awaitable["Response"]]
+
+
+class WebhookRegistry(Protocol):
+    """Routes ``POST /webhooks/{vendor}/{source}`` on the shared HTTP port to a source."""
+
+    def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
+        """Install ``handler`` for that vendor and source name."""
+
+    def unregister(self, vendor: str, source: str) -> None:
+        """Remove the handler (the route then answers 404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDeps:
+    """What the application hands to ``SourceConfig.build``."""
+
+    component: Component
+    cursors: CursorStore
+    webhooks: WebhookRegistry
+    kafka: KafkaConfig
+    topic_prefix: str
+
+
+class Source(Protocol):
+    """A runtime source (built from its config by ``build(deps)``)."""
+
+    name: str
+
+    async def run(self, emit: Emit, *, task_status: TaskStatus[None]) -> None:
+        """Run until cancelled; call ``task_status.started()`` once ready."""

@@ -1,0 +1,264 @@
+"""Configuration of the O2G source (``kind: o2g``).
+
+Rules:
+
+1. Everything is validated before the daemon starts: package names and event names against the
+   seed's package list (004 L2083-2099), the ``"*"`` wildcard only for an administrator session
+   (004 L2107), ``ids`` never sent for ``system`` / ``pbxManagement`` (004 L2101), the
+   subscription timeout ``0`` or 2..60 minutes (004 L2395), webhook settings only with
+   ``delivery: webhook``.
+2. ``url`` is the server root: streamd discovers ``{url}/api/rest``; a url already ending in
+   ``/api/rest`` is used as is. ``secondary_url`` is the other member of an HA pair.
+3. :meth:`O2GSourceConfig.build` imports the runtime lazily, so loading a config never imports
+   httpx/starlette code paths it does not need.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from streamd.config_types import Duration, SourceName, StrictModel
+
+if TYPE_CHECKING:
+    from streamd.sources.base import Source, SourceDeps
+
+# The seed's package list (004 L2083-2099); OnServerStart (004 L8949) is delivered on system.
+PACKAGE_EVENTS: dict[str, tuple[str, ...]] = {
+    "telephony": (
+        "OnCallCreated",
+        "OnCallModified",
+        "OnCallRemoved",
+        "OnUserStateModified",
+        "OnDeviceStateModified",
+        "OnTelephonyState",
+        "OnDynamicStateChanged",
+    ),
+    "eventSummary": ("OnEventSummaryUpdated",),
+    "unifiedComLog": (
+        "OnComRecordCreated",
+        "OnComRecordModified",
+        "OnComRecordsDeleted",
+        "OnComRecordsAck",
+        "OnComRecordsUnAck",
+    ),
+    "user": ("OnUserInfoChanged",),
+    "userManagement": ("OnUserCreated", "OnUserDeleted", "OnUserInfoChanged"),
+    "routingManagement": ("OnRoutingStateChanged",),
+    "agent": (
+        "OnAgentStateChanged",
+        "OnSupervisorHelpRequested",
+        "OnSupervisorHelpCancelled",
+        "OnAgentSkillChanged",
+    ),
+    "rsi": (
+        "OnRouteRequest",
+        "OnRouteEnd",
+        "OnToneGeneratedStart",
+        "OnToneGeneratedStop",
+        "OnDigitCollected",
+    ),
+    "pilot": ("OnPilotCallCreated", "OnPilotCallQueued", "OnPilotCallRemoved"),
+    "system": ("OnLicenseExpiration", "OnPbxLoaded", "OnCtiLinkDown", "OnCtiLinkUp"),
+    "pbxManagement": (
+        "OnPbxObjectInstanceCreated",
+        "OnPbxObjectInstanceModified",
+        "OnPbxObjectInstanceDeleted",
+    ),
+    "rti": (
+        "OnAgentRtiChanged",
+        "OnPilotRtiChanged",
+        "OnPGAgentRtiChanged",
+        "OnQueueRtiChanged",
+        "OnPGOtherRtiChanged",
+    ),
+    "acdstats": ("OnAcdStatsProgress",),
+}
+
+Package = Literal[
+    "telephony",
+    "eventSummary",
+    "unifiedComLog",
+    "user",
+    "userManagement",
+    "routingManagement",
+    "agent",
+    "rsi",
+    "pilot",
+    "system",
+    "pbxManagement",
+    "rti",
+    "acdstats",
+]
+
+# Packages whose selector MUST NOT carry ids (004 L2101).
+NO_IDS_PACKAGES = frozenset({"system", "pbxManagement"})
+# Packages only an administrator session may subscribe to (004 L8749, L10659, L14343, L14639, L15671).
+ADMIN_PACKAGES = frozenset({"system", "pbxManagement", "pilot", "rti", "acdstats", "userManagement"})
+
+
+def selectors_for(config: O2GSourceConfig) -> list[dict[str, list[str]]]:
+    """The subscription selectors: one per package (004 L2100), ``ids`` absent where required.
+
+    Args:
+        config: the validated source config.
+
+    Returns:
+        The ``filter.selectors`` list of the ``SubscriptionRequest``.
+    """
+    selectors: list[dict[str, list[str]]] = []
+    for package in config.packages:
+        names = list(config.names.get(package, ())) or [package]
+        selector: dict[str, list[str]] = {"names": names}
+        if package not in NO_IDS_PACKAGES:
+            selector["ids"] = list(config.package_ids.get(package, config.ids))
+        selectors.append(selector)
+    return selectors
+
+
+class O2GSourceConfig(StrictModel):
+    """An ALE OmniPCX Open Gateway: events over the HTTP chunk channel or as webhooks."""
+
+    kind: Literal["o2g"] = "o2g"
+    name: SourceName
+    url: str = Field(
+        pattern=r"^https?://",
+        description="Server root (streamd discovers {url}/api/rest); a url ending in /api/rest is used as is.",
+    )
+    secondary_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Root of the other server of an HA pair; streamd fails over to it and back.",
+    )
+    username: str = Field(
+        min_length=1, description="O2G login (an administrator for '*' and admin packages)."
+    )
+    password: SecretStr = Field(description="O2G password.")
+    admin: bool = Field(default=True, description="The login is an O2G administrator.")
+    packages: list[Package] = Field(
+        default_factory=lambda: ["telephony", "agent"],
+        min_length=1,
+        description="Event packages to subscribe to (004 L2083-2099).",
+    )
+    ids: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Selector ids (logins, pilot/RSI/ACD numbers); '*' = all users (admin only).",
+    )
+    package_ids: dict[Package, list[str]] = Field(
+        default_factory=dict,
+        description="Per-package ids overriding `ids` (e.g. pilot: ['60141'], rsi: ['65000']).",
+    )
+    names: dict[Package, list[str]] = Field(
+        default_factory=dict,
+        description="Per-package event names to subscribe to instead of the whole package.",
+    )
+    delivery: Literal["chunk", "webhook"] = Field(
+        default="chunk", description="chunk: streamd reads the HTTP chunk channel; webhook: O2G POSTs events."
+    )
+    network: Literal["private", "public"] = Field(
+        default="private",
+        description="Follow the private (intranet) or public (reverse proxy) URLs O2G returns at each hop.",
+    )
+    idle_timeout: Duration = Field(
+        default=90.0, gt=0, description="No byte on the chunk channel for this long -> reconnect."
+    )
+    channel_open_timeout: Duration = Field(
+        default=30.0, gt=0, description="Deadline to open the chunk channel after subscribing (O2G: 60 s)."
+    )
+    subscription_timeout: int = Field(
+        default=0,
+        description="Subscription timeout in minutes: 0 = none (keepalive events), or 2..60 (004 L2395).",
+    )
+    keepalive_interval: Duration | None = Field(
+        default=None, gt=0, description="Session keepalive period; default a third of the session TTL."
+    )
+    session_ttl: int | None = Field(
+        default=None, gt=0, description="Requested session time-to-live in seconds (O2G >= 2.7.4)."
+    )
+    request_timeout: Duration = Field(default=10.0, gt=0, description="Timeout of each REST request.")
+    verify_tls: bool = Field(default=True, description="Verify the O2G server certificate.")
+    ca_file: str | None = Field(default=None, description="CA bundle to verify the O2G certificate with.")
+    application_name: str = Field(
+        default="streamd", min_length=1, description="SessionRequest.applicationName (logging/statistics)."
+    )
+    max_event_size: int = Field(
+        default=1 << 20, ge=1024, description="Largest accepted event in bytes; larger -> reconnect."
+    )
+    snapshot: bool = Field(
+        default=True,
+        description="After every (re)subscribe publish agent and pilot state with snapshot=true.",
+    )
+    snapshot_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Parallel REST reads for a snapshot."
+    )
+    webhook_public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="URL O2G POSTs events to: streamd's /webhooks/o2g/{name} as reachable from O2G.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret: added to the webhook URL as ?secret=... and required on every POST.",
+    )
+    webhook_deadline: Duration = Field(
+        default=5.0, gt=0, description="A webhook POST answers 503 if its events are not durable by then."
+    )
+
+    @field_validator("subscription_timeout")
+    @classmethod
+    def _timeout_range(cls, value: int) -> int:
+        if value != 0 and not 2 <= value <= 60:
+            raise ValueError("subscription_timeout is 0 (no timeout) or 2..60 minutes")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> O2GSourceConfig:
+        problems: list[str] = []
+        if len(set(self.packages)) != len(self.packages):
+            problems.append("packages: a package is listed twice")
+        for package, events in self.names.items():
+            unknown = sorted(set(events) - set(PACKAGE_EVENTS[package]))
+            if unknown or not events:
+                problems.append(f"names.{package}: not events of {package}: {unknown or '[]'}")
+            if package not in self.packages:
+                problems.append(f"names.{package}: the package is not in packages")
+        if not self.admin:
+            admin_only = sorted(set(self.packages) & ADMIN_PACKAGES)
+            if admin_only:
+                problems.append(f"packages {admin_only} need an administrator session (admin: true)")
+            all_ids = [self.ids, *self.package_ids.values()]
+            if any("*" in ids for ids in all_ids):
+                problems.append("ids: '*' (all users) needs an administrator session (admin: true)")
+        if self.delivery == "webhook" and not self.webhook_public_url:
+            problems.append("webhook_public_url is required with delivery: webhook")
+        if self.delivery == "chunk" and (self.webhook_public_url or self.webhook_secret):
+            problems.append("webhook_public_url/webhook_secret apply only to delivery: webhook")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def api_root(self) -> str:
+        """The discovery URL ``{url}/api/rest`` of the primary server."""
+        return api_root(self.url)
+
+    def build(self, deps: SourceDeps) -> Source:
+        """Construct the runtime source.
+
+        Args:
+            deps: what the application hands to every source.
+
+        Returns:
+            The :class:`~streamd.sources.o2g.source.O2GSource` for this config.
+        """
+        from streamd.sources.o2g.source import O2GSource
+
+        return O2GSource(self, deps)
+
+
+def api_root(url: str) -> str:
+    """``{url}/api/rest`` for a server root; a url already ending in ``/api/rest`` as is."""
+    base = url.rstrip("/")
+    return base if base.endswith("/api/rest") else f"{base}/api/rest"

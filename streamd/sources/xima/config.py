@@ -1,0 +1,162 @@
+"""Configuration of a Xima / Avaya Call Reporting source (``kind: xima``).
+
+Rules:
+
+1. Field names follow DESIGN §4's sketch (``url``, ``api_key``, ``mode``, ``interval``, ``metrics``,
+   ``historic: [{key, every}]``); everything else is added, never renamed.
+2. ``url`` is the server root (``https://cr.example`` or ``http://10.0.0.5:9080``); REST paths are
+   appended (``/rest/api/v1/...``). The websocket URL derives from it (``http``→``ws``,
+   ``https``→``wss``) unless ``websocket_url`` is given.
+3. ``build`` imports the runtime lazily, so validating a config never imports httpx or websockets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.events import State
+
+if TYPE_CHECKING:
+    from streamd.sources.base import Source, SourceDeps
+
+
+class XimaHistoricReport(StrictModel):
+    """One API-enabled historic report exported period by period."""
+
+    key: str = Field(
+        description="The report's historicDataKey (the 'Report UUID', e.g. LT39K5C5).", min_length=1
+    )
+    every: Duration = Field(
+        default=900.0,
+        description="Period length; one report run per period. Must divide 24h (periods align to midnight).",
+    )
+    lag: Duration = Field(
+        default=60.0, description="Wait this long after a period ends before exporting it (late data)."
+    )
+    start: datetime | None = Field(
+        default=None,
+        description="First period to export when no cursor is stored yet; default: the last complete period.",
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA zone the periods align to and the timeframe is written in."
+    )
+    timeframe_parameter: str = Field(
+        default="Report Timeframe", description="Name of the report's REPORT_TIMEFRAME parameter."
+    )
+    parameters: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Further report parameters, verbatim from 'Show Request Details' (e.g. Rows (Agent)).",
+    )
+    timeout: Duration = Field(default=60.0, description="Timeout of one report run.")
+
+    @field_validator("every")
+    @classmethod
+    def _divides_day(cls, v: float) -> float:
+        if v <= 0 or v > 86400 or 86400 % v:
+            raise ValueError("every must divide 24h (e.g. 15m, 1h, 1d)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+
+class XimaSourceConfig(StrictModel):
+    """A Xima / Avaya Call Reporting server: realtime metric values and historic report export."""
+
+    kind: Literal["xima"]
+    name: SourceName
+    url: str = Field(description="Server root, e.g. https://abc-medical.xima.cloud or http://10.0.0.5:9080.")
+    api_key: SecretStr = Field(description="The Service User's authentication key (sent as Bearer).")
+    mode: Literal["poll", "websocket"] = Field(
+        default="poll", description="Realtime values by polling the REST API or by websocket subscription."
+    )
+    interval: Duration = Field(default=5.0, description="Realtime poll interval.")
+    metrics: Literal["all"] | list[str] = Field(
+        default="all",
+        description="'all' = every API-enabled metric (GET /realtime/metrics), or metric ids; [] = none.",
+    )
+    metrics_refresh: Duration = Field(
+        default=300.0, description="How often the metric list (names, categories, 'all') is re-read."
+    )
+    refresh_every: Duration = Field(
+        default=300.0,
+        description="Full snapshot of every current value this often (changes only in between).",
+    )
+    initializing_retry: Duration = Field(
+        default=1.0, description="Re-poll this soon while any requested value is still initializing."
+    )
+    max_ids_per_request: int = Field(
+        default=50, ge=1, description="Metric ids per values request (comma-separated 'id')."
+    )
+    websocket_fallback: bool = Field(
+        default=True,
+        description="In websocket mode, poll instead when the websocket endpoint is unavailable.",
+    )
+    websocket_url: str | None = Field(
+        default=None, description="Websocket root when it differs from url (default: url with ws/wss scheme)."
+    )
+    ping_interval: Duration = Field(default=20.0, description="Websocket ping interval (liveness).")
+    ping_timeout: Duration = Field(default=20.0, description="Close the websocket when a pong is this late.")
+    agent_mapping: bool = Field(
+        default=True, description="Enrich agent category values from GET /agents/mapping."
+    )
+    mapping_refresh: Duration = Field(default=900.0, description="How often the agent mapping is re-read.")
+    canonical: bool = Field(
+        default=True, description="Also emit canonical QueueMetric (GROUP metrics) and AgentState events."
+    )
+    agent_state_metrics: list[str] = Field(
+        default_factory=list,
+        description="AGENT-category STRING metric ids whose value is the agent's state (→ AgentState).",
+    )
+    agent_state_map: dict[str, State] = Field(
+        default_factory=dict, description="Extra vendor state string → canonical state entries."
+    )
+    timeout: Duration = Field(
+        default=4.0, description="Timeout of one realtime poll cycle (keep it below interval)."
+    )
+    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    historic: list[XimaHistoricReport] = Field(
+        default_factory=list, description="Historic reports to export on a schedule."
+    )
+
+    @field_validator("url", "websocket_url")
+    @classmethod
+    def _http_root(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must start with http://, https://, ws:// or wss://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique_reports(self) -> XimaSourceConfig:
+        keys = [h.key for h in self.historic]
+        if len(keys) != len(set(keys)):
+            raise ValueError("historic report keys must be unique")
+        return self
+
+    def ws_root(self) -> str:
+        """The websocket root URL (``ws://host:port`` or ``wss://host``)."""
+        root = self.websocket_url or self.url
+        if root.startswith("https://"):
+            return "wss://" + root.removeprefix("https://")
+        if root.startswith("http://"):
+            return "ws://" + root.removeprefix("http://")
+        return root
+
+    def build(self, deps: SourceDeps) -> Source:
+        """Construct the runtime :class:`~streamd.sources.xima.source.XimaSource`."""
+        from streamd.sources.xima.source import XimaSource
+
+        return XimaSource(self, deps)

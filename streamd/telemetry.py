@@ -1,0 +1,153 @@
+"""Telemetry as a spec: each internal event emits one log line (on transitions) and one metric.
+
+Rules (STYLE 13):
+
+1. Metric names are ``streamd_<what>_<unit>``; labels are bounded (``source``, ``topic``,
+   ``stage``, ``error_type``, ``component``), never a URL, an agent name or a message.
+2. Reconnect cycles log once at WARNING on the first failure and once at INFO on recovery;
+   retries in between go to DEBUG.
+3. Health reuses the same state: :class:`Component` objects feed ``/readyz`` and the
+   ``streamd_component_state`` gauge.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("streamd")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_RECEIVED = Counter(
+    "streamd_events_received",
+    "Events handed to the pipeline by a source.",
+    ["source", "topic"],
+    registry=REGISTRY,
+)
+EVENTS_PUBLISHED = Counter(
+    "streamd_events_published",
+    "Events acknowledged by Kafka.",
+    ["source", "topic"],
+    registry=REGISTRY,
+)
+EVENTS_FAILED = Counter(
+    "streamd_events_failed",
+    "Events Kafka did not acknowledge (then spooled or lost).",
+    ["source", "topic"],
+    registry=REGISTRY,
+)
+EVENTS_DEADLETTERED = Counter(
+    "streamd_events_deadlettered",
+    "Inputs that could not be parsed or normalized, sent to the dead-letter topic.",
+    ["source", "stage", "error_type"],
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "streamd_errors",
+    "Errors by source, stage and error type (every drop is counted here).",
+    ["source", "stage", "error_type"],
+    registry=REGISTRY,
+)
+EVENTS_SPOOLED = Counter(
+    "streamd_events_spooled",
+    "Events written to the outage spool while Kafka was unavailable.",
+    ["topic"],
+    registry=REGISTRY,
+)
+SPOOL_DEPTH = Gauge("streamd_spool_events", "Events waiting in the outage spool.", registry=REGISTRY)
+QUEUE_DEPTH = Gauge(
+    "streamd_queue_depth_events",
+    "Batches waiting between the sources and the publisher.",
+    registry=REGISTRY,
+)
+PUBLISH_LATENCY = Histogram(
+    "streamd_publish_latency_seconds",
+    "Time from an event entering the pipeline to its Kafka acknowledgement.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+COMPONENT_STATE = Gauge(
+    "streamd_component_state",
+    "1 for the state each component is in (starting, running, retrying, failed, draining).",
+    ["component", "state"],
+    registry=REGISTRY,
+)
+
+
+class ComponentState(enum.StrEnum):
+    """Lifecycle state of a source, sink or the publisher."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    DRAINING = "draining"
+
+
+@dataclass(slots=True)
+class Component:
+    """One component's health; changing state logs a line and updates the gauge."""
+
+    name: str
+    kind: str = "source"
+    state: ComponentState = ComponentState.STARTING
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        self._export()
+
+    def set(self, state: ComponentState, detail: str = "") -> None:
+        """Move to ``state``; logs only when the state actually changes."""
+        if state is self.state and detail == self.detail:
+            return
+        previous, self.state, self.detail = self.state, state, detail
+        self._export()
+        level = logging.WARNING if state in (ComponentState.RETRYING, ComponentState.FAILED) else logging.INFO
+        log.log(
+            level,
+            "%s %s: %s -> %s%s",
+            self.kind,
+            self.name,
+            previous.value,
+            state.value,
+            f" ({detail})" if detail else "",
+            extra={"component": self.name, "state": state.value},
+        )
+
+    def _export(self) -> None:
+        for s in ComponentState:
+            COMPONENT_STATE.labels(self.name, s.value).set(1 if s is self.state else 0)
+
+
+@dataclass(slots=True)
+class Health:
+    """All components, for ``/readyz``."""
+
+    components: dict[str, Component] = field(default_factory=dict)
+    draining: bool = False
+
+    def add(self, name: str, kind: str) -> Component:
+        """Register a component and return it."""
+        component = Component(name, kind)
+        self.components[name] = component
+        return component
+
+    def ready(self) -> bool:
+        """True when the publisher is connected and every source is running or retrying."""
+        if self.draining or not self.components:
+            return False
+        ok = {ComponentState.RUNNING, ComponentState.RETRYING}
+        for c in self.components.values():
+            wanted = {ComponentState.RUNNING} if c.kind == "publisher" else ok
+            if c.state not in wanted:
+                return False
+        return True
+
+
+def count_error(source: str, stage: str, error_type: str, n: int = 1) -> None:
+    """Count an error or a drop (never silent)."""
+    ERRORS.labels(source, stage, error_type).inc(n)

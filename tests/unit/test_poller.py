@@ -1,0 +1,151 @@
+"""The generic poller: interval, no pile-up, timeout, ack-then-advance cursor, early re-poll."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+
+from streamd.errors import PublishError, TransientError
+from streamd.events import Event
+from streamd.publish.memory import MemoryEmit
+from streamd.sources.poller import Poller, PollResult
+
+
+class FakeClock:
+    """A clock that only moves when the poller sleeps (or a fetch takes 'time')."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+class DictCursors:
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], str] = {}
+
+    def load(self, source: str, name: str) -> str | None:
+        return self.data.get((source, name))
+
+    def save(self, source: str, name: str, value: str) -> None:
+        self.data[(source, name)] = value
+
+
+@dataclass
+class CountingSpec:
+    clock: FakeClock
+    durations: list[float] = field(default_factory=list)
+    next_in: list[float | None] = field(default_factory=list)
+    seen: list[int] = field(default_factory=list)
+    name: str = "counter"
+
+    def load_cursor(self, saved: str | None) -> int:
+        return int(saved) if saved else 0
+
+    def dump_cursor(self, cursor: int) -> str | None:
+        return str(cursor)
+
+    async def fetch(self, cursor: int) -> PollResult[int]:
+        self.seen.append(cursor)
+        if self.durations:
+            self.clock.now += self.durations.pop(0)
+        event = Event(topic="t", type="x.t.N", source="s", key=f"s:{cursor}", data={"n": cursor})
+        return PollResult([event], cursor + 1, self.next_in.pop(0) if self.next_in else None)
+
+
+def _poller(spec: CountingSpec, clock: FakeClock, **kw: object) -> Poller[int]:
+    return Poller(spec, "s", interval=10, timeout=5, clock=clock, sleep=clock.sleep, rng=lambda: 0.0, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_fixed_rate_and_cursor_persisted_after_emit() -> None:
+    clock = FakeClock()
+    spec = CountingSpec(clock, durations=[2, 3, 0])
+    cursors = DictCursors()
+    emit = MemoryEmit()
+    connected: list[int] = []
+    await _poller(spec, clock, cursors=cursors, cycles=3).session(emit, lambda: connected.append(1))
+    assert spec.seen == [0, 1, 2]
+    assert clock.sleeps == [8, 7]  # the next cycle starts one interval after the previous start
+    assert cursors.data[("s", "counter")] == "3"
+    assert len(emit.events) == 3
+    assert len(connected) == 3
+
+
+@pytest.mark.anyio
+async def test_restart_resumes_from_saved_cursor() -> None:
+    clock = FakeClock()
+    cursors = DictCursors()
+    cursors.save("s", "counter", "41")
+    spec = CountingSpec(clock)
+    await _poller(spec, clock, cursors=cursors, cycles=1).session(MemoryEmit(), lambda: None)
+    assert spec.seen == [41]
+
+
+@pytest.mark.anyio
+async def test_overrun_skips_missed_slots_instead_of_bursting() -> None:
+    clock = FakeClock()
+    spec = CountingSpec(clock, durations=[25, 0])
+    await _poller(spec, clock, cycles=2).session(MemoryEmit(), lambda: None)
+    assert clock.sleeps == [5]  # started at 100, took 25 -> next slot at 130, not 110 and 120
+
+
+@pytest.mark.anyio
+async def test_next_in_polls_early() -> None:
+    clock = FakeClock()
+    spec = CountingSpec(clock, next_in=[0.5, None])
+    await _poller(spec, clock, cycles=3).session(MemoryEmit(), lambda: None)
+    assert clock.sleeps == [0.5, 10]
+
+
+class FailingEmit(MemoryEmit):
+    async def __call__(self, events: Sequence[Event]) -> None:
+        raise PublishError("kafka down and spool full")
+
+
+@pytest.mark.anyio
+async def test_cursor_not_advanced_when_emit_fails() -> None:
+    clock = FakeClock()
+    cursors = DictCursors()
+    cursors.save("s", "counter", "5")
+    with pytest.raises(PublishError):
+        await _poller(CountingSpec(clock), clock, cursors=cursors, cycles=1).session(
+            FailingEmit(), lambda: None
+        )
+    assert cursors.data[("s", "counter")] == "5"
+
+
+@dataclass
+class HangingSpec:
+    name: str = "hang"
+
+    def load_cursor(self, saved: str | None) -> int:
+        return 0
+
+    def dump_cursor(self, cursor: int) -> str | None:
+        return None
+
+    async def fetch(self, cursor: int) -> PollResult[int]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+
+@pytest.mark.anyio
+async def test_request_timeout_is_a_transient_error() -> None:
+    poller: Poller[int] = Poller(HangingSpec(), "s", interval=1, timeout=0.01, rng=lambda: 0.0, cycles=1)
+    with pytest.raises(TransientError, match="no answer within"):
+        await poller.session(MemoryEmit(), lambda: None)
+
+
+def test_timeout_not_below_interval_warns(caplog: pytest.LogCaptureFixture) -> None:
+    Poller(HangingSpec(), "s", interval=5, timeout=5)
+    assert "not below the poll interval" in caplog.text
