@@ -34,16 +34,23 @@ def event_models() -> dict[str, type[Any]]:
 
 
 def events_schema() -> dict[str, Any]:
-    """One JSON Schema document with a definition per event type."""
+    """One JSON Schema document: ``events`` maps each ``ce_type`` to the schema of its Kafka
+    value; all share one ``$defs`` so every ``$ref`` resolves from the document root."""
+    models = event_models()
+    adapters = [(ce_type, "serialization", TypeAdapter(model)) for ce_type, model in models.items()]
+    keyed, top = TypeAdapter.json_schemas(adapters, ref_template="#/$defs/{model}")  # type: ignore[arg-type]
+    events = {ce_type: keyed[(ce_type, "serialization")] for ce_type in models}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "streamd events (Kafka values, by ce_type header)",
-        "oneOf": [{"$ref": f"#/$defs/{ce_type}"} for ce_type in event_models()],
-        "$defs": {
-            ce_type: TypeAdapter(model).json_schema(mode="serialization")
-            for ce_type, model in event_models().items()
-        },
+        "title": "streamd events: the Kafka value of each ce_type",
+        "events": events,
+        "$defs": top.get("$defs", {}),
     }
+
+
+def event_schema(document: dict[str, Any], ce_type: str) -> dict[str, Any]:
+    """A standalone schema for one ``ce_type`` (its schema plus the shared ``$defs``)."""
+    return {**document["events"][ce_type], "$defs": document["$defs"]}
 
 
 def config_schema() -> dict[str, Any]:

@@ -1,0 +1,66 @@
+"""Pipeline overhead: typed events through streamd's pipeline (encode, bounded queue, send,
+acknowledgement tracking, metrics) next to a raw aiokafka producer sending the same records to
+the same embedded broker in the same run.
+
+Usage: python -m bench.pipeline_throughput [N]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import anyio
+
+from bench.raw import raw_produce
+from streamd.config_core import KafkaConfig
+from streamd.embedded import EmbeddedBroker
+from streamd.events import AgentState, Event, State
+from streamd.publish.encoding import encode
+from streamd.publish.kafka import KafkaPublisher
+from streamd.publish.pipeline import Pipeline
+from streamd.publish.spool import Spool
+
+
+def make_events(n: int) -> list[Event]:
+    states = list(State)
+    return [
+        AgentState(
+            vendor="o2g", source="pbx1", agent_id=str(4000 + i % 500), state=states[i % len(states)], vendor_state="X"
+        ).to_event()
+        for i in range(n)
+    ]
+
+
+async def streamd_produce(bootstrap: str, events: list[Event], batch: int = 100) -> float:
+    pub = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap), bootstrap, embedded=True)
+    await pub.start()
+    try:
+        pipeline = Pipeline(pub, Spool(":memory:"), "bench.streamd.")
+        emit = pipeline.emitter("pbx1")
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.run)
+            for i in range(0, len(events), batch):
+                await emit.push(events[i : i + batch])
+            await emit.aclose()
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await pub.stop()
+
+
+async def main(n: int) -> None:
+    events = make_events(n)
+    records = [encode(e, "bench.raw.") for e in events]
+    async with EmbeddedBroker() as bootstrap:
+        await raw_produce(bootstrap, records[:1000])  # warm up: topic creation, connections
+        raw = await raw_produce(bootstrap, records)
+        ours = await streamd_produce(bootstrap, events)
+    print(f"events: {n}")
+    print(f"raw aiokafka producer : {raw:10.0f} events/s")
+    print(f"streamd pipeline      : {ours:10.0f} events/s")
+    print(f"ratio                 : {ours / raw:10.2f}  (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)

@@ -1,0 +1,166 @@
+"""O2G -> canonical events: agent states to ``AgentState``, pilot/queue figures to ``QueueMetric``.
+
+Agent state (source: package ``agent``, ``OnAgentStateChanged.state`` and the
+``GET /acd/agent/state`` snapshot; agent id = the O2G login name, e.g. ``oxe60113``):
+
+=======================================  =========================  ==========================
+``mainState``                            ``subState``               canonical ``State``
+=======================================  =========================  ==========================
+LOG_OFF (seed example: LOGGED_OFF)       any                        logged_out
+UNKNOWN, ERROR, anything else            any                        unknown
+LOG_ON (seed example: LOGGED_ON)         READY (example: IDLE)      available
+LOG_ON                                   BUSY                       busy
+LOG_ON                                   WRAPUP, WRAPUP_IM,         after_call_work
+                                         WRAPUP_EMAIL, WRAPUP_EMAIL_INTERRUPTIBLE,
+                                         WRAPUP_OUTBOUND, WRAPUP_CALLBACK,
+                                         TRANSACTION_CODE_INPUT
+LOG_ON                                   PAUSE, WITHDRAW, OUT_OF_PG  not_ready
+LOG_ON                                   absent, ``withdrawn=true``  not_ready
+LOG_ON                                   absent or unknown value    unknown
+=======================================  =========================  ==========================
+
+``vendor_state`` is ``mainState`` or ``mainState/subState``; ``reason_code`` is the withdraw
+reason number (labels: ``GET /acd/agent/withdrawReasons``); ``queue_ids`` is the processing
+group. TRANSACTION_CODE_INPUT is the post-call code entry, counted with wrap-up by O2G itself
+(``nbOfAgentsInWrapupAndTransaction``). OUT_OF_PG = logged on outside its processing group, so
+it cannot take ACD calls.
+
+RTI agent events (``OnAgentRtiChanged``) are *not* mapped: they are deltas keyed by the agent's
+directory number, not its login, so mapping them too would give one agent two canonical ids.
+
+Queue metrics (``QueueMetric``, queue id = the pilot or queue directory number): every figure
+present in an ``OnPilotRtiChanged`` / ``OnQueueRtiChanged`` delta, ``OnPilotCallQueued.
+numberOfQueued`` and the pilot snapshot, named and united as in :data:`PILOT_METRICS` and
+:data:`QUEUE_METRICS`. Units the seed does not state are ``None``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from streamd.events import AgentState, QueueMetric, State
+
+from .models_callcenter import AgentMainState as Main
+from .models_callcenter import AgentSubState as Sub
+
+VENDOR: Final = "o2g"
+
+_LOGGED_ON: Final = frozenset({Main.LOG_ON, Main.LOGGED_ON})
+_LOGGED_OFF: Final = frozenset({Main.LOG_OFF, Main.LOGGED_OFF})
+SUB_STATES: Final[dict[str, State]] = {
+    Sub.READY: State.AVAILABLE,
+    Sub.IDLE: State.AVAILABLE,
+    Sub.BUSY: State.BUSY,
+    Sub.WRAPUP: State.AFTER_CALL_WORK,
+    Sub.WRAPUP_IM: State.AFTER_CALL_WORK,
+    Sub.WRAPUP_EMAIL: State.AFTER_CALL_WORK,
+    Sub.WRAPUP_EMAIL_INTERRUPTIBLE: State.AFTER_CALL_WORK,
+    Sub.WRAPUP_OUTBOUND: State.AFTER_CALL_WORK,
+    Sub.WRAPUP_CALLBACK: State.AFTER_CALL_WORK,
+    Sub.TRANSACTION_CODE_INPUT: State.AFTER_CALL_WORK,
+    Sub.PAUSE: State.NOT_READY,
+    Sub.WITHDRAW: State.NOT_READY,
+    Sub.OUT_OF_PG: State.NOT_READY,
+}
+"""AgentSubState -> canonical state, for a logged-on agent."""
+
+
+def canonical_state(main: str | None, sub: str | None, *, withdrawn: bool | None = None) -> State:
+    """The canonical state of an O2G ACD agent (the table in the module docstring)."""
+    if main in _LOGGED_OFF:
+        return State.LOGGED_OUT
+    if main not in _LOGGED_ON:
+        return State.UNKNOWN
+    if sub is None:
+        return State.NOT_READY if withdrawn else State.UNKNOWN
+    return SUB_STATES.get(sub, State.UNKNOWN)
+
+
+def agent_state(
+    source: str, login: str, state: dict[str, Any], *, since: datetime | None = None
+) -> AgentState:
+    """Map an O2G ``AgentState`` dict (already validated) of agent ``login`` to the canonical one."""
+    main = state.get("mainState")
+    sub = state.get("subState")
+    pg = state.get("pgNumber") or state.get("pgGroupNumber")
+    reason = state.get("withdrawReason")
+    return AgentState(
+        vendor=VENDOR,
+        source=source,
+        agent_id=login,
+        state=canonical_state(main, sub, withdrawn=state.get("withdrawn")),
+        vendor_state=f"{main}/{sub}" if sub else str(main),
+        reason_code=str(reason) if reason is not None else None,
+        since=since,
+        queue_ids=(str(pg),) if pg else (),
+    )
+
+
+# O2G field -> (canonical metric, unit)
+PILOT_METRICS: Final[dict[str, tuple[str, str | None]]] = {
+    "state": ("state", None),
+    "nbOfRunningCalls": ("running_calls", "calls"),
+    "serviceLevel": ("service_level", None),
+    "efficiency": ("efficiency", None),
+    "nbOfWaitingCalls": ("waiting_calls", "calls"),
+    "nbOfRingingACDCalls": ("ringing_calls", "calls"),
+    "nbOfMutualAidCalls": ("mutual_aid_calls", "calls"),
+    "nbOfDissuadedCalls": ("dissuaded_calls", "calls"),
+    "nbOfCallsInConversation": ("calls_in_conversation", "calls"),
+    "nbOfCallsInGeneralForwarding": ("calls_in_general_forwarding", "calls"),
+    "nbOfCallsInRemotePG": ("calls_in_remote_pg", "calls"),
+    "incomingTraffic": ("incoming_calls_last_minute", "calls"),
+    "averageWaitingTime": ("average_waiting_time", "seconds"),
+    "worstServiceLevelInList": ("worst_service_level_in_list", None),
+    "worstEfficiencyInList": ("worst_efficiency_in_list", None),
+    "bestServiceLevelInList": ("best_service_level_in_list", None),
+    "bestEfficiencyInList": ("best_efficiency_in_list", None),
+}
+QUEUE_METRICS: Final[dict[str, tuple[str, str | None]]] = {
+    "state": ("state", None),
+    "nbOfAgentsInDistribution": ("agents_in_distribution", "agents"),
+    "incomingTraffic": ("incoming_calls_last_minute", "calls"),
+    "outgoingTraffic": ("outgoing_calls_last_minute", "calls"),
+    "nbOfWaitingCalls": ("waiting_calls", "calls"),
+    "currentWaitingTime": ("current_waiting_time", None),
+    "fillingRate": ("filling_rate", None),
+    "expectedWaitingTime": ("expected_waiting_time", None),
+    "longestWaitingTimeInList": ("longest_waiting_time_in_list", None),
+}
+PILOT_SNAPSHOT_METRICS: Final[dict[str, tuple[str, str | None]]] = {
+    "state": ("state", None),
+    "detailedState": ("detailed_state", None),
+    "waitingTime": ("expected_waiting_time", "seconds"),
+    "saturation": ("saturated", None),
+}
+
+
+def queue_metrics(
+    source: str,
+    queue_id: str,
+    obj: dict[str, Any],
+    table: dict[str, tuple[str, str | None]],
+    *,
+    queue_name: str | None = None,
+    as_of: datetime | None = None,
+) -> list[QueueMetric]:
+    """One ``QueueMetric`` per field of ``table`` present (not null) in ``obj``."""
+    out = []
+    for field, (metric, unit) in table.items():
+        value = obj.get(field)
+        if value is None:
+            continue
+        out.append(
+            QueueMetric(
+                vendor=VENDOR,
+                source=source,
+                queue_id=queue_id,
+                metric=metric,
+                value=value,
+                unit=unit,
+                queue_name=queue_name,
+                as_of=as_of,
+            )
+        )
+    return out

@@ -1,0 +1,232 @@
+"""O2G payloads -> streamd events. Pure functions: no I/O, no logging, no clock but ``utcnow``.
+
+Rules:
+
+1. Every catalogued event yields one *vendor* event: topic ``o2g.{package}``, type
+   ``o2g.{package}.{eventName}``, key ``{source}:{entity}`` (see :mod:`.models`), ``data`` = the
+   raw dict (every vendor field kept, serialised by orjson as received). O2G events carry no
+   emission timestamp (004 L2126, every event table), so ``time`` is when streamd read them.
+2. Where it fits, canonical events follow the vendor event (:mod:`.mapping`):
+   ``OnAgentStateChanged`` -> ``AgentState``; ``OnPilotRtiChanged``/``OnQueueRtiChanged``/
+   ``OnPilotCallQueued`` -> ``QueueMetric`` per figure present.
+3. A known event that fails its model raises ``NormalizationError(error_type="invalid_payload")``
+   (the caller dead-letters the raw bytes); a payload without ``eventName`` raises
+   ``NormalizationError(error_type="missing_event_name")``.
+4. An unknown ``eventName`` never raises: it becomes an ``o2g.{package}.UnknownO2GEvent`` (package
+   guessed from the name, else ``unknown``) carrying the raw payload, counted as
+   ``errors_total{stage="processing", error_type="unknown_event"}``.
+5. ``OnChannelInformation`` (keepalive / channel established) is liveness, not an event: ``[]``.
+6. Snapshots: :func:`agent_state_snapshot` and :func:`pilots_snapshot` turn the REST
+   current-state bodies into the same events with ``snapshot=True``; :func:`snapshot_events`
+   dispatches on a kind name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from streamd.errors import NormalizationError
+from streamd.events import Event, utcnow
+from streamd.telemetry import count_error
+
+from . import mapping
+from .models import EVENTS, guess_package
+from .models_callcenter import AgentState, Pilot, Pilots
+from .models_common import O2GModel
+from .protocol import KEEPALIVE_EVENT
+
+__all__ = [
+    "SNAPSHOT_AGENT_STATE",
+    "SNAPSHOT_PILOTS",
+    "agent_state_snapshot",
+    "normalize",
+    "pilots_snapshot",
+    "snapshot_events",
+]
+
+SNAPSHOT_AGENT_STATE: Final = "agent_state"
+SNAPSHOT_PILOTS: Final = "pilots"
+
+Canonical = Callable[[str, dict[str, Any], datetime, bool], list[Event]]
+
+
+def normalize(source: str, obj: dict[str, Any], *, snapshot: bool = False) -> list[Event]:
+    """Turn one decoded O2G event into streamd events (vendor event first, then canonical ones).
+
+    Args:
+        source: the configured source name (key prefix, ``ce_source``).
+        obj: one decoded JSON object from the chunk channel or a webhook body.
+        snapshot: mark every event as part of a snapshot (``streamd_snapshot`` header).
+
+    Returns:
+        The events to publish; ``[]`` for ``OnChannelInformation``.
+
+    Raises:
+        NormalizationError: ``missing_event_name`` or ``invalid_payload`` (dead-letter it).
+    """
+    name = obj.get("eventName")
+    if not isinstance(name, str) or not name:
+        raise NormalizationError("O2G payload has no eventName", error_type="missing_event_name")
+    if name == KEEPALIVE_EVENT:
+        return []
+    spec = EVENTS.get(name)
+    if spec is None:
+        return [_unknown(source, name, obj, snapshot)]
+    _validate(spec.model, obj, name)
+    now = utcnow()
+    vendor = Event(
+        topic=f"o2g.{spec.package}",
+        type=f"o2g.{spec.package}.{name}",
+        source=source,
+        key=f"{source}:{spec.key(obj)}",
+        data=obj,
+        time=now,
+        snapshot=snapshot,
+    )
+    canonical = _CANONICAL.get(name)
+    if canonical is None:
+        return [vendor]
+    return [vendor, *canonical(source, obj, now, snapshot)]
+
+
+def _validate(model: type[O2GModel], obj: dict[str, Any], what: str) -> None:
+    try:
+        model.model_validate(obj)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:3]
+        )
+        raise NormalizationError(f"{what}: {problems}", error_type="invalid_payload") from exc
+
+
+def _unknown(source: str, name: str, obj: dict[str, Any], snapshot: bool) -> Event:
+    count_error(source, "processing", "unknown_event")
+    package = guess_package(name)
+    entity = next((obj[k] for k in _UNKNOWN_KEYS if isinstance(obj.get(k), str | int)), None)
+    return Event(
+        topic=f"o2g.{package}",
+        type=f"o2g.{package}.UnknownO2GEvent",
+        source=source,
+        key=f"{source}:{entity}" if entity is not None else f"{source}:{package}",
+        data=obj,
+        snapshot=snapshot,
+    )
+
+
+_UNKNOWN_KEYS: Final = ("loginName", "pilot", "number", "nodeId", "rsiPoint", "supervisor", "callRef")
+
+
+# -- canonical mappings --------------------------------------------------------------------------
+
+
+def _agent_state(source: str, obj: dict[str, Any], now: datetime, snapshot: bool) -> list[Event]:
+    state = mapping.agent_state(source, obj["loginName"], obj["state"], since=now)
+    return [state.to_event(snapshot=snapshot)]
+
+
+def _rti_metrics(table: dict[str, tuple[str, str | None]]) -> Canonical:
+    def convert(source: str, obj: dict[str, Any], now: datetime, snapshot: bool) -> list[Event]:
+        metrics = mapping.queue_metrics(source, obj["number"], obj, table, queue_name=obj["name"], as_of=now)
+        return [m.to_event(snapshot=snapshot) for m in metrics]
+
+    return convert
+
+
+def _pilot_queued(source: str, obj: dict[str, Any], now: datetime, snapshot: bool) -> list[Event]:
+    table = {"numberOfQueued": mapping.PILOT_METRICS["nbOfWaitingCalls"]}
+    metrics = mapping.queue_metrics(source, obj["pilot"], obj, table, as_of=now)
+    return [m.to_event(snapshot=snapshot) for m in metrics]
+
+
+_CANONICAL: Final[dict[str, Canonical]] = {
+    "OnAgentStateChanged": _agent_state,
+    "OnPilotRtiChanged": _rti_metrics(mapping.PILOT_METRICS),
+    "OnQueueRtiChanged": _rti_metrics(mapping.QUEUE_METRICS),
+    "OnPilotCallQueued": _pilot_queued,
+}
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+def agent_state_snapshot(source: str, login_name: str, body: dict[str, Any]) -> list[Event]:
+    """Events for one agent's ``GET /acd/agent/state?loginName=...`` answer (an ``AgentState``).
+
+    Published exactly like a live ``OnAgentStateChanged`` (same type, topic and key) plus the
+    canonical ``AgentState``, all with ``snapshot=True``.
+
+    Raises:
+        NormalizationError: the body is not an ``AgentState`` (``invalid_payload``).
+    """
+    _validate(AgentState, body, "GET /acd/agent/state")
+    event = {"eventName": "OnAgentStateChanged", "loginName": login_name, "state": body}
+    return normalize(source, event, snapshot=True)
+
+
+def pilots_snapshot(source: str, node_id: str, body: dict[str, Any]) -> list[Event]:
+    """Events for ``GET /acd/{nodeId}/pilots`` (``Pilots``) or ``GET /acd/{nodeId}/pilots/{n}`` (``Pilot``).
+
+    Each pilot becomes an ``o2g.pilot.PilotSnapshot`` (data = the pilot plus ``nodeId``, key
+    ``{source}:{pilot number}``, the key of the live pilot events) and its canonical
+    ``QueueMetric`` figures, all with ``snapshot=True``. Pilots without a number are skipped.
+
+    Raises:
+        NormalizationError: the body is neither shape (``invalid_payload``).
+    """
+    if "pilotList" in body or "number" not in body:
+        _validate(Pilots, body, "GET /acd/{nodeId}/pilots")
+        pilots: list[dict[str, Any]] = body.get("pilotList") or []
+    else:
+        _validate(Pilot, body, "GET /acd/{nodeId}/pilots/{pilotNumber}")
+        pilots = [body]
+    now = utcnow()
+    out: list[Event] = []
+    for pilot in pilots:
+        number = pilot.get("number")
+        if not number:
+            continue
+        out.append(
+            Event(
+                topic="o2g.pilot",
+                type="o2g.pilot.PilotSnapshot",
+                source=source,
+                key=f"{source}:{number}",
+                data={**pilot, "nodeId": str(node_id)},
+                time=now,
+                snapshot=True,
+            )
+        )
+        metrics = mapping.queue_metrics(
+            source,
+            str(number),
+            pilot,
+            mapping.PILOT_SNAPSHOT_METRICS,
+            queue_name=pilot.get("name"),
+            as_of=now,
+        )
+        out.extend(m.to_event(snapshot=True) for m in metrics)
+    return out
+
+
+def snapshot_events(source: str, kind: str, payload: dict[str, Any]) -> list[Event]:
+    """Dispatch a REST current-state answer to its snapshot helper.
+
+    Args:
+        source: the source name.
+        kind: ``"agent_state"`` with payload ``{"loginName": ..., "state": <AgentState body>}``,
+            or ``"pilots"`` with payload ``{"nodeId": ..., "pilots": <Pilots or Pilot body>}``.
+        payload: see ``kind``.
+
+    Raises:
+        ValueError: unknown ``kind`` (a programming error).
+        NormalizationError: the payload does not match (``invalid_payload``).
+    """
+    if kind == SNAPSHOT_AGENT_STATE:
+        return agent_state_snapshot(source, str(payload["loginName"]), payload["state"])
+    if kind == SNAPSHOT_PILOTS:
+        return pilots_snapshot(source, str(payload["nodeId"]), payload["pilots"])
+    raise ValueError(f"unknown O2G snapshot kind {kind!r}")
