@@ -26,7 +26,11 @@ def make_events(n: int) -> list[Event]:
     states = list(State)
     return [
         AgentState(
-            vendor="o2g", source="pbx1", agent_id=str(4000 + i % 500), state=states[i % len(states)], vendor_state="X"
+            vendor="o2g",
+            source="pbx1",
+            agent_id=str(4000 + i % 500),
+            state=states[i % len(states)],
+            vendor_state="X",
         ).to_event()
         for i in range(n)
     ]

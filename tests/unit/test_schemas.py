@@ -37,9 +37,15 @@ def test_every_schema_is_valid_json_schema(document: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     "event",
     [
-        AgentState(vendor="o2g", source="p", agent_id="1", state=State.NOT_READY, since=WHEN, queue_ids=("q",)).to_event(),
-        QueueMetric(vendor="xima", source="c", queue_id="q", metric="waiting", value=4, unit="calls").to_event(),
-        DeadLetter.of(source="p", stage="decode", error_type="malformed_json", error="x", raw=b"\xff").to_event(),
+        AgentState(
+            vendor="o2g", source="p", agent_id="1", state=State.NOT_READY, since=WHEN, queue_ids=("q",)
+        ).to_event(),
+        QueueMetric(
+            vendor="xima", source="c", queue_id="q", metric="waiting", value=4, unit="calls"
+        ).to_event(),
+        DeadLetter.of(
+            source="p", stage="decode", error_type="malformed_json", error="x", raw=b"\xff"
+        ).to_event(),
     ],
 )
 def test_canonical_values_validate(document: dict[str, object], event: object) -> None:
