@@ -127,10 +127,10 @@ async def run_forever(
         try:
             await session(connected)
             exc: BaseException = SourceError("session ended")
-        except StreamdError as e:
+        except (StreamdError, OSError, TimeoutError) as e:
             exc = e
-        except (OSError, TimeoutError) as e:
-            exc = e
+        except BaseExceptionGroup as group:  # a session running tasks of its own
+            exc = _leading(group)
         decision = decide(exc)
         if isinstance(decision, Fatal):
             component.set(ComponentState.FAILED, _describe(exc))
@@ -147,6 +147,30 @@ async def run_forever(
             started = True
             task_status.started()
         await sleep(delay)
+
+
+def _leading(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a failed task group stands for: a fatal one first, else the first expected one.
+
+    Raises:
+        BaseExceptionGroup: the group itself when it holds anything unexpected (a bug) or a
+            cancellation, so that it reaches the root task group unchanged.
+    """
+    leaves: list[BaseException] = []
+
+    def flatten(g: BaseExceptionGroup[BaseException]) -> None:
+        for e in g.exceptions:
+            flatten(e) if isinstance(e, BaseExceptionGroup) else leaves.append(e)
+
+    flatten(group)
+    if not all(isinstance(e, StreamdError | OSError | TimeoutError) for e in leaves):
+        raise group
+    fatal = [
+        e
+        for e in leaves
+        if isinstance(e, FatalError) or not isinstance(e, SourceError | OSError | TimeoutError)
+    ]
+    return (fatal or leaves)[0]
 
 
 def _describe(exc: BaseException) -> str:

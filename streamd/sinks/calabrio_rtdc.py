@@ -33,6 +33,10 @@ Rules:
    A transient failure (5xx, timeout, 429) ends the session; ``run_forever`` backs off and the
    consumer resumes from the last commit (Calabrio tolerates the repeats; records are idempotent).
 5. Per-agent order is kept: one agent's states share a partition and are sent in offset order.
+6. The consumer assigns itself every partition of the topic and commits offsets under its
+   ``group_id`` without joining the group: no rebalance wait (seconds), and streamd runs one
+   active replica per source set anyway (DESIGN §5). Partitions added later are picked up at
+   the next session.
 """
 
 from __future__ import annotations
@@ -106,6 +110,12 @@ class CalabrioRtdcSinkConfig(StrictModel):
     )
     group_id: str | None = Field(None, description="Kafka consumer group; default streamd-{name}.")
     path: str = "/api/rest/scheduling/gis/realTimeAgentState"
+    capture_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Root of the server that takes the records when it is not `url`: the seed logs in at the "
+        "Application server and submits 'to the Data server' (002 L4648-4652).",
+    )
     authorize_path: str = "/api/rest/authorize"
 
     @model_validator(mode="before")
@@ -310,6 +320,7 @@ class RtdcDelivery:
         self.client = client
         self.deadletter = deadletter
         self.mapping = RtdcMapping.of(cfg)
+        self.target = (cfg.capture_url.rstrip("/") + cfg.path) if cfg.capture_url else cfg.path
 
     async def deliver(self, states: Sequence[tuple[AgentState, int]]) -> DeliveryReport:
         """Map, batch and send; rejected records are dead-lettered, retryable failures raised.
@@ -338,7 +349,7 @@ class RtdcDelivery:
     async def _send(self, chunk: Sequence[RtdcRecord], report: DeliveryReport) -> None:
         payload: Any = [r.wire() for r in chunk] if self.cfg.body == "array" else chunk[0].wire()
         with httpx_errors():
-            response = await self.client.post(self.cfg.path, json=payload)
+            response = await self.client.post(self.target, json=payload)
         if response.status_code not in REJECTED:
             check_status(response, f"calabrio POST {self.cfg.path}")
             report.sent += len(chunk)
@@ -428,7 +439,6 @@ class CalabrioRtdcSink:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         consumer = AIOKafkaConsumer(
-            self.topic,
             group_id=self.cfg.group_id or f"streamd-{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -443,8 +453,20 @@ class CalabrioRtdcSink:
                     with _kafka_errors():
                         await kafka_client.start()
                     stack.push_async_callback(_stop, kafka_client)
+            await self._assign(consumer)
             connected()
             await self._forward(consumer, RtdcDelivery(self.cfg, client, deadletter), deadletter)
+
+    async def _assign(self, consumer: Any) -> None:
+        """Take every partition of the topic (rule 6): no group join, offsets still in the group."""
+        from aiokafka import TopicPartition
+
+        with _kafka_errors():
+            await consumer.topics()  # refreshes the metadata
+            partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise TransientError(f"{self.name}: topic {self.topic} does not exist yet")
+        consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
 
     async def _forward(self, consumer: Any, delivery: RtdcDelivery, deadletter: DeadLetters) -> None:
         while True:

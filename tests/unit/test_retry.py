@@ -151,3 +151,40 @@ async def test_backoff_resets_after_a_healthy_session() -> None:
         tg.cancel_scope.cancel()
     # initial generator + one fresh generator per connected() call (the VendorProtocolError session and the last)
     assert len(handed) == 3
+
+
+@pytest.mark.anyio
+async def test_session_task_group_errors_are_unwrapped() -> None:
+    slept: list[float] = []
+
+    async def sleep(d: float) -> None:
+        slept.append(d)
+
+    attempts = iter([[TransientError("a"), BackOff("429", 2)], [AuthError("denied"), TransientError("b")]])
+
+    async def session(connected: Callable[[], None]) -> None:
+        async def fail(exc: BaseException) -> None:
+            raise exc
+
+        async with anyio.create_task_group() as tg:
+            for exc in next(attempts):
+                tg.start_soon(fail, exc)
+
+    with pytest.raises(AuthError, match="denied"):
+        await run_forever(
+            session, component=Component("src"), delays=lambda: itertools.repeat(0.5), sleep=sleep
+        )
+    assert slept == [0.5]  # the first group's leading error was the transient one
+
+
+@pytest.mark.anyio
+async def test_unexpected_error_in_a_group_is_not_swallowed() -> None:
+    async def session(connected: Callable[[], None]) -> None:
+        async def fail() -> None:
+            raise KeyError("bug")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fail)
+
+    with pytest.raises(BaseExceptionGroup):
+        await run_forever(session, component=Component("src"), delays=lambda: itertools.repeat(0))

@@ -11,8 +11,9 @@ Rules:
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamd.config_types import Duration, SourceName, StrictModel
 
@@ -67,6 +68,11 @@ class CalabrioSourceConfig(StrictModel):
     )
     adherence: bool = Field(False, description="Also poll adherence/conformance to calabrio.adherence.")
     adherence_interval: Duration = Field(300.0, gt=0, description="Adherence poll interval.")
+    adherence_refresh: Duration = Field(
+        300.0,
+        gt=0,
+        description="Publish every adherence row again (as a snapshot) this often; else changes only.",
+    )
     adherence_page_size: int = Field(200, ge=1, le=200, description="pageSize (the API caps it at 200).")
     tenant_timezone: str = Field(
         "UTC", description="IANA zone of the tenant: adherence is computed midnight-to-midnight in it."
@@ -76,6 +82,15 @@ class CalabrioSourceConfig(StrictModel):
     adherence_path: str = "/api/rest/scheduling/adherence/agent"
     agents_path: str = "/api/rest/scheduling/agent"
     authorize_path: str = "/api/rest/authorize"
+
+    @field_validator("tenant_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like America/Chicago)") from None
+        return value
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> CalabrioSourceConfig:

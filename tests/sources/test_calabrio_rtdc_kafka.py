@@ -1,0 +1,119 @@
+"""The calabrio-rtdc sink end to end through the embedded broker: Kafka -> sink -> simulator."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streamd.config_core import KafkaConfig
+from streamd.embedded import EmbeddedBroker
+from streamd.events import AgentState, Event, State
+from streamd.publish.encoding import encode
+from streamd.publish.kafka import KafkaPublisher, client_kwargs
+from streamd.sim.calabrio import CalabrioSimulator
+from streamd.sinks.calabrio_rtdc import CalabrioRtdcSink, CalabrioRtdcSinkConfig
+from tests.kafka_helpers import read_back
+
+pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
+
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+def agent_states(source: str, n: int) -> list[Event]:
+    cycle = [State.AVAILABLE, State.BUSY, State.AFTER_CALL_WORK, State.NOT_READY]
+    return [
+        AgentState(
+            vendor="o2g",
+            source=source,
+            agent_id=str(1001 + i % 2),
+            state=cycle[i % 4],
+            since=T0 + timedelta(seconds=i),
+        ).to_event()
+        for i in range(n)
+    ]
+
+
+async def publish(bootstrap: str, events: list[Event]) -> None:
+    publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap), bootstrap, embedded=True)
+    await publisher.start()
+    try:
+        await publisher.ensure_topics(["it.agent-state", "it.deadletter"])
+        for event in events:
+            await (await publisher.send(encode(event, "it.")))
+    finally:
+        await publisher.stop()
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Sum of the group's committed offsets over the topic's partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        offsets = [
+            await consumer.committed(TopicPartition(topic, p)) for p in consumer.partitions_for_topic(topic)
+        ]
+        return sum(o or 0 for o in offsets)
+    finally:
+        await consumer.stop()
+
+
+async def run_sink_until(
+    sink: CalabrioRtdcSink, sim: CalabrioSimulator, bootstrap: str, records: int
+) -> None:
+    """Run the sink until it committed ``records`` offsets, then stop it."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(sink.run)
+        with anyio.fail_after(15):
+            while await committed(bootstrap, "rtdc-test", "it.agent-state") < records:
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+
+
+async def test_sink_forwards_one_sources_states_commits_and_resumes_after_restart() -> None:
+    garbage = Event(topic="agent-state", type="streamd.agent.State", source="pbx1", key="pbx1:x", data="nope")
+    first = [*agent_states("pbx1", 6), *agent_states("other", 3), garbage]
+    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2) as sim:
+        kafka = KafkaConfig(bootstrap_servers=bootstrap)
+        await publish(bootstrap, first)
+        cfg = CalabrioRtdcSinkConfig.model_validate(
+            {"kind": "calabrio-rtdc", "from": "pbx1", "url": sim.url, "username": sim.username,
+             "password": sim.password, "flush_interval": 0.1, "group_id": "rtdc-test"}
+        )  # fmt: skip
+
+        def sink() -> CalabrioRtdcSink:
+            return CalabrioRtdcSink(
+                cfg,
+                bootstrap=bootstrap,
+                topic="it.agent-state",
+                topic_prefix="it.",
+                kafka_kwargs=client_kwargs(kafka, bootstrap),
+                delays=lambda: itertools.repeat(0.05),
+            )
+
+        await run_sink_until(sink(), sim, bootstrap, len(first))
+        after_first = list(sim.captured)
+        await publish(bootstrap, agent_states("pbx1", 8)[6:])
+        await run_sink_until(sink(), sim, bootstrap, len(first) + 2)  # a restart: a new consumer, same group
+        dead = await anyio.to_thread.run_sync(read_back, bootstrap, "it.deadletter", 1)
+    per_agent = {
+        a: [r["gisStateIdentifier"] for r in after_first if r["acdAgentId"] == a] for a in ("1001", "1002")
+    }
+    assert per_agent == {"1001": [3, 6, 3], "1002": [4, 2, 4]}  # only pbx1's, each agent in order
+    assert len(after_first) == 6
+    ms = int(T0.timestamp() * 1000)
+    resumed = sorted(sim.captured[6:], key=lambda r: r["acdAgentId"])
+    assert resumed == [  # exactly the two new states, whatever their partitions' order
+        {"acdAgentId": "1001", "gisStateIdentifier": 6, "timestamp": ms + 6000, "reasonCode": None},
+        {"acdAgentId": "1002", "gisStateIdentifier": 2, "timestamp": ms + 7000, "reasonCode": None},
+    ]
+    assert len(sim.captured) == 8  # nothing re-sent after the restart
+    assert len(dead) == 1
+    letter = orjson.loads(dead[0].value or b"")
+    assert (letter["source"], letter["stage"], letter["raw"]) == ("calabrio-rtdc-pbx1", "sink", '"nope"')
+    assert sim.requests[-1].method == "DELETE"
