@@ -119,6 +119,8 @@ class AlvariaSourceConfig(StrictModel):
                 raise ValueError(f"query {query} needs at least one entry in {needs[query][0]}")
         if self.queries is not None and len(set(self.queries)) != len(self.queries):
             raise ValueError("queries lists a query twice")
+        if self.queries == []:
+            raise ValueError("queries is empty: list at least one query, or omit it")
         return self
 
     def enabled_queries(self) -> tuple[QueryName, ...]:

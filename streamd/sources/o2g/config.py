@@ -117,6 +117,10 @@ def selectors_for(config: O2GSourceConfig) -> list[dict[str, list[str]]]:
     return selectors
 
 
+def _default_packages() -> list[Package]:
+    return ["telephony", "agent"]
+
+
 class O2GSourceConfig(StrictModel):
     """An ALE OmniPCX Open Gateway: events over the HTTP chunk channel or as webhooks."""
 
@@ -137,7 +141,7 @@ class O2GSourceConfig(StrictModel):
     password: SecretStr = Field(description="O2G password.")
     admin: bool = Field(default=True, description="The login is an O2G administrator.")
     packages: list[Package] = Field(
-        default_factory=lambda: ["telephony", "agent"],
+        default_factory=_default_packages,
         min_length=1,
         description="Event packages to subscribe to (004 L2083-2099).",
     )
@@ -192,6 +196,12 @@ class O2GSourceConfig(StrictModel):
     )
     snapshot_concurrency: int = Field(
         default=8, ge=1, le=64, description="Parallel REST reads for a snapshot."
+    )
+    rti_obs_period: int = Field(
+        default=15, ge=15, le=60, description="RTI context observation period in minutes (004 L15529-15562)."
+    )
+    rti_notif_frequency: int = Field(
+        default=10, ge=5, description="RTI context notification frequency in seconds (minimum 5)."
     )
     webhook_public_url: str | None = Field(
         default=None,

@@ -1,0 +1,381 @@
+"""The Helm chart renders, validates and lints for the defaults, every ``charts/streamd/ci`` values file
+and the values file the README's "Deploy on Kubernetes" section shows.
+
+Rules checked: every rendered manifest is valid Kubernetes (kubernetes-validate, strict) and the chart
+lints clean; the rendered streamd config passes ``streamd check-config``; the pod is hardened
+(non-root, read-only root FS, no capabilities, seccomp RuntimeDefault) with probes on /livez and
+/readyz; ``terminationGracePeriodSeconds`` exceeds ``shutdown_grace``; one replica, Recreate; every
+``${env:}`` / ``${file:}`` in the config is wired to a Secret; values.schema.json rejects typos.
+Rendering uses helm-python-sdk (Helm v4 as a shared library; no helm binary, no cluster).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any, get_args
+
+import helm_python as helm  # helm-python-sdk (dev extra)
+import kubernetes_validate
+import pytest
+import yaml
+
+from streamd.config import Config, SinkConfig, SourceConfig
+from streamd.config_core import HttpConfig, KafkaConfig, SecurityConfig, SpoolConfig, TopicsConfig
+from streamd.config_types import parse_duration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "streamd"
+K8S_VERSIONS = ("1.27.0", "1.34.0")  # the chart's kubeVersion floor and a current release
+SPOOL_DIR = "/var/lib/streamd"
+SECRETS_DIR = "/etc/streamd/secrets"
+VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
+DEPLOY_DOCS = [
+    p
+    for p in (ROOT / "README.md", ROOT / "docs" / "deploy.md")
+    if p.exists() and "## Deploy on Kubernetes" in p.read_text(encoding="utf-8")
+]
+CASES: list[tuple[str, Path | None]] = [
+    ("default", None),
+    *((p.stem, p) for p in VALUES_FILES),
+    *((f"{p.name}-example", p) for p in DEPLOY_DOCS[:1]),
+]
+CASE_IDS = [name for name, _ in CASES]
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}  # no upstream schema: checked by hand
+
+
+def load_values(path: Path | None) -> dict[str, Any]:
+    """The values of one case: {} = the chart's defaults; for a Markdown file, the values file the
+    "Deploy on Kubernetes" section shows (its first yaml block), so the documented example works."""
+    if path is None:
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".md":
+        section = text[text.index("## Deploy on Kubernetes") :]
+        text = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    values = yaml.safe_load(text)
+    assert isinstance(values, dict), f"{path.name} must be a mapping"
+    return values
+
+
+def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Render the chart offline (``helm template``) into its Kubernetes objects."""
+    with helm.Chart.load(CHART) as chart:
+        out = chart.render(values or {}, name="streamd", namespace="contact-centre", is_install=True)
+    docs: list[dict[str, Any]] = []
+    for template, text in sorted(out.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def kinds(docs: list[dict[str, Any]]) -> set[str]:
+    return {d["kind"] for d in docs}
+
+
+def rendered_config(docs: list[dict[str, Any]]) -> str:
+    text = only(docs, "ConfigMap")["data"]["config.yaml"]
+    assert isinstance(text, str)
+    return text
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [c] = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+@pytest.fixture(params=CASES, ids=CASE_IDS)
+def case(request: pytest.FixtureRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(values, rendered objects) of one values file."""
+    values = load_values(request.param[1])
+    return values, render(values)
+
+
+def test_ci_values_files_exist() -> None:
+    assert len(VALUES_FILES) >= 2, "charts/streamd/ci/ must hold example values files"
+
+
+def test_manifests_validate_against_kubernetes(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    _, docs = case
+    assert {"Deployment", "ConfigMap", "Service", "ServiceAccount"} <= kinds(docs)
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            check_service_monitor(doc)
+            continue
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                name = f"{doc['kind']}/{doc['metadata']['name']}"
+                pytest.fail(f"Kubernetes {version}: {name}: {exc.message} at {list(exc.path)}")
+
+
+def check_service_monitor(doc: dict[str, Any]) -> None:
+    spec = doc["spec"]
+    assert set(spec) <= {"selector", "endpoints", "namespaceSelector"}
+    assert spec["selector"]["matchLabels"]
+    [endpoint] = spec["endpoints"]
+    assert endpoint["port"] == "http"
+    assert endpoint["path"] == "/metrics"
+
+
+@pytest.mark.parametrize(("name", "path"), CASES, ids=CASE_IDS)
+def test_chart_lints_clean(name: str, path: Path | None) -> None:
+    report = helm.lint(CHART, load_values(path), strict=True, kube_version=f"v{K8S_VERSIONS[-1]}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"], report["errors"]
+    assert not problems, problems
+
+
+def test_rendered_config_passes_check_config(
+    case: tuple[dict[str, Any], list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """``python -m streamd check-config`` on the ConfigMap's file, with the Secrets faked.
+
+    ``${env:X}`` gets a dummy value; ``${file:/etc/streamd/secrets/...}`` is pointed at a dummy file
+    under tmp_path (the real paths are the chart's Secret mounts).
+    """
+    _, docs = case
+    text = rendered_config(docs)
+    secrets = tmp_path / "secrets"
+    for ref in re.findall(r"\$\{file:([^}]+)\}", text):
+        assert ref.startswith(SECRETS_DIR + "/"), f"${{file:{ref}}} is outside the Secret mounts"
+        fake = secrets / ref.removeprefix(SECRETS_DIR + "/")
+        fake.parent.mkdir(parents=True, exist_ok=True)
+        fake.write_text("dummy-file-secret\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace(SECRETS_DIR + "/", f"{secrets}/"))
+    env = dict(os.environ)
+    env.update({n: f"dummy-{n.lower()}" for n in re.findall(r"\$\{env:([^}]+)\}", text)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamd", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert ": ok" in proc.stdout
+
+
+def test_pod_is_hardened_with_probes(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    values, docs = case
+    deployment = only(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(docs)
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["requests"]
+    assert not pod.get("hostNetwork")
+    assert not pod.get("hostPID")
+    for volume in pod["volumes"]:  # only the volume types Pod Security "restricted" allows
+        assert set(volume) - {"name"} <= {"configMap", "emptyDir", "secret", "persistentVolumeClaim"}
+    assert c["resources"]["limits"]["memory"]
+
+    [port] = c["ports"]
+    assert port["name"] == "http"
+    for probe, path in (
+        ("startupProbe", "/livez"),
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert c[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+    config = Config.model_validate(yaml.safe_load(_without_secrets(rendered_config(docs))))
+    assert config.http.port == port["containerPort"]
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] > config.kafka.startup_timeout
+
+    assert c["command"][0] == "streamd"
+    assert c["command"][-1] == "run"
+    assert c["args"] == ["-c", "/etc/streamd/config.yaml"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/etc/streamd/config.yaml"]["readOnly"] is True
+    assert SPOOL_DIR in mounts
+    assert "/tmp" in mounts
+    assert PurePosixPath(config.spool.path).parent == PurePosixPath(SPOOL_DIR)
+    assert values.get("config", {}).get("spool", {}).get("path") is None
+
+
+def test_grace_period_exceeds_shutdown_grace(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    values, docs = case
+    grace_config = yaml.safe_load(rendered_config(docs))["shutdown_grace"]
+    shutdown_grace = parse_duration(grace_config)
+    assert shutdown_grace == values.get("shutdownGraceSeconds", 10)
+    termination = only(docs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert termination >= shutdown_grace + 5
+
+
+def test_one_replica_recreated(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    _, docs = case
+    spec = only(docs, "Deployment")["spec"]
+    assert spec["replicas"] in (0, 1)
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_every_secret_reference_is_wired(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    """Each ${env:X} comes from a Secret (env entry or envFrom); each ${file:P} from a mounted Secret."""
+    _, docs = case
+    text = rendered_config(docs)
+    c = container(docs)
+    env_names = {e["name"] for e in c.get("env", [])}
+    for name in re.findall(r"\$\{env:([^}]+)\}", text):
+        assert name in env_names or c.get("envFrom"), f"${{env:{name}}} is not provided"
+    volumes = {v["name"]: v for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    secret_mounts = {
+        m["mountPath"]: volumes[m["name"]]["secret"]
+        for m in c["volumeMounts"]
+        if "secret" in volumes[m["name"]]
+    }
+    for ref in re.findall(r"\$\{file:([^}]+)\}", text):
+        path = PurePosixPath(ref)
+        owners = [(PurePosixPath(p), s) for p, s in secret_mounts.items() if path.is_relative_to(p)]
+        assert owners, f"${{file:{ref}}} is not under a mounted Secret"
+        mount, secret = owners[0]
+        if secret.get("items"):
+            assert str(path.relative_to(mount)) in {i["path"] for i in secret["items"]}
+
+
+def test_secret_file_mounts_and_env_refs() -> None:
+    docs = render(load_values(CHART / "ci" / "all-vendors-values.yaml"))
+    c = container(docs)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-user-streamd",
+        "key": "password",
+    }
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == f"{SECRETS_DIR}/o2g")
+    assert mount["readOnly"] is True
+    volume = next(
+        v
+        for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == mount["name"]
+    )
+    assert volume["secret"]["secretName"] == "streamd-o2g"
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert "envFrom" not in c
+
+    sasl = container(render(load_values(CHART / "ci" / "o2g-sasl-values.yaml")))
+    assert sasl["envFrom"] == [{"secretRef": {"name": "streamd-env"}}]
+
+
+def test_optional_objects() -> None:
+    default = render()
+    assert "ServiceMonitor" not in kinds(default)
+    assert "PersistentVolumeClaim" not in kinds(default)
+    assert "PodDisruptionBudget" in kinds(default)
+    spool = next(
+        v for v in only(default, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"
+    )
+    assert "emptyDir" in spool
+
+    sasl = render(load_values(CHART / "ci" / "o2g-sasl-values.yaml"))
+    assert {"ServiceMonitor", "PersistentVolumeClaim"} <= kinds(sasl)
+    pvc = only(sasl, "PersistentVolumeClaim")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    spool = next(
+        v for v in only(sasl, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"
+    )
+    assert spool["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+    existing = render(load_values(CHART / "ci" / "all-vendors-values.yaml"))
+    assert "PersistentVolumeClaim" not in kinds(existing)
+    assert "PodDisruptionBudget" not in kinds(existing)
+    spool = next(
+        v for v in only(existing, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"
+    )
+    assert spool["persistentVolumeClaim"]["claimName"] == "streamd-spool"
+
+
+def test_config_checksum_follows_the_config() -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        docs = render(values)
+        annotation = only(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
+        assert isinstance(annotation, str)
+        assert len(annotation) == 64
+        return annotation
+
+    base = checksum({})
+    assert checksum({}) == base
+    assert checksum({"config": {"kafka": {"topic_prefix": "other."}}}) != base
+    assert checksum({"shutdownGraceSeconds": 20}) != base
+    assert base != hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicas": 2},
+        {"replica": 1},
+        {"shutdownGraceSeconds": "10s"},
+        {"config": {"shutdown_grace": "5s"}},
+        {"config": {"spool": {"path": "/data/spool.db"}}},
+        {"config": {"http": {"listen": "0.0.0.0:9000"}}},
+        {"config": {"kafka": {"bootstrap": "kafka:9092"}}},
+        {"config": {"kafka": {"security": {"protocol": "TLS"}}}},
+        {"config": {"sources": [{"kind": "genesys", "name": "g"}]}},
+        {"secrets": {"env": [{"name": "X", "secret": "s", "key": "k"}]}},
+        {"secrets": {"existingSecrets": "s"}},
+        {"image": {"repo": "x"}},
+        {"probes": {"liveness": {"periodSeconds": 0, "timeoutSeconds": 1, "failureThreshold": 1}}},
+    ],
+    ids=repr,
+)
+def test_schema_rejects_typos_and_unsafe_values(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        render(values)
+
+
+def _keys(model: type[Any], *, minus: frozenset[str] | set[str] = frozenset()) -> set[str]:
+    return {f.alias or name for name, f in model.model_fields.items()} - minus
+
+
+def test_schema_config_keys_match_the_config_models() -> None:
+    """values.schema.json mirrors the core config sections; a renamed/added field must be added there too."""
+    with helm.Chart.load(CHART) as chart:
+        schema = chart.schema
+    assert schema is not None
+    config = schema["properties"]["config"]["properties"]
+    kafka = config["kafka"]["properties"]
+    assert set(config) == _keys(Config, minus={"shutdown_grace"})
+    assert set(kafka) == _keys(KafkaConfig)
+    assert set(kafka["security"]["properties"]) == _keys(SecurityConfig)
+    assert set(kafka["topics"]["properties"]) == _keys(TopicsConfig)
+    assert set(config["http"]["properties"]) == _keys(HttpConfig, minus={"listen"})
+    assert set(config["spool"]["properties"]) == _keys(SpoolConfig, minus={"path"})
+    source_kinds = config["sources"]["items"]["properties"]["kind"]["enum"]
+    assert set(source_kinds) == _kinds(SourceConfig)
+    assert set(config["sinks"]["items"]["properties"]["kind"]["enum"]) == _kinds(SinkConfig)
+
+
+def _kinds(annotated: Any) -> set[str]:
+    union = get_args(annotated)[0]
+    models = get_args(union) or (union,)
+    return {kind for model in models for kind in get_args(model.model_fields["kind"].annotation)}
+
+
+def _without_secrets(text: str) -> str:
+    return re.sub(r"\$\{(env|file):[^}]+\}", "dummy", text)
