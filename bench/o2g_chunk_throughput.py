@@ -1,0 +1,138 @@
+"""O2G chunk -> Kafka throughput: the O2G simulator (its own process) streams N events over the chunk
+channel into streamd's O2G source (decode, type-check, map, encode, bounded queue, send, acks) and
+the embedded broker, next to a raw aiokafka producer sending the same records (same topics, keys,
+values and headers, pre-serialised) to the same broker in the same run.
+
+Usage: python -m bench.o2g_chunk_throughput [N] [AGENTS]
+       (O2G_EVENTS_PER_CHUNK=1 makes the simulator write one event per HTTP chunk; default 512)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any, cast
+
+import anyio
+import httpx
+import orjson
+
+from bench.raw import raw_produce
+from streamd.config_core import KafkaConfig
+from streamd.embedded import EmbeddedBroker, free_port
+from streamd.publish.encoding import Record, encode
+from streamd.publish.kafka import KafkaPublisher
+from streamd.publish.pipeline import Pipeline
+from streamd.publish.spool import Spool
+from streamd.sources.base import SourceDeps
+from streamd.sources.o2g.config import O2GSourceConfig
+from streamd.sources.o2g.normalize import normalize
+from streamd.sources.o2g.source import O2GSource
+from streamd.telemetry import EVENTS_PUBLISHED, Component
+
+SOURCE = "o2g-bench"
+PREFIX = "bench.o2g."
+
+
+def published(source: str) -> float:
+    """Events of ``source`` acknowledged by Kafka so far."""
+    return sum(
+        s.value
+        for m in EVENTS_PUBLISHED.collect()
+        for s in m.samples
+        if s.name.endswith("_total") and s.labels.get("source") == source
+    )
+
+
+async def start_simulator(agents: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamd.sim.o2g",
+        "--port",
+        str(port),
+        "--agents",
+        str(agents),
+        "--rate",
+        "0",
+        "--events-per-chunk",  # 1 = one event per HTTP chunk, as a real server may write them
+        os.environ.get("O2G_EVENTS_PER_CHUNK", "512"),
+    ]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as http:
+        with anyio.fail_after(15):
+            while True:
+                try:
+                    if (await http.get(f"{url}/api/rest")).status_code == 200:
+                        return process, url
+                except httpx.TransportError:
+                    await anyio.sleep(0.1)
+
+
+async def prepare(url: str, n: int) -> list[Record]:
+    """Have the simulator generate N events (unpublished); the records streamd will produce for them."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        body = (await http.post(f"{url}/_sim/prepare", params={"n": n})).content
+    events = [e for line in body.splitlines() if line for e in normalize(SOURCE, orjson.loads(line))]
+    return [encode(e, PREFIX) for e in events]
+
+
+async def streamd_run(bootstrap: str, url: str, expected: int) -> float:
+    """Run the O2G source against the simulator; events/s from release to the last acknowledgement."""
+    publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap), bootstrap, embedded=True)
+    await publisher.start()
+    try:
+        pipeline = Pipeline(publisher, Spool(":memory:"), PREFIX)
+        config = O2GSourceConfig(
+            name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
+            snapshot=False,
+        )  # fmt: skip
+        deps = SourceDeps(Component(SOURCE), cast(Any, None), cast(Any, None), cast(Any, None), PREFIX)
+        source = O2GSource(config, deps)
+        async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=60) as http:
+            tg.start_soon(pipeline.run)
+            await tg.start(source.run, pipeline.emitter(SOURCE))
+            before = published(SOURCE)
+            await http.post(f"{url}/_sim/pause")  # queue everything first: time streamd, not the queueing
+            await http.post(f"{url}/_sim/release")
+            started = time.perf_counter()
+            await http.post(f"{url}/_sim/resume")
+            while published(SOURCE) - before < expected:  # noqa: ASYNC110 - a metric, not an event
+                await anyio.sleep(0.002)
+            elapsed = time.perf_counter() - started
+            tg.cancel_scope.cancel()
+        return expected / elapsed
+    finally:
+        await publisher.stop()
+
+
+async def main(n: int, agents: int) -> None:
+    process, url = await start_simulator(agents)
+    try:
+        async with EmbeddedBroker() as bootstrap:
+            warmup = await prepare(url, 1000)
+            await raw_produce(bootstrap, warmup)  # topics, connections
+            records = await prepare(url, n)  # streamd gets these very events once released
+            raw = await raw_produce(bootstrap, records)
+            ours = await streamd_run(bootstrap, url, len(records))
+    finally:
+        process.terminate()
+        process.wait(10)
+    print(
+        f"O2G events generated : {n} ({agents} agents) -> {len(records)} Kafka records (vendor + canonical)"
+    )
+    print(f"raw aiokafka producer : {raw:10.0f} records/s")
+    print(f"streamd O2G chunk     : {ours:10.0f} records/s")
+    print(f"ratio                 : {ours / raw:10.2f}  (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    anyio.run(
+        main,
+        int(sys.argv[1]) if len(sys.argv) > 1 else 50_000,
+        int(sys.argv[2]) if len(sys.argv) > 2 else 200,
+    )

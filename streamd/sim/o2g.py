@@ -1,0 +1,699 @@
+"""A simulated ALE OmniPCX Open Gateway: a real HTTP server (starlette + uvicorn) on 127.0.0.1.
+
+Rules:
+
+1. It speaks the protocol streamd's client speaks, as 004 documents it: discovery ``GET
+   /api/rest``, Basic login setting ``AlcUserId``, sessions with a TTL and keepalive, subscriptions
+   (selectors matched per package and id), the HTTP chunk channel ``POST /OTEvents?subscriptionId=``
+   (NDJSON events, ``OnChannelInformation`` keepalives when idle), webhook POSTs carrying the
+   subscription id as the Cookie header, and the REST state the snapshot reads.
+2. Events are queued per subscription and leave the queue only once written to a channel (or
+   acknowledged 2xx by a webhook), so a client that reconnects to the same subscription loses
+   nothing; a deleted or expired subscription loses its queue, as O2G's does (004 L2313-2314).
+3. Faults are scripted through methods (:meth:`O2GSimulator.fail_next`, :meth:`cut_next_event`,
+   :meth:`expire_sessions`, :meth:`silence`, :attr:`down`, a wrong :attr:`password`); every request
+   is in :attr:`requests`.
+
+Use ``async with O2GSimulator(agents=20, rate=50) as sim: ... sim.url``; ``rate=0`` (the default)
+generates nothing by itself: tests call :meth:`publish` or :meth:`generate`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from streamd.sim.o2g_traffic import O2GTraffic
+from streamd.sources.o2g.config import PACKAGE_EVENTS
+
+log = logging.getLogger("streamd.sim.o2g")
+
+KEEPALIVE = b'{"eventName":"OnChannelInformation","text":"keepalive"}\n'
+_EVENT_PACKAGES: dict[str, list[str]] = {}
+for _package, _events in PACKAGE_EVENTS.items():
+    for _event in _events:
+        _EVENT_PACKAGES.setdefault(_event, []).append(_package)
+_ID_FIELD = {"pilot": "pilot", "rti": "number", "rsi": "rsi"}
+_ERRORS = {
+    "NOT_READY": (1000, True, "The server is not yet available. Please retry later."),
+    "INVALID_SESSION": (1001, True, "No valid session found for the given identifier."),
+    "NOT_ALLOWED": (1002, False, "Not allowed: insufficient rights or bad credential."),
+    "NOT_FOUND": (1003, True, "Missing or bad parameter sent by a request on a service."),
+    "SERVER_PROBLEM": (1007, False, "Server general problem. Please contact the installer."),
+}
+
+
+class _Cut(Exception):
+    """Raised inside a channel body to abort the connection mid-event."""
+
+
+class _QuietCut(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _Cut))
+
+
+_QUIET_CUT = _QuietCut()
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the process that embeds the simulator owns the signals
+
+
+@dataclass(eq=False)
+class _Session:
+    token: str
+    ttl: float
+    last_seen: float
+    subs: dict[str, _Sub] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Sub:
+    id: str
+    session: _Session
+    selectors: list[dict[str, Any]]
+    webhook_url: str | None
+    pending: deque[bytes] = field(default_factory=deque)
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    channel: int = 0
+    closed: bool = False
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        name = str(event.get("eventName", ""))
+        packages = _EVENT_PACKAGES.get(name, [])
+        for selector in self.selectors:
+            names = selector.get("names") or []
+            if name not in names and not any(p in names for p in packages):
+                continue
+            ids = selector.get("ids")
+            if not ids or "*" in ids:
+                return True
+            package = next((p for p in packages if p in names), packages[0] if packages else "")
+            if str(event.get(_ID_FIELD.get(package, "loginName"), "")) in ids:
+                return True
+        return False
+
+    def put(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.wake.set()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One request the simulator answered."""
+
+    method: str
+    path: str
+    status: int
+
+
+class O2GSimulator:
+    """A fake O2G server with realistic agent/call traffic and scriptable faults."""
+
+    def __init__(
+        self,
+        *,
+        agents: int = 10,
+        pilots: int = 2,
+        rate: float = 0.0,
+        username: str = "admin",
+        password: str = "admin",
+        session_ttl: float = 1800.0,
+        keepalive_period: float = 60.0,
+        webhook_cookie: str = "value",
+        events_per_chunk: int = 512,
+        seed: int | None = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.username, self.password = username, password
+        self.session_ttl, self.keepalive_period, self.rate = session_ttl, keepalive_period, rate
+        self.webhook_cookie = webhook_cookie  # "value": Cookie: <id>; "named": Cookie: subscriptionId=<id>
+        self.events_per_chunk = events_per_chunk  # at most this many queued events per HTTP chunk
+        self.host, self.port = host, port
+        self.down = False
+        self.refuse_subscriptions: str | None = None  # a message: every subscription is REFUSED
+        self.requests: list[LoggedRequest] = []
+        self.webhook_log: list[tuple[str, int]] = []
+        self.sessions: dict[str, _Session] = {}
+        self.monitored_pilots: set[str] = set()
+        self.rti_context: Any = None
+        self.published = 0
+        self._prepared: list[dict[str, Any]] = []
+        self._faults: list[list[Any]] = []  # [path fragment, status, remaining, error type]
+        self._cut_next = False
+        self._silent = False
+        self._closing = False
+        self.nodes = ["1"]
+        self.traffic = O2GTraffic(agents=agents, pilots=pilots, seed=seed)
+        self.agents = self.traffic.agents
+        self.pilots = self.traffic.pilots
+        self._serving: AbstractAsyncContextManager[str] | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.url = ""
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> O2GSimulator:
+        self._http = httpx.AsyncClient(timeout=5.0)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._serving = serve_app(_RequestLog(self._app(), self), host=self.host, port=self.port)
+        self.url = await self._serving.__aenter__()
+        self._tg.start_soon(self._reaper)
+        if self.rate > 0:
+            self._tg.start_soon(self._traffic)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._tg is not None
+        assert self._serving is not None
+        assert self._http is not None
+        self._closing = True
+        for sub in self._all_subs():
+            sub.wake.set()
+        await self._serving.__aexit__(None, None, None)
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+        await self._http.aclose()
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled (for ``streamd demo`` / ``streamd simulate``)."""
+        async with self:
+            log.warning("O2G simulator on %s (user %s / %s)", self.url, self.username, self.password)
+            await anyio.sleep_forever()
+
+    # -- faults --------------------------------------------------------------------------
+
+    def fail_next(self, path: str, status: int = 503, count: int = 1, error: str = "NOT_READY") -> None:
+        """Answer the next ``count`` requests whose path contains ``path`` with ``status``."""
+        self._faults.append([path, status, count, error])
+
+    def cut_next_event(self) -> None:
+        """Abort the connection half-way through the next event written on a chunk channel."""
+        self._cut_next = True
+
+    def expire_sessions(self) -> None:
+        """Expire every session now: their subscriptions and channels are closed."""
+        for token in list(self.sessions):
+            self._drop_session(token)
+
+    def silence(self, on: bool = True) -> None:
+        """Stop (or resume) writing anything, keepalives included, on every chunk channel."""
+        self._silent = on
+        if not on:
+            for sub in self._all_subs():
+                sub.wake.set()
+
+    def set_down(self, down: bool = True) -> None:
+        """Take the server down (every request 503, channels closed, sessions lost) or up again."""
+        self.down = down
+        if down:
+            self.expire_sessions()
+
+    def drop_subscriptions(self) -> None:
+        """Delete every subscription server-side (their channels close; the sessions stay)."""
+        for session in self.sessions.values():
+            for sub in session.subs.values():
+                _close(sub)
+            session.subs.clear()
+
+    def close_channels(self) -> None:
+        """Close every open chunk channel cleanly (the subscriptions stay)."""
+        for sub in self._all_subs():
+            sub.channel += 1
+            sub.wake.set()
+
+    # -- traffic -------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        """Ids of the live subscriptions."""
+        return [s.id for s in self._all_subs()]
+
+    def publish(self, *events: dict[str, Any]) -> int:
+        """Queue events for every subscription whose selectors match; returns how many matched."""
+        matched = 0
+        for event in events:
+            data = orjson.dumps(event) + b"\n"
+            self.published += 1
+            for sub in self._all_subs():
+                if sub.matches(event):
+                    sub.put(data)
+                    matched += 1
+        return matched
+
+    def publish_raw(self, data: bytes) -> None:
+        """Queue raw bytes (e.g. a malformed event) on every subscription."""
+        for sub in self._all_subs():
+            sub.put(data)
+
+    def generate(self, n: int) -> list[dict[str, Any]]:
+        """Produce (and publish) at least ``n`` realistic agent, call and pilot events."""
+        produced: list[dict[str, Any]] = []
+        while len(produced) < n:
+            produced.extend(self.traffic.tick())
+        self.publish(*produced)
+        return produced
+
+    async def _traffic(self) -> None:
+        tick = 0.01 if self.rate >= 100 else 0.1
+        budget = 0.0
+        while True:
+            await anyio.sleep(tick)
+            budget += self.rate * tick
+            if budget >= 1 and not self.down:
+                self.generate(int(budget))
+                budget -= int(budget)
+
+    async def _reaper(self) -> None:
+        while True:
+            await anyio.sleep(0.05)
+            now = time.monotonic()
+            for token, session in list(self.sessions.items()):
+                if now - session.last_seen > session.ttl:
+                    self._drop_session(token)
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _app(self) -> Starlette:
+        r = "/api/rest/1.0"
+        routes = [
+            Route("/api/rest", self._root, methods=["GET"]),
+            Route("/api/rest/authenticate", self._authenticate, methods=["GET"]),
+            Route(f"{r}/sessions", self._sessions, methods=["GET", "POST", "DELETE"]),
+            Route(f"{r}/sessions/keepalive", self._keepalive, methods=["POST"]),
+            Route(f"{r}/subscriptions", self._subscriptions, methods=["POST", "PUT"]),
+            Route(f"{r}/subscriptions/{{sid}}", self._unsubscribe, methods=["DELETE"]),
+            Route("/OTEvents", self._channel, methods=["GET", "POST"]),
+            Route(f"{r}/logins", self._logins, methods=["GET"]),
+            Route(f"{r}/acd/agent/state", self._agent_state, methods=["GET"]),
+            Route(f"{r}/acd/agent/state/snapshot", self._agent_snapshot, methods=["POST"]),
+            Route(f"{r}/pbxs", self._pbxs, methods=["GET"]),
+            Route(f"{r}/acd/{{node}}/pilots", self._pilot_list, methods=["GET"]),
+            Route(f"{r}/acd/pilotmonitoring/{{pilot}}", self._pilot_monitoring, methods=["POST", "DELETE"]),
+            Route(f"{r}/acd/rti/ctx", self._rti_context, methods=["POST", "PUT", "DELETE"]),
+            Route(f"{r}/acd/rti/snapshot", self._rti_snapshot, methods=["POST"]),
+            Route("/_sim/{action}", self._control, methods=["POST"]),
+        ]
+        return Starlette(routes=routes)
+
+    def _base(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def _fault(self, request: Request) -> Response | None:
+        if self.down:
+            return _error(503, "NOT_READY")
+        for fault in self._faults:
+            if fault[0] in request.url.path and fault[2] > 0:
+                fault[2] -= 1
+                return _error(fault[1], fault[3])
+        return None
+
+    def _session_of(self, request: Request) -> _Session | None:
+        session = self.sessions.get(request.cookies.get("AlcUserId", ""))
+        if session is not None:
+            session.last_seen = time.monotonic()
+        return session
+
+    async def _root(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        auth = f"{self._base(request)}/api/rest/authenticate?version=1.0"
+        return _json({
+            "serverInfo": {"productName": "O2G Simulator", "productType": "O2G",
+                           "productVersion": {"major": "2.7", "minor": "004.000"}, "haMode": False},
+            "versions": [{"id": "1.0", "status": "CURRENT", "publicUrl": auth, "internalUrl": auth}],
+        })  # fmt: skip
+
+    async def _authenticate(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        if request.headers.get("authorization") != expected:
+            return _error(401, "NOT_ALLOWED")
+        token = "eyJhbGciOiJIUzI1NiJ9." + secrets.token_hex(16)
+        sessions = f"{self._base(request)}/api/rest/1.0/sessions"
+        body = {"credential": token, "publicUrl": sessions, "internalUrl": sessions, "expired": "false"}
+        response = _json(body)
+        response.set_cookie("AlcUserId", token, path="/")
+        return response
+
+    async def _sessions(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        token = request.cookies.get("AlcUserId", "")
+        if request.method == "POST":
+            if not token.startswith("eyJ"):
+                return _error(403, "INVALID_SESSION")
+            if token in self.sessions:
+                return _error(403, "NOT_ALLOWED")  # a cookie opens one session only (004 L705)
+            body = orjson.loads(await request.body() or b"{}")
+            ttl = float(body.get("timeToLive") or self.session_ttl)
+            self.sessions[token] = _Session(token, ttl, time.monotonic())
+            base = f"{self._base(request)}/api/rest/1.0"
+            ttl_out: str | float = str(int(ttl)) if ttl.is_integer() else ttl  # "1800" as in 004 L930
+            response = _json({"admin": True, "timeToLive": ttl_out, "publicBaseUrl": base,
+                              "privateBaseUrl": base, "services": [], "otherSessions": []})  # fmt: skip
+            response.set_cookie("JSESSIONID", secrets.token_hex(8) + ".tomcat", path="/api")
+            return response
+        session = self._session_of(request)
+        if session is None:
+            return _error(403 if request.method == "GET" else 500, "INVALID_SESSION")
+        if request.method == "DELETE":
+            self._drop_session(token)
+            return Response(status_code=204)
+        return _json({"admin": True, "timeToLive": int(session.ttl)})
+
+    async def _keepalive(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        if self._session_of(request) is None:
+            return _error(403, "INVALID_SESSION")
+        return Response(status_code=204)
+
+    async def _subscriptions(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        session = self._session_of(request)
+        if session is None:
+            return _error(403, "INVALID_SESSION")
+        body = orjson.loads(await request.body() or b"{}")
+        if request.method == "PUT":
+            for sub in session.subs.values():
+                sub.selectors = list(body.get("selectors") or [])
+            return Response(status_code=204)
+        selectors = list((body.get("filter") or {}).get("selectors") or [])
+        if body.get("version") != "1.0" or not selectors or self.refuse_subscriptions:
+            message = self.refuse_subscriptions or "version 1.0 and a selector are required"
+            return _json({"status": "REFUSED", "message": message})
+        sid = secrets.token_hex(12)
+        sub = _Sub(sid, session, selectors, body.get("webHookUrl"))
+        session.subs[sid] = sub
+        if sub.webhook_url:
+            assert self._tg is not None
+            self._tg.start_soon(self._deliver, sub)
+            return _json({"subscriptionId": sid, "status": "ACCEPTED", "mode": "WEBHOOK", "format": "JSON"})
+        poll = f"{self._base(request)}/OTEvents?subscriptionId={sid}"
+        return _json({"subscriptionId": sid, "publicPollingUrl": poll, "privatePollingUrl": poll,
+                      "status": "ACCEPTED", "mode": "CHUNK", "format": "JSON"})  # fmt: skip
+
+    async def _unsubscribe(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        session = self._session_of(request)
+        if session is None:
+            return _error(403, "INVALID_SESSION")
+        sub = session.subs.pop(request.path_params["sid"], None)
+        if sub is None:
+            return _error(400, "NOT_FOUND")
+        _close(sub)
+        return Response(status_code=204)
+
+    async def _channel(self, request: Request) -> Response:
+        if failed := self._fault(request):
+            return failed
+        session = self._session_of(request)
+        if session is None:
+            return _error(403, "INVALID_SESSION")
+        sub = session.subs.get(request.query_params.get("subscriptionId", ""))
+        if sub is None or sub.webhook_url:
+            return _error(404, "NOT_FOUND")
+        sub.channel += 1  # one reader per subscription: a new channel closes the old one
+        sub.wake.set()
+        return StreamingResponse(self._channel_body(sub, sub.channel), media_type="application/json")
+
+    async def _channel_body(self, sub: _Sub, channel: int) -> AsyncIterator[bytes]:
+        def open_() -> bool:
+            return not (self._closing or self.down or sub.closed or sub.channel != channel)
+
+        while open_():
+            if self._silent:
+                await anyio.sleep(0.01)
+                continue
+            if sub.pending:
+                if self._cut_next:
+                    self._cut_next = False
+                    first = sub.pending[0]
+                    yield first[: len(first) // 2]
+                    raise _Cut("cut mid-event")
+                batch = [sub.pending[i] for i in range(min(self.events_per_chunk, len(sub.pending)))]
+                yield b"".join(batch)
+                for _ in batch:  # only written events leave the queue
+                    sub.pending.popleft()
+                continue
+            sub.wake = anyio.Event()
+            with anyio.move_on_after(self.keepalive_period) as idle:
+                await sub.wake.wait()
+            if idle.cancelled_caught and open_() and not self._silent:
+                yield KEEPALIVE
+
+    async def _deliver(self, sub: _Sub) -> None:
+        assert self._http is not None
+        cookie = sub.id if self.webhook_cookie == "value" else f"subscriptionId={sub.id}"
+        while not (sub.closed or self._closing):
+            if not sub.pending or self.down:
+                sub.wake = anyio.Event()
+                with anyio.move_on_after(0.2):
+                    await sub.wake.wait()
+                continue
+            try:
+                response = await self._http.post(
+                    str(sub.webhook_url),
+                    content=sub.pending[0].rstrip(b"\n"),
+                    headers={"Cookie": cookie, "Content-Type": "application/json"},
+                )
+                status = response.status_code
+            except httpx.HTTPError:
+                status = 0
+            self.webhook_log.append((sub.id, status))
+            if 200 <= status < 300 or 400 <= status < 500:
+                sub.pending.popleft()  # delivered, or refused for good
+            else:
+                await anyio.sleep(0.05)
+
+    async def _control(self, request: Request) -> Response:
+        """Out-of-band control for drivers in another process (benchmarks, demos): not O2G.
+
+        ``POST /_sim/generate?n=N`` generates and publishes; ``POST /_sim/prepare?n=N`` generates
+        without publishing and answers the events as NDJSON; ``POST /_sim/release`` publishes them;
+        ``POST /_sim/pause`` / ``resume`` stop and restart writing on the chunk channels.
+        """
+        action, n = request.path_params["action"], int(request.query_params.get("n", "1"))
+        if action == "generate":
+            return _json({"events": len(self.generate(n))})
+        if action == "prepare":
+            self._prepared = []
+            while len(self._prepared) < n:
+                self._prepared.extend(self.traffic.tick())
+            return Response(b"".join(orjson.dumps(e) + b"\n" for e in self._prepared))
+        if action in ("pause", "resume"):
+            self.silence(action == "pause")
+            return _json({"silent": self._silent})
+        if action == "release":
+            released, self._prepared = self._prepared, []
+            return _json({"events": len(released), "matched": self.publish(*released)})
+        return Response(status_code=404)
+
+    async def _logins(self, request: Request) -> Response:
+        return self._guarded(request) or _json({"loginNames": list(self.agents)})
+
+    async def _agent_state(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        state = self.agents.get(request.query_params.get("loginName", ""))
+        return (
+            _json({k: v for k, v in state.items() if k != "callRef"}) if state else _error(404, "NOT_FOUND")
+        )
+
+    async def _agent_snapshot(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        self.publish(*(self.traffic.agent_event(login) for login in self.agents))
+        return Response(status_code=204)
+
+    async def _pbxs(self, request: Request) -> Response:
+        return self._guarded(request) or _json({"nodeIds": self.nodes})
+
+    async def _pilot_list(self, request: Request) -> Response:
+        return self._guarded(request) or _json({"pilotList": list(self.pilots.values())})
+
+    async def _pilot_monitoring(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        pilot = request.path_params["pilot"]
+        if pilot not in self.pilots:
+            return _error(404, "NOT_FOUND")
+        if request.method == "POST":
+            self.monitored_pilots.add(pilot)
+        else:
+            self.monitored_pilots.discard(pilot)
+        return Response(status_code=204)
+
+    async def _rti_context(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        self.rti_context = (
+            None if request.method == "DELETE" else orjson.loads(await request.body() or b"null")
+        )
+        return Response(status_code=204)
+
+    async def _rti_snapshot(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        if self.rti_context is not None:
+            self.publish(*self.traffic.rti_snapshot())
+        return Response(status_code=204)
+
+    def _guarded(self, request: Request) -> Response | None:
+        if failed := self._fault(request):
+            return failed
+        return None if self._session_of(request) else _error(403, "INVALID_SESSION")
+
+    def _all_subs(self) -> list[_Sub]:
+        return [sub for session in self.sessions.values() for sub in session.subs.values()]
+
+    def _drop_session(self, token: str) -> None:
+        session = self.sessions.pop(token, None)
+        if session is not None:
+            for sub in session.subs.values():
+                _close(sub)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on ``host:port`` (0 = ephemeral); yields its base URL."""
+    logging.getLogger("uvicorn.error").addFilter(_QUIET_CUT)
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = _Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(5):
+            while not server.started:  # noqa: ASYNC110 - uvicorn exposes no event for this
+                await anyio.sleep(0.002)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            yield f"http://{host}:{bound}"
+        finally:
+            server.should_exit = server.force_exit = True
+            with anyio.move_on_after(1.5, shield=True):
+                while any(s.is_serving() for s in server.servers):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+
+
+def _close(sub: _Sub) -> None:
+    sub.closed = True
+    sub.pending.clear()
+    sub.wake.set()
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _error(status: int, kind: str) -> Response:
+    code, can_retry, message = _ERRORS.get(kind, _ERRORS["SERVER_PROBLEM"])
+    body = {"httpStatus": status, "code": code, "helpMessage": message, "type": kind, "canRetry": can_retry}
+    return _json(body, status)
+
+
+class _RequestLog:
+    """ASGI middleware appending every answered request to ``sim.requests``."""
+
+    def __init__(self, app: ASGIApp, sim: O2GSimulator) -> None:
+        self.app, self.sim = app, sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.sim.requests.append(LoggedRequest(scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, logged)
+
+
+DEMO_PACKAGES = ["telephony", "agent", "pilot"]
+"""The packages the simulator generates traffic for."""
+
+
+@contextlib.asynccontextmanager
+async def demo_source(
+    agents: int, *, rate: float = 20.0, name: str = "o2g-sim"
+) -> AsyncIterator[dict[str, Any]]:
+    """Start a simulator and yield the ``sources:`` entry (a dict) that streams from it.
+
+    This is the ``streamd demo`` hook (``DemoSimulator``): ``async with demo_source(20) as cfg``.
+    """
+    async with O2GSimulator(agents=agents, rate=rate, seed=None) as sim:
+        yield {
+            "kind": "o2g",
+            "name": name,
+            "url": sim.url,
+            "username": sim.username,
+            "password": sim.password,
+            "packages": DEMO_PACKAGES,
+            "ids": ["*"],
+            "delivery": "chunk",
+        }
+
+
+async def serve_forever(
+    *, host: str = "127.0.0.1", port: int = 0, agents: int = 20, rate: float = 5.0, **kwargs: Any
+) -> None:
+    """Run a simulator until cancelled (``python -m streamd.sim.o2g --port 8091``)."""
+    await O2GSimulator(host=host, port=port, agents=agents, rate=rate, **kwargs).serve_forever()
+
+
+def main() -> None:
+    """Command line entry: ``python -m streamd.sim.o2g [--port N] [--agents N] [--rate EV_PER_S]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8091)
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--events-per-chunk", type=int, default=512)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(
+            lambda: serve_forever(
+                host=args.host,
+                port=args.port,
+                agents=args.agents,
+                rate=args.rate,
+                events_per_chunk=args.events_per_chunk,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Realistic O2G traffic for the simulator: agents moving through ACD states, calls through pilots.
+
+Rules:
+
+1. Pure and deterministic for a given seed: :meth:`O2GTraffic.tick` returns the events of one
+   change and updates :attr:`agents` (the state the REST snapshot resources answer).
+2. Every event it produces is valid against the catalog models (a test checks it): agent state
+   changes (``OnAgentStateChanged``), a call reaching an agent through a pilot
+   (``OnPilotCallCreated`` -> ``Queued`` -> ``Removed`` + ``OnCallCreated``), the call ending
+   (``OnCallRemoved``), pauses, withdrawals, log-offs and log-ons.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+_SUBSTATES_AFTER = {"READY": "BUSY", "BUSY": "WRAPUP", "WRAPUP": "READY", "PAUSE": "READY"}
+
+
+class O2GTraffic:
+    """The agents' and pilots' state, and the events that change it."""
+
+    def __init__(self, *, agents: int, pilots: int, seed: int | None = 0) -> None:
+        self._rng = random.Random(seed)
+        self._seq = 0
+        self.agents: dict[str, dict[str, Any]] = {
+            f"oxe{70100 + i}": {"mainState": "LOG_ON", "subState": "READY", "pgNumber": "5001"}
+            for i in range(agents)
+        }
+        self.pilots: dict[str, dict[str, Any]] = {
+            str(60141 + i): {
+                "number": str(60141 + i),
+                "name": f"PILOT_{i + 1}",
+                "state": "Opened",
+                "detailedState": "OPEN",
+                "waitingTime": 0,
+                "saturation": False,
+                "rules": {"ruleList": [{"ruleNumber": "0", "name": "RULE_0", "active": True}]},
+                "possibleTransfer": True,
+                "supervisedTransfer": False,
+            }
+            for i in range(max(1, pilots))
+        }
+
+    def tick(self) -> list[dict[str, Any]]:
+        """Change one random agent's state; returns the events that change produces, in order."""
+        login = self._rng.choice(list(self.agents))
+        agent = self.agents[login]
+        if agent["mainState"] == "LOG_OFF":
+            agent.update(mainState="LOG_ON", subState="READY")
+            return [self.agent_event(login)]
+        sub = agent.get("subState", "READY")
+        roll = self._rng.random()
+        if sub == "READY" and roll < 0.08:
+            agent["subState"] = "PAUSE" if roll < 0.06 else "WITHDRAW"
+            if agent["subState"] == "WITHDRAW":
+                agent.update(subState="WITHDRAW", withdrawReason=self._rng.randint(1, 3))
+            return [self.agent_event(login)]
+        if sub == "READY" and roll < 0.1:
+            agent.update(mainState="LOG_OFF")
+            agent.pop("subState", None)
+            return [self.agent_event(login)]
+        if sub == "WITHDRAW":
+            agent.pop("withdrawReason", None)
+        events: list[dict[str, Any]] = []
+        following = _SUBSTATES_AFTER.get(sub, "READY")
+        if following == "BUSY":
+            events.extend(self._call_arrives(login))
+        elif sub == "BUSY":
+            events.append(self._call_ends(login))
+        agent["subState"] = following
+        events.append(self.agent_event(login))
+        return events
+
+    def agent_event(self, login: str) -> dict[str, Any]:
+        """The ``OnAgentStateChanged`` carrying ``login``'s current state."""
+        return {"eventName": "OnAgentStateChanged", "loginName": login, "state": dict(self.agents[login])}
+
+    def _call_arrives(self, login: str) -> list[dict[str, Any]]:
+        self._seq += 1
+        call_ref, pilot = str(self._seq), self._rng.choice(list(self.pilots))
+        caller = str(self._rng.randint(600000000, 699999999))
+        self.agents[login]["callRef"] = call_ref
+        removed = "DISTRIBUTED" if self._rng.random() < 0.9 else "OVERFLOWN"
+        identity = {"id": {"phoneNumber": caller}, "displayName": caller, "type": {"main": "EXTERNAL"}}
+        return [
+            {"eventName": "OnPilotCallCreated", "pilot": pilot, "caller": caller, "callRef": call_ref,
+             "cause": "ACD_ENTER_DISTRIBUTION", "callData": {"initialCalled": pilot, "anonymous": False}},
+            {"eventName": "OnPilotCallQueued", "pilot": pilot, "caller": caller, "queue": "5001",
+             "callRef": call_ref, "cause": "CAMP_ON", "numberOfQueued": self._rng.randint(0, 5)},
+            {"eventName": "OnPilotCallRemoved", "pilot": pilot, "releasingDevice": pilot,
+             "newDestination": login[3:], "callRef": call_ref, "cause": removed},
+            {"eventName": "OnCallCreated", "loginName": login, "callRef": call_ref, "cause": "DISTRIBUTED",
+             "initiator": caller,
+             "legs": [{"deviceId": login[3:], "state": "RINGING_INCOMING", "ringingRemote": False}],
+             "participants": [{"participantId": caller, "identity": identity}]},
+        ]  # fmt: skip
+
+    def _call_ends(self, login: str) -> dict[str, Any]:
+        call_ref = self.agents[login].pop("callRef", "0")
+        return {"eventName": "OnCallRemoved", "loginName": login, "callRef": call_ref, "cause": "CLEARED"}
+
+    def rti_snapshot(self) -> list[dict[str, Any]]:
+        """One ``OnPilotRtiChanged`` per pilot with its current figures (the RTI snapshot)."""
+        busy = sum(1 for a in self.agents.values() if a.get("subState") == "BUSY")
+        return [
+            {"eventName": "OnPilotRtiChanged", "number": number, "name": pilot["name"], "state": "Opened",
+             "nbOfWaitingCalls": self._rng.randint(0, 5), "nbOfCallsInConversation": busy,
+             "serviceLevel": self._rng.randint(70, 100)}
+            for number, pilot in self.pilots.items()
+        ]  # fmt: skip

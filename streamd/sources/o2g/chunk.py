@@ -1,0 +1,195 @@
+"""The O2G HTTP chunk channel: the pump between the socket and the sans-IO decoder.
+
+Rules:
+
+1. The pump is ``async for chunk in response.aiter_bytes(): decoder.feed(chunk)``; the decoder
+   (:class:`~streamd.sources.o2g.protocol.O2GEventDecoder`) does the framing, this module the I/O.
+2. At most one ``emit.push`` per received chunk (all its events at once), never one per event;
+   chunks that arrive while a push is in progress are coalesced into the next push.
+3. Keepalives (``OnChannelInformation``) are liveness only: they reset the idle timer (the httpx
+   read timeout is the idle timeout: no byte for ``idle_timeout`` raises) and are never published.
+4. A malformed object becomes a dead letter (and a counted error); the stream goes on.
+5. The channel ending (clean close, cut mid-event, idle timeout, oversize event) is reopened on
+   the *same* subscription at once: O2G queues its events meanwhile (004 L2138-2145). Failing to
+   *open* it propagates (:class:`~streamd.sources.o2g.client.SubscriptionGone`, a dead session, a
+   server that is down) and so does a channel that keeps closing without delivering a byte.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from streamd.errors import NormalizationError, StreamdError, TransientError, VendorProtocolError
+from streamd.events import DeadLetter, Event
+from streamd.sources.base import Emit
+from streamd.sources.http import httpx_errors
+from streamd.sources.o2g.client import O2GClient
+from streamd.sources.o2g.normalize import normalize
+from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, is_channel_information
+from streamd.telemetry import EVENTS_DEADLETTERED, count_error
+
+log = logging.getLogger("streamd.sources.o2g")
+
+PUSH_QUEUE = 16
+"""Decoded chunks waiting for the pusher; a full queue stops reading the socket (backpressure)."""
+MAX_FRUITLESS_REOPENS = 3
+"""Consecutive channels that end without a single byte before the session is given up."""
+
+
+def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> Event:
+    """A counted dead-letter event for input that could not be decoded or normalized."""
+    EVENTS_DEADLETTERED.labels(source, stage, error_type).inc()
+    count_error(source, stage, error_type)
+    return DeadLetter.of(source=source, stage=stage, error_type=error_type, error=error, raw=raw).to_event()
+
+
+def to_events(
+    source: str, items: Iterable[dict[str, Any] | MalformedEvent], *, snapshot: bool = False
+) -> list[Event]:
+    """Normalize decoded items; channel information is dropped, bad input dead-lettered.
+
+    Args:
+        source: the source name.
+        items: what the decoder returned.
+        snapshot: mark the events as snapshot records.
+
+    Returns:
+        The events to publish, in input order.
+    """
+    events: list[Event] = []
+    for item in items:
+        if isinstance(item, MalformedEvent):
+            events.append(dead_letter(source, "decode", "malformed_json", item.error, item.raw))
+        elif not is_channel_information(item):
+            try:
+                events.extend(normalize(source, item, snapshot=snapshot))
+            except NormalizationError as exc:
+                events.append(dead_letter(source, "processing", exc.error_type, str(exc), orjson.dumps(item)))
+    return events
+
+
+async def pump(response: httpx.Response, emit: Emit, *, source: str, max_event_size: int) -> int:
+    """Read one open channel until it ends cleanly; return the number of bytes received.
+
+    The events of each chunk go, in order, through a small bounded queue to one pusher task that
+    sends whatever has piled up in a single ``emit.push``: one push per chunk when the pipeline
+    keeps up, fewer (coalesced) when it does not, so a server writing one event per HTTP chunk
+    does not cost one pipeline batch per event. Events decoded before a failure are still pushed.
+
+    Raises:
+        TransientError: the read timed out (idle) or the connection broke.
+        VendorProtocolError: an oversize event, or the stream ended inside an event.
+    """
+    send, receive = anyio.create_memory_object_stream[list[Event]](max_buffer_size=PUSH_QUEUE)
+    failures: list[StreamdError] = []
+    received = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_push_coalesced, receive, emit, failures, tg.cancel_scope)
+        try:
+            async with send:
+                received = await _read(response, send, source, max_event_size)
+        except (TransientError, VendorProtocolError) as exc:
+            failures.insert(0, exc)
+    if failures:
+        raise failures[0]
+    return received
+
+
+async def _read(
+    response: httpx.Response, send: MemoryObjectSendStream[list[Event]], source: str, max_event_size: int
+) -> int:
+    decoder = O2GEventDecoder(max_event_size)
+    received = 0
+    with httpx_errors():
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            items = decoder.feed(chunk)
+            if items:
+                events = to_events(source, items)
+                if events:
+                    await send.send(events)
+    decoder.feed_eof()
+    return received
+
+
+async def _push_coalesced(
+    receive: MemoryObjectReceiveStream[list[Event]],
+    emit: Emit,
+    failures: list[StreamdError],
+    scope: anyio.CancelScope,
+) -> None:
+    async with receive:
+        async for events in receive:
+            batch = list(events)
+            while True:
+                try:
+                    batch.extend(receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            try:
+                await emit.push(batch)
+            except StreamdError as exc:  # surfaces unwrapped from pump(), not as an ExceptionGroup
+                failures.append(exc)
+                scope.cancel()
+                return
+
+
+async def read_subscription(
+    client: O2GClient,
+    polling_url: str,
+    emit: Emit,
+    *,
+    on_open: Callable[[], Awaitable[None]],
+) -> None:
+    """Keep the subscription's chunk channel open, reopening it whenever it ends.
+
+    Args:
+        client: the session's client.
+        polling_url: the subscription's polling URL.
+        emit: where events go (``emit.push``).
+        on_open: awaited once, after the channel first opened (snapshot, readiness).
+
+    Raises:
+        SubscriptionGone: opening the channel answered 4xx: subscribe again.
+        SessionExpired: the session is gone: log in again.
+        TransientError: the server is unreachable, or channels keep ending without data.
+    """
+    source = client.config.name
+    opened = False
+    fruitless = 0
+    while True:
+        received = 0
+        reason = "closed"
+        async with client.open_channel(polling_url) as response:
+            if not opened:
+                opened = True
+                await on_open()
+            try:
+                received = await pump(
+                    response, emit, source=source, max_event_size=client.config.max_event_size
+                )
+            except (TransientError, VendorProtocolError) as exc:
+                reason = _reason(exc)
+                log.info("o2g %s: chunk channel ended (%s); reopening", source, exc)
+                count_error(source, "chunk", reason)
+        fruitless = 0 if received else fruitless + 1
+        if fruitless >= MAX_FRUITLESS_REOPENS:
+            raise TransientError(
+                f"o2g {source}: chunk channel ended {fruitless} times without data ({reason})"
+            )
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, VendorProtocolError):
+        return "protocol_error"
+    if "Timeout" in text:
+        return "idle_timeout"
+    return "connection_lost"

@@ -1,0 +1,423 @@
+"""The O2G REST client: discovery, login, session, keepalive, subscriptions, snapshot reads.
+
+Rules:
+
+1. Every httpx call runs inside :func:`~streamd.sources.http.httpx_errors`; a non-2xx answer
+   becomes a streamd error through :func:`raise_for_status` (RestErrorInfo aware): an invalid
+   session is a :class:`SessionExpired` (transient: log in again), credentials rejected on the
+   very first login are an :class:`~streamd.errors.AuthError` (fatal, one clear line).
+2. URLs are followed exactly as O2G returns them at each hop (004 L39-66, L219-232, L264-290,
+   L2184-2205), choosing the private or public one per ``config.network``.
+3. HA (004 L340): :class:`Servers` remembers which server of the pair is active across sessions;
+   :meth:`O2GClient.connect` tries the active one, then the other; a failure of both raises and
+   :func:`streamd.retry.run_forever` backs off. So the source fails over and back, with backoff.
+4. One :class:`O2GClient` per session (``async with``): a new login, a new cookie jar, a new
+   connection pool. It holds no retry loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+from streamd.errors import AuthError, BackOff, FatalError, SourceError, StreamdError, TransientError
+from streamd.sources.http import httpx_errors
+from streamd.sources.o2g.auth import O2GAuth
+from streamd.sources.o2g.config import O2GSourceConfig, api_root, selectors_for
+from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired, error_from_response
+
+log = logging.getLogger("streamd.sources.o2g")
+
+API_VERSION = "1.0"
+DEFAULT_TTL = 1800.0  # 004 L269
+
+
+class SubscriptionGone(TransientError):
+    """The subscription no longer exists (its channel answered 4xx): subscribe again."""
+
+
+def raise_for_status(response: httpx.Response, what: str, *, login: bool = False) -> None:
+    """Raise the streamd error an O2G answer stands for; return on 2xx.
+
+    The response body must have been read; ``RestErrorInfo`` bodies are classified by
+    :func:`~streamd.sources.o2g.protocol.error_from_response` (type first, then HTTP status).
+
+    Raises:
+        SessionExpired: the session is gone (INVALID_SESSION, 401/403 without a usable type).
+        StreamdError: the class the response stands for.
+    """
+    if 200 <= response.status_code < 300:
+        return
+    raise error_from_response(response.status_code, response.content, what=what, login=login)
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+@dataclass(slots=True)
+class Servers:
+    """The HA pair's API roots and which one is active; lives as long as the source."""
+
+    roots: list[str]
+    active: int = 0
+    logged_in_once: bool = False
+
+    @classmethod
+    def of(cls, config: O2GSourceConfig) -> Servers:
+        """The primary (and secondary, if configured) ``/api/rest`` roots."""
+        roots = [api_root(config.url)]
+        if config.secondary_url:
+            roots.append(api_root(config.secondary_url))
+        return cls(roots)
+
+    def order(self) -> list[int]:
+        """Indexes to try: the active server first, then the other."""
+        return [self.active, *(i for i in range(len(self.roots)) if i != self.active)]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What session creation returned."""
+
+    base_url: str
+    ttl: float
+    server: str
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An ACCEPTED subscription."""
+
+    id: str
+    polling_url: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+class O2GClient:
+    """One O2G session's REST calls. Use as ``async with O2GClient(config, servers) as client``."""
+
+    def __init__(
+        self,
+        config: O2GSourceConfig,
+        servers: Servers,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.servers = servers
+        self.auth = O2GAuth(config.username, config.password.get_secret_value())
+        self.session: SessionInfo | None = None
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> O2GClient:
+        verify: bool | str = self.config.ca_file or self.config.verify_tls
+        self._http = httpx.AsyncClient(
+            auth=self.auth,
+            timeout=httpx.Timeout(self.config.request_timeout),
+            verify=verify,
+            transport=self._transport,
+            headers={"Accept": "application/json"},
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._http is not None:
+            with anyio.CancelScope(shield=True):
+                await self._http.aclose()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying httpx client (inside ``async with`` only)."""
+        assert self._http is not None, "use O2GClient inside 'async with'"
+        return self._http
+
+    @property
+    def base_url(self) -> str:
+        """The session's ``…/api/rest/1.0`` base URL."""
+        assert self.session is not None, "connect() first"
+        return self.session.base_url
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def request(
+        self, method: str, url: str, what: str, *, json: Any = None, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """Send one request and raise the streamd error for a non-2xx answer."""
+        with httpx_errors():
+            response = await self.http.request(method, url, json=json, params=params)
+        raise_for_status(response, f"o2g {self.config.name} {what}")
+        return response
+
+    async def get_json(self, path: str, what: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET ``{base}{path}`` and decode its JSON body (``None`` for an empty body)."""
+        response = await self.request("GET", self.base_url + path, what, params=params)
+        return _json_or_none(response.content)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def connect(self) -> SessionInfo:
+        """Discover, log in and open a session on the active server, else on the other one.
+
+        Raises:
+            AuthError: credentials rejected on the first login ever (fatal).
+            SourceError: both servers failed (retry with backoff).
+        """
+        failure: SourceError | None = None
+        for index in self.servers.order():
+            try:
+                info = await self._connect_to(self.servers.roots[index])
+            except FatalError:
+                raise
+            except SourceError as exc:
+                log.info("o2g %s: %s unavailable: %s", self.config.name, self.servers.roots[index], exc)
+                failure = exc
+                continue
+            if index != self.servers.active:
+                log.warning("o2g %s: failed over to %s", self.config.name, self.servers.roots[index])
+            self.servers.active = index
+            self.servers.logged_in_once = True
+            self.session = info
+            return info
+        assert failure is not None
+        raise failure
+
+    async def _connect_to(self, root: str) -> SessionInfo:
+        auth_url = await self._discover(root)
+        sessions_url = await self._login(auth_url)
+        return await self._open_session(sessions_url, root)
+
+    async def _discover(self, root: str) -> str:
+        response = await self.request("GET", root, "discovery")
+        body = _json_or_none(response.content) or {}
+        versions = [v for v in body.get("versions") or [] if isinstance(v, dict)]
+        chosen = next((v for v in versions if v.get("id") == API_VERSION), None)
+        if chosen is None:
+            raise FatalError(f"o2g {self.config.name}: {root} offers no API version {API_VERSION}")
+        return self._pick(chosen, "internalUrl", "publicUrl") or f"{root}/authenticate?version={API_VERSION}"
+
+    async def _login(self, auth_url: str) -> str:
+        with httpx_errors():
+            response = await self.http.get(auth_url)
+        try:
+            raise_for_status(
+                response, f"o2g {self.config.name} login as {self.config.username!r}", login=True
+            )
+        except AuthError as exc:
+            if not self.servers.logged_in_once:
+                raise  # bad credentials on the first login: fatal, one clear line
+            raise BackOff(str(exc), 300.0) from exc  # worked before: maybe a server-side change
+        body = _json_or_none(response.content) or {}
+        if self.auth.token is None and body.get("credential"):
+            self.auth.set_token(str(body["credential"]))
+        if self.auth.token is None:
+            raise TransientError(f"o2g {self.config.name}: login returned no AlcUserId cookie")
+        if str(body.get("expired", "false")).lower() == "true":
+            log.warning("o2g %s: the password of %r has expired", self.config.name, self.config.username)
+        sessions = self._pick(body, "internalUrl", "publicUrl")
+        return sessions or auth_url.split("/authenticate")[0] + f"/{API_VERSION}/sessions"
+
+    async def _open_session(self, sessions_url: str, root: str) -> SessionInfo:
+        request: dict[str, Any] = {"applicationName": self.config.application_name}
+        if self.config.session_ttl is not None:
+            request["timeToLive"] = self.config.session_ttl
+        response = await self.request("POST", sessions_url, "session create", json=request)
+        body = _json_or_none(response.content) or {}
+        base = self._pick(body, "privateBaseUrl", "publicBaseUrl") or sessions_url.rsplit("/sessions", 1)[0]
+        try:
+            ttl = float(body.get("timeToLive", DEFAULT_TTL))  # "1800" or 1800 (spec ambiguity 5)
+        except (TypeError, ValueError):
+            ttl = DEFAULT_TTL
+        if body.get("otherSessions"):
+            log.info("o2g %s: %d other sessions are open", self.config.name, len(body["otherSessions"]))
+        return SessionInfo(
+            base_url=base.rstrip("/"), ttl=ttl if ttl > 0 else DEFAULT_TTL, server=root, raw=body
+        )
+
+    def _pick(self, body: Mapping[str, Any], private: str, public: str) -> str | None:
+        first, second = (private, public) if self.config.network == "private" else (public, private)
+        value = body.get(first) or body.get(second)
+        return str(value) if value else None
+
+    @property
+    def keepalive_interval(self) -> float:
+        """Seconds between session keepalives: configured, else a third of the TTL."""
+        if self.config.keepalive_interval is not None:
+            return self.config.keepalive_interval
+        ttl = self.session.ttl if self.session else DEFAULT_TTL
+        return max(0.01, ttl / 3)
+
+    async def keepalive(self) -> None:
+        """Refresh the session timer (004 L989-1027); 403 means the session is gone."""
+        with httpx_errors():
+            response = await self.http.post(self.base_url + "/sessions/keepalive")
+        if response.status_code == 403:
+            raise SessionExpired(f"o2g {self.config.name}: keepalive: the session no longer exists")
+        raise_for_status(response, f"o2g {self.config.name} keepalive")
+
+    async def keepalive_forever(self) -> None:
+        """Send a keepalive every :attr:`keepalive_interval` until cancelled or it fails."""
+        while True:
+            await anyio.sleep(self.keepalive_interval)
+            await self.keepalive()
+
+    async def close_session(self) -> None:
+        """Close the session (DELETE, 004 L961-988), releasing its licences and subscriptions."""
+        if self.session is not None:
+            await self.request("DELETE", self.base_url + "/sessions", "session delete")
+            self.session = None
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def subscription_request(self, webhook_url: str | None = None) -> dict[str, Any]:
+        """The ``SubscriptionRequest`` body for the configured packages (004 L2385-2410)."""
+        body: dict[str, Any] = {"filter": {"selectors": selectors_for(self.config)}, "version": API_VERSION}
+        if webhook_url is not None:
+            body["webHookUrl"] = webhook_url
+        else:
+            body["timeout"] = self.config.subscription_timeout
+        return body
+
+    async def subscribe(self, webhook_url: str | None = None) -> Subscription:
+        """Create the subscription; anything but ``ACCEPTED`` is fatal for this configuration."""
+        response = await self.request(
+            "POST", self.base_url + "/subscriptions", "subscribe", json=self.subscription_request(webhook_url)
+        )
+        body = _json_or_none(response.content) or {}
+        if body.get("status") != "ACCEPTED" or not body.get("subscriptionId"):
+            raise FatalError(
+                f"o2g {self.config.name}: subscription {body.get('status', 'UNKNOWN')}: "
+                f"{body.get('message') or 'no reason given'}"
+            )
+        polling = self._pick(body, "privatePollingUrl", "publicPollingUrl")
+        return Subscription(id=str(body["subscriptionId"]), polling_url=polling, raw=body)
+
+    async def update_subscription(self) -> None:
+        """Replace the filter of the session's subscription (PUT, 004 L2270-2310)."""
+        body = {"selectors": selectors_for(self.config)}
+        await self.request("PUT", self.base_url + "/subscriptions", "subscription update", json=body)
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        """Delete a subscription (004 L2311-2340)."""
+        await self.request("DELETE", f"{self.base_url}/subscriptions/{subscription_id}", "unsubscribe")
+
+    @asynccontextmanager
+    async def open_channel(self, polling_url: str) -> AsyncIterator[httpx.Response]:
+        """Open the chunk channel (POST, as ALE's SDKs do) and yield the streaming response.
+
+        The read timeout is the idle timeout: no byte for that long raises ``TransientError``
+        from the body iterator. A 4xx other than an invalid session means the subscription is gone.
+
+        Raises:
+            SessionExpired: the session is gone.
+            SubscriptionGone: the subscription is gone.
+        """
+        timeout = httpx.Timeout(
+            self.config.request_timeout,
+            connect=self.config.channel_open_timeout,
+            read=self.config.idle_timeout,
+        )
+        request = self.http.build_request(
+            "POST", polling_url, timeout=timeout, headers={"Accept": "*/*"}, content=b""
+        )
+        with httpx_errors():
+            response = await self.http.send(request, stream=True)
+        try:
+            if response.status_code >= 300:
+                with httpx_errors():
+                    await response.aread()
+                _raise_channel_error(response, self.config.name)
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True), httpx_errors():
+                await response.aclose()
+
+    # -- snapshot reads (004 L1141-1217, L12853-12895, L10683-10715, L13412-13465) -------
+
+    async def agent_logins(self) -> list[str]:
+        """The ACD operators' logins (``GET /logins?onlyACD``)."""
+        body = await self.get_json("/logins", "logins", params={"onlyACD": ""})
+        return [str(x) for x in (body or {}).get("loginNames") or []]
+
+    async def agent_state(self, login: str) -> dict[str, Any] | None:
+        """One agent's ``AgentState``, or ``None`` when O2G does not know the login."""
+        try:
+            body = await self.get_json("/acd/agent/state", "agent state", params={"loginName": login})
+        except O2GRequestError as exc:  # NOT_FOUND / 404 for one item: skip it (spec §7.4)
+            log.debug("o2g %s: no agent state for %s: %s", self.config.name, login, exc)
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def agent_states(self) -> dict[str, dict[str, Any]]:
+        """Every ACD operator's state, read with bounded concurrency."""
+        logins = await self.agent_logins()
+        states: dict[str, dict[str, Any]] = {}
+        limit = anyio.Semaphore(self.config.snapshot_concurrency)
+
+        failures: list[StreamdError] = []
+
+        async def one(login: str, scope: anyio.CancelScope) -> None:
+            try:
+                async with limit:
+                    state = await self.agent_state(login)
+            except StreamdError as exc:  # surfaces unwrapped below, not as an ExceptionGroup
+                failures.append(exc)
+                scope.cancel()
+                return
+            if state is not None:
+                states[login] = state
+
+        async with anyio.create_task_group() as tg:
+            for login in logins:
+                tg.start_soon(one, login, tg.cancel_scope)
+        if failures:
+            raise failures[0]
+        return {login: states[login] for login in logins if login in states}
+
+    async def pilots(self) -> dict[str, dict[str, Any]]:
+        """Every node's ``Pilots`` body (``GET /pbxs`` then ``GET /acd/{nodeId}/pilots``), by node id."""
+        nodes = await self.get_json("/pbxs", "pbxs")
+        result: dict[str, dict[str, Any]] = {}
+        for node in (nodes or {}).get("nodeIds") or []:
+            body = await self.get_json(f"/acd/{node}/pilots", "pilots")
+            result[str(node)] = body if isinstance(body, dict) else {"pilotList": []}
+        return result
+
+    async def activate_rti(self) -> None:
+        """Create/activate the RTI context for every object and attribute, then ask for its snapshot.
+
+        Without a context no ``rti`` event flows (004 L14646-14652); the snapshot's values arrive
+        on the channel as ordinary ``On*RtiChanged`` events (004 L15112-15143).
+        """
+        everything = {"numbers": ["*"], "attributes": ["ALL"]}
+        kinds = ("agentFilter", "pilotFilter", "queueFilter", "pgAgentFilter", "pgOtherFilter")
+        context = {
+            "obsPeriod": self.config.rti_obs_period,
+            "notifFrequency": self.config.rti_notif_frequency,
+            "filter": dict.fromkeys(kinds, everything),
+        }
+        await self.request("POST", self.base_url + "/acd/rti/ctx", "rti context", json=context)
+        await self.request("POST", self.base_url + "/acd/rti/snapshot", "rti snapshot")
+
+    async def monitor_pilot(self, pilot: str) -> None:
+        """Start pilot monitoring (004 L14433-14469), without which no pilot event flows."""
+        await self.request("POST", f"{self.base_url}/acd/pilotmonitoring/{pilot}", "pilot monitoring")
+
+
+def _raise_channel_error(response: httpx.Response, name: str) -> None:
+    try:
+        raise_for_status(response, f"o2g {name} chunk channel")
+    except O2GRequestError as exc:  # 404 / NOT_FOUND / other 4xx: the subscription is gone
+        raise SubscriptionGone(str(exc)) from exc

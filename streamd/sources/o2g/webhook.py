@@ -1,0 +1,132 @@
+"""The O2G webhook receiver: ``POST /webhooks/o2g/{source}`` on streamd's HTTP port.
+
+Rules:
+
+1. Only ``POST`` (405 otherwise). With a shared secret configured, the request must carry it
+   as the ``secret`` query parameter (streamd puts it in the ``webHookUrl`` it subscribes with,
+   since O2G sends no custom header) or as the ``X-Streamd-Secret`` header: else 401.
+2. The request must carry a live subscription id in its Cookie header: the header's whole value
+   (004 L2126: "as Cookie header the subscriptionId") or the value of any cookie in it,
+   URL-decoded or not. The seed's example POST carries the *session's* ``AlcUserId%3D<JWT>``
+   instead (004 L2254), so the live session's ``AlcUserId`` is accepted too: both are secrets
+   only O2G and streamd know. Anything else: 403.
+3. An unparseable body answers 400, after the body was put on the dead-letter topic.
+4. 2xx only once the events are durable (``await emit(events)``: Kafka ack or spool), within
+   ``deadline`` seconds; past it 503 (counted), so O2G may retry. Keepalives answer 200 at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import unquote
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from streamd.errors import VendorProtocolError
+from streamd.sources.base import Emit
+from streamd.sources.o2g.chunk import dead_letter, to_events
+from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
+from streamd.telemetry import count_error
+
+log = logging.getLogger("streamd.sources.o2g")
+
+SECRET_HEADER = "X-Streamd-Secret"
+SECRET_PARAM = "secret"
+
+
+def cookie_candidates(header: str) -> set[str]:
+    """Every string in a Cookie header that may be a subscription id.
+
+    The whole value, each ``name=value`` pair's value and each bare token, each both as sent and
+    URL-decoded.
+    """
+    raw = header.strip()
+    found = {raw, unquote(raw)}
+    for text in (raw, unquote(raw)):
+        for part in text.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            found.add(part)
+            if "=" in part:
+                value = part.partition("=")[2].strip().strip('"')
+                found.update((value, unquote(value)))
+    found.discard("")
+    return found
+
+
+class WebhookReceiver:
+    """One O2G source's webhook endpoint (:meth:`handle`).
+
+    The source keeps ``subscription_ids`` (live subscriptions) and ``session_tokens`` (the live
+    session's ``AlcUserId``) current.
+    """
+
+    def __init__(
+        self, *, source: str, emit: Emit, deadline: float, max_event_size: int, secret: str | None = None
+    ) -> None:
+        self.source = source
+        self.emit = emit
+        self.deadline = deadline
+        self.max_event_size = max_event_size
+        self.secret = secret
+        self.subscription_ids: set[str] = set()
+        self.session_tokens: set[str] = set()
+
+    async def handle(self, request: Request) -> Response:
+        """Handle one POST from O2G (see the module rules for the answers)."""
+        if request.method != "POST":
+            return Response(status_code=405, headers={"Allow": "POST"})
+        if self.secret is not None and not self._secret_ok(request):
+            count_error(self.source, "webhook", "bad_secret")
+            return Response("bad or missing secret", status_code=401)
+        if not self._known_subscription(request.headers.get("cookie", "")):
+            count_error(self.source, "webhook", "unknown_subscription")
+            return Response("unknown subscription", status_code=403)
+        body = await request.body()
+        items = self._parse(body)
+        if items is None:
+            with anyio.move_on_after(self.deadline):
+                await self.emit(
+                    [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
+                )
+            return Response("unparseable body", status_code=400)
+        events = to_events(self.source, items)
+        if events:
+            try:
+                with anyio.fail_after(self.deadline):
+                    await self.emit(events)
+            except TimeoutError:
+                count_error(self.source, "webhook", "deadline", len(events))
+                log.warning(
+                    "o2g %s: webhook events not durable within %.1fs: 503", self.source, self.deadline
+                )
+                return Response("not durable in time", status_code=503)
+        return Response(status_code=200)
+
+    def _secret_ok(self, request: Request) -> bool:
+        assert self.secret is not None
+        given = request.query_params.get(SECRET_PARAM) or request.headers.get(SECRET_HEADER) or ""
+        return hmac.compare_digest(given.encode(), self.secret.encode())
+
+    def _known_subscription(self, header: str) -> bool:
+        if not header:
+            return False
+        candidates = cookie_candidates(header)
+        return not (
+            candidates.isdisjoint(self.subscription_ids) and candidates.isdisjoint(self.session_tokens)
+        )
+
+    def _parse(self, body: bytes) -> list[dict[str, object] | MalformedEvent] | None:
+        decoder = O2GEventDecoder(self.max_event_size)
+        try:
+            items = decoder.feed(body)
+            decoder.feed_eof()
+        except VendorProtocolError:
+            return None
+        if not items or any(isinstance(i, MalformedEvent) for i in items):
+            return None
+        return list(items)

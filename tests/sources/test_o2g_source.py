@@ -1,0 +1,289 @@
+"""The O2G source against the O2G simulator on 127.0.0.1: chunk delivery and every scripted fault."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import anyio
+import pytest
+
+from streamd.errors import AuthError, FatalError
+from streamd.events import AgentState, DeadLetter
+from streamd.publish.memory import MemoryEmit
+from streamd.sim.o2g import O2GSimulator
+from streamd.sources.base import SourceDeps, WebhookHandler
+from streamd.sources.o2g.config import O2GSourceConfig
+from streamd.sources.o2g.source import O2GSource
+from streamd.telemetry import Component, ComponentState
+
+pytestmark = pytest.mark.anyio
+
+
+class Webhooks:
+    def __init__(self) -> None:
+        self.handlers: dict[tuple[str, str], WebhookHandler] = {}
+
+    def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
+        self.handlers[(vendor, source)] = handler
+
+    def unregister(self, vendor: str, source: str) -> None:
+        self.handlers.pop((vendor, source), None)
+
+
+class Cursors:
+    def load(self, source: str, name: str) -> str | None:
+        return None
+
+    def save(self, source: str, name: str, value: str) -> None:
+        pass
+
+
+def make_source(sim: O2GSimulator, **overrides: Any) -> O2GSource:
+    fields: dict[str, Any] = {
+        "name": "pbx1",
+        "url": sim.url,
+        "username": sim.username,
+        "password": sim.password,
+        "packages": ["agent", "pilot", "telephony"],
+        "idle_timeout": 1.0,
+        "request_timeout": 2.0,
+    }
+    fields.update(overrides)
+    config = O2GSourceConfig.model_validate(fields)
+    deps = SourceDeps(
+        component=Component("pbx1"),
+        cursors=Cursors(),
+        webhooks=Webhooks(),
+        kafka=cast(Any, None),
+        topic_prefix="streamd.",
+    )
+    return O2GSource(config, deps, delays=lambda: itertools.repeat(0.0))
+
+
+@asynccontextmanager
+async def running(source: O2GSource, emit: MemoryEmit) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(2):
+            await tg.start(source.run, emit)
+        yield
+        tg.cancel_scope.cancel()
+
+
+def call(ref: str, pilot: str = "60141") -> dict[str, Any]:
+    return {
+        "eventName": "OnPilotCallCreated",
+        "pilot": pilot,
+        "caller": "600",
+        "callRef": ref,
+        "cause": "NEW_CALL",
+    }
+
+
+def call_refs(emit: MemoryEmit) -> list[str]:
+    return [e.data["callRef"] for e in emit.of_type("o2g.pilot.OnPilotCallCreated")]
+
+
+async def until(predicate: Any, timeout: float = 1.5) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+async def publish_and_expect(sim: O2GSimulator, emit: MemoryEmit, refs: list[str]) -> None:
+    await until(lambda: bool(sim.subscriptions()))
+    sim.publish(*(call(r) for r in refs))
+    await until(lambda: set(refs) <= set(call_refs(emit)))
+
+
+def logins(sim: O2GSimulator) -> int:
+    return sum(1 for r in sim.requests if r.path == "/api/rest/authenticate" and r.status == 200)
+
+
+async def test_subscribe_and_chunk_stream_give_snapshot_then_events() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=3, keepalive_period=0.05) as sim:
+        source = make_source(sim)
+        async with running(source, emit):
+            assert source.deps.component.state is ComponentState.RUNNING  # readiness after the snapshot
+            snapshot = [e for e in emit.events if e.snapshot]
+            agents = [e for e in snapshot if isinstance(e.data, AgentState)]
+            assert sorted(a.data.agent_id for a in agents) == ["oxe70100", "oxe70101", "oxe70102"]
+            assert {e.type for e in snapshot} >= {"o2g.agent.OnAgentStateChanged", "o2g.pilot.PilotSnapshot"}
+            assert sim.monitored_pilots == {"60141", "60142"}
+            generated = sim.generate(20)
+            await publish_and_expect(sim, emit, ["a1", "a2", "a3"])
+            await until(lambda: len([e for e in emit.events if not e.snapshot]) >= len(generated) + 3)
+            live = [e for e in emit.events if not e.snapshot]
+            assert not any("OnChannelInformation" in e.type for e in emit.events)
+            assert not [e for e in emit.events if isinstance(e.data, DeadLetter)]  # the traffic is valid
+            assert call_refs(emit)[-3:] == ["a1", "a2", "a3"]  # order kept
+            pilot_events = [e for e in live if e.topic == "o2g.pilot"]
+            assert all(e.key == f"pbx1:{e.data['pilot']}" for e in pilot_events)
+            agent_events = [e for e in live if e.type == "o2g.agent.OnAgentStateChanged"]
+            assert all(e.key == f"pbx1:{e.data['loginName']}" for e in agent_events)
+        subscribe = [r for r in sim.requests if r.path == "/api/rest/1.0/subscriptions"]
+        assert [r.method for r in subscribe] == ["POST"]
+
+
+async def test_malformed_event_is_dead_lettered_and_stream_goes_on() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim), emit):
+        sim.publish_raw(b'{"eventName": "OnPilotCallCreated", "pilot": }\n')
+        await publish_and_expect(sim, emit, ["after"])
+        dead = [e for e in emit.events if isinstance(e.data, DeadLetter)]
+        assert len(dead) == 1
+        assert dead[0].data.stage == "decode"
+        assert '"pilot": }' in (dead[0].data.raw or "")
+
+
+async def test_cut_mid_event_reopens_same_subscription_without_loss() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim), emit):
+        await publish_and_expect(sim, emit, ["c1"])
+        sim.cut_next_event()
+        sim.publish(call("c2"), call("c3"))
+        await until(lambda: "c3" in call_refs(emit))
+        await publish_and_expect(sim, emit, ["c4"])
+        assert call_refs(emit) == ["c1", "c2", "c3", "c4"]
+        assert logins(sim) == 1  # same session, same subscription: only the channel was reopened
+        assert len([r for r in sim.requests if r.path == "/OTEvents"]) == 2
+
+
+async def test_session_expiry_logs_in_again_resubscribes_and_resnapshots() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=2) as sim, running(make_source(sim), emit):
+        first = sim.subscriptions()
+        sim.expire_sessions()
+        await until(lambda: bool(sim.subscriptions()) and sim.subscriptions() != first)
+        await publish_and_expect(sim, emit, ["s1", "s2"])
+        assert logins(sim) == 2
+        agent_snapshots = [e for e in emit.events if e.snapshot and isinstance(e.data, AgentState)]
+        assert len(agent_snapshots) == 4  # one snapshot per subscription
+
+
+async def test_keepalives_keep_a_short_ttl_session_alive() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1, session_ttl=0.15) as sim, running(make_source(sim), emit):
+        await until(lambda: sum(r.path.endswith("/keepalive") for r in sim.requests) >= 6)
+        await publish_and_expect(sim, emit, ["t1"])
+        assert logins(sim) == 1  # the session never expired
+
+
+async def test_keepalive_403_means_session_lost() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim, keepalive_interval=0.05), emit):
+        await until(lambda: any(r.path.endswith("/keepalive") for r in sim.requests))
+        sim.fail_next("/sessions/keepalive", status=403, error="INVALID_SESSION")
+        await until(lambda: logins(sim) == 2)
+        await until(lambda: len(sim.subscriptions()) == 1)
+        await publish_and_expect(sim, emit, ["k1"])
+
+
+async def test_503s_are_retried_until_ready() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        sim.fail_next("/authenticate", status=503, count=2)
+        sim.fail_next("/subscriptions", status=503, count=1)
+        async with running(make_source(sim), emit):
+            await publish_and_expect(sim, emit, ["r1"])
+        assert [r.status for r in sim.requests if r.path == "/api/rest/authenticate"] == [503, 503, 200, 200]
+        assert sum(r.status == 503 for r in sim.requests if r.path == "/api/rest/1.0/subscriptions") == 1
+
+
+async def test_silence_past_idle_timeout_reconnects_without_loss() -> None:
+    emit = MemoryEmit()
+    async with (
+        O2GSimulator(agents=1, keepalive_period=10) as sim,
+        running(make_source(sim, idle_timeout=0.1), emit),
+    ):
+        await publish_and_expect(sim, emit, ["q1"])
+        sim.silence()
+        sim.publish(call("q2"))
+        await until(lambda: len([r for r in sim.requests if r.path == "/OTEvents"]) >= 3)
+        sim.silence(False)
+        await until(lambda: "q2" in call_refs(emit))
+        await publish_and_expect(sim, emit, ["q3"])
+        assert call_refs(emit)[-1] == "q3"
+
+
+async def test_subscription_gone_is_recreated_in_the_same_session() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim), emit):
+        first = sim.subscriptions()
+        sim.drop_subscriptions()
+        await until(lambda: bool(sim.subscriptions()) and sim.subscriptions() != first)
+        await publish_and_expect(sim, emit, ["g1"])
+        assert logins(sim) == 1
+        assert any(r.path == "/OTEvents" and r.status == 404 for r in sim.requests)
+
+
+async def test_ha_fails_over_to_the_secondary_and_back() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as primary, O2GSimulator(agents=1) as secondary:
+        secondary.set_down()
+        async with running(make_source(primary, secondary_url=secondary.url), emit):
+            await publish_and_expect(primary, emit, ["p1"])
+            primary.set_down()
+            secondary.set_down(False)
+            await until(lambda: bool(secondary.subscriptions()))
+            await publish_and_expect(secondary, emit, ["s1"])
+            secondary.set_down()
+            primary.set_down(False)
+            await until(lambda: bool(primary.subscriptions()))
+            await publish_and_expect(primary, emit, ["p2"])
+        assert call_refs(emit) == ["p1", "s1", "p2"]
+
+
+async def test_bad_credentials_on_first_login_are_fatal() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        source = make_source(sim, password="wrong")
+        with anyio.fail_after(2), pytest.raises(AuthError, match="check the O2G login and password"):
+            await source.run(emit)
+        assert [r.path for r in sim.requests] == ["/api/rest", "/api/rest/authenticate"]
+
+
+async def test_cancellation_unsubscribes_and_deletes_the_session_promptly() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        with anyio.fail_after(1.5):
+            async with running(make_source(sim), emit):
+                (sid,) = sim.subscriptions()
+                assert len(sim.sessions) == 1
+        deletes = [(r.method, r.path, r.status) for r in sim.requests if r.method == "DELETE"]
+        assert deletes == [
+            ("DELETE", f"/api/rest/1.0/subscriptions/{sid}", 204),
+            ("DELETE", "/api/rest/1.0/sessions", 204),
+        ]
+        assert sim.sessions == {}
+
+
+async def test_refused_subscription_is_fatal() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        sim.refuse_subscriptions = "license count exceeded"
+        with anyio.fail_after(2), pytest.raises(FatalError, match="REFUSED: license count exceeded"):
+            await make_source(sim).run(emit)
+
+
+async def test_rti_context_is_activated_and_its_snapshot_streams() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=2) as sim, running(make_source(sim, packages=["rti"]), emit):
+        await until(lambda: len(emit.of_type("o2g.rti.OnPilotRtiChanged")) == 2)
+        assert sim.rti_context["filter"]["pilotFilter"] == {"numbers": ["*"], "attributes": ["ALL"]}
+        metrics = [e for e in emit.events if e.topic == "queue-metrics"]
+        assert {e.key for e in metrics} >= {"pbx1:60141:waiting_calls", "pbx1:60142:waiting_calls"}
+
+
+async def test_session_lost_during_the_snapshot_is_retried_not_crashed() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=3) as sim:
+        sim.fail_next("/acd/agent/state", status=403, error="INVALID_SESSION")
+        async with running(make_source(sim), emit):
+            await until(lambda: logins(sim) == 2)
+            await publish_and_expect(sim, emit, ["d1"])
+        agent_snapshots = [e for e in emit.events if e.snapshot and isinstance(e.data, AgentState)]
+        assert len(agent_snapshots) == 3  # only the second, complete snapshot was published

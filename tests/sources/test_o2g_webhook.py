@@ -1,0 +1,172 @@
+"""O2G webhook delivery: the simulator POSTs to a real uvicorn server routing to the source's handler."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from streamd.events import AgentState, DeadLetter, Event
+from streamd.publish.memory import MemoryEmit
+from streamd.sim.o2g import O2GSimulator, serve_app
+from streamd.sources.base import SourceDeps, WebhookHandler
+from streamd.sources.o2g.config import O2GSourceConfig
+from streamd.sources.o2g.source import O2GSource
+from streamd.sources.o2g.webhook import WebhookReceiver, cookie_candidates
+from streamd.telemetry import Component
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cret"
+
+
+class Webhooks:
+    def __init__(self) -> None:
+        self.handlers: dict[tuple[str, str], WebhookHandler] = {}
+
+    def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
+        self.handlers[(vendor, source)] = handler
+
+    def unregister(self, vendor: str, source: str) -> None:
+        self.handlers.pop((vendor, source), None)
+
+    def app(self) -> Starlette:
+        async def route(request: Request) -> Response:
+            handler = self.handlers.get(("o2g", request.path_params["source"]))
+            return Response(status_code=404) if handler is None else await handler(request)
+
+        return Starlette(routes=[Route("/webhooks/o2g/{source}", route, methods=["GET", "POST"])])
+
+
+class Cursors:
+    def load(self, source: str, name: str) -> str | None:
+        return None
+
+    def save(self, source: str, name: str, value: str) -> None:
+        pass
+
+
+@asynccontextmanager
+async def webhook_source(sim: O2GSimulator, emit: MemoryEmit) -> AsyncIterator[tuple[O2GSource, str]]:
+    hooks = Webhooks()
+    async with serve_app(hooks.app()) as base:
+        hook_url = f"{base}/webhooks/o2g/pbx1"
+        config = O2GSourceConfig(
+            name="pbx1",
+            url=sim.url,
+            username=sim.username,
+            password=sim.password,
+            packages=["agent", "pilot"],
+            delivery="webhook",
+            webhook_public_url=hook_url,
+            webhook_secret=SECRET,
+            request_timeout=2.0,
+        )
+        deps = SourceDeps(Component("pbx1"), Cursors(), hooks, cast(Any, None), "streamd.")
+        source = O2GSource(config, deps, delays=lambda: itertools.repeat(0.0))
+        async with anyio.create_task_group() as tg:
+            with anyio.fail_after(2):
+                await tg.start(source.run, emit)
+            yield source, hook_url
+            tg.cancel_scope.cancel()
+        assert hooks.handlers == {}  # unregistered on the way out
+
+
+def call(ref: str) -> dict[str, Any]:
+    return {
+        "eventName": "OnPilotCallCreated",
+        "pilot": "60141",
+        "caller": "600",
+        "callRef": ref,
+        "cause": "NEW_CALL",
+    }
+
+
+def call_refs(emit: MemoryEmit) -> list[str]:
+    return [e.data["callRef"] for e in emit.of_type("o2g.pilot.OnPilotCallCreated")]
+
+
+async def until(predicate: Any, timeout: float = 1.5) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("cookie_style", ["value", "named"])
+async def test_webhook_delivery_end_to_end(cookie_style: str) -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=2, webhook_cookie=cookie_style) as sim, webhook_source(sim, emit):
+        assert len([e for e in emit.events if e.snapshot and isinstance(e.data, AgentState)]) == 2
+        sim.publish(call("w1"), call("w2"))
+        sim.publish_raw(b'{"eventName":"OnChannelInformation","text":"keepalive"}')
+        await until(lambda: call_refs(emit) == ["w1", "w2"])
+        await until(lambda: len(sim.webhook_log) == 3)
+        assert [status for _, status in sim.webhook_log] == [200, 200, 200]
+        assert not any("OnChannelInformation" in e.type for e in emit.events)
+    assert any(r.method == "DELETE" and r.path == "/api/rest/1.0/sessions" for r in sim.requests)
+
+
+async def test_webhook_rejects_forged_cookie_bad_secret_and_bad_body() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, webhook_source(sim, emit) as (_, url):
+        (sid,) = sim.subscriptions()
+        body = b'{"eventName":"OnPilotCallCreated","pilot":"60141","caller":"1","callRef":"x","cause":"NEW_CALL"}'
+        good = {"secret": SECRET}
+        async with httpx.AsyncClient() as http:
+            forged = await http.post(url, params=good, content=body, headers={"Cookie": "0123456789abcdef"})
+            no_cookie = await http.post(url, params=good, content=body)
+            no_secret = await http.post(url, content=body, headers={"Cookie": sid})
+            wrong_secret = await http.post(
+                url, params={"secret": "nope"}, content=body, headers={"Cookie": sid}
+            )
+            get = await http.get(url, params=good, headers={"Cookie": sid})
+            garbage = await http.post(url, params=good, content=b"{not json", headers={"Cookie": sid})
+            encoded = await http.post(
+                url, params=good, content=body, headers={"Cookie": f"AlcUserId%3D{sid}"}
+            )
+            token = next(iter(sim.sessions))  # the seed's example: the session's AlcUserId, URL-encoded
+            cookie = {"Cookie": f"AlcUserId%3D{token}"}
+            session = await http.post(url, params=good, content=body, headers=cookie)
+        assert (forged.status_code, no_cookie.status_code) == (403, 403)
+        assert (no_secret.status_code, wrong_secret.status_code) == (401, 401)
+        assert (get.status_code, garbage.status_code, encoded.status_code) == (405, 400, 200)
+        assert session.status_code == 200
+        dead = [e.data for e in emit.events if isinstance(e.data, DeadLetter)]
+        assert [d.raw for d in dead] == ["{not json"]
+        assert call_refs(emit) == ["x", "x"]  # only the authentic POSTs were published
+
+
+class StuckEmit:
+    async def __call__(self, events: Sequence[Event]) -> None:
+        await anyio.sleep_forever()
+
+    async def push(self, events: Sequence[Event]) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_webhook_answers_503_when_events_are_not_durable_in_time() -> None:
+    receiver = WebhookReceiver(source="pbx1", emit=StuckEmit(), deadline=0.05, max_event_size=4096)
+    receiver.subscription_ids = {"sub-1"}
+    app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://streamd") as http:
+        response = await http.post(
+            "/hook", content=b'{"eventName":"OnCtiLinkUp","nodeId":"1"}', headers={"Cookie": "sub-1"}
+        )
+    assert response.status_code == 503
+
+
+def test_cookie_candidates_cover_whole_value_named_and_url_encoded_forms() -> None:
+    assert "abc" in cookie_candidates("abc")
+    assert "abc" in cookie_candidates("subscriptionId=abc; other=1")
+    assert "abc" in cookie_candidates("AlcUserId%3Dabc")
+    assert "abc" not in cookie_candidates("abcd; xabc=y")
