@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -30,6 +30,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
     TopicAlreadyExistsError,
 )
+from aiokafka.partitioner import murmur2
 
 from streamd.config_core import KafkaConfig
 from streamd.errors import FatalError, PublishError
@@ -90,6 +91,8 @@ class KafkaPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._known_topics: set[str] = set()
         self._create_refused = False
+        self._partitions: dict[str, list[int]] = {}
+        self._by_key: dict[tuple[str, bytes], int] = {}
 
     async def start(self) -> None:
         """Connect, retrying until ``startup_timeout``.
@@ -173,6 +176,63 @@ class KafkaPublisher:
     def default_topics(self) -> list[str]:
         """Topics every deployment has."""
         return [self.cfg.topic_prefix + t for t in (*COMPACTED, DEADLETTER_TOPIC)]
+
+    async def send_many(self, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
+        """Queue records as per-partition batches; one delivery future per batch.
+
+        Records are grouped by topic and partition (the default murmur2 partitioner on the key,
+        exactly as Kafka's clients choose, cached per key), keeping their order within each
+        partition, and appended to aiokafka batch builders: much cheaper per record than
+        ``send()``, which is the hot path's main cost.
+
+        Raises:
+            PublishError: the producer could not queue a batch (broker down past the timeout).
+        """
+        if self._producer is None:
+            raise PublishError("the Kafka producer is not running")
+        producer = self._producer
+        groups: dict[tuple[str, int], list[Record]] = {}
+        try:
+            for record in records:
+                partition = await self._partition_of(producer, record)
+                groups.setdefault((record.topic, partition), []).append(record)
+            futures: list[asyncio.Future[Any]] = []
+            for (topic, partition), group in groups.items():
+                batch = producer.create_batch()
+                for record in group:
+                    if (
+                        batch.append(
+                            key=record.key, value=record.value, timestamp=None, headers=record.headers
+                        )
+                        is None
+                    ):
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        batch = producer.create_batch()
+                        if (
+                            batch.append(
+                                key=record.key, value=record.value, timestamp=None, headers=record.headers
+                            )
+                            is None
+                        ):
+                            raise PublishError(f"record of {len(record.value)} bytes exceeds max_batch_size")
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+        except KafkaError as exc:
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        return futures
+
+    async def _partition_of(self, producer: AIOKafkaProducer, record: Record) -> int:
+        partitions = self._partitions.get(record.topic)
+        if partitions is None:
+            partitions = sorted(await producer.partitions_for(record.topic))
+            self._partitions[record.topic] = partitions
+            self._by_key.clear()  # partition counts may have changed
+        cached = self._by_key.get((record.topic, record.key))
+        if cached is None:
+            cached = partitions[(murmur2(record.key) & 0x7FFFFFFF) % len(partitions)]
+            if len(self._by_key) >= 100_000:
+                self._by_key.clear()
+            self._by_key[(record.topic, record.key)] = cached
+        return cached
 
     async def send(self, record: Record) -> asyncio.Future[Any]:
         """Queue one record; the returned future resolves on acknowledgement.

@@ -43,7 +43,7 @@ log = logging.getLogger("streamd.pipeline")
 class Sender(Protocol):
     """What the pipeline needs from a producer (:class:`~streamd.publish.kafka.KafkaPublisher`)."""
 
-    async def send(self, record: Record) -> asyncio.Future[Any]: ...
+    async def send_many(self, records: Sequence[Record]) -> list[asyncio.Future[Any]]: ...
 
     async def ensure_topics(self, topics: Sequence[str]) -> None: ...
 
@@ -61,6 +61,8 @@ class Batch:
 
 
 Listener = Callable[[Sequence[Event]], None]
+Unit = tuple[list["Batch"], list[asyncio.Future[Any]]]
+"""Batches sent together, and the delivery futures that cover all of their records."""
 
 
 class SourceEmit:
@@ -112,15 +114,15 @@ class Pipeline:
         *,
         queue_size: int = 1024,
         listeners: Sequence[Listener] = (),
+        coalesce: int = 10_000,
     ) -> None:
         self.sender = sender
         self.spool = spool
         self.prefix = prefix
         self.listeners = list(listeners)
+        self.coalesce = coalesce
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
-        self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[
-            tuple[Batch, list[asyncio.Future[Any]]]
-        ](queue_size)
+        self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
         self._spool_wakeup = anyio.Event()
         t.SPOOL_DEPTH.set(spool.count)
 
@@ -142,44 +144,60 @@ class Pipeline:
     # -- publisher ------------------------------------------------------------------------------
 
     async def _publish_loop(
-        self,
-        receive: MemoryObjectReceiveStream[Batch],
-        inflight: MemoryObjectSendStream[tuple[Batch, list[asyncio.Future[Any]]]],
+        self, receive: MemoryObjectReceiveStream[Batch], inflight: MemoryObjectSendStream[Unit]
     ) -> None:
         async with receive, inflight:
-            async for batch in receive:
+            async for first in receive:
+                batches = self._coalesce(first, receive)
                 t.QUEUE_DEPTH.set(receive.statistics().current_buffer_used)
-                batch.records = [encode(e, self.prefix) for e in batch.events]
+                records: list[Record] = []
+                for batch in batches:
+                    batch.records = [encode(e, self.prefix) for e in batch.events]
+                    records.extend(batch.records)
                 if self.spool.count:
-                    await self._to_spool(batch)
+                    await self._spool_all(batches)
                     continue
-                futures = await self._send_records(batch)
+                futures = await self._send_records(records)
                 if futures is None:
-                    await self._to_spool(batch)
+                    await self._spool_all(batches)
                 else:
-                    await inflight.send((batch, futures))
+                    await inflight.send((batches, futures))
 
-    async def _send_records(self, batch: Batch) -> list[asyncio.Future[Any]] | None:
+    def _coalesce(self, first: Batch, receive: MemoryObjectReceiveStream[Batch]) -> list[Batch]:
+        """The first batch plus whatever else is already queued, up to ``coalesce`` events: under
+        load, sends grow into large per-partition batches; when idle, nothing waits."""
+        batches, count = [first], len(first.events)
+        while count < self.coalesce:
+            try:
+                batch = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            batches.append(batch)
+            count += len(batch.events)
+        return batches
+
+    async def _send_records(self, records: Sequence[Record]) -> list[asyncio.Future[Any]] | None:
         try:
-            await self.sender.ensure_topics(sorted({r.topic for r in batch.records}))
-            return [await self.sender.send(r) for r in batch.records]
+            await self.sender.ensure_topics(sorted({r.topic for r in records}))
+            return await self.sender.send_many(records)
         except PublishError as exc:
             log.warning("kafka send failed, spooling: %s", exc)
             return None
 
-    async def _ack_loop(self, inflight: ObjectReceiveStream[tuple[Batch, list[asyncio.Future[Any]]]]) -> None:
+    async def _ack_loop(self, inflight: ObjectReceiveStream[Unit]) -> None:
         async with inflight:
-            async for batch, futures in inflight:
+            async for batches, futures in inflight:
                 failed = await _wait_all(futures)
                 if failed is None:
-                    self._acked(batch)
-                else:
-                    log.warning(
-                        "kafka did not acknowledge %d events (%s); spooling", len(batch.records), failed
-                    )
-                    for e in batch.events:
-                        t.EVENTS_FAILED.labels(batch.source, e.topic).inc()
-                    await self._to_spool(batch)
+                    for batch in batches:
+                        self._acked(batch)
+                    continue
+                count = sum(len(b.records) for b in batches)
+                log.warning("kafka did not acknowledge %d events (%s); spooling", count, failed)
+                for batch in batches:
+                    for topic, n in Counter(e.topic for e in batch.events).items():
+                        t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
+                await self._spool_all(batches)
 
     def _acked(self, batch: Batch) -> None:
         counts = Counter(e.topic for e in batch.events)
@@ -192,6 +210,10 @@ class Pipeline:
             batch.done.set()
 
     # -- spool ----------------------------------------------------------------------------------
+
+    async def _spool_all(self, batches: Sequence[Batch]) -> None:
+        for batch in batches:
+            await self._to_spool(batch)
 
     async def _to_spool(self, batch: Batch) -> None:
         try:
@@ -224,7 +246,7 @@ class Pipeline:
         if not rows:
             return True
         records = [r for _, r in rows]
-        futures = await self._send_records(Batch("spool", (), anyio.current_time(), records=records))
+        futures = await self._send_records(records)
         if futures is None or await _wait_all(futures) is not None:
             return False
         await anyio.to_thread.run_sync(self.spool.delete_through, rows[-1][0], records)
