@@ -1,0 +1,694 @@
+"""A real Alvaria Cloud reporting server on loopback: OAuth2 token endpoint plus the five queries.
+
+Rules:
+
+1. :class:`AlvariaWorld` is the pure data model (N agents in teams, worktypes, contact lists); it
+   changes only in :meth:`AlvariaWorld.step` (random, seeded, driven by the injected clock) or
+   through its explicit mutators, so tests can script exact snapshots.
+2. :class:`AlvariaSimulator` serves it with starlette + uvicorn on ``127.0.0.1:0``
+   (``async with AlvariaSimulator() as sim: sim.url``). Paths and bodies follow seed 003: token at
+   ``/tokenservice/oauth2/access_token``, queries under ``/via/v2/organizations/{orgId}``.
+3. It enforces what the real API requires: a valid, unexpired bearer token (401 otherwise; presence
+   answers 401 without a body), the ``x-api-key`` (403 otherwise), the scope parameters (400).
+4. Faults are scripted per query (or ``"*"``, or ``"token"``) with :meth:`AlvariaSimulator.fail`:
+   429 with ``Retry-After`` (seconds or HTTP date), 408, 503, 5xx, slow answers; tokens can be
+   expired or revoked at any time. Every request lands in :attr:`AlvariaSimulator.log` with a
+   timestamp from the injected clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import anyio
+import orjson
+import uvicorn
+from anyio.abc import TaskStatus
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+QUERIES = ("listActivity", "teamActivity", "userActivity", "channelActivity", "presence")
+TOKEN_PATH = "/tokenservice/oauth2/access_token"
+
+STATE_NAMES = {
+    "idle": "Idle",
+    "active": "Active",
+    "wrap": "Wrap",
+    "notready": "Not Ready",
+    "held": "Held",
+    "loggedoff": "Logged Off",
+}
+TEAM_COUNTERS = {
+    "notready": "notReadyCount",
+    "park": "parkCount",
+    "parkwarning": "parkWarningCount",
+    "idle": "idleCount",
+    "pendingactive": "pendingActiveCount",
+    "active": "activeCount",
+    "wrap": "wrapCount",
+    "wrapwarning": "wrapWarningCount",
+    "held": "holdCount",
+    "preview": "previewCount",
+}
+CHANNELS = (("inboundacd", "voice", "Inbound Acd", "Voice"), ("inboundchat", "chat", "Inbound Chat", "Chat"))
+FIRST = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo", "Kim", "Lea")
+LAST = ("Smith", "Okafor", "Nguyen", "Garcia", "Kowalski", "Rossi", "Haddad", "Ito")
+
+
+def iso(epoch: float) -> str:
+    """``yyyy-MM-ddTHH:mm:ssZ`` as the seed prints UTC times."""
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Agent:
+    """One simulated agent."""
+
+    user_id: str
+    first: str
+    last: str
+    team_id: str
+    work_type_id: str
+    state_id: str = "idle"
+    reason_id: str = ""
+    state_start: float = 0.0
+    sign_on: float = 0.0
+    session_id: int = 0
+    logged_on: bool = True
+    interactions: int = 0
+
+
+@dataclass(slots=True)
+class Queue:
+    """One worktype x channel's waiting interactions."""
+
+    waiting: int = 0
+    oldest: float = 0.0
+    self_service: int = 0
+
+
+class AlvariaWorld:
+    """The simulated contact centre behind the queries (pure; time comes from the caller)."""
+
+    def __init__(
+        self,
+        *,
+        agents: int = 20,
+        teams: int = 2,
+        work_types: int = 2,
+        contact_lists: tuple[str, ...] = ("Leads", "Renewals"),
+        seed: int = 1,
+        now: float = 0.0,
+        mean_state_seconds: float = 20.0,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.team_ids = [f"team{t + 1}" for t in range(teams)]
+        self.team_names = {t: f"Team {i + 1}" for i, t in enumerate(self.team_ids)}
+        self.work_type_ids = [f"wt{w + 1}.104" for w in range(work_types)]
+        self.contact_lists = list(contact_lists)
+        self.mean_state_seconds = mean_state_seconds
+        self.last_step = now
+        self._sessions = itertools.count(2323)
+        self.agents: dict[str, Agent] = {}
+        for i in range(agents):
+            self.add_agent(f"agent{i + 1:05d}", now=now, index=i)
+        self.queues = {(w, c[0]): Queue() for w in self.work_type_ids for c in CHANNELS}
+        self.lists = {name: [1000 * (i + 1), 0, 0, 0] for i, name in enumerate(self.contact_lists)}
+
+    def add_agent(
+        self, user_id: str, *, now: float, index: int | None = None, team_id: str | None = None
+    ) -> Agent:
+        """Sign a new agent on (idle)."""
+        i = len(self.agents) if index is None else index
+        team = team_id or self.team_ids[i % len(self.team_ids)]
+        agent = Agent(
+            user_id=user_id,
+            first=FIRST[i % len(FIRST)],
+            last=LAST[(i // len(FIRST)) % len(LAST)],
+            team_id=team,
+            work_type_id=self.work_type_ids[i % len(self.work_type_ids)],
+            state_start=now,
+            sign_on=now,
+            session_id=next(self._sessions),
+        )
+        self.agents[user_id] = agent
+        return agent
+
+    def set_state(self, user_id: str, state_id: str, *, now: float, reason_id: str = "") -> None:
+        """Move one agent to ``state_id`` (``loggedoff`` also removes them from presence)."""
+        agent = self.agents[user_id]
+        agent.state_id, agent.reason_id, agent.state_start = state_id, reason_id, now
+        agent.interactions = 1 if state_id in ("active", "held", "wrap") else 0
+        if state_id == "loggedoff":
+            agent.logged_on = False
+        elif not agent.logged_on:
+            agent.logged_on, agent.sign_on, agent.session_id = True, now, next(self._sessions)
+
+    def remove_agent(self, user_id: str) -> None:
+        """Drop an agent entirely (gone from every query)."""
+        del self.agents[user_id]
+
+    def step(self, now: float) -> None:
+        """Advance the world to ``now``: agents change state, queues and lists move."""
+        dt = max(0.0, now - self.last_step)
+        self.last_step = now
+        if dt == 0:
+            return
+        p = 1.0 - math.exp(-dt / self.mean_state_seconds)
+        for agent in self.agents.values():
+            if self.rng.random() < p:
+                self._transition(agent, now)
+        for queue in self.queues.values():
+            queue.waiting = max(0, queue.waiting + self.rng.choice((-1, 0, 0, 1)))
+            queue.self_service = max(0, queue.self_service + self.rng.choice((-1, 0, 1)))
+            if queue.waiting == 0:
+                queue.oldest = 0.0
+            elif queue.oldest == 0.0:
+                queue.oldest = now - self.rng.uniform(0, 30)
+        for counters in self.lists.values():
+            dialled = self.rng.randint(0, 3)
+            counters[1] += dialled
+            counters[2] = self.rng.randint(0, 20)
+            counters[3] = self.rng.randint(0, 5)
+
+    def _transition(self, agent: Agent, now: float) -> None:
+        nxt = {
+            "idle": ("active", "active", "notready"),
+            "active": ("wrap", "held"),
+            "held": ("active",),
+            "wrap": ("idle",),
+            "notready": ("idle", "idle", "loggedoff"),
+            "loggedoff": ("idle",),
+        }
+        state = self.rng.choice(nxt.get(agent.state_id, ("idle",)))
+        reason = self.rng.choice(("break", "lunch", "training")) if state == "notready" else ""
+        self.set_state(agent.user_id, state, now=now, reason_id=reason)
+
+    def user_rows(self, team_id: str, now: float, tz: str = "Z") -> list[dict[str, Any]]:
+        """userActivity rows of one team."""
+        return [self._user_row(a, now) for a in self.agents.values() if a.team_id == team_id and a.logged_on]
+
+    def _user_row(self, a: Agent, now: float) -> dict[str, Any]:
+        return {
+            "userId": a.user_id,
+            "teamId": a.team_id,
+            "preferredName": f"{a.first} {a.last}",
+            "teamName": self.team_names.get(a.team_id, a.team_id),
+            "signOnTime": iso(a.sign_on),
+            "stateId": a.state_id,
+            "stateName": STATE_NAMES.get(a.state_id, a.state_id.title()),
+            "stateStartTime": iso(a.state_start),
+            "reasonId": a.reason_id,
+            "reasonName": a.reason_id.title(),
+            "interactionCount": a.interactions,
+            "signOnTimeLocal": iso(a.sign_on),
+            "stateStartTimeLocal": iso(a.state_start),
+            "stateDur": int(now - a.state_start),
+            "signOnDur": int(now - a.sign_on),
+        }
+
+    def team_rows(self, team_id: str) -> list[dict[str, Any]]:
+        """teamActivity rows (one per team)."""
+        row: dict[str, Any] = {"teamId": team_id, "teamName": self.team_names.get(team_id, team_id)}
+        row |= dict.fromkeys(
+            (
+                "notReadyCount",
+                "parkCount",
+                "parkWarningCount",
+                "idleCount",
+                "pendingActiveCount",
+                "activeCount",
+                "wrapCount",
+                "wrapWarningCount",
+                "multiLineCount",
+                "holdCount",
+                "previewCount",
+            ),
+            0,
+        )
+        for a in self.agents.values():
+            if a.team_id == team_id and a.logged_on and a.state_id in TEAM_COUNTERS:
+                row[TEAM_COUNTERS[a.state_id]] += 1
+        return [row]
+
+    def channel_rows(self, work_type_id: str, now: float) -> list[dict[str, Any]]:
+        """channelActivity rows of one worktype (one per interaction type and channel)."""
+        rows = []
+        for type_id, channel_id, type_name, channel_name in CHANNELS:
+            queue = self.queues.get((work_type_id, type_id), Queue())
+            mine = [a for a in self.agents.values() if a.work_type_id == work_type_id and a.logged_on]
+            busy = sum(1 for a in mine if a.state_id == "active") if channel_id == "voice" else 0
+            rows.append(
+                {
+                    "interactionTypeId": type_id,
+                    "channelTypeId": channel_id,
+                    "workTypeId": work_type_id,
+                    "interactionTypeName": type_name,
+                    "channelTypeName": channel_name,
+                    "workTypeName": f"Worktype {work_type_id}",
+                    "dialCount": 0,
+                    "activeCount": busy,
+                    "queueCount": queue.waiting,
+                    "selfServiceCount": queue.self_service,
+                    "previewCount": 0,
+                    "holdCount": sum(1 for a in mine if a.state_id == "held") if channel_id == "voice" else 0,
+                    "inactiveCount": 0,
+                    "wrapCount": sum(1 for a in mine if a.state_id == "wrap") if channel_id == "voice" else 0,
+                    "ringCount": 0,
+                    "longestWaitingQueueTime": iso(queue.oldest) if queue.waiting else "",
+                    "selfServiceDur": queue.self_service * 12,
+                    "queueDur": int(queue.waiting * (now - queue.oldest)) if queue.waiting else 0,
+                    "activeDur": busy * 60,
+                    "previewDur": 0,
+                    "maxQueueDur": int(now - queue.oldest) if queue.waiting else 0,
+                }
+            )
+        return rows
+
+    def list_row(self, name: str) -> dict[str, Any]:
+        """listActivity's single object for one contact list."""
+        total, attempted, active, busy = self.lists[name]
+        penetration = min(100, 100 * attempted // max(total, 1))
+        return {
+            "kind": "via#listActivity",
+            "contactList": name,
+            "recordsAvailable": max(0, total - attempted),
+            "recordsAttempted": attempted,
+            "recordsInActive": active,
+            "callsBusy": busy,
+            "passcountPenetration": penetration,
+            "passcountSaturation": min(100, penetration + busy),
+            "listPenetration": penetration,
+            "listSaturation": min(100, penetration + busy),
+        }
+
+    def presence_users(self, work_type_id: str | None = None) -> list[dict[str, Any]]:
+        """presence ``users``: every logged-on agent (of one worktype when given)."""
+        return [
+            {
+                "userId": a.user_id,
+                "firstName": a.first,
+                "lastName": a.last,
+                "ehubSessionId": a.session_id,
+                "emailAddress": f"{a.user_id}@example.com",
+            }
+            for a in self.agents.values()
+            if a.logged_on and (work_type_id is None or a.work_type_id == work_type_id)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scripted answer instead of the real one."""
+
+    status: int
+    retry_after: str | None = None
+    body: bytes | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One request the simulator received."""
+
+    time: float
+    method: str
+    path: str
+    query: str
+    params: dict[str, str]
+    status: int
+    authorization: str | None = None
+
+
+@dataclass(slots=True)
+class _Token:
+    expires_at: float
+    revoked: bool = False
+
+
+@dataclass(slots=True)
+class _Tokens:
+    issued: dict[str, _Token] = field(default_factory=dict)
+    counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class AlvariaSimulator:
+    """Serve an :class:`AlvariaWorld` as the Alvaria reporting API on loopback.
+
+    Args:
+        agents: number of simulated agents (spread over ``teams`` teams and ``work_types`` worktypes).
+        org_id: the organisation in the path.
+        client_id / client_secret / api_key: the credentials it accepts.
+        token_ttl: ``expires_in`` of issued tokens, in seconds (short by default).
+        clock: seconds (epoch-like); drives token expiry, the world and the request log.
+        auto_advance: move the world on by the clock before answering each data request.
+        port: 0 for an ephemeral port.
+    """
+
+    def __init__(
+        self,
+        *,
+        agents: int = 20,
+        teams: int = 2,
+        work_types: int = 2,
+        org_id: str = "acme",
+        client_id: str = "streamd",
+        client_secret: str = "s3cret",
+        api_key: str = "key-123",
+        token_ttl: float = 60.0,
+        clock: Callable[[], float] | None = None,
+        auto_advance: bool = True,
+        seed: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        import time
+
+        self.clock = clock or time.time
+        self.world = AlvariaWorld(
+            agents=agents, teams=teams, work_types=work_types, seed=seed, now=self.clock()
+        )
+        self.org_id = org_id
+        self.client_id, self.client_secret, self.api_key = client_id, client_secret, api_key
+        self.token_ttl = token_ttl
+        self.auto_advance = auto_advance
+        self.host, self.port = host, port
+        self.log: list[LoggedRequest] = []
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        self._faults: dict[str, deque[Fault]] = {}
+        self._tokens = _Tokens()
+        self._stack: AsyncExitStack | None = None
+        self._server: _Server | None = None
+        self.url = ""
+        self.app = Starlette(
+            routes=[
+                Route(TOKEN_PATH, self._token, methods=["POST"]),
+                Route(
+                    "/via/v2/organizations/{org}/reporting/queries/{query}/data", self._query, methods=["GET"]
+                ),
+                Route(
+                    "/via/v2/organizations/{org}/reporting/presence/users/data",
+                    self._presence,
+                    methods=["GET"],
+                ),
+            ]
+        )
+
+    # -- scripting ---------------------------------------------------------------------------
+    def fail(self, query: str, *faults: Fault) -> None:
+        """Answer the next requests of ``query`` (a query name, ``"token"`` or ``"*"``) with ``faults``."""
+        self._faults.setdefault(query, deque()).extend(faults)
+
+    def expire_tokens(self) -> None:
+        """Every issued token is expired from now on (the next data call gets 401)."""
+        for token in self._tokens.issued.values():
+            token.expires_at = min(token.expires_at, self.clock())
+
+    def revoke_tokens(self) -> None:
+        """Every issued token is revoked (401) although not expired."""
+        for token in self._tokens.issued.values():
+            token.revoked = True
+
+    def requests(self, query: str | None = None) -> list[LoggedRequest]:
+        """The logged requests (of one query, or ``"token"``)."""
+        return [r for r in self.log if query is None or r.query == query]
+
+    @property
+    def base_url(self) -> str:
+        """The ``base_url`` a source should use (ends in ``/organizations/{orgId}``)."""
+        return f"{self.url}/via/v2/organizations/{self.org_id}"
+
+    @property
+    def token_url(self) -> str:
+        """The ``token_url`` a source should use."""
+        return self.url + TOKEN_PATH
+
+    def source_config(self, name: str = "alvaria1", **overrides: Any) -> dict[str, Any]:
+        """A ``kind: alvaria`` config block polling every query of this simulator."""
+        block: dict[str, Any] = {
+            "kind": "alvaria",
+            "name": name,
+            "base_url": self.base_url,
+            "token_url": self.token_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "api_key": self.api_key,
+            "queries": list(QUERIES),
+            "interval": "2s",
+            "team_ids": list(self.world.team_ids),
+            "work_type_ids": list(self.world.work_type_ids),
+            "contact_lists": list(self.world.contact_lists),
+        }
+        return block | overrides
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> AlvariaSimulator:
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = _Server(config)
+        self._stack = AsyncExitStack()
+        tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._stack.push_async_callback(self._stop)
+        tg.start_soon(self._serve)
+        try:
+            with anyio.fail_after(5):
+                while not self._server.started:  # noqa: ASYNC110 - uvicorn only exposes a flag
+                    await anyio.sleep(0.005)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._stack is not None
+        await self._stack.aclose()
+
+    async def _serve(self) -> None:
+        # Shielded so that cancelling the enclosing scope still shuts uvicorn down cleanly (closing its
+        # listening socket); __aexit__ always sets should_exit, which ends serve() within ~0.1 s.
+        assert self._server is not None
+        with anyio.CancelScope(shield=True):
+            await self._server.serve()
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+    # -- handlers ----------------------------------------------------------------------------
+    async def _token(self, request: Request) -> Response:
+        fault = self._fault("token")
+        if fault is not None:
+            return await self._answer_fault(request, "token", fault)
+        form = dict(parse_qsl((await request.body()).decode(errors="replace")))  # no python-multipart
+        client_id, secret = self._credentials(request, form)
+        if form.get("grant_type") != "client_credentials":
+            return self._json(request, "token", 400, {"error": "unsupported_grant_type"})
+        if client_id != self.client_id or secret != self.client_secret:
+            return self._json(request, "token", 401, {"error": "invalid_client"})
+        if "reportingapi" not in str(form.get("scope", "")).split():
+            return self._json(request, "token", 400, {"error": "invalid_scope"})
+        token = f"tok-{next(self._tokens.counter)}"
+        self._tokens.issued[token] = _Token(self.clock() + self.token_ttl)
+        body = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.token_ttl,
+            "scope": "reportingapi",
+        }
+        return self._json(request, "token", 200, body)
+
+    async def _query(self, request: Request) -> Response:
+        query = request.path_params["query"]
+        with self._track(query):
+            return await self._query_data(request, query)
+
+    async def _query_data(self, request: Request, query: str) -> Response:
+        if query not in QUERIES or query == "presence":
+            return self._json(request, query, 404, {"error": "Not Found"})
+        denied = await self._gate(request, query)
+        if denied is not None:
+            return denied
+        params, now = request.query_params, self.clock()
+        if query == "listActivity":
+            name = params.get("contactList")
+            if not name:
+                return self._json(request, query, 400, {"error": "Bad Request"})
+            if name not in self.world.lists:
+                return self._json(
+                    request, query, 404, {"error": "No ListActivity exists for the provided entity Id"}
+                )
+            return self._json(request, query, 200, self.world.list_row(name))
+        scope_param = "workTypeId" if query == "channelActivity" else "teamId"
+        scope = params.get(scope_param)
+        if not scope:
+            return self._json(request, query, 400, {"error": "Bad Request"})
+        known = self.world.work_type_ids if query == "channelActivity" else self.world.team_ids
+        if scope not in known:
+            return self._json(request, query, 404, {"error": "Not Found"})
+        if query == "teamActivity":
+            rows = self.world.team_rows(scope)
+        elif query == "userActivity":
+            rows = self.world.user_rows(scope, now)
+        else:
+            rows = self.world.channel_rows(scope, now)
+        return self._json(
+            request, query, 200, {"kind": "via#queryDataList", "totalItems": len(rows), "rows": rows}
+        )
+
+    async def _presence(self, request: Request) -> Response:
+        with self._track("presence"):
+            return await self._presence_data(request)
+
+    @contextmanager
+    def _track(self, query: str) -> Iterator[None]:
+        self.in_flight[query] = self.in_flight.get(query, 0) + 1
+        self.max_in_flight[query] = max(self.max_in_flight.get(query, 0), self.in_flight[query])
+        try:
+            yield
+        finally:
+            self.in_flight[query] -= 1
+
+    async def _presence_data(self, request: Request) -> Response:
+        denied = await self._gate(request, "presence")
+        if denied is not None:
+            return denied
+        if request.query_params.get("state") != "LoggedOn":
+            return self._json(request, "presence", 400, {"error": "Bad Request"})
+        users = self.world.presence_users(request.query_params.get("workTypeId"))
+        body = {"kind": "via#presenceDataList", "users": users, "totalItems": len(users)}
+        return self._json(request, "presence", 200, body)
+
+    async def _gate(self, request: Request, query: str) -> Response | None:
+        """Faults, then token and api-key checks; None lets the request through."""
+        fault = self._fault(query)
+        if fault is not None:
+            return await self._answer_fault(request, query, fault)
+        auth = request.headers.get("authorization", "")
+        token = self._tokens.issued.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        if token is None or token.revoked or self.clock() >= token.expires_at:
+            body = None if query == "presence" else {"error": "Unauthorized"}  # presence: schema "None"
+            return self._json(request, query, 401, body)
+        if request.headers.get("x-api-key") != self.api_key:
+            return self._json(request, query, 403, {"message": "Forbidden"})
+        if self.auto_advance:
+            self.world.step(self.clock())
+        return None
+
+    def _fault(self, query: str) -> Fault | None:
+        for name in (query, "*"):
+            queue = self._faults.get(name)
+            if queue:
+                return queue.popleft()
+        return None
+
+    async def _answer_fault(self, request: Request, query: str, fault: Fault) -> Response:
+        if fault.delay:
+            await anyio.sleep(fault.delay)
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        body = fault.body if fault.body is not None else orjson.dumps({"error": f"HTTP {fault.status}"})
+        self._record(request, query, fault.status)
+        return Response(body, status_code=fault.status, headers=headers, media_type="application/json")
+
+    def _json(self, request: Request, query: str, status: int, body: Any) -> Response:
+        self._record(request, query, status)
+        content = b"" if body is None else orjson.dumps(body)
+        return Response(content, status_code=status, media_type="application/json")
+
+    def _record(self, request: Request, query: str, status: int) -> None:
+        entry = LoggedRequest(
+            time=self.clock(),
+            method=request.method,
+            path=request.url.path,
+            query=query,
+            params=dict(request.query_params),
+            status=status,
+            authorization=request.headers.get("authorization"),
+        )
+        self.log.append(entry)
+
+    @staticmethod
+    def _credentials(request: Request, form: dict[str, Any]) -> tuple[str | None, str | None]:
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                user, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                return None, None
+            return unquote(user), unquote(secret)
+        cid, sec = form.get("client_id"), form.get("client_secret")
+        return (cid if isinstance(cid, str) else None), (sec if isinstance(sec, str) else None)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without signal capture: the embedding application owns signals."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_forever(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    agents: int = 50,
+    token_ttl: float = 300.0,
+    task_status: TaskStatus[AlvariaSimulator] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a simulator until cancelled (for ``streamd demo``); ``task_status`` gets the simulator.
+
+    Use ``sim = await tg.start(serve_forever)`` and put ``sim.source_config()`` in the demo config.
+    """
+    async with AlvariaSimulator(agents=agents, token_ttl=token_ttl, host=host, port=port) as sim:
+        task_status.started(sim)
+        await anyio.sleep_forever()
+
+
+@asynccontextmanager
+async def demo(agents: int) -> AsyncIterator[dict[str, Any]]:
+    """``streamd demo``'s hook: start a simulator, yield the ``kind: alvaria`` config block for it.
+
+    Polls all five queries every 2 s with 2-minute tokens, so the demo also shows token refreshes.
+    """
+    async with AlvariaSimulator(agents=agents, token_ttl=120.0) as sim:
+        yield sim.source_config("alvaria1", interval="2s")
+
+
+async def _main(port: int, agents: int, token_ttl: float) -> None:  # pragma: no cover - manual use
+    async with AlvariaSimulator(agents=agents, token_ttl=token_ttl, port=port) as sim:
+        print(orjson.dumps(sim.source_config(), option=orjson.OPT_INDENT_2).decode(), flush=True)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Alvaria Cloud reporting simulator (prints its config block)"
+    )
+    parser.add_argument("--port", type=int, default=9103, help="TCP port (0 = any free port)")
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--token-ttl", type=float, default=300.0, help="expires_in of issued tokens, seconds")
+    args = parser.parse_args()
+    anyio.run(_main, args.port, args.agents, args.token_ttl)

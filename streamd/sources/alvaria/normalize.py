@@ -1,0 +1,267 @@
+"""Pure canonical mapping of Alvaria row changes to :class:`AgentState` and :class:`QueueMetric`.
+
+Rules:
+
+1. Functions here are sync and pure; they take a :class:`~streamd.sources.alvaria.diff.RowChange`
+   and return canonical events. A row that cannot be mapped raises :class:`NormalizationError`
+   (the source dead-letters it and counts ``unknown_variant`` / ``missing_field``).
+2. ``stateId`` is compared case-insensitively; unknown values map to ``unknown`` and keep the raw
+   string in ``vendor_state`` (the seed warns the ids "may change in future versions").
+
+Agent state (userActivity ``stateId`` -> :class:`State`; overridable with ``state_map``):
+
+=================================================================  ===================
+stateId                                                            canonical state
+=================================================================  ===================
+idle                                                               available
+active, held, multiline, pendingactive, preview, reserved          busy
+wrap, wrapwarning                                                  after_call_work
+notready, park, parkwarning, loggedon                              not_ready
+loggedoff, usercleared                                             logged_out
+uninitialized, exception, anything else                            unknown
+=================================================================  ===================
+
+Which row changes produce canonical events:
+
+- **userActivity** -> ``AgentState`` (agent id = ``userId``, name = ``preferredName``, vendor state
+  = ``stateId``, reason = ``reasonId``, since = ``stateStartTime``) for added rows, snapshot rows
+  and changes touching a state field (stateId, stateName, reasonId, reasonName, stateStartTime,
+  preferredName). A removed row produces nothing: it may be a team change or the seed's
+  0-rows caveat; presence reports the logoff.
+- **presence** -> ``AgentState(logged_out, vendor_state="LoggedOff")`` when a user disappears.
+  When userActivity is not polled, an appearing user (or a new ``ehubSessionId``) and snapshot
+  rows give ``AgentState(unknown, vendor_state="LoggedOn")``; with userActivity polled they give
+  nothing, so presence never overwrites a precise state.
+- **channelActivity** -> one ``QueueMetric`` per counter (unit ``count``), per ``*Dur`` (unit
+  ``seconds``) and ``longestWaitingQueueTime`` (unit ``timestamp``), queue id
+  ``worktype/{workTypeId}/{interactionTypeId}/{channelTypeId}`` (one worktype has one row per
+  interaction and channel type). Added and snapshot rows give every metric; a changed row gives
+  the changed metrics plus the current ``*Dur`` values. Removed rows give nothing.
+- **teamActivity** -> one ``QueueMetric`` per counter, queue id ``team/{teamId}``, same rules.
+- **listActivity** -> nothing canonical (a dialler list is not a queue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from streamd.errors import NormalizationError
+from streamd.events import AgentState, Event, QueueMetric, State
+from streamd.sources.alvaria.diff import RowChange, parse_time
+
+VENDOR = "alvaria"
+
+STATE_TABLE: dict[str, State] = {
+    "idle": State.AVAILABLE,
+    "active": State.BUSY,
+    "held": State.BUSY,
+    "multiline": State.BUSY,
+    "pendingactive": State.BUSY,
+    "preview": State.BUSY,
+    "reserved": State.BUSY,
+    "wrap": State.AFTER_CALL_WORK,
+    "wrapwarning": State.AFTER_CALL_WORK,
+    "notready": State.NOT_READY,
+    "park": State.NOT_READY,
+    "parkwarning": State.NOT_READY,
+    "loggedon": State.NOT_READY,
+    "loggedoff": State.LOGGED_OUT,
+    "usercleared": State.LOGGED_OUT,
+    "uninitialized": State.UNKNOWN,
+    "exception": State.UNKNOWN,
+}
+"""The default stateId -> canonical state table (see the module docstring)."""
+
+AGENT_FIELDS = frozenset(
+    {"stateId", "stateName", "reasonId", "reasonName", "stateStartTime", "preferredName"}
+)
+
+TEAM_COUNTERS = (
+    "notReadyCount",
+    "parkCount",
+    "parkWarningCount",
+    "idleCount",
+    "pendingActiveCount",
+    "activeCount",
+    "wrapCount",
+    "wrapWarningCount",
+    "multiLineCount",
+    "holdCount",
+    "previewCount",
+)
+CHANNEL_COUNTERS = (
+    "dialCount",
+    "activeCount",
+    "queueCount",
+    "selfServiceCount",
+    "previewCount",
+    "holdCount",
+    "inactiveCount",
+    "wrapCount",
+    "ringCount",
+)
+CHANNEL_DURATIONS = ("selfServiceDur", "queueDur", "activeDur", "previewDur", "maxQueueDur")
+CHANNEL_UNITS: dict[str, str] = (
+    dict.fromkeys(CHANNEL_COUNTERS, "count")
+    | dict.fromkeys(CHANNEL_DURATIONS, "seconds")
+    | {"longestWaitingQueueTime": "timestamp"}
+)
+TEAM_UNITS: dict[str, str] = dict.fromkeys(TEAM_COUNTERS, "count")
+
+
+def map_state(state_id: Any, overrides: Mapping[str, State] | None = None) -> State:
+    """The canonical state of a userActivity ``stateId`` (case-insensitive; unknown -> UNKNOWN)."""
+    if not isinstance(state_id, str):
+        return State.UNKNOWN
+    lowered = state_id.lower()
+    if overrides:
+        for name, state in overrides.items():
+            if name.lower() == lowered:
+                return state
+    return STATE_TABLE.get(lowered, State.UNKNOWN)
+
+
+def user_activity_events(
+    change: RowChange,
+    *,
+    source: str,
+    observed: datetime,
+    snapshot: bool,
+    overrides: Mapping[str, State] | None = None,
+) -> list[Event]:
+    """userActivity row change -> ``AgentState`` events (see the module table).
+
+    Raises:
+        NormalizationError: the row has no usable ``userId``.
+    """
+    if change.change == "removed" or (change.change == "unchanged" and not snapshot):
+        return []
+    if change.change == "changed" and not snapshot and AGENT_FIELDS.isdisjoint(change.changed):
+        return []
+    row = change.row
+    user_id = _required_str(row, "userId")
+    since = parse_time(row.get("stateStartTime"))
+    state = AgentState(
+        vendor=VENDOR,
+        source=source,
+        agent_id=user_id,
+        state=map_state(row.get("stateId"), overrides),
+        agent_name=row.get("preferredName") or None,
+        vendor_state=row.get("stateId") or None,
+        reason_code=row.get("reasonId") or None,
+        since=since,
+    )
+    return [state.to_event(time=since or observed, snapshot=snapshot)]
+
+
+def presence_events(
+    change: RowChange, *, source: str, observed: datetime, snapshot: bool, report_logon: bool
+) -> list[Event]:
+    """presence row change -> ``AgentState`` logon/logoff events (see the module table).
+
+    Raises:
+        NormalizationError: the row has no usable ``userId``.
+    """
+    row = change.row
+    user_id = _required_str(row, "userId")
+    name = (
+        " ".join(p for p in (row.get("firstName"), row.get("lastName")) if isinstance(p, str) and p) or None
+    )
+    if change.change == "removed":
+        state, vendor_state = State.LOGGED_OUT, "LoggedOff"
+    elif report_logon and (snapshot or change.change != "unchanged"):
+        state, vendor_state = State.UNKNOWN, "LoggedOn"
+    else:
+        return []
+    agent = AgentState(
+        vendor=VENDOR,
+        source=source,
+        agent_id=user_id,
+        state=state,
+        agent_name=name,
+        vendor_state=vendor_state,
+        since=observed,
+    )
+    return [agent.to_event(time=observed, snapshot=snapshot and change.change != "removed")]
+
+
+def channel_activity_events(
+    change: RowChange, *, source: str, observed: datetime, snapshot: bool
+) -> list[Event]:
+    """channelActivity row change -> ``QueueMetric`` events (see the module table).
+
+    Raises:
+        NormalizationError: the row has no ``workTypeId``.
+    """
+    row = change.row
+    work_type = _required_str(row, "workTypeId")
+    parts = (work_type, str(row.get("interactionTypeId") or ""), str(row.get("channelTypeId") or ""))
+    queue_id = "worktype/" + "/".join(parts)
+    names = [row.get(f) for f in ("workTypeName", "interactionTypeName", "channelTypeName")]
+    queue_name = " / ".join(n for n in names if isinstance(n, str) and n) or None
+    return _metrics(
+        change, CHANNEL_UNITS, CHANNEL_DURATIONS, source, queue_id, queue_name, observed, snapshot
+    )
+
+
+def team_activity_events(
+    change: RowChange, *, source: str, observed: datetime, snapshot: bool
+) -> list[Event]:
+    """teamActivity row change -> ``QueueMetric`` events (see the module table).
+
+    Raises:
+        NormalizationError: the row has no ``teamId``.
+    """
+    row = change.row
+    team_id = _required_str(row, "teamId")
+    name = row.get("teamName") if isinstance(row.get("teamName"), str) else None
+    return _metrics(change, TEAM_UNITS, (), source, f"team/{team_id}", name, observed, snapshot)
+
+
+def _metrics(
+    change: RowChange,
+    units: Mapping[str, str],
+    ticking: tuple[str, ...],
+    source: str,
+    queue_id: str,
+    queue_name: str | None,
+    observed: datetime,
+    snapshot: bool,
+) -> list[Event]:
+    if change.change == "removed" or (change.change == "unchanged" and not snapshot):
+        return []
+    if snapshot or change.change == "added":
+        fields: list[str] = list(units)
+    else:
+        fields = [f for f in change.changed if f in units] + [t for t in ticking if t not in change.changed]
+        if not any(f in units for f in change.changed):
+            return []
+    row = change.row
+    events = []
+    for metric in fields:
+        value = row.get(metric)
+        if value is not None and not isinstance(value, int | float | str | bool):
+            raise NormalizationError(f"{queue_id} {metric}: unexpected value {value!r}", "invalid_value")
+        qm = QueueMetric(
+            vendor=VENDOR,
+            source=source,
+            queue_id=queue_id,
+            metric=metric,
+            value=value,
+            unit=units[metric],
+            queue_name=queue_name,
+            as_of=observed,
+        )
+        events.append(qm.to_event(time=observed, snapshot=snapshot))
+    return events
+
+
+def _required_str(row: Mapping[str, Any], name: str) -> str:
+    value = row.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise NormalizationError(f"row without {name}", "missing_field")
+    return value

@@ -1,0 +1,373 @@
+"""The Alvaria source against the simulator on loopback: snapshots, diffs, tokens, limits, faults."""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from pydantic import TypeAdapter
+
+from streamd.errors import AuthError
+from streamd.events import State
+from streamd.publish.encoding import encode
+from streamd.publish.memory import MemoryEmit
+from streamd.schemas import event_models
+from streamd.sim.alvaria import AlvariaSimulator, Fault, LoggedRequest
+from streamd.sources.alvaria.config import AlvariaSourceConfig
+from streamd.sources.alvaria.source import AlvariaSource
+from streamd.sources.base import SourceDeps
+from streamd.telemetry import Component, ComponentState
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeClock:
+    """Shared by the simulator (token expiry, request log) and the source (poller, auth)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await anyio.sleep(0.001)  # let the other tasks (and the server) run
+
+
+def make_source(sim: AlvariaSimulator, clock: FakeClock | None = None, **overrides: Any) -> AlvariaSource:
+    overrides.setdefault("timeout", "2s")  # tiny test intervals must not turn a loaded CI box into timeouts
+    cfg = AlvariaSourceConfig.model_validate(sim.source_config("cloud1", **overrides))
+    deps = SourceDeps(Component("cloud1"), None, None, None, "streamd.")  # type: ignore[arg-type]
+    if clock is None:
+        return AlvariaSource(cfg, deps, delays=lambda: itertools.repeat(0), jitter=0)
+    return AlvariaSource(
+        cfg, deps, clock=clock, sleep=clock.sleep, delays=lambda: itertools.repeat(0), jitter=0
+    )
+
+
+@asynccontextmanager
+async def running(source: AlvariaSource, emit: MemoryEmit) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        await tg.start(source.run, emit)
+        yield
+        tg.cancel_scope.cancel()
+
+
+async def until(predicate: Any, emit: MemoryEmit, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await emit.wait_for(len(emit.events) + 1, timeout=timeout)
+
+
+async def until_log(sim: AlvariaSimulator, predicate: Any, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate(sim.log):
+            await anyio.sleep(0.005)
+
+
+def after(log: list[LoggedRequest], entry: LoggedRequest, query: str) -> LoggedRequest:
+    later = log[log.index(entry) + 1 :]
+    return next(r for r in later if r.query == query)
+
+
+async def test_end_to_end_snapshot_then_only_real_changes() -> None:
+    async with AlvariaSimulator(agents=6, auto_advance=False) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, interval="50ms", refresh_every="1h")
+        async with running(source, emit):
+            snapshot_types = {f"alvaria.{q}.Row" for q in sim.source_config()["queries"]}
+            await until(lambda: snapshot_types <= {e.type for e in emit.events}, emit)
+            assert all(e.snapshot for e in emit.events if e.type.endswith(".Row"))
+            # Let every query poll again: nothing changed, so nothing is published.
+            polls = len(sim.log)
+            await until_log(sim, lambda log: len(log) >= polls + 10)
+            quiet = len(emit.events)
+            await until_log(sim, lambda log: len(log) >= polls + 20)
+            assert len(emit.events) == quiet
+
+            sim.world.set_state("agent00001", "active", now=sim.clock())
+            await until(lambda: emit.of_type("alvaria.userActivity.RowChanged"), emit)
+            (changed,) = emit.of_type("alvaria.userActivity.RowChanged")
+            assert {"stateId", "stateName", "interactionCount"} <= set(changed.data["changed"])
+            assert changed.data["previous"]["stateId"] == "idle"
+            assert changed.key == "cloud1:team1:agent00001"
+            assert not changed.snapshot
+            await until(lambda: emit.of_type("alvaria.teamActivity.RowChanged"), emit)
+            await until(lambda: emit.of_type("alvaria.channelActivity.RowChanged"), emit)
+            busy = [e for e in emit.of_type("streamd.agent.State") if e.data.state is State.BUSY]
+            assert [e.data.agent_id for e in busy] == ["agent00001"]
+
+            sim.world.set_state("agent00002", "loggedoff", now=sim.clock())
+            await until(lambda: emit.of_type("alvaria.presence.RowRemoved"), emit)
+            await until(lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit)
+            logged_out = [
+                e.data for e in emit.of_type("streamd.agent.State") if e.data.state is State.LOGGED_OUT
+            ]
+            assert [s.agent_id for s in logged_out] == ["agent00002"]
+        assert max(sim.max_in_flight.values()) == 1
+        assert {r.status for r in sim.log} == {200}
+
+
+async def test_full_snapshot_again_every_refresh_every() -> None:
+    clock = FakeClock()
+    async with AlvariaSimulator(agents=3, auto_advance=False, clock=clock) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, clock, queries=["presence"], interval="1s", refresh_every="10s")
+        async with running(source, emit):
+            await until(lambda: len(emit.of_type("alvaria.presence.Row")) >= 6, emit)
+        rows = emit.of_type("alvaria.presence.Row")
+        first, second = rows[0].data["observed_at"], rows[3].data["observed_at"]
+        assert len({e.id for e in rows}) == len(rows)
+        polls = [r.time for r in sim.requests("presence")]
+        snapshot_polls = [t for t in polls if t - polls[0] in (0.0, 10.0)]
+        assert len(snapshot_polls) == 2  # one at start, one refresh_every later; none in between
+        assert second > first
+
+
+async def test_retry_after_seconds_is_respected() -> None:
+    clock = FakeClock()
+    async with AlvariaSimulator(agents=2, clock=clock) as sim:
+        sim.fail("userActivity", Fault(429, retry_after="7"))
+        emit = MemoryEmit()
+        source = make_source(sim, clock, queries=["userActivity"], interval="1s")
+        async with running(source, emit):
+            await until_log(
+                sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
+            )
+        throttled = next(r for r in sim.log if r.status == 429)
+        assert after(sim.log, throttled, "userActivity").time - throttled.time >= 7.0
+
+
+async def test_a_429_pauses_every_query_of_the_source() -> None:
+    # Real time here: with a shared fake clock, the throttled query's own wait would move the clock.
+    async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity", "presence"], interval="50ms")
+        async with running(source, emit):
+            sim.fail("userActivity", Fault(429, retry_after="1"))
+            await until_log(sim, lambda log: any(r.status == 429 for r in log))
+            throttled = next(r for r in sim.log if r.status == 429)
+            await until_log(
+                sim,
+                lambda log: (
+                    {r.query for r in log[log.index(throttled) + 1 :]} == {"userActivity", "presence"}
+                ),
+            )
+        later = sim.log[sim.log.index(throttled) + 1 :]
+        early = [r for r in later if r.time < throttled.time + 1.0]
+        assert len(early) <= 1  # presence paused too (one quota per key); at most one was already in flight
+        assert all(r.query == "presence" for r in early)
+
+
+async def test_retry_after_http_date_is_respected() -> None:
+    clock = FakeClock()
+    async with AlvariaSimulator(agents=2, clock=clock) as sim:
+        when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=6), usegmt=True)
+        sim.fail("userActivity", Fault(429, retry_after=when))
+        emit = MemoryEmit()
+        source = make_source(sim, clock, queries=["userActivity"], interval="1s")
+        async with running(source, emit):
+            await until_log(
+                sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
+            )
+        throttled = next(r for r in sim.log if r.status == 429)
+        assert (
+            after(sim.log, throttled, "userActivity").time - throttled.time >= 4.0
+        )  # 6 s minus date rounding
+
+
+async def test_429_without_retry_after_still_backs_off() -> None:
+    clock = FakeClock()
+    async with AlvariaSimulator(agents=2, clock=clock) as sim:
+        sim.fail("userActivity", Fault(429))
+        emit = MemoryEmit()
+        source = make_source(sim, clock, queries=["userActivity"], interval="1s")
+        async with running(source, emit):
+            await until_log(
+                sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
+            )
+        throttled = next(r for r in sim.log if r.status == 429)
+        assert after(sim.log, throttled, "userActivity").time - throttled.time >= 5.0
+
+
+async def test_5xx_and_408_burst_is_survived() -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        burst = [Fault(s) for s in (500, 503, 408, 502, 500, 504, 503)]
+        sim.fail("userActivity", *burst)
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity"], interval="20ms")
+        async with running(source, emit):
+            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            assert source.deps.component.state is ComponentState.RUNNING
+        statuses = [r.status for r in sim.requests("userActivity")]
+        assert statuses[:8] == [500, 503, 408, 502, 500, 504, 503, 200]
+        assert len(emit.of_type("streamd.agent.State")) == 4
+
+
+async def test_token_refreshed_before_expiry_without_a_401() -> None:
+    clock = FakeClock()
+    async with AlvariaSimulator(agents=2, clock=clock, token_ttl=20) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, clock, queries=["presence"], interval="1s")
+        async with running(source, emit):
+            await until_log(
+                sim, lambda log: len({r.authorization for r in log if r.query == "presence"}) >= 3
+            )
+        assert 401 not in {r.status for r in sim.log}
+        tokens = sim.requests("token")
+        assert tokens[1].time - tokens[0].time == pytest.approx(10.0, abs=1.0)  # 20 s life, margin 10 s
+
+
+async def test_revoked_token_is_refreshed_once_on_401() -> None:
+    clock = FakeClock()
+    async with AlvariaSimulator(agents=2, clock=clock, token_ttl=3600) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, clock, queries=["presence"], interval="1s")
+        async with running(source, emit):
+            await until_log(sim, lambda log: len(log) >= 3)
+            sim.revoke_tokens()
+            await until_log(
+                sim,
+                lambda log: (
+                    [r.status for r in log if r.query == "presence"][-1:] == [200]
+                    and 401 in {r.status for r in log}
+                ),
+            )
+            await until_log(sim, lambda log: log[-1].query == "presence" and log[-1].status == 200)
+        sequence = [(r.query, r.status) for r in sim.log]
+        i = sequence.index(("presence", 401))
+        assert sequence[i : i + 3] == [("presence", 401), ("token", 200), ("presence", 200)]
+        assert source.deps.component.state is ComponentState.RUNNING
+
+
+async def test_expired_token_on_the_server_is_refreshed() -> None:
+    async with AlvariaSimulator(agents=2, token_ttl=3600) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["presence"], interval="20ms")
+        async with running(source, emit):
+            await until_log(sim, lambda log: len(log) >= 3)
+            sim.expire_tokens()
+            await until_log(sim, lambda log: len([r for r in log if r.query == "token"]) >= 2)
+            await until_log(sim, lambda log: log[-1].status == 200 and log[-1].query == "presence")
+        assert [r.status for r in sim.requests("presence")].count(401) == 1
+
+
+async def test_wrong_credentials_stop_the_source_with_one_clear_line() -> None:
+    async with AlvariaSimulator(agents=2) as sim:
+        source = make_source(sim, queries=["presence"], client_secret="wrong")
+        with pytest.raises(BaseException) as info:  # noqa: PT011 - the group or the error itself
+            with anyio.fail_after(5):
+                await source.run(MemoryEmit())
+        errors = info.value.exceptions if isinstance(info.value, BaseExceptionGroup) else [info.value]
+        assert any(isinstance(e, AuthError) and "rejected client 'streamd'" in str(e) for e in errors)
+        assert [r.query for r in sim.log] == ["token"]
+
+
+async def test_unknown_team_is_skipped_and_others_still_polled(caplog: pytest.LogCaptureFixture) -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity"], team_ids=["nope", "team1"], interval="20ms")
+        async with running(source, emit):
+            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            polls = len(sim.requests("userActivity"))
+            await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= polls + 6)
+        assert {e.data["scope"] for e in emit.of_type("alvaria.userActivity.Row")} == {"team1"}
+        warnings = [r for r in caplog.records if "not found" in r.getMessage()]
+        assert len(warnings) == 1  # a transition, not a line per poll
+        assert (("userActivity", 404)) in {(r.query, r.status) for r in sim.log}
+
+
+async def test_slow_answers_never_overlap_for_one_query() -> None:
+    async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
+        sim.fail("userActivity", Fault(503, delay=0.3), Fault(503, delay=0.2))
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity"], interval="50ms", timeout="1s")
+        async with running(source, emit):
+            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+        assert sim.max_in_flight["userActivity"] == 1
+
+
+async def test_malformed_body_is_dead_lettered_and_the_source_keeps_going() -> None:
+    async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
+        sim.fail("presence", Fault(200, body=b"<html>maintenance</html>"), Fault(200, body=b'{"users": 5}'))
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["presence"], interval="20ms")
+        async with running(source, emit):
+            await until(lambda: emit.of_type("alvaria.presence.Row"), emit)
+        dead = [e.data for e in emit.events if e.topic == "deadletter"]
+        assert [d.error_type for d in dead] == ["invalid_json", "invalid_body"]
+        assert dead[0].raw == "<html>maintenance</html>"
+
+
+async def test_demo_hook_yields_a_config_block_the_daemon_accepts() -> None:
+    from streamd.config import Config
+    from streamd.sim.alvaria import demo
+
+    async with demo(4) as block:
+        config = Config.model_validate({"kafka": {"bootstrap_servers": "embedded"}, "sources": [block]})
+        (source_config,) = config.sources
+        assert isinstance(source_config, AlvariaSourceConfig)
+        assert len(source_config.enabled_queries()) == 5
+        deps = SourceDeps(Component("alvaria1"), None, None, None, "streamd.")  # type: ignore[arg-type]
+        source = AlvariaSource(source_config, deps, jitter=0)
+        emit = MemoryEmit()
+        async with running(source, emit):  # ready = every query polled once
+            assert {e.topic for e in emit.events} >= {f"alvaria.{q}" for q in block["queries"]}
+    for event in emit.events:  # every Kafka value matches the schema `streamd schema --events` prints
+        record = encode(event, "streamd.")
+        TypeAdapter(event_models()[event.type]).validate_json(record.value)
+
+
+async def test_one_failing_query_does_not_make_the_source_state_flap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="streamd")
+    async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
+        sim.fail("userActivity", *[Fault(503) for _ in range(30)])
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity", "presence"], interval="10ms")
+        async with running(source, emit):
+            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            assert source.deps.component.state is ComponentState.RUNNING
+        failures = [i for i, r in enumerate(sim.log) if r.status == 503]
+        during = sim.log[failures[0] : failures[-1]]
+        assert any(r.query == "presence" and r.status == 200 for r in during)  # presence kept polling
+    transitions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("source cloud1:")]
+    assert [t.split(": ", 1)[1].split(" (")[0] for t in transitions] == [
+        "starting -> retrying",
+        "retrying -> running",
+    ]
+    assert "userActivity: alvaria GET userActivity team1: HTTP 503" in transitions[0]
+
+
+async def test_invalid_row_is_dead_lettered_once_and_the_rest_is_published() -> None:
+    rows = [
+        {"userId": "u1", "teamId": "team1", "stateId": "idle", "interactionCount": 0},
+        {"userId": "u2", "teamId": "team1", "stateId": "idle", "interactionCount": "many"},
+        {"teamId": "team1", "stateId": "idle"},
+    ]
+    body = orjson.dumps({"kind": "via#queryDataList", "totalItems": 3, "rows": rows})
+    async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
+        sim.fail("userActivity", *[Fault(200, body=body) for _ in range(3)])
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity"], team_ids=["team1"], interval="20ms")
+        async with running(source, emit):
+            await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= 3)
+            await until(
+                lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit
+            )  # the real rows came back
+        dead = [e.data for e in emit.events if e.topic == "deadletter"]
+        assert sorted(d.error_type for d in dead) == ["invalid_row", "missing_key"]  # once, not once per poll
+        assert "interactionCount" in next(d.error for d in dead if d.error_type == "invalid_row")
+        first = [e.data["row"]["userId"] for e in emit.of_type("alvaria.userActivity.Row")]
+        assert first[0] == "u1"

@@ -1,0 +1,213 @@
+"""OAuth2 client credentials as an httpx.Auth: caching, expiry, 401 refresh, token endpoint errors."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+import httpx
+import orjson
+import pytest
+
+from streamd.errors import AuthError, BackOff, TransientError, VendorProtocolError
+from streamd.sources.alvaria.auth import AlvariaAuth
+
+TOKEN_URL = "https://myaspect.eu.id.aspect-cloud.net/tokenservice/oauth2/access_token"
+DATA_URL = "https://acme.via.aspect-cloud.net/via/v2/organizations/acme/reporting/presence/users/data"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeAlvaria:
+    """A MockTransport handler: issues tokens, checks them, scripts failures."""
+
+    def __init__(self, *, expires_in: object = 600) -> None:
+        self.expires_in = expires_in
+        self.issued = 0
+        self.valid: set[str] = set()
+        self.requests: list[httpx.Request] = []
+        self.seen_auth: list[str] = []
+        self.token_answers: list[httpx.Response] = []
+        self.data_answers: list[int] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.seen_auth.append(request.headers.get("authorization", ""))
+        if str(request.url) == TOKEN_URL:
+            if self.token_answers:
+                return self.token_answers.pop(0)
+            self.issued += 1
+            token = f"t{self.issued}"
+            self.valid = {token}
+            body: dict[str, object] = {"access_token": token, "token_type": "Bearer"}
+            if self.expires_in is not None:
+                body["expires_in"] = self.expires_in
+            return httpx.Response(200, json=body)
+        if self.data_answers:
+            return httpx.Response(self.data_answers.pop(0), json={"error": "Unauthorized"})
+        if request.headers.get("authorization", "").removeprefix("Bearer ") not in self.valid:
+            return httpx.Response(401, json={"error": "Unauthorized"})
+        return httpx.Response(200, json={"users": []})
+
+    def data_requests(self) -> list[httpx.Request]:
+        return [r for r in self.requests if str(r.url) != TOKEN_URL]
+
+
+def make(
+    server: FakeAlvaria, clock: Clock | None = None, **kw: object
+) -> tuple[httpx.Client, AlvariaAuth, Callable[[], httpx.Response]]:
+    auth = AlvariaAuth(
+        token_url=TOKEN_URL,
+        client_id="streamd",
+        client_secret="s3cr:et",
+        api_key="key-1",
+        clock=clock or Clock(),
+        **kw,  # type: ignore[arg-type]
+    )
+    client = httpx.Client(transport=httpx.MockTransport(server), auth=auth)
+    return client, auth, lambda: client.get(DATA_URL)
+
+
+def test_first_call_fetches_a_token_with_client_credentials_then_signs_the_request() -> None:
+    server = FakeAlvaria()
+    _, _, get = make(server)
+    assert get().status_code == 200
+    token_request, data_request = server.requests
+    assert token_request.method == "POST"
+    assert parse_qs(token_request.content.decode()) == {
+        "grant_type": ["client_credentials"],
+        "scope": ["reportingapi"],
+    }
+    basic = base64.b64decode(token_request.headers["authorization"].removeprefix("Basic ")).decode()
+    assert basic == "streamd:s3cr%3Aet"  # RFC 6749 2.3.1: form-urlencoded before Basic
+    assert data_request.headers["authorization"] == "Bearer t1"
+    assert data_request.headers["x-api-key"] == "key-1"
+    assert data_request.headers["accept"] == "application/json"
+
+
+def test_client_secret_can_go_in_the_form_body() -> None:
+    server = FakeAlvaria()
+    _, _, get = make(server, client_auth="body")
+    get()
+    form = parse_qs(server.requests[0].content.decode())
+    assert form["client_id"] == ["streamd"]
+    assert form["client_secret"] == ["s3cr:et"]
+    assert "authorization" not in server.requests[0].headers
+
+
+def test_token_is_cached_until_shortly_before_expiry() -> None:
+    server, clock = FakeAlvaria(expires_in=600), Clock()
+    _, auth, get = make(server, clock, margin=30.0)
+    get()
+    clock.now += 569
+    get()
+    assert server.issued == 1
+    clock.now += 1  # 570 s = expires_in - margin
+    get()
+    assert server.issued == 2
+    assert server.data_requests()[-1].headers["authorization"] == "Bearer t2"
+    assert auth.fetches == 2
+
+
+def test_margin_is_at_most_half_a_short_lifetime() -> None:
+    server, clock = FakeAlvaria(expires_in=10), Clock()
+    _, _, get = make(server, clock, margin=30.0)
+    get()
+    clock.now += 4.9
+    get()
+    assert server.issued == 1
+    clock.now += 0.1
+    get()
+    assert server.issued == 2
+
+
+def test_401_refreshes_the_token_once_and_repeats_the_request() -> None:
+    server = FakeAlvaria(expires_in=None)  # no expiry given: keep the token until a 401
+    _, _, get = make(server)
+    get()
+    server.valid = set()  # revoked server-side
+    response = get()
+    assert response.status_code == 200
+    assert server.issued == 2
+    assert [a for a in server.seen_auth if a.startswith("Bearer")] == [
+        "Bearer t1",
+        "Bearer t1",
+        "Bearer t2",
+    ]
+
+
+def test_second_401_is_an_auth_error_with_a_clear_line() -> None:
+    server = FakeAlvaria()
+    _, auth, get = make(server)
+    server.data_answers = [401, 401]
+    with pytest.raises(AuthError, match=r"HTTP 401 even with a fresh token.*x-api-key"):
+        get()
+    assert auth.token is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(401, json={"error": "invalid_client"}), AuthError),
+        (httpx.Response(400, json={"error": "invalid_scope"}), AuthError),
+        (httpx.Response(503), TransientError),
+        (httpx.Response(429, headers={"Retry-After": "7"}), BackOff),
+        (httpx.Response(200, content=b"<html>"), VendorProtocolError),
+        (httpx.Response(200, json={"token_type": "Bearer"}), VendorProtocolError),
+        (httpx.Response(200, json=["t"]), VendorProtocolError),
+    ],
+)
+def test_token_endpoint_failures_map_to_the_error_tree(
+    answer: httpx.Response, error: type[Exception]
+) -> None:
+    server = FakeAlvaria()
+    server.token_answers = [answer]
+    _, _, get = make(server)
+    with pytest.raises(error) as info:
+        get()
+    if isinstance(info.value, BackOff):
+        assert info.value.delay == 7
+    assert "s3cr" not in str(info.value)  # the secret never reaches an error line
+
+
+def test_rejected_client_names_the_cause() -> None:
+    server = FakeAlvaria()
+    server.token_answers = [httpx.Response(401, json={"error": "invalid_client"})]
+    _, _, get = make(server)
+    with pytest.raises(AuthError, match=r"rejected client 'streamd' with HTTP 401 \(invalid_client\)"):
+        get()
+
+
+def test_auth_flow_is_a_pure_generator() -> None:
+    auth = AlvariaAuth(
+        token_url=TOKEN_URL, client_id="c", client_secret="hunter2", api_key="k", clock=Clock()
+    )
+    request = httpx.Request("GET", DATA_URL)
+    flow = auth.auth_flow(request)
+    token_request = next(flow)
+    assert str(token_request.url) == TOKEN_URL
+    token_response = httpx.Response(200, content=orjson.dumps({"access_token": "abc", "expires_in": "60"}))
+    signed = flow.send(token_response)
+    assert signed is request
+    assert signed.headers["authorization"] == "Bearer abc"
+    with pytest.raises(StopIteration):
+        flow.send(httpx.Response(200))
+    assert "hunter2" not in repr(auth)
+
+
+@pytest.mark.anyio
+async def test_works_with_the_async_client() -> None:
+    server = FakeAlvaria()
+    auth = AlvariaAuth(token_url=TOKEN_URL, client_id="c", client_secret="s", api_key="k", clock=Clock())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server), auth=auth) as client:
+        assert (await client.get(DATA_URL)).status_code == 200
+        server.valid = set()
+        assert (await client.get(DATA_URL)).status_code == 200
+    assert server.issued == 2

@@ -1,0 +1,344 @@
+"""Canonical mapping and typed models, on the seed's own example payloads (seed 003)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streamd.errors import NormalizationError
+from streamd.events import AgentState, QueueMetric, State
+from streamd.sources.alvaria.diff import SHAPES, RowChange, ScopeState, diff_snapshot
+from streamd.sources.alvaria.models import (
+    EVENT_MODELS,
+    ChannelActivityRow,
+    ListActivity,
+    PresenceUser,
+    QueryDataList,
+    TeamActivityRow,
+    UserActivityRow,
+    UsersCollection,
+)
+from streamd.sources.alvaria.normalize import (
+    STATE_TABLE,
+    channel_activity_events,
+    map_state,
+    presence_events,
+    team_activity_events,
+    user_activity_events,
+)
+
+OBSERVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+# Verbatim from seed 003 (the 200 examples of each endpoint).
+SEED_LIST: dict[str, Any] = {
+    "kind": "via#listActivity",
+    "contactList": "ContactList1",
+    "recordsAvailable": 100,
+    "recordsAttempted": 100,
+    "recordsInActive": 100,
+    "callsBusy": 25,
+    "passcountPenetration": 30,
+    "passcountSaturation": 70,
+    "listPenetration": 70,
+    "listSaturation": 40,
+}
+SEED_TEAM: dict[str, Any] = {
+    "kind": "via#queryDataList",
+    "totalItems": 2,
+    "rows": [
+        {
+            "teamId": "salesTeam",
+            "teamName": "Sales Team",
+            "notReadyCount": 0,
+            "parkCount": 0,
+            "parkWarningCount": 0,
+            "idleCount": 1,
+            "pendingActiveCount": 0,
+            "activeCount": 0,
+            "wrapCount": 0,
+            "wrapWarningCount": 0,
+            "multiLineCount": 0,
+            "holdCount": 0,
+            "previewCount": 0,
+        }
+    ],
+}
+SEED_USER: dict[str, Any] = {
+    "kind": "via#queryDataList",
+    "totalItems": 2,
+    "rows": [
+        {
+            "userId": "Keran123",
+            "teamId": "salseTeam",
+            "preferredName": "Keran Bloggs",
+            "teamName": "Sales team",
+            "signOnTime": "2018-02-07T11:29:46Z",
+            "stateId": "active",
+            "stateName": "Active",
+            "stateStartTime": "2018-02-07T11:29:46Z",
+            "reasonId": "break",
+            "reasonName": "",
+            "interactionCount": 1,
+            "signOnTimeLocal": "2018-02-07T11:29:46-07:00",
+            "stateStartTimeLocal": "2018-02-07T11:29:46-07:00",
+            "stateDur": 5,
+            "signOnDur": 664,
+        }
+    ],
+}
+SEED_CHANNEL: dict[str, Any] = {
+    "kind": "via#queryDataList",
+    "totalItems": 2,
+    "rows": [
+        {
+            "interactionTypeId": "InboundEmail",
+            "channelTypeId": "email",
+            "workTypeId": "worktype30_id",
+            "interactionTypeName": "Inbound Email",
+            "channelTypeName": "Email",
+            "workTypeName": "workType30",
+            "dialCount": 0,
+            "activeCount": 0,
+            "queueCount": 0,
+            "selfServiceCount": 0,
+            "previewCount": 0,
+            "holdCount": 0,
+            "inactiveCount": 0,
+            "wrapCount": 0,
+            "ringCount": 0,
+            "longestWaitingQueueTime": "2018-02-07T11:29:46Z",
+            "selfServiceDur": 5,
+            "queueDur": 5,
+            "activeDur": 0,
+            "previewDur": 0,
+            "maxQueueDur": 0,
+        }
+    ],
+}
+SEED_PRESENCE: dict[str, Any] = {
+    "kind": "via#presenceDataList",
+    "users": [
+        {
+            "userId": "Keran123",
+            "firstName": "Mahesh",
+            "lastName": "Kumar",
+            "ehubSessionId": 2323,
+            "emailAddress": "agent@alvaria.com",
+        }
+    ],
+    "totalItems": 1,
+}
+SEED_STATE_IDS = [
+    "uninitialized",
+    "active",
+    "exception",
+    "held",
+    "idle",
+    "loggedoff",
+    "loggedon",
+    "multiline",
+    "notready",
+    "park",
+    "parkwarning",
+    "pendingactive",
+    "preview",
+    "reserved",
+    "wrap",
+    "wrapwarning",
+    "usercleared",
+]
+
+
+def added(row: dict[str, Any]) -> RowChange:
+    return RowChange("added", ("k",), row, row)
+
+
+def test_seed_examples_validate_with_every_field_typed() -> None:
+    assert ListActivity.model_validate(SEED_LIST).recordsInActive == 100
+    team = TeamActivityRow.model_validate(QueryDataList.model_validate(SEED_TEAM).rows[0])
+    assert team.idleCount == 1
+    user = UserActivityRow.model_validate(SEED_USER["rows"][0])
+    assert user.stateStartTime == datetime(2018, 2, 7, 11, 29, 46, tzinfo=UTC)
+    assert user.signOnTimeLocal is not None
+    assert user.signOnTimeLocal.utcoffset() is not None
+    channel = ChannelActivityRow.model_validate(SEED_CHANNEL["rows"][0])
+    assert channel.channelTypeId == "email"  # outside the seed's own enum: enums are open
+    presence = PresenceUser.model_validate(UsersCollection.model_validate(SEED_PRESENCE).users[0])
+    assert presence.ehubSessionId == "2323"  # schema says string, the example sends an integer
+    assert presence.emailAddress == "agent@alvaria.com"
+
+
+def test_every_documented_field_is_a_model_field() -> None:
+    for model, example in (
+        (ListActivity, SEED_LIST),
+        (TeamActivityRow, SEED_TEAM["rows"][0]),
+        (UserActivityRow, SEED_USER["rows"][0]),
+        (ChannelActivityRow, SEED_CHANNEL["rows"][0]),
+        (PresenceUser, SEED_PRESENCE["users"][0]),
+    ):
+        assert set(example) <= set(model.model_fields), model.__name__
+
+
+def test_blank_date_means_none_and_unknown_fields_are_kept() -> None:
+    row = ChannelActivityRow.model_validate({"longestWaitingQueueTime": "", "newField": 1})
+    assert row.longestWaitingQueueTime is None
+    assert row.model_extra == {"newField": 1}
+
+
+def test_event_models_cover_every_query_and_change() -> None:
+    assert len(EVENT_MODELS) == 20
+    assert "alvaria.presence.RowRemoved" in EVENT_MODELS
+    assert "alvaria.userActivity.Row" in EVENT_MODELS
+
+
+def test_seed_user_row_maps_to_busy_agent_state() -> None:
+    (event,) = user_activity_events(
+        added(SEED_USER["rows"][0]), source="cloud1", observed=OBSERVED, snapshot=False
+    )
+    state = event.data
+    assert isinstance(state, AgentState)
+    assert (state.agent_id, state.state, state.vendor_state, state.reason_code) == (
+        "Keran123",
+        State.BUSY,
+        "active",
+        "break",
+    )
+    assert state.agent_name == "Keran Bloggs"
+    assert state.since == datetime(2018, 2, 7, 11, 29, 46, tzinfo=UTC)
+    assert event.key == "cloud1:Keran123"
+    assert event.topic == "agent-state"
+
+
+@pytest.mark.parametrize("state_id", SEED_STATE_IDS)
+def test_every_seed_state_id_has_a_mapping(state_id: str) -> None:
+    assert state_id in STATE_TABLE
+    assert map_state(state_id.upper()) is STATE_TABLE[state_id]  # compared case-insensitively
+
+
+def test_unknown_state_is_unknown_and_keeps_the_vendor_string() -> None:
+    row = SEED_USER["rows"][0] | {"stateId": "meditating"}
+    (event,) = user_activity_events(added(row), source="s", observed=OBSERVED, snapshot=False)
+    assert (event.data.state, event.data.vendor_state) == (State.UNKNOWN, "meditating")
+    assert map_state(None) is State.UNKNOWN
+
+
+def test_state_map_overrides_the_table() -> None:
+    assert map_state("Park", {"park": State.AVAILABLE}) is State.AVAILABLE
+    assert map_state("idle", {"park": State.AVAILABLE}) is State.AVAILABLE
+    assert map_state("notready", {"park": State.AVAILABLE}) is State.NOT_READY
+
+
+def test_interaction_count_change_alone_gives_no_agent_state() -> None:
+    row = SEED_USER["rows"][0]
+    change = RowChange("changed", ("k",), row, row, ("interactionCount",), {"interactionCount": 0})
+    assert user_activity_events(change, source="s", observed=OBSERVED, snapshot=False) == []
+    state_change = RowChange("changed", ("k",), row, row, ("stateId",), {"stateId": "idle"})
+    assert len(user_activity_events(state_change, source="s", observed=OBSERVED, snapshot=False)) == 1
+
+
+def test_removed_user_row_gives_no_agent_state_but_snapshot_rows_do() -> None:
+    row = SEED_USER["rows"][0]
+    assert (
+        user_activity_events(
+            RowChange("removed", ("k",), row, row), source="s", observed=OBSERVED, snapshot=False
+        )
+        == []
+    )
+    unchanged = RowChange("unchanged", ("k",), row, row)
+    (event,) = user_activity_events(unchanged, source="s", observed=OBSERVED, snapshot=True)
+    assert event.snapshot
+
+
+def test_user_row_without_user_id_is_a_normalization_error() -> None:
+    with pytest.raises(NormalizationError) as info:
+        user_activity_events(added({"stateId": "idle"}), source="s", observed=OBSERVED, snapshot=False)
+    assert info.value.error_type == "missing_field"
+
+
+def test_seed_channel_row_gives_every_metric() -> None:
+    events = channel_activity_events(
+        added(SEED_CHANNEL["rows"][0]), source="c", observed=OBSERVED, snapshot=False
+    )
+    metrics = {e.data.metric: e.data for e in events}
+    assert len(metrics) == 15
+    queue = metrics["queueCount"]
+    assert isinstance(queue, QueueMetric)
+    assert queue.queue_id == "worktype/worktype30_id/InboundEmail/email"
+    assert queue.queue_name == "workType30 / Inbound Email / Email"
+    assert (queue.value, queue.unit) == (0, "count")  # a zero count is a value, not a missing one
+    assert (metrics["queueDur"].value, metrics["queueDur"].unit) == (5, "seconds")
+    assert metrics["longestWaitingQueueTime"].value == "2018-02-07T11:29:46Z"
+    assert {e.topic for e in events} == {"queue-metrics"}
+    assert len({e.key for e in events}) == 15
+
+
+def test_changed_channel_row_gives_changed_counters_plus_current_durations() -> None:
+    row = SEED_CHANNEL["rows"][0] | {"queueCount": 2}
+    change = RowChange("changed", ("k",), row, row, ("queueCount",), {"queueCount": 0})
+    events = channel_activity_events(change, source="c", observed=OBSERVED, snapshot=False)
+    assert [e.data.metric for e in events] == [
+        "queueCount",
+        "selfServiceDur",
+        "queueDur",
+        "activeDur",
+        "previewDur",
+        "maxQueueDur",
+    ]
+    assert events[0].data.value == 2
+
+
+def test_seed_team_row_gives_eleven_counters() -> None:
+    events = team_activity_events(added(SEED_TEAM["rows"][0]), source="c", observed=OBSERVED, snapshot=True)
+    assert len(events) == 11
+    idle = next(e.data for e in events if e.data.metric == "idleCount")
+    assert (idle.queue_id, idle.queue_name, idle.value) == ("team/salesTeam", "Sales Team", 1)
+    assert all(e.snapshot for e in events)
+
+
+def test_removed_team_row_gives_no_metrics() -> None:
+    row = SEED_TEAM["rows"][0]
+    assert (
+        team_activity_events(
+            RowChange("removed", ("k",), row, row), source="c", observed=OBSERVED, snapshot=False
+        )
+        == []
+    )
+
+
+def test_non_scalar_metric_value_is_a_normalization_error() -> None:
+    row = SEED_TEAM["rows"][0] | {"idleCount": {"n": 1}}
+    with pytest.raises(NormalizationError):
+        team_activity_events(added(row), source="c", observed=OBSERVED, snapshot=False)
+
+
+def test_presence_logoff_is_logged_out() -> None:
+    row = SEED_PRESENCE["users"][0]
+    removed = RowChange("removed", ("Keran123",), row, row)
+    (event,) = presence_events(removed, source="s", observed=OBSERVED, snapshot=False, report_logon=False)
+    assert (event.data.state, event.data.vendor_state, event.data.agent_name) == (
+        State.LOGGED_OUT,
+        "LoggedOff",
+        "Mahesh Kumar",
+    )
+
+
+def test_presence_logon_only_when_user_activity_is_not_polled() -> None:
+    row = SEED_PRESENCE["users"][0]
+    assert (
+        presence_events(added(row), source="s", observed=OBSERVED, snapshot=False, report_logon=False) == []
+    )
+    (event,) = presence_events(added(row), source="s", observed=OBSERVED, snapshot=False, report_logon=True)
+    assert (event.data.state, event.data.vendor_state) == (State.UNKNOWN, "LoggedOn")
+
+
+def test_presence_relogin_is_a_changed_session_id() -> None:
+    shape = SHAPES["presence"]
+    row = SEED_PRESENCE["users"][0]
+    prev = diff_snapshot(shape, ScopeState(), [row], scope=None, full=True, now=0.0).state
+    result = diff_snapshot(shape, prev, [row | {"ehubSessionId": 2324}], scope=None, full=False, now=1.0)
+    (change,) = result.changes
+    assert change.changed == ("ehubSessionId",)
+    (event,) = presence_events(change, source="s", observed=OBSERVED, snapshot=False, report_logon=True)
+    assert event.data.vendor_state == "LoggedOn"
