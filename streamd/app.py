@@ -31,6 +31,7 @@ from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
 from streamd.publish.spool import Spool
 from streamd.sources.base import Source, SourceDeps
 from streamd.telemetry import ComponentState, Health
+from streamd.wallboard.plugin import wallboard_plugin
 
 log = logging.getLogger("streamd")
 
@@ -60,7 +61,7 @@ async def run_daemon(
     *,
     runtime: Runtime | None = None,
     handle_signals: bool = True,
-    plugins: Sequence[Callable[[Runtime, TaskGroup], Any]] = (),
+    plugins: Sequence[Callable[[Runtime, TaskGroup], Any]] = (wallboard_plugin,),
 ) -> Runtime:
     """Run streamd until stopped; returns the runtime after a clean shutdown.
 

@@ -27,6 +27,7 @@ from streamd.sources.alvaria.config import AlvariaSourceConfig
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.xima.config import XimaSourceConfig
+from streamd.wallboard.config import WallboardConfig
 
 SourceConfig = Annotated[
     O2GSourceConfig | XimaSourceConfig | AlvariaSourceConfig | CalabrioSourceConfig,
@@ -54,6 +55,7 @@ class Config(StrictModel):
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
     spool: SpoolConfig = SpoolConfig()
+    wallboard: WallboardConfig = WallboardConfig()
     shutdown_grace: Duration = Field(10.0, description="Time allowed to flush Kafka on shutdown.")
     queue_size: int = Field(1024, ge=1, description="Batches buffered between sources and the publisher.")
     sources: list[SourceConfig] = Field(default_factory=list)

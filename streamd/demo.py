@@ -29,7 +29,20 @@ DemoSimulator = Callable[[int], AbstractAsyncContextManager[dict[str, Any]]]
 
 def demo_simulators() -> list[DemoSimulator]:
     """Every vendor simulator the demo starts."""
-    return []
+    from streamd.sim import alvaria, calabrio, o2g
+
+    return [o2g.demo_source, alvaria.demo, calabrio.demo_source]
+
+
+def demo_sinks(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The PBX → Calabrio bridge: the O2G simulator's agent states pushed into the Calabrio one."""
+    from streamd.sim.calabrio import rtdc_sink_config
+
+    pbx = next((s for s in sources if s["kind"] == "o2g"), None)
+    wfm = next((s for s in sources if s["kind"] == "calabrio"), None)
+    if pbx is None or wfm is None:
+        return []
+    return [rtdc_sink_config(wfm, from_=pbx["name"])]
 
 
 def published_total() -> float:
@@ -49,6 +62,7 @@ async def run_demo(port: int = 8080, agents: int = 20, duration: float | None = 
                 "spool": {"path": str(workdir / "spool.db")},
                 "shutdown_grace": "5s",
                 "sources": sources,
+                "sinks": demo_sinks(sources),
             }
         )
         runtime = Runtime(config)

@@ -12,6 +12,7 @@ import sys
 from typing import Any, TextIO
 
 import anyio
+import anyio.lowlevel
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -76,5 +77,7 @@ async def run_tail(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                         out.flush()
                         printed += 1
     finally:
+        # let aiokafka's no-group task start first, or stop() raises CancelledError
+        await anyio.lowlevel.checkpoint()
         await consumer.stop()
     return printed

@@ -1,0 +1,7 @@
+"""Live state and wallboard: the canonical state hub, its feed API and the wallboard page.
+
+Modules: :mod:`~streamd.wallboard.hub` (state, sequence numbers, subscribers),
+:mod:`~streamd.wallboard.consumer` (fed from the compacted canonical topics),
+:mod:`~streamd.wallboard.api` (``/api/v1/state``, ``/api/v1/stream``, ``/wallboard``),
+:mod:`~streamd.wallboard.plugin` (wires them into ``run_daemon``).
+"""

@@ -1,0 +1,1 @@
+"""Browser tests: the wallboard page in headless Debian Chromium, driven by Playwright."""

@@ -1,0 +1,260 @@
+"""The feed API and page over real HTTP on loopback (uvicorn, no Kafka): snapshot, SSE, auth, CORS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import httpx
+import orjson
+import pytest
+
+from streamd.events import AgentState, QueueMetric, State
+from streamd.http.app import Webhooks, build_app
+from streamd.http.server import serve
+from streamd.telemetry import Health
+from streamd.wallboard.api import build_routes, openapi_document
+from streamd.wallboard.hub import CLIENTS_DROPPED, StateHub
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "s3cret-wallboard-token"
+
+
+def agent(
+    i: int, state: State = State.AVAILABLE, source: str = "s1", queues: tuple[str, ...] = ()
+) -> AgentState:
+    return AgentState(vendor="test", source=source, agent_id=str(i), state=state, queue_ids=queues)
+
+
+@asynccontextmanager
+async def serving(hub: StateHub, **kw: Any) -> AsyncIterator[str]:
+    app = build_app(Health(), Webhooks(), build_routes(hub, **kw))
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, app, "127.0.0.1", 0)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            hub.close()
+            tg.cancel_scope.cancel()
+
+
+class SSE:
+    """Reads Server-Sent Events from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, skip_pings: bool = True) -> tuple[str | None, str, Any]:
+        """(id, event, data) of the next event."""
+        with anyio.fail_after(3):
+            while True:
+                fields: dict[str, str] = {}
+                async for line in self.lines:
+                    if not line:
+                        break
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                else:
+                    raise EOFError("the stream ended")
+                if "data" in fields and not (skip_pings and fields.get("event") == "ping"):
+                    return fields.get("id"), fields.get("event", "message"), orjson.loads(fields["data"])
+
+
+async def test_state_snapshot_is_json_and_filterable() -> None:
+    hub = StateHub()
+    hub.update_agent(agent(1, queues=("q1",)))
+    hub.update_agent(agent(2, State.BUSY, source="s2"))
+    hub.update_metric(QueueMetric(vendor="test", source="s1", queue_id="q1", metric="waiting_calls", value=4))
+    async with serving(hub) as base, httpx.AsyncClient(base_url=base) as client:
+        everything = (await client.get("/api/v1/state")).json()
+        busy = (await client.get("/api/v1/state", params={"state": "busy"})).json()
+        s1 = (await client.get("/api/v1/state?source=s1&queue=q1")).json()
+    assert everything["id"] == f"{hub.epoch}.3"
+    assert [a["agent_id"] for a in everything["agents"]] == ["1", "2"]
+    assert everything["agents"][0] == {
+        "vendor": "test",
+        "source": "s1",
+        "agent_id": "1",
+        "state": "available",
+        "agent_name": None,
+        "vendor_state": None,
+        "reason_code": None,
+        "since": everything["agents"][0]["since"],
+        "queue_ids": ["q1"],
+    }
+    assert everything["metrics"][0]["value"] == 4
+    assert [a["agent_id"] for a in busy["agents"]] == ["2"]
+    assert [a["agent_id"] for a in s1["agents"]] == ["1"]
+    assert len(s1["metrics"]) == 1
+
+
+async def test_stream_sends_a_snapshot_then_deltas_and_resumes_from_last_event_id() -> None:
+    hub = StateHub()
+    hub.update_agent(agent(1))
+    async with serving(hub) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        async with client.stream("GET", "/api/v1/stream") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = SSE(response)
+            event_id, kind, snap = await events.next()
+            assert (kind, event_id, [a["agent_id"] for a in snap["agents"]]) == (
+                "snapshot",
+                hub.event_id,
+                ["1"],
+            )
+            hub.update_agent(agent(1, State.BUSY))
+            event_id, kind, delta = await events.next()
+            assert (kind, event_id) == ("delta", f"{hub.epoch}.2")
+            assert delta["key"] == "s1:1"
+            assert delta["value"]["state"] == "busy"
+            assert event_id is not None
+            last = event_id
+        # missed while away: replayed, then "resumed", then live again
+        hub.update_agent(agent(2))
+        hub.update_agent(agent(1, State.NOT_READY))
+        async with client.stream("GET", "/api/v1/stream", headers={"Last-Event-ID": last}) as response:
+            events = SSE(response)
+            got = [await events.next() for _ in range(3)]
+            assert [(k, d.get("key")) for _, k, d in got] == [
+                ("delta", "s1:2"),
+                ("delta", "s1:1"),
+                ("resumed", None),
+            ]
+            assert got[-1][0] == hub.event_id
+        # an id from another process: a fresh snapshot
+        async with client.stream(
+            "GET", "/api/v1/stream?last_event_id=feedbeef.2&state=not_ready"
+        ) as response:
+            _, kind, snap = await SSE(response).next()
+            assert kind == "snapshot"
+            assert [a["agent_id"] for a in snap["agents"]] == ["1"]
+    assert hub.subscribers == 0
+
+
+async def test_stream_ends_when_the_hub_closes_and_sends_pings() -> None:
+    hub = StateHub()
+    async with (
+        serving(hub, heartbeat=0.05) as base,
+        httpx.AsyncClient(base_url=base, timeout=5) as client,
+        client.stream("GET", "/api/v1/stream") as response,
+    ):
+        events = SSE(response)
+        assert (await events.next())[1] == "snapshot"
+        _, kind, ping = await events.next(skip_pings=False)
+        assert (kind, ping) == ("ping", {"heartbeat": 0.05})
+        hub.close()
+        with anyio.fail_after(3):
+            rest = [line async for line in events.lines]
+        assert not any(line.startswith("event: delta") for line in rest)
+        # later clients (a wallboard reconnecting while the daemon stops) get a stream that ends
+        async with client.stream("GET", "/api/v1/stream") as again:
+            with anyio.fail_after(3):
+                lines = [line async for line in again.aiter_lines()]
+        assert "event: snapshot" in lines
+
+
+async def test_a_client_that_disconnects_is_unsubscribed() -> None:
+    hub = StateHub()
+    async with serving(hub) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        async with client.stream("GET", "/api/v1/stream") as response:
+            await SSE(response).next()
+            assert hub.subscribers == 1
+        with anyio.fail_after(3):
+            while hub.subscribers:
+                await anyio.sleep(0.01)
+
+
+async def test_token_is_required_accepted_three_ways_and_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    hub = StateHub()
+    async with serving(hub, token=TOKEN) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        for path in ("/api/v1/state", "/api/v1/openapi.json", "/wallboard", "/api/v1/stream"):
+            response = await client.get(path)
+            assert response.status_code == 401, path
+            assert (await client.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 401
+        assert (
+            await client.get("/api/v1/state", headers={"Authorization": f"Bearer {TOKEN}"})
+        ).status_code == 200
+        assert (await client.get(f"/api/v1/state?access_token={TOKEN}")).status_code == 200
+        page = await client.get(f"/wallboard?token={TOKEN}")
+        assert page.status_code == 200
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert (await client.get("/wallboard/static/wallboard.js")).status_code == 200  # no data: public
+        async with client.stream("GET", f"/api/v1/stream?access_token={TOKEN}") as response:
+            assert (await SSE(response).next())[1] == "snapshot"
+    server_side = [
+        r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    ]  # the client logs URLs
+    assert not [r for r in server_side if TOKEN in r.getMessage()]
+
+
+async def test_cors_origins_apply_to_the_api() -> None:
+    hub = StateHub()
+    allowed = "https://board.example"
+    async with serving(hub, cors_origins=[allowed]) as base, httpx.AsyncClient(base_url=base) as client:
+        ok = await client.get("/api/v1/state", headers={"Origin": allowed})
+        other = await client.get("/api/v1/state", headers={"Origin": "https://evil.example"})
+        preflight = await client.options(
+            "/api/v1/state", headers={"Origin": allowed, "Access-Control-Request-Method": "GET"}
+        )
+    assert ok.headers["access-control-allow-origin"] == allowed
+    assert "access-control-allow-origin" not in other.headers
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == allowed
+
+
+async def test_page_and_static_files_are_served() -> None:
+    hub = StateHub()
+    async with serving(hub) as base, httpx.AsyncClient(base_url=base) as client:
+        page = await client.get("/wallboard")
+        css = await client.get("/wallboard/static/wallboard.css")
+        doc = (await client.get("/api/v1/openapi.json")).json()
+    assert page.status_code == 200
+    assert 'src="wallboard/static/wallboard.js"' in page.text
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert doc["openapi"] == "3.1.0"
+
+
+def test_openapi_document_is_valid_openapi_31() -> None:
+    validator = pytest.importorskip("openapi_spec_validator")
+    for auth in (False, True):
+        doc = openapi_document(auth=auth)
+        validator.validate(doc)
+        assert set(doc["paths"]) == {"/api/v1/state", "/api/v1/stream"}
+    assert "securitySchemes" in openapi_document(auth=True)["components"]
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_counted() -> None:
+    hub = StateHub(client_buffer=8)
+    before = CLIENTS_DROPPED._value.get()
+    big = "x" * 65_536
+    async with (
+        serving(hub) as base,
+        httpx.AsyncClient(base_url=base, timeout=5) as client,
+        client.stream("GET", "/api/v1/stream") as response,
+    ):
+        assert response.status_code == 200
+        with anyio.fail_after(10):
+            while hub.subscribers == 0:
+                await anyio.sleep(0.01)
+            i = 0
+            while hub.subscribers:  # the client reads nothing: socket buffers fill, then its queue
+                hub.update_agent(
+                    AgentState(
+                        vendor="t", source="s", agent_id=str(i % 50), state=State.BUSY, agent_name=f"{big}{i}"
+                    )
+                )
+                i += 1
+                await anyio.lowlevel.checkpoint()
+        assert CLIENTS_DROPPED._value.get() - before == 1
+        assert i > 8  # the server wrote until the network pushed back
+        with anyio.fail_after(10):  # reading now: what was sent and buffered, then the end
+            async for _ in response.aiter_bytes():
+                pass

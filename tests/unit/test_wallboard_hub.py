@@ -1,0 +1,163 @@
+"""The wallboard state hub: bounds, sequence numbers, replay, filters and slow subscribers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import orjson
+import pytest
+
+from streamd.events import AgentState, QueueMetric, State
+from streamd.wallboard.hub import CLIENTS_DROPPED, EVICTED, Filter, StateHub, Subscription
+
+T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+
+
+def agent(i: int | str, state: State = State.AVAILABLE, source: str = "s1", **kw: object) -> AgentState:
+    return AgentState(vendor="test", source=source, agent_id=str(i), state=state, **kw)  # type: ignore[arg-type]
+
+
+def metric(queue: str, name: str, value: float, source: str = "s1") -> QueueMetric:
+    return QueueMetric(vendor="test", source=source, queue_id=queue, metric=name, value=value)
+
+
+def test_updates_are_numbered_and_identical_values_are_noops() -> None:
+    hub = StateHub()
+    assert hub.update_agent(agent(1), observed=T0)
+    assert hub.update_metric(metric("q1", "waiting_calls", 3))
+    assert hub.seq == 2
+    assert not hub.update_agent(agent(1), observed=T0 + timedelta(seconds=5))  # same state: keeps since
+    assert not hub.update_metric(metric("q1", "waiting_calls", 3))
+    assert hub.seq == 2
+    assert hub.update_agent(agent(1, State.BUSY), observed=T0 + timedelta(seconds=9))
+    assert hub.seq == 3
+    assert hub.agents["s1:1"].since == T0 + timedelta(seconds=9)
+    assert hub.event_id == f"{hub.epoch}.3"
+
+
+def test_since_is_kept_while_the_state_does_not_change_and_vendor_since_wins() -> None:
+    hub = StateHub()
+    hub.update_agent(agent(1, State.NOT_READY, reason_code="lunch"), observed=T0)
+    hub.update_agent(agent(1, State.NOT_READY, reason_code="break"), observed=T0 + timedelta(minutes=1))
+    assert hub.agents["s1:1"].since == T0
+    vendor_since = T0 - timedelta(hours=1)
+    hub.update_agent(agent(1, State.BUSY, since=vendor_since), observed=T0 + timedelta(minutes=2))
+    assert hub.agents["s1:1"].since == vendor_since
+
+
+def test_bounded_least_recently_updated_evicted_and_counted() -> None:
+    hub = StateHub(max_agents=3, max_metrics=2)
+    before_a = EVICTED.labels("agent")._value.get()
+    before_m = EVICTED.labels("metric")._value.get()
+    for i in range(3):
+        hub.update_agent(agent(i))
+    hub.update_agent(agent(0, State.BUSY))  # 0 is now the most recently updated
+    hub.update_agent(agent(3))
+    assert list(hub.agents) == ["s1:2", "s1:0", "s1:3"]
+    for q in "abc":
+        hub.update_metric(metric(q, "waiting_calls", 1))
+    assert list(hub.metrics) == ["s1:b:waiting_calls", "s1:c:waiting_calls"]
+    assert EVICTED.labels("agent")._value.get() - before_a == 1
+    assert EVICTED.labels("metric")._value.get() - before_m == 1
+    evictions = [c for c in hub.since(f"{hub.epoch}.0") or [] if c.value is None]
+    assert [c.key for c in evictions] == ["s1:1", "s1:a:waiting_calls"]
+
+
+def test_replay_after_an_id_or_none_when_it_cannot() -> None:
+    hub = StateHub(replay=3)
+    assert hub.since(None) is None
+    hub.update_agent(agent(1))
+    mark = hub.event_id
+    assert hub.since(mark) == []
+    hub.update_agent(agent(2))
+    hub.update_agent(agent(1, State.BUSY))
+    missed = hub.since(mark)
+    assert missed is not None
+    assert [(c.seq, c.key) for c in missed] == [(2, "s1:2"), (3, "s1:1")]
+    assert orjson.loads(missed[1].payload())["value"]["state"] == "busy"
+    hub.update_agent(agent(3))
+    hub.update_agent(agent(4))  # the buffer holds seq 3..5 now; after seq 1 means 2 is needed
+    assert hub.since(mark) is None
+    assert hub.since(f"{hub.epoch}.2") is not None
+    assert hub.since("0000.1") is None  # another process's id
+    assert hub.since(f"{hub.epoch}.99") is None  # from the future: a restart
+    assert hub.since("garbage") is None
+
+
+def test_remove_is_a_change_and_unknown_keys_are_not() -> None:
+    hub = StateHub()
+    hub.update_agent(agent(1))
+    assert hub.remove("agent", "s1:1")
+    assert not hub.remove("agent", "s1:1")
+    assert hub.seq == 2
+    assert hub.agents == {}
+
+
+def test_filters_select_snapshot_entries() -> None:
+    hub = StateHub()
+    hub.update_agent(agent(1, queue_ids=("q1",)))
+    hub.update_agent(agent(2, State.BUSY, queue_ids=("q2",)))
+    hub.update_agent(agent(3, source="s2", queue_ids=("q1",)))
+    hub.update_metric(metric("q1", "waiting_calls", 1))
+    hub.update_metric(metric("q2", "waiting_calls", 2))
+
+    def keys(flt: Filter) -> tuple[list[str], list[str]]:
+        snap = hub.snapshot(flt)
+        return [f"{a.source}:{a.agent_id}" for a in snap["agents"]], [m.queue_id for m in snap["metrics"]]
+
+    assert keys(Filter.parse([("source", "s1")])) == (["s1:1", "s1:2"], ["q1", "q2"])
+    assert keys(Filter.parse([("queue", "q1")])) == (["s1:1", "s2:3"], ["q1"])
+    assert keys(Filter.parse([("state", "busy,available"), ("source", "s1")])) == (
+        ["s1:1", "s1:2"],
+        ["q1", "q2"],
+    )
+    assert keys(Filter.parse([("state", "busy")])) == (["s1:2"], ["q1", "q2"])
+    assert keys(Filter.parse([("source", "s2"), ("source", "s1"), ("queue", "q2")])) == (["s1:2"], ["q2"])
+
+
+@pytest.mark.anyio
+async def test_a_filtered_subscriber_sees_an_agent_leave_its_filter_as_a_removal() -> None:
+    hub = StateHub()
+    with hub.subscribe(Filter.parse([("queue", "q1")])) as sub:
+        await _filtered(hub, sub)
+    assert hub.subscribers == 0
+
+
+async def _filtered(hub: StateHub, sub: Subscription) -> None:
+    hub.update_agent(agent(1, queue_ids=("q1",)))
+    hub.update_agent(agent(2, queue_ids=("q2",)))  # never on this board: not sent
+    hub.update_agent(agent(1, queue_ids=("q2",)))  # leaves the board: a removal
+    hub.update_agent(agent(1, State.BUSY, queue_ids=("q2",)))  # still off the board: not sent
+    got = []
+    with anyio.fail_after(1):
+        for _ in range(2):
+            seq, payload = await sub.receive.receive()
+            got.append((seq, orjson.loads(payload)))
+    assert [(seq, d["key"], d["value"] is None) for seq, d in got] == [(1, "s1:1", False), (3, "s1:1", True)]
+    with pytest.raises(anyio.WouldBlock):
+        sub.receive.receive_nowait()
+
+
+@pytest.mark.anyio
+async def test_a_slow_subscriber_is_dropped_and_counted_without_blocking_the_hub() -> None:
+    hub = StateHub()
+    before = CLIENTS_DROPPED._value.get()
+    with hub.subscribe(size=4) as slow, hub.subscribe(size=100) as fast:
+        await _slow(hub, slow, fast, before)
+
+
+async def _slow(hub: StateHub, slow: Subscription, fast: Subscription, before: float) -> None:
+    for i in range(10):  # synchronous: if the hub waited for the slow client this would hang
+        hub.update_agent(agent(i))
+    assert slow.dropped
+    assert not fast.dropped
+    assert CLIENTS_DROPPED._value.get() - before == 1
+    assert hub.subscribers == 1
+    received = [seq async for seq, _ in slow.receive]  # what was buffered, then the end
+    assert received == [1, 2, 3, 4]
+    assert len([seq for seq, _ in [fast.receive.receive_nowait() for _ in range(10)]]) == 10
+    hub.close()
+    assert hub.subscribers == 0
+    with pytest.raises(anyio.EndOfStream):
+        await fast.receive.receive()
