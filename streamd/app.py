@@ -30,7 +30,7 @@ from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
 from streamd.publish.spool import Spool
 from streamd.sources.base import Source, SourceDeps
-from streamd.telemetry import ComponentState, Health
+from streamd.telemetry import ComponentState, Health, published_total
 from streamd.wallboard.plugin import wallboard_plugin
 
 log = logging.getLogger("streamd")
@@ -124,7 +124,7 @@ async def run_daemon(
                 log.error("shutdown grace %.1fs elapsed with events still in flight", config.shutdown_grace)
             publisher_health.set(ComponentState.DRAINING)
             root.cancel_scope.cancel()
-    log.info("streamd stopped")
+    log.info("streamd stopped: %d events acknowledged by Kafka", published_total())
     return rt
 
 

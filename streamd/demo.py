@@ -18,7 +18,7 @@ import anyio
 
 from streamd.app import Runtime, run_daemon
 from streamd.config import Config
-from streamd.telemetry import EVENTS_PUBLISHED
+from streamd.telemetry import published_total
 
 log = logging.getLogger("streamd.demo")
 
@@ -43,11 +43,6 @@ def demo_sinks(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if pbx is None or wfm is None:
         return []
     return [rtdc_sink_config(wfm, from_=pbx["name"])]
-
-
-def published_total() -> float:
-    """Events acknowledged by Kafka so far, over every source and topic."""
-    return sum(s.value for m in EVENTS_PUBLISHED.collect() for s in m.samples if s.name.endswith("_total"))
 
 
 async def run_demo(port: int = 8080, agents: int = 20, duration: float | None = None) -> Runtime:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import anyio.from_thread
 import httpx
 import pytest
 
-from streamd.embedded import free_port
+from streamd.embedded import EmbeddedBroker, free_port
 from tests.e2e.daemon import Daemon
+from tests.kafka_helpers import read_back
 
 pytestmark = pytest.mark.kafka
 
@@ -34,7 +40,7 @@ def test_run_ready_metrics_and_clean_sigterm(tmp_path: Path) -> None:
     finally:
         daemon.kill()
     assert code == 0, daemon.log()
-    assert "streamd stopped" in daemon.log()
+    assert "streamd stopped: 0 events acknowledged by Kafka" in daemon.log()
     assert "Traceback" not in daemon.log()
 
 
@@ -57,3 +63,75 @@ def test_unreachable_kafka_exits_nonzero_with_one_line(tmp_path: Path) -> None:
     assert "streamd: fatal: Kafka at 127.0.0.1:" in log
     assert "unreachable for 1s" in log
     assert "Traceback" not in log
+
+
+def _read_all(bootstrap: str, topics: list[str]) -> int:
+    return sum(len(read_back(bootstrap, t, expected=10**9, timeout=3)) for t in topics)
+
+
+def test_o2g_events_acknowledged_are_all_in_kafka_after_sigterm(tmp_path: Path) -> None:
+    """The real process against the O2G simulator (its own process) and a broker that outlives
+    the daemon: after SIGTERM every event the daemon counted as acknowledged is in Kafka."""
+    sim_port, port = free_port(), free_port()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "streamd.sim.o2g", "--port", str(sim_port), "--agents", "10", "--rate", "200"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with anyio.from_thread.start_blocking_portal() as portal:
+            broker = EmbeddedBroker()
+            bootstrap = portal.call(broker.__aenter__)
+            try:
+                config = tmp_path / "streamd.yaml"
+                config.write_text(
+                    f"kafka: {{bootstrap_servers: '{bootstrap}', idempotence: false, topic_prefix: 'e2e.'}}\n"
+                    f"http: {{listen: '127.0.0.1:{port}'}}\n"
+                    f"spool: {{path: '{tmp_path / 'spool.db'}'}}\n"
+                    "shutdown_grace: 5s\n"
+                    "sources:\n"
+                    f"  - {{kind: o2g, name: pbx, url: 'http://127.0.0.1:{sim_port}', username: admin,"
+                    " password: admin, packages: [agent, telephony, pilot]}\n"
+                )
+                daemon = Daemon(config, port, tmp_path / "daemon.log").start()
+                try:
+                    ready = daemon.wait_ready()
+                    assert ready["components"]["pbx"]["state"] == "running"  # type: ignore[index]
+                    end = time.monotonic() + 20
+                    while _published(daemon) < 200 and time.monotonic() < end:
+                        time.sleep(0.1)
+                    code = daemon.terminate(timeout=5 + 2)
+                finally:
+                    daemon.kill()
+                assert code == 0, daemon.log()
+                match = re.search(r"streamd stopped: (\d+) events acknowledged", daemon.log())
+                assert match, daemon.log()
+                acknowledged = int(match.group(1))
+                assert acknowledged >= 200
+                topics = [
+                    "e2e.o2g.agent",
+                    "e2e.o2g.telephony",
+                    "e2e.agent-state",
+                    "e2e.o2g.pilot",
+                    "e2e.queue-metrics",
+                ]
+                in_kafka = _read_all(bootstrap, topics)
+                assert in_kafka >= acknowledged  # at least once: nothing acknowledged is missing
+                assert "Traceback" not in daemon.log()
+            finally:
+                portal.call(broker.__aexit__, None, None, None)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def _published(daemon: Daemon) -> float:
+    try:
+        text = httpx.get(daemon.url("/metrics"), timeout=2).text
+    except httpx.HTTPError:
+        return 0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("streamd_events_published_total{")
+    )
