@@ -36,7 +36,7 @@ def test_run_ready_metrics_and_clean_sigterm(tmp_path: Path) -> None:
         metrics = httpx.get(daemon.url("/metrics")).text
         assert 'streamd_component_state{component="kafka",state="running"} 1.0' in metrics
         assert "streamd_publish_latency_seconds_bucket" in metrics
-        code, _took = daemon.terminate(timeout=3 + 2)
+        code = daemon.terminate(timeout=3 + 2)
     finally:
         daemon.kill()
     assert code == 0, daemon.log()
