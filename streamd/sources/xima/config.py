@@ -144,6 +144,8 @@ class XimaSourceConfig(StrictModel):
         keys = [h.key for h in self.historic]
         if len(keys) != len(set(keys)):
             raise ValueError("historic report keys must be unique")
+        if self.metrics == [] and not self.historic:
+            raise ValueError("nothing to do: metrics is [] and no historic report is configured")
         return self
 
     def ws_root(self) -> str:

@@ -1,0 +1,221 @@
+"""Realtime values over the websocket subscription (seed 000 L955-996, printed under "5.0").
+
+Rules:
+
+1. One session = REST baseline + one subscription: every (re)connect first polls the values once
+   (the socket sends no snapshot and no "initializing" notice; spec §3.5), publishes that as a
+   snapshot, then subscribes to ``/rest/api/v1/realtime-metric-subscription?id=A&id=B&auth_token=KEY``
+   (repeated ``id``). It calls ``connected()`` (readiness, backoff reset) once the socket proved
+   healthy: a first message, or ``min(ping_interval, 5s)`` without failing, so a server that
+   accepts and immediately closes gets a growing backoff, not a tight reconnect loop.
+2. Liveness is websocket ping/pong: the client pings every ``ping_interval`` and the connection
+   fails when a pong is ``ping_timeout`` late. A close, a missed pong or any socket error ends the
+   session with ``TransientError``; ``run_forever`` reconnects with backoff and resubscribes.
+3. While keys are still initializing, the REST values are re-polled every ``initializing_retry``;
+   a full snapshot is published every ``refresh_every`` from the last values (no request); when
+   the metric list changes the socket is re-opened with the new ids.
+4. A handshake answered 401/403 is an ``AuthError`` (naming the ids for 403); any other refusal
+   (404, 400, 405, 426, 501, a non-websocket answer) is :class:`WebsocketUnavailable`, which the
+   source turns into a fall-back to polling when ``websocket_fallback`` is on.
+5. This module is the only Xima module that sees the ``websockets`` library (STYLE 7). Socket
+   messages are pushed with ``emit.push`` (a push source cannot replay); REST baselines use
+   ``await emit(...)``. The URL carries the key, so it never appears in a log line or error.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import anyio
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from streamd.errors import AuthError, BackOff, FatalError, NormalizationError, StreamdError, TransientError
+from streamd.events import Event
+from streamd.sources.base import Emit
+from streamd.sources.xima.auth import websocket_query
+from streamd.sources.xima.client import SUBSCRIPTION_PATH
+from streamd.sources.xima.normalize import dead_letters, parse_entry
+from streamd.sources.xima.realtime import RealtimeCore, count_dead
+
+log = logging.getLogger("streamd.sources.xima")
+
+
+class WebsocketUnavailable(FatalError):
+    """The server refused the subscription endpoint itself (not the credentials)."""
+
+
+class _Resubscribe(Exception):
+    """The active metric ids changed: open a new socket with the new list."""
+
+
+@asynccontextmanager
+async def open_subscription(
+    url: str,
+    ids: list[str],
+    *,
+    ping_interval: float,
+    ping_timeout: float,
+    open_timeout: float,
+    verify_tls: bool = True,
+) -> AsyncIterator[ClientConnection]:
+    """Open the subscription socket, translating every ``websockets`` error (the adapter boundary).
+
+    Raises:
+        AuthError: handshake refused with 401, or 403 (naming the ids).
+        WebsocketUnavailable: any other refusal of the endpoint.
+        TransientError: connection errors, closes, missed pongs, 5xx.
+    """
+    what = f"websocket subscription for metrics {', '.join(ids)}"
+    context: ssl.SSLContext | None = None
+    if url.startswith("wss://"):
+        context = ssl.create_default_context()
+        if not verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    try:
+        async with connect(
+            url,
+            ssl=context,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            open_timeout=open_timeout,
+            close_timeout=min(1.0, ping_timeout),
+            max_size=2**20,
+        ) as ws:
+            yield ws
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status == 401:
+            raise AuthError(f"{what}: HTTP 401, the authentication key was rejected") from None
+        if status == 403:
+            raise AuthError(f"{what}: HTTP 403, a metric does not exist or is not assigned") from None
+        if status == 429:
+            raise BackOff(f"{what}: HTTP 429", 5.0) from None
+        if status == 408 or status >= 500:
+            raise TransientError(f"{what}: HTTP {status}") from None
+        raise WebsocketUnavailable(f"{what}: endpoint refused with HTTP {status}") from None
+    except InvalidURI:
+        raise FatalError(f"{what}: invalid websocket URL") from None
+    except InvalidHandshake as exc:
+        raise WebsocketUnavailable(f"{what}: not a websocket endpoint ({type(exc).__name__})") from None
+    except ConnectionClosed as exc:
+        raise TransientError(f"{what}: closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})") from None
+    except (OSError, TimeoutError) as exc:
+        raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+async def receive(ws: ClientConnection, source: str) -> str | bytes:
+    """The next message; any close (clean, error, missed pong) becomes ``TransientError``."""
+    try:
+        return await ws.recv()
+    except ConnectionClosed as exc:
+        code = exc.rcvd.code if exc.rcvd else None
+        missed_pong = exc.rcvd is None and exc.sent is not None and exc.sent.code == 1011
+        reason = "keepalive ping timeout" if missed_pong else f"close code {code}"
+        raise TransientError(f"xima {source}: websocket closed ({reason})") from None
+
+
+@dataclass(slots=True)
+class RealtimeWebsocket:
+    """The websocket-mode realtime session (one ``run_forever`` session per call)."""
+
+    core: RealtimeCore
+    url_root: str
+
+    async def session(self, emit: Emit, connected: Callable[[], None]) -> None:
+        """Baseline, subscribe, stream until the socket fails; resubscribe in place when ids change."""
+        self.core.restart()
+        while True:
+            ids = await self._baseline(emit)
+            if not ids:
+                connected()
+                await anyio.sleep(self.core.cfg.metrics_refresh)
+                continue
+            try:
+                await self._subscribe(emit, connected, ids)
+            except _Resubscribe:
+                log.info("xima %s: metric list changed; resubscribing", self.core.source)
+
+    async def _baseline(self, emit: Emit) -> list[str]:
+        events = await self.core.prepare()
+        events += await self.core.poll(snapshot=self.core.take_refresh())
+        if events:
+            await emit(events)
+        return self.core.active_ids()
+
+    async def _subscribe(self, emit: Emit, connected: Callable[[], None], ids: list[str]) -> None:
+        cfg = self.core.cfg
+        url = f"{self.url_root}{SUBSCRIPTION_PATH}?{websocket_query(ids, cfg.api_key)}"
+        failure: BaseException | None = None
+        async with (
+            open_subscription(
+                url,
+                ids,
+                ping_interval=cfg.ping_interval,
+                ping_timeout=cfg.ping_timeout,
+                open_timeout=cfg.timeout,
+                verify_tls=cfg.verify_tls,
+            ) as ws,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def guarded(job: Callable[[], Awaitable[None]]) -> None:
+                nonlocal failure
+                try:
+                    await job()
+                except (StreamdError, _Resubscribe) as exc:
+                    failure = failure or exc
+                tg.cancel_scope.cancel()
+
+            healthy = anyio.Event()
+            tg.start_soon(guarded, partial(self._housekeeping, emit, ids))
+            tg.start_soon(guarded, partial(self._read, ws, emit, healthy))
+            with anyio.move_on_after(min(cfg.ping_interval, 5.0)):
+                await healthy.wait()
+            connected()
+        if failure is not None:
+            raise failure
+        raise TransientError(f"xima {self.core.source}: websocket ended")
+
+    async def _read(self, ws: ClientConnection, emit: Emit, healthy: anyio.Event) -> None:
+        while True:
+            message = await receive(ws, self.core.source)
+            healthy.set()
+            events = self.on_message(message)
+            if events:
+                await emit.push(events)
+
+    def on_message(self, message: str | bytes) -> list[Event]:
+        """Normalize one ``{key, value}`` socket message into events (dead letter when malformed)."""
+        try:
+            entry = parse_entry(orjson.loads(message))
+        except orjson.JSONDecodeError:
+            events = dead_letters(self.core.source, [(NormalizationError("message is not JSON"), message)])
+        except NormalizationError as exc:
+            events = dead_letters(self.core.source, [(exc, orjson.loads(message))])
+        else:
+            events = self.core.state.apply([entry], now_ms=self.core.now_ms(), monotonic=True)
+        count_dead(self.core.source, events)
+        return events
+
+    async def _housekeeping(self, emit: Emit, ids: list[str]) -> None:
+        core = self.core
+        idle = min(1.0, core.cfg.metrics_refresh, core.cfg.refresh_every)
+        while True:
+            await anyio.sleep(core.cfg.initializing_retry if core.state.initializing else idle)
+            events = await core.prepare()
+            if core.active_ids() != ids:
+                raise _Resubscribe
+            if core.state.initializing:
+                events += await core.poll(snapshot=False)
+            if core.take_refresh():
+                events += core.state.refresh(now_ms=core.now_ms())
+            if events:
+                await emit(events)

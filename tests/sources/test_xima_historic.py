@@ -1,0 +1,128 @@
+"""Xima historic export against the simulator: periods, cursor across restarts, ack-then-advance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+from streamd.errors import AuthError, FatalError, PublishError
+from streamd.events import Event
+from streamd.publish.memory import MemoryEmit
+from streamd.sim.xima import XimaSimulator
+from streamd.sources.xima.models import HISTORIC_ROW_TYPE, HISTORIC_SUMMARY_TYPE, HistoricSummary
+
+from .xima_helpers import MemoryCursors, make_source, running, until
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+REPORT = {"key": "LT39K5C5", "every": "15m", "lag": 0, "start": "2026-01-01T00:00:00Z"}
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FailingEmit(MemoryEmit):
+    """Acknowledges ``ok`` batches, then fails like a Kafka outage past the delivery timeout."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__()
+        self.ok = ok
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        if self.ok == 0:
+            raise PublishError("kafka did not acknowledge")
+        self.ok -= 1
+        await super().__call__(events)
+
+
+def periods(emit: MemoryEmit) -> list[str]:
+    return [e.data.period_start for e in emit.of_type(HISTORIC_SUMMARY_TYPE)]
+
+
+def historic_source(sim: XimaSimulator, cursors: MemoryCursors, clock: Clock, **report: object):  # type: ignore[no-untyped-def]
+    return make_source(sim, cursors=cursors, now=clock, metrics=[], historic=[{**REPORT, **report}])
+
+
+async def test_each_due_period_is_exported_once_with_rows_and_summary() -> None:
+    async with XimaSimulator(agents=3) as sim:
+        emit = MemoryEmit()
+        async with running(historic_source(sim, MemoryCursors(), Clock(T0 + timedelta(hours=1))), emit):
+            await until(lambda: len(periods(emit)) == 4)
+            await anyio.sleep(0.05)  # nothing more is due
+        assert periods(emit) == [f"2026-01-01T00:{m:02d}:00.000+00:00" for m in (0, 15, 30, 45)]
+        assert sim.historic_calls[0][1:] == (
+            "2026-01-01T00:00:00.000+00:00",
+            "2026-01-01T00:14:59.999+00:00",
+        )
+        rows = emit.of_type(HISTORIC_ROW_TYPE)
+        assert len(rows) == 4 * 3
+        assert rows[0].key == "cr1:LT39K5C5"
+        assert rows[0].data.values["Agent"] == "Alice Adams(201)"
+        summary = emit.of_type(HISTORIC_SUMMARY_TYPE)[0].data
+        assert isinstance(summary, HistoricSummary)
+        assert summary.row_count == 3
+        assert [c.title for c in summary.columns][:2] == ["Agent", "Inbound Calls"]
+
+
+async def test_cursor_survives_a_restart_without_repeating_or_skipping_a_period() -> None:
+    cursors = MemoryCursors()
+    clock = Clock(T0 + timedelta(hours=1))
+    async with XimaSimulator() as sim:
+        first = MemoryEmit()
+        async with running(historic_source(sim, cursors, clock), first):
+            await until(lambda: len(periods(first)) == 4)
+        assert cursors.saved[("cr1", "historic:LT39K5C5")] == "2026-01-01T01:00:00.000+00:00"
+        clock.now = T0 + timedelta(hours=1, minutes=31)
+        second = MemoryEmit()
+        async with running(historic_source(sim, cursors, clock), second):
+            await until(lambda: len(periods(second)) == 2)
+            await anyio.sleep(0.05)
+        assert periods(second) == ["2026-01-01T01:00:00.000+00:00", "2026-01-01T01:15:00.000+00:00"]
+        starts = [c[1] for c in sim.historic_calls]
+        assert len(starts) == len(set(starts)) == 6  # no period requested twice
+        ids = [e.id for e in first.events + second.events]
+        assert len(ids) == len(set(ids))
+
+
+async def test_cursor_advances_only_after_the_events_were_acknowledged() -> None:
+    cursors = MemoryCursors()
+    clock = Clock(T0 + timedelta(hours=1))
+    async with XimaSimulator() as sim:
+        failing = FailingEmit(ok=2)
+        with pytest.raises(FatalError, match="kafka did not acknowledge"):  # run_forever: not retryable
+            await historic_source(sim, cursors, clock).run(failing)
+        assert cursors.saved[("cr1", "historic:LT39K5C5")] == "2026-01-01T00:30:00.000+00:00"
+        retry = MemoryEmit()
+        async with running(historic_source(sim, cursors, clock), retry):
+            await until(lambda: len(periods(retry)) == 2)
+        assert periods(failing) + periods(retry) == [
+            f"2026-01-01T00:{m:02d}:00.000+00:00" for m in (0, 15, 30, 45)
+        ]
+        # the unacknowledged period was requested again; its events keep their ids
+        assert [c[1] for c in sim.historic_calls].count("2026-01-01T00:30:00.000+00:00") == 2
+
+
+async def test_first_run_without_start_exports_the_last_complete_period() -> None:
+    async with XimaSimulator() as sim:
+        emit = MemoryEmit()
+        clock = Clock(T0 + timedelta(hours=2, minutes=7))
+        async with running(historic_source(sim, MemoryCursors(), clock, start=None), emit):
+            await until(lambda: len(periods(emit)) == 1)
+            await anyio.sleep(0.05)
+        assert periods(emit) == ["2026-01-01T01:45:00.000+00:00"]
+
+
+async def test_report_forbidden_is_fatal() -> None:
+    async with XimaSimulator() as sim:
+        sim.fail("historic", 403)
+        with pytest.raises(AuthError, match="LT39K5C5"):
+            await historic_source(sim, MemoryCursors(), Clock(T0 + timedelta(hours=1))).run(MemoryEmit())

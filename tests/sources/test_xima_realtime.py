@@ -1,0 +1,197 @@
+"""Xima realtime polling against the simulator: initializing flows, bad ids, errors, changes only."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamd.errors import AuthError, FatalError
+from streamd.events import AgentState, QueueMetric
+from streamd.publish.memory import MemoryEmit
+from streamd.sim.xima import XimaSimulator
+from streamd.sources.xima.models import RealtimeMetricValue
+
+from .xima_helpers import make_source, running, until, values
+
+pytestmark = pytest.mark.anyio
+
+
+def published_keys(emit: MemoryEmit) -> list[tuple[str, str | None]]:
+    out = []
+    for event in values(emit):
+        data = event.data
+        assert isinstance(data, RealtimeMetricValue)
+        out.append((data.metric_id, data.category_value))
+    return out
+
+
+@pytest.mark.parametrize("status", [206, 400])
+async def test_initializing_values_are_polled_again_and_published_once_ready(status: int) -> None:
+    async with XimaSimulator(init_requests=2, initializing_status=status) as sim:
+        emit = MemoryEmit()
+        async with running(make_source(sim), emit):
+            await until(lambda: len(values(emit)) >= len(sim.values))
+        statuses = [r.status for r in sim.requests_to("/metrics/values")]
+        assert statuses[:3] == [status, status, 200]
+        assert sorted(published_keys(emit), key=str) == sorted(sim.values, key=str)  # each key exactly once
+        assert not any(e.topic == "deadletter" for e in emit.events)
+
+
+async def test_no_value_is_published_for_a_key_while_it_initializes() -> None:
+    async with XimaSimulator(init_requests=1) as sim:
+        emit = MemoryEmit()
+        key = ("K0QUEUED", "Sales")
+        async with running(make_source(sim, metrics=["K0QUEUED"], interval=0.05), emit):
+            await until(lambda: len(values(emit)) == 2)
+            # The key needs re-initializing (as after a long gap): one 206 round lists it under
+            # "initializing"; the source forgets its value and publishes it again once ready.
+            sim._seen[key] = 0
+            n = len(sim.requests_to("/metrics/values"))
+            await until(lambda: len(sim.requests_to("/metrics/values")) >= n + 3)
+        sales = [e for e in values(emit) if e.data.category_value == "Sales"]
+        assert [r.status for r in sim.requests_to("/metrics/values")][n : n + 2] == [206, 200]
+        assert len(sales) == 2  # before, and again after initializing; never during
+        assert sales[0].id == sales[1].id  # the same value version
+
+
+async def test_400_without_initializing_body_is_a_request_error() -> None:
+    async with XimaSimulator() as sim:
+        sim.fail("values", 400)
+        with pytest.raises(FatalError, match="HTTP 400 without an initializing body"):
+            await make_source(sim).run(MemoryEmit())
+
+
+async def test_one_bad_id_cannot_block_the_others() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.rejected = {"K0ONCALL": 403, "K0NOTICE": 404}
+        emit = MemoryEmit()
+        async with running(make_source(sim), emit):
+            good = {k for k in sim.values if k[0] not in sim.rejected}
+            await until(lambda: set(published_keys(emit)) >= good)
+            before = len(sim.requests_to("/metrics/values"))
+            await until(lambda: len(sim.requests_to("/metrics/values")) > before + 1)
+        assert {m for m, _ in published_keys(emit)} == {k[0] for k in good}
+        # once found, the bad ids are skipped: later rounds are a single successful request
+        assert sim.requests_to("/metrics/values")[-1].status == 200
+        assert "K0ONCALL" not in sim.requests_to("/metrics/values")[-1].query
+
+
+async def test_every_id_forbidden_is_an_auth_error_naming_them() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.rejected = {"K0ONCALL": 403, "K0NOTICE": 403}
+        with pytest.raises(AuthError, match="K0ONCALL, K0NOTICE"):
+            await make_source(sim, metrics=["K0ONCALL", "K0NOTICE"]).run(MemoryEmit())
+
+
+async def test_401_is_an_auth_error_naming_the_metric_ids() -> None:
+    async with XimaSimulator() as sim:
+        sim.fail("values", 401)
+        with pytest.raises(AuthError, match="K0QUEUED"):
+            await make_source(sim, metrics=["K0QUEUED"]).run(MemoryEmit())
+
+
+async def test_rejected_key_is_a_fatal_error_before_the_first_value() -> None:
+    async with XimaSimulator() as sim:
+        sim.api_key = "rotated"
+        with pytest.raises(AuthError):
+            await make_source(sim, api_key="sim-key").run(MemoryEmit())
+
+
+async def test_server_errors_are_retried() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.fail("values", 503, times=2)
+        emit = MemoryEmit()
+        async with running(make_source(sim, metrics=["K0NOTICE"]), emit):
+            await until(lambda: len(values(emit)) == 1)
+        assert [r.status for r in sim.requests_to("/metrics/values")][:3] == [503, 503, 200]
+
+
+async def test_only_changes_are_published_between_refreshes() -> None:
+    async with XimaSimulator(init_requests=0, seed=3) as sim:
+        emit = MemoryEmit()
+        async with running(make_source(sim, interval=0.05, refresh_every=3600), emit):
+            await until(lambda: len(values(emit)) == len(sim.values))
+            assert all(e.snapshot for e in values(emit))  # the first round is a snapshot
+            changed = sim.step()
+            assert changed
+            await until(lambda: len(values(emit)) >= len(sim.values) + len(set(changed)))
+            n = len(sim.requests_to("/metrics/values"))
+            await until(lambda: len(sim.requests_to("/metrics/values")) > n + 1)
+        later = values(emit)[len(sim.values) :]
+        assert sorted({(e.data.metric_id, e.data.category_value) for e in later}, key=str) == sorted(
+            set(changed), key=str
+        )
+        assert not any(e.snapshot for e in later)
+
+
+async def test_full_refresh_republishes_everything_as_snapshot() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        emit = MemoryEmit()
+        async with running(make_source(sim, interval=0.05, refresh_every=0.1), emit):
+            await until(lambda: len([e for e in values(emit) if e.snapshot]) >= 2 * len(sim.values))
+        ids = [e.id for e in values(emit)]
+        assert len(set(ids)) == len(sim.values)  # same values → same deterministic ids
+
+
+async def test_canonical_events_and_agent_mapping_enrichment() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, agent_state_metrics=["K0STATE1"])
+        async with running(source, emit):
+            await until(lambda: len(values(emit)) == len(sim.values))
+        states = [e.data for e in emit.events if isinstance(e.data, AgentState)]
+        assert {s.agent_id for s in states} == {"201", "202", "203", "204"}
+        assert {s.vendor_state for s in states} == {"Available"}
+        queues = [e.data for e in emit.events if isinstance(e.data, QueueMetric)]
+        assert {(q.queue_id, q.metric) for q in queues} == {
+            (g, m) for g in ("Sales", "Support") for m in ("Calls in Queue", "Average Wait")
+        }
+        talk = next(e.data for e in values(emit) if e.data.metric_id == "K0TALKMS")
+        assert talk.agent is not None
+        assert talk.agent.alias == "aadams"
+        assert talk.metric_name == "Agent Talk Time"
+        assert sim.requests_to("/agents/mapping")[0].status == 200
+
+
+async def test_malformed_entry_is_dead_lettered_and_the_rest_published() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        body = {
+            "results": [
+                {"key": {"metricId": "K0NOTICE"}, "value": {"type": "PERCENT", "lastUpdateTime": "x"}},
+                sim.entry(("K0NOTICE", None), sim.values[("K0NOTICE", None)]),
+            ]
+        }
+        sim.fail("values", 200, body=body)
+        emit = MemoryEmit()
+        async with running(make_source(sim, metrics=["K0NOTICE"]), emit):
+            await until(
+                lambda: len(values(emit)) == 1 and len(emit.of_type("streamd.deadletter.processing")) == 1
+            )
+        [dead] = emit.of_type("streamd.deadletter.processing")
+        assert dead.data.error_type == "unknown_variant"
+
+
+async def test_ids_are_sent_comma_separated_in_chunks() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        emit = MemoryEmit()
+        async with running(make_source(sim, max_ids_per_request=3), emit):
+            await until(lambda: len(values(emit)) == len(sim.values))
+        first_round = [r.query for r in sim.requests_to("/metrics/values")][:3]
+        assert first_round == [
+            "id=K0STATE1,K0ONCALL,K0TALKMS",
+            "id=K0QUEUED,K0AVGWT1,K0LONGWT",
+            "id=K0DIRCNT,K0NOTICE",
+        ]
+
+
+async def test_all_rejected_over_several_rounds_names_every_metric() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.rejected = {"K0ONCALL": 403}
+
+        class RejectLater(MemoryEmit):
+            async def __call__(self, events):  # type: ignore[no-untyped-def]
+                sim.rejected["K0NOTICE"] = 403  # after the first round, the last good id goes bad too
+                await super().__call__(events)
+
+        source = make_source(sim, metrics=["K0ONCALL", "K0NOTICE"], interval=0.05)
+        with pytest.raises(AuthError, match="K0ONCALL, K0NOTICE"):
+            await source.run(RejectLater())

@@ -1,0 +1,149 @@
+"""Xima websocket mode against the simulator: subscribe, reconnect, liveness, fallback to polling."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from streamd.errors import AuthError, FatalError
+from streamd.publish.memory import MemoryEmit
+from streamd.sim.xima import WsPlan, XimaSimulator
+
+from .xima_helpers import make_source, running, until, values
+
+pytestmark = pytest.mark.anyio
+
+IDS = ["K0QUEUED", "K0STATE1"]
+
+
+def ws_requests(sim: XimaSimulator) -> list[str]:
+    return [r.query for r in sim.requests if r.websocket]
+
+
+async def test_subscribes_with_repeated_ids_after_a_rest_baseline() -> None:
+    async with XimaSimulator(init_requests=0, seed=5) as sim:
+        emit = MemoryEmit()
+        async with running(make_source(sim, mode="websocket", metrics=IDS), emit):
+            baseline = len(sim.keys_of("K0QUEUED")) + len(sim.keys_of("K0STATE1"))
+            await until(lambda: len(values(emit)) == baseline and len(ws_requests(sim)) == 1)
+            assert all(e.snapshot for e in values(emit))
+            await until(lambda: bool(sim._subscribers))
+            changed = [k for k in sim.step(3) if k[0] in IDS]
+            await until(lambda: len(values(emit)) >= baseline + len(set(changed)))
+        assert ws_requests(sim)[0] == "id=K0QUEUED&id=K0STATE1&auth_token=sim-key"
+        pushed = values(emit)[baseline:]
+        assert pushed
+        assert not any(e.snapshot for e in pushed)
+        assert {(e.data.metric_id, e.data.category_value) for e in pushed} <= set(changed)
+
+
+async def test_reconnects_and_resubscribes_after_the_server_closes(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="streamd")
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.plan_websocket(WsPlan(close_after=1))
+        emit = MemoryEmit()
+        async with running(make_source(sim, mode="websocket", metrics=["K0QUEUED"]), emit):
+            await until(lambda: len(ws_requests(sim)) == 1 and bool(sim._subscribers))
+            sim.values[("K0QUEUED", "Sales")]["count"] = 41
+            sim._push([("K0QUEUED", "Sales")])  # first message, then the server closes
+            await until(lambda: len(ws_requests(sim)) == 2 and bool(sim._subscribers))
+            sim.values[("K0QUEUED", "Sales")]["count"] = 42
+            sim._push([("K0QUEUED", "Sales")])
+            await until(lambda: any(e.data.value.count == 42 for e in values(emit)))
+        assert "keepalive" not in caplog.text
+        assert "close code 1011" in caplog.text
+        assert len(sim.requests_to("/metrics/values")) >= 2  # a REST baseline before each subscription
+        assert any(e.data.value.count == 41 for e in values(emit))
+
+
+async def test_server_that_never_answers_pings_is_dropped_and_reconnected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="streamd")
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.plan_websocket(WsPlan(never_pong=True))
+        emit = MemoryEmit()
+        source = make_source(
+            sim, mode="websocket", metrics=["K0QUEUED"], ping_interval=0.05, ping_timeout=0.1
+        )
+        async with running(source, emit):
+            await until(lambda: len(ws_requests(sim)) == 2)
+        assert "keepalive ping timeout" in caplog.text
+
+
+async def test_falls_back_to_polling_when_the_endpoint_is_unavailable() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.websocket_enabled = False
+        emit = MemoryEmit()
+        source = make_source(sim, mode="websocket", metrics=["K0QUEUED"], interval=0.05)
+        async with running(source, emit):
+            n = len(sim.requests_to("/metrics/values"))
+            await until(lambda: len(sim.requests_to("/metrics/values")) >= n + 3)
+            sim.values[("K0QUEUED", "Sales")] = {**sim.values[("K0QUEUED", "Sales")], "count": 7,
+                                                 "lastUpdateTime": "2030-01-01T00:00:00.000Z"}  # fmt: skip
+            await until(lambda: any(e.data.value.count == 7 for e in values(emit)))
+        assert source.mode == "poll"
+        assert [r.status for r in sim.requests if r.websocket] == [404]
+
+
+async def test_unavailable_endpoint_without_fallback_is_fatal() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.websocket_enabled = False
+        source = make_source(sim, mode="websocket", metrics=["K0QUEUED"], websocket_fallback=False)
+        with pytest.raises(FatalError, match="HTTP 404"):
+            await source.run(MemoryEmit())
+
+
+async def test_rejected_websocket_key_is_an_auth_error() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.fail("ws", 401)
+        with pytest.raises(AuthError, match="K0QUEUED"):
+            await make_source(sim, mode="websocket", metrics=["K0QUEUED"]).run(MemoryEmit())
+
+
+async def test_malformed_socket_message_is_dead_lettered() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        emit = MemoryEmit()
+        async with running(make_source(sim, mode="websocket", metrics=["K0QUEUED"]), emit):
+            await until(lambda: bool(sim._subscribers))
+            for _, send in sim._subscribers:
+                send.send_nowait("not json")
+                send.send_nowait('{"key": {"metricId": "K0QUEUED"}, "value": {"type": "NEW"}}')
+            await until(lambda: len(emit.of_type("streamd.deadletter.processing")) == 2)
+        kinds = [e.data.error_type for e in emit.of_type("streamd.deadletter.processing")]
+        assert kinds == ["invalid_payload", "unknown_variant"]
+
+
+async def test_resubscribes_when_the_metric_list_changes() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        emit = MemoryEmit()
+        source = make_source(sim, mode="websocket", metrics="all", metrics_refresh=0.05)
+        async with running(source, emit):
+            await until(lambda: len(ws_requests(sim)) == 1)
+            del sim.metrics["K0NOTICE"]
+            await until(lambda: len(ws_requests(sim)) == 2, timeout=3)
+        assert "K0NOTICE" in ws_requests(sim)[0]
+        assert "K0NOTICE" not in ws_requests(sim)[1]
+
+
+async def test_socket_closed_right_after_accept_does_not_reset_the_backoff() -> None:
+    resets = 0
+
+    def delays() -> Iterator[float]:
+        nonlocal resets
+        resets += 1  # run_forever asks for a fresh sequence at start and on each healthy connection
+        return itertools.repeat(0.0)
+
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.plan_websocket(WsPlan(close_after=0), WsPlan(close_after=0), WsPlan(close_after=0))
+        emit = MemoryEmit()
+        source = make_source(sim, mode="websocket", metrics=["K0QUEUED"], delays=delays, ping_interval=0.05)
+        async with running(source, emit):
+            await until(lambda: len(ws_requests(sim)) == 4)
+            await until(lambda: resets == 2)
+            await anyio.sleep(0.1)
+        assert resets == 2  # the start, then the one healthy connection; not once per accept
