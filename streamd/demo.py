@@ -29,9 +29,9 @@ DemoSimulator = Callable[[int], AbstractAsyncContextManager[dict[str, Any]]]
 
 def demo_simulators() -> list[DemoSimulator]:
     """Every vendor simulator the demo starts."""
-    from streamd.sim import alvaria, calabrio, o2g
+    from streamd.sim import alvaria, calabrio, o2g, xima
 
-    return [o2g.demo_source, alvaria.demo, calabrio.demo_source]
+    return [o2g.demo_source, xima.demo_source, alvaria.demo, calabrio.demo_source]
 
 
 def demo_sinks(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
