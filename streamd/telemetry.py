@@ -155,4 +155,6 @@ def count_error(source: str, stage: str, error_type: str, n: int = 1) -> None:
 
 def published_total() -> int:
     """Events acknowledged by Kafka so far, over every source and topic."""
-    return int(sum(s.value for m in EVENTS_PUBLISHED.collect() for s in m.samples if s.name.endswith("_total")))
+    return int(
+        sum(s.value for m in EVENTS_PUBLISHED.collect() for s in m.samples if s.name.endswith("_total"))
+    )
