@@ -7,10 +7,13 @@ Rules:
    ``sys.exit``), and ``task_status.started(port)`` reports the bound port (``listen`` may say 0).
 3. Cancelling the task asks the server to exit and waits for it (shielded, bounded), so open
    responses finish and the port is released before the caller moves on.
+4. The defaults are the daemon's; embedders (the simulators, via ``streamd.sim.server``) may pick
+   another websocket protocol (a class too), ping interval and HTTP keep-alive timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -20,6 +23,7 @@ from typing import Any
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
+from uvicorn.config import WSProtocolType
 
 
 class _QuietServer(uvicorn.Server):
@@ -29,9 +33,14 @@ class _QuietServer(uvicorn.Server):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (IPv6 when the host is an IPv6 address)."""
+    """A listening TCP socket (IPv6 when the host is an IPv6 address).
+
+    The protocol is named (``IPPROTO_TCP``, not 0): asyncio sets ``TCP_NODELAY`` only on accepted
+    sockets that say so, and without it a response body written after its headers waits for the
+    client's delayed ACK (~40 ms per response on Linux).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -51,8 +60,23 @@ async def serve(
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     log_level: str = "warning",
     graceful: float = 2.0,
+    ws: WSProtocolType | type[asyncio.Protocol] = "websockets-sansio",
+    ws_ping_interval: float | None = 20.0,
+    timeout_keep_alive: int = 5,
 ) -> None:
-    """Serve ``app`` until cancelled; report the bound port through ``task_status``."""
+    """Serve ``app`` until cancelled; report the bound port through ``task_status``.
+
+    Args:
+        app: the ASGI app.
+        host: interface to bind (an IPv6 address binds IPv6).
+        port: TCP port; 0 = ephemeral (the bound one goes to ``task_status``).
+        task_status: gets the bound port once uvicorn listens.
+        log_level: level of the ``uvicorn.error`` logger.
+        graceful: seconds open requests get to finish once cancelled.
+        ws: uvicorn's websocket implementation: a name or an ``asyncio.Protocol`` class.
+        ws_ping_interval: seconds between server pings on websockets (None: never ping).
+        timeout_keep_alive: seconds an idle HTTP keep-alive connection is held open.
+    """
     sock = bind(host, port)
     config = uvicorn.Config(
         app,
@@ -61,7 +85,9 @@ async def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(graceful) or 1,
-        ws="websockets-sansio",
+        ws=ws,
+        ws_ping_interval=ws_ping_interval,
+        timeout_keep_alive=timeout_keep_alive,
     )
     server = _QuietServer(config)
     logging.getLogger("uvicorn.error").setLevel(log_level.upper())

@@ -32,12 +32,14 @@ from urllib.parse import parse_qsl, unquote
 
 import anyio
 import orjson
-import uvicorn
 from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from streamd.sim.server import serving
+from streamd.sources.alvaria.normalize import TEAM_COUNTERS as TEAM_COUNT_FIELDS
 
 QUERIES = ("listActivity", "teamActivity", "userActivity", "channelActivity", "presence")
 TOKEN_PATH = "/tokenservice/oauth2/access_token"
@@ -222,22 +224,7 @@ class AlvariaWorld:
     def team_rows(self, team_id: str) -> list[dict[str, Any]]:
         """teamActivity rows (one per team)."""
         row: dict[str, Any] = {"teamId": team_id, "teamName": self.team_names.get(team_id, team_id)}
-        row |= dict.fromkeys(
-            (
-                "notReadyCount",
-                "parkCount",
-                "parkWarningCount",
-                "idleCount",
-                "pendingActiveCount",
-                "activeCount",
-                "wrapCount",
-                "wrapWarningCount",
-                "multiLineCount",
-                "holdCount",
-                "previewCount",
-            ),
-            0,
-        )
+        row |= dict.fromkeys(TEAM_COUNT_FIELDS, 0)
         for a in self.agents.values():
             if a.team_id == team_id and a.logged_on and a.state_id in TEAM_COUNTERS:
                 row[TEAM_COUNTERS[a.state_id]] += 1
@@ -391,7 +378,6 @@ class AlvariaSimulator:
         self._faults: dict[str, deque[Fault]] = {}
         self._tokens = _Tokens()
         self._stack: AsyncExitStack | None = None
-        self._server: _Server | None = None
         self.url = ""
         self.app = Starlette(
             routes=[
@@ -456,44 +442,14 @@ class AlvariaSimulator:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> AlvariaSimulator:
-        config = uvicorn.Config(
-            self.app,
-            host=self.host,
-            port=self.port,
-            lifespan="off",
-            log_level="warning",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._stack = AsyncExitStack()
-        tg = await self._stack.enter_async_context(anyio.create_task_group())
-        self._stack.push_async_callback(self._stop)
-        tg.start_soon(self._serve)
-        try:
-            with anyio.fail_after(5):
-                while not self._server.started:  # noqa: ASYNC110 - uvicorn only exposes a flag
-                    await anyio.sleep(0.005)
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
+        async with AsyncExitStack() as stack:
+            self.url = await stack.enter_async_context(serving(self.app, host=self.host, port=self.port))
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._stack is not None
         await self._stack.aclose()
-
-    async def _serve(self) -> None:
-        # Shielded so that cancelling the enclosing scope still shuts uvicorn down cleanly (closing its
-        # listening socket); __aexit__ always sets should_exit, which ends serve() within ~0.1 s.
-        assert self._server is not None
-        with anyio.CancelScope(shield=True):
-            await self._server.serve()
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
 
     # -- handlers ----------------------------------------------------------------------------
     async def _token(self, request: Request) -> Response:
@@ -638,14 +594,6 @@ class AlvariaSimulator:
             return unquote(user), unquote(secret)
         cid, sec = form.get("client_id"), form.get("client_secret")
         return (cid if isinstance(cid, str) else None), (sec if isinstance(sec, str) else None)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without signal capture: the embedding application owns signals."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve_forever(

@@ -25,21 +25,20 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import orjson
-import uvicorn
-from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from streamd.sim.server import serving
 
 SESSION_COOKIE = "hazelcast.sessionId"
 STATES = ("LOGGED_OUT", "READY_WAITING", "TALK", "WORK_AFTER_CONTACT", "HOLD", "NOT_READY_BUSY")
@@ -150,8 +149,7 @@ class CalabrioSimulator:
     _faults: list[_Fault] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random)
     _next_change: dict[int, int] = field(default_factory=dict)
-    _server: _QuietServer | None = None
-    _tg: TaskGroup | None = None
+    _serving: contextlib.AbstractAsyncContextManager[str] | None = None
 
     def __post_init__(self) -> None:
         self._rng.seed(self.seed)
@@ -213,28 +211,13 @@ class CalabrioSimulator:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> CalabrioSimulator:
-        config = uvicorn.Config(
-            self.app(), host=self.host, port=self.port, lifespan="off", log_level="warning"
-        )
-        self._server = _QuietServer(config)
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._server.serve)
-        with anyio.fail_after(5):
-            await self._server.ready.wait()
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
+        self._serving = serving(self.app(), host=self.host, port=self.port)
+        self.url = await self._serving.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        assert self._tg is not None
-        self._server.should_exit = True
-        self._server.force_exit = True
-        with anyio.move_on_after(2, shield=True):
-            await self._server.done.wait()
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(None, None, None)
+        assert self._serving is not None
+        await self._serving.__aexit__(None, None, None)
 
     def app(self) -> Starlette:
         """The ASGI app (also usable with ``httpx.ASGITransport``)."""
@@ -466,29 +449,6 @@ class CalabrioSimulator:
                     agent.agent_id, at, state, reason, visible_at=at + self._rng.randint(0, self.max_late_ms)
                 )
                 self._next_change[agent.agent_id] = at + self._rng.randint(2_000, 20_000)
-
-
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host process and says when it listens."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-        self.done = anyio.Event()
-
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().serve(sockets)
-        finally:
-            self.done.set()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def _body(request: Request, *, keep_lists: bool = False) -> Any:

@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,6 @@ from typing import Any
 import anyio
 import httpx
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -42,6 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streamd.sim.o2g_traffic import O2GTraffic
+from streamd.sim.server import serving
 from streamd.sources.o2g.config import PACKAGE_EVENTS
 
 log = logging.getLogger("streamd.sim.o2g")
@@ -71,12 +71,6 @@ class _QuietCut(logging.Filter):
 
 
 _QUIET_CUT = _QuietCut()
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the process that embeds the simulator owns the signals
 
 
 @dataclass(eq=False)
@@ -179,7 +173,8 @@ class O2GSimulator:
         self._http = httpx.AsyncClient(timeout=5.0)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._serving = serve_app(_RequestLog(self._app(), self), host=self.host, port=self.port)
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_CUT)
+        self._serving = serving(_RequestLog(self._app(), self), host=self.host, port=self.port)
         self.url = await self._serving.__aenter__()
         self._tg.start_soon(self._reaper)
         if self.rate > 0:
@@ -580,28 +575,8 @@ class O2GSimulator:
                 _close(sub)
 
 
-@contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on ``host:port`` (0 = ephemeral); yields its base URL."""
-    logging.getLogger("uvicorn.error").addFilter(_QUIET_CUT)
-    config = uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = _Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(5):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes no event for this
-                await anyio.sleep(0.002)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield f"http://{host}:{bound}"
-        finally:
-            server.should_exit = server.force_exit = True
-            with anyio.move_on_after(1.5, shield=True):
-                while any(s.is_serving() for s in server.servers):  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
-            tg.cancel_scope.cancel()
+serve_app = serving
+"""Serve an ASGI app on loopback, yielding its base URL (the shared :func:`streamd.sim.server.serving`)."""
 
 
 def _close(sub: _Sub) -> None:

@@ -25,8 +25,8 @@ import contextlib
 import random
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -34,8 +34,6 @@ from typing import Any
 
 import anyio
 import orjson
-import uvicorn
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,6 +41,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from streamd.sim.server import serving
 
 Key = tuple[str, str | None]
 TZ = timezone(timedelta(hours=-6))  # the seed's examples use -06:00
@@ -110,14 +110,6 @@ class _Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host (tests, ``streamd demo``)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class XimaSimulator:
     """``async with XimaSimulator() as sim:`` serves on ``sim.url`` until the block ends."""
 
@@ -161,8 +153,7 @@ class XimaSimulator:
         self._silent_ports: set[int] = set()
         self._scopes: set[anyio.CancelScope] = set()
         self._state: dict[str, str] = {}
-        self._tg: TaskGroup | None = None
-        self._server: _Server | None = None
+        self._stack: AsyncExitStack | None = None
         self._ticker_scope = anyio.CancelScope()
         self.url = ""
         self.ws_url = ""
@@ -522,38 +513,31 @@ class XimaSimulator:
         )
 
     async def __aenter__(self) -> XimaSimulator:
-        sim = self
+        async with AsyncExitStack() as stack:
+            self.url = await stack.enter_async_context(
+                serving(
+                    self.app(), host=self.host, port=self.port, ws=self._protocol(), ws_ping_interval=None
+                )
+            )
+            self.ws_url = "ws" + self.url.removeprefix("http")
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            if self.tick:
+                tg.start_soon(self._ticker, self.tick)
+            self._stack = stack.pop_all()
+        return self
+
+    def _protocol(self) -> type[WebSocketsSansIOProtocol]:
+        """uvicorn's websocket protocol, except that connections marked silent never answer a ping."""
+        silent = self._silent_ports
 
         class SimProtocol(WebSocketsSansIOProtocol):
             def handle_ping(self) -> None:
-                if self.client is not None and self.client[1] in sim._silent_ports:
+                if self.client is not None and self.client[1] in silent:
                     self.conn.data_to_send()  # drop the automatic pong
                     return
                 super().handle_ping()
 
-        config = uvicorn.Config(
-            self.app(),
-            host=self.host,
-            port=self.port,
-            lifespan="off",
-            log_level="warning",
-            ws=SimProtocol,
-            ws_ping_interval=None,
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._server.serve)
-        with anyio.fail_after(10):
-            while not self._server.started:  # noqa: ASYNC110  (uvicorn exposes a flag, not an event)
-                await anyio.sleep(0.005)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
-        self.ws_url = f"ws://{self.host}:{port}"
-        if self.tick:
-            self._tg.start_soon(self._ticker, self.tick)
-        return self
+        return SimProtocol
 
     async def _ticker(self, every: float) -> None:
         with self._ticker_scope:
@@ -564,13 +548,11 @@ class XimaSimulator:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._tg is not None
-        assert self._server is not None
+        assert self._stack is not None
         for scope in list(self._scopes):
             scope.cancel()
         self._ticker_scope.cancel()
-        self._server.should_exit = True
-        await self._tg.__aexit__(exc_type, exc, tb)
+        await self._stack.__aexit__(exc_type, exc, tb)
 
 
 def _hms(ms: int) -> str:
