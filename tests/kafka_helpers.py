@@ -1,11 +1,17 @@
-"""Test helpers: an independent consumer (confluent-kafka, ``assign()``) reading back what
-streamd produced to the embedded broker."""
+"""Test helpers: independent consumers reading back what streamd produced to the embedded broker —
+``read_back`` (confluent-kafka, sync: call it through ``anyio.to_thread``) and ``read_topic``
+(aiokafka, async: reads until a condition on the records holds). Both use ``assign()``, no group."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import anyio
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AIOTopicPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 
@@ -41,3 +47,31 @@ def read_back(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) 
         return out
     finally:
         consumer.close()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 20.0
+) -> list[Any]:
+    """Read every partition of ``topic`` from the beginning until ``until(records)`` holds.
+
+    Waits for the topic to exist first; fails (``TimeoutError``) after ``timeout`` seconds.
+    The records are aiokafka ``ConsumerRecord`` objects (``.key``, ``.value``, ``.headers``).
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        with anyio.fail_after(timeout):
+            while not (partitions := consumer.partitions_for_topic(topic)):
+                await consumer.topics()  # refresh metadata until the topic exists
+                await anyio.sleep(0.1)
+            tps = [AIOTopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while not until(records):
+                batch = await consumer.getmany(timeout_ms=200)
+                for messages in batch.values():
+                    records.extend(messages)
+    finally:
+        await consumer.stop()
+    return records

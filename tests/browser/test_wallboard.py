@@ -7,71 +7,31 @@ broker; the daemon's wallboard reads them back from Kafka and streams them to th
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from playwright.async_api import Page, expect
 
-from streamd.app import Runtime, run_daemon
-from streamd.config import Config
-from streamd.config_core import KafkaConfig
+from streamd.app import Runtime
 from streamd.embedded import EmbeddedBroker, free_port
 from streamd.events import AgentState, Event, QueueMetric, State, utcnow
-from streamd.publish.kafka import KafkaPublisher
-from streamd.publish.pipeline import Pipeline
-from streamd.publish.spool import Spool
 from tests.browser.conftest import ARTIFACTS, chromium
+from tests.harness import publishing, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser, pytest.mark.kafka]
 
 DOCS_SCREENSHOT = Path(__file__).parents[2] / "docs" / "wallboard.png"
-Emit = Callable[[Sequence[Event]], Any]
 
 
-@asynccontextmanager
-async def daemon(bootstrap: str, port: int, workdir: Path, **http: Any) -> AsyncIterator[Runtime]:
-    """``run_daemon`` with the wallboard on ``port``, against an external (embedded) broker."""
-    config = Config.model_validate(
-        {
-            "kafka": {"bootstrap_servers": bootstrap, "idempotence": False, "linger": "1ms"},
-            "http": {"listen": f"127.0.0.1:{port}", **http},
-            "spool": {"path": str(workdir / "spool.db")},
-            "shutdown_grace": "2s",
-        }
+def daemon(bootstrap: str, port: int, workdir: Path, **http: Any) -> AbstractAsyncContextManager[Runtime]:
+    """The daemon (in process) with the wallboard on ``port``, against an external (embedded) broker."""
+    kafka = {"bootstrap_servers": bootstrap, "idempotence": False, "linger": "1ms"}
+    return running_daemon(
+        workdir, kafka=kafka, listen=f"127.0.0.1:{port}", http=http, shutdown_grace="2s", ready_timeout=20
     )
-    rt = Runtime(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(
-            partial(run_daemon, config, runtime=rt, handle_signals=False)  # the wallboard is a default plugin
-        )
-        with anyio.fail_after(20):
-            await rt.ready.wait()
-        try:
-            yield rt
-        finally:
-            rt.stop.set()
-
-
-@asynccontextmanager
-async def publishing(bootstrap: str) -> AsyncIterator[Emit]:
-    """A pipeline into the broker (as a source would publish); yields a durable ``emit``."""
-    pub = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, linger="1ms"), bootstrap, embedded=True)
-    await pub.start()
-    try:
-        pipeline = Pipeline(pub, Spool(":memory:"), "streamd.")
-        emit = pipeline.emitter("sim")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pipeline.run)
-            yield emit
-            await emit.aclose()
-    finally:
-        await pub.stop()
 
 
 NAMES = [

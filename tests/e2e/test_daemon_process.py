@@ -19,15 +19,21 @@ from tests.kafka_helpers import read_back
 pytestmark = pytest.mark.kafka
 
 
+def write_config(workdir: Path, port: int, kafka: str, *lines: str) -> Path:
+    """``streamd.yaml`` in ``workdir``: the ``kafka`` section (a YAML flow mapping), HTTP on ``port``,
+    the spool in ``workdir``, then ``lines`` as they are."""
+    config = workdir / "streamd.yaml"
+    config.write_text(
+        f"kafka: {kafka}\n"
+        f"http: {{listen: '127.0.0.1:{port}'}}\n"
+        f"spool: {{path: '{workdir / 'spool.db'}'}}\n" + "".join(f"{line}\n" for line in lines)
+    )
+    return config
+
+
 def test_run_ready_metrics_and_clean_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    config = tmp_path / "streamd.yaml"
-    config.write_text(
-        f"kafka: {{bootstrap_servers: embedded}}\n"
-        f"http: {{listen: '127.0.0.1:{port}'}}\n"
-        f"spool: {{path: '{tmp_path / 'spool.db'}'}}\n"
-        "shutdown_grace: 3s\n"
-    )
+    config = write_config(tmp_path, port, "{bootstrap_servers: embedded}", "shutdown_grace: 3s")
     daemon = Daemon(config, port, tmp_path / "daemon.log").start()
     try:
         ready = daemon.wait_ready()
@@ -46,11 +52,8 @@ def test_run_ready_metrics_and_clean_sigterm(tmp_path: Path) -> None:
 
 def test_unreachable_kafka_exits_nonzero_with_one_line(tmp_path: Path) -> None:
     port = free_port()
-    config = tmp_path / "streamd.yaml"
-    config.write_text(
-        f"kafka: {{bootstrap_servers: '127.0.0.1:{free_port()}', startup_timeout: 1s}}\n"
-        f"http: {{listen: '127.0.0.1:{port}'}}\n"
-        f"spool: {{path: '{tmp_path / 'spool.db'}'}}\n"
+    config = write_config(
+        tmp_path, port, f"{{bootstrap_servers: '127.0.0.1:{free_port()}', startup_timeout: 1s}}"
     )
     daemon = Daemon(config, port, tmp_path / "daemon.log").start()
     assert daemon.process is not None
@@ -83,15 +86,14 @@ def test_o2g_events_acknowledged_are_all_in_kafka_after_sigterm(tmp_path: Path) 
             broker = EmbeddedBroker()
             bootstrap = portal.call(broker.__aenter__)
             try:
-                config = tmp_path / "streamd.yaml"
-                config.write_text(
-                    f"kafka: {{bootstrap_servers: '{bootstrap}', idempotence: false, topic_prefix: 'e2e.'}}\n"
-                    f"http: {{listen: '127.0.0.1:{port}'}}\n"
-                    f"spool: {{path: '{tmp_path / 'spool.db'}'}}\n"
-                    "shutdown_grace: 5s\n"
-                    "sources:\n"
+                config = write_config(
+                    tmp_path,
+                    port,
+                    f"{{bootstrap_servers: '{bootstrap}', idempotence: false, topic_prefix: 'e2e.'}}",
+                    "shutdown_grace: 5s",
+                    "sources:",
                     f"  - {{kind: o2g, name: pbx, url: 'http://127.0.0.1:{sim_port}', username: admin,"
-                    " password: admin, packages: [agent, telephony, pilot]}\n"
+                    " password: admin, packages: [agent, telephony, pilot]}",
                 )
                 daemon = Daemon(config, port, tmp_path / "daemon.log").start()
                 try:

@@ -2,90 +2,53 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamd.app import Runtime, run_daemon
-from streamd.config import Config
 from streamd.embedded import free_port
 from streamd.publish.encoding import header_dict
 from streamd.sim.o2g import O2GSimulator
+from tests.harness import running_daemon
+from tests.helpers import until
+from tests.kafka_helpers import read_topic
+from tests.sources.o2g_helpers import call
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 
 
-async def read_topic(bootstrap: str, topic: str, until: Any, timeout: float = 20.0) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        with anyio.fail_after(timeout):
-            while not (partitions := consumer.partitions_for_topic(topic)):
-                await consumer.topics()  # refresh metadata until the topic exists
-                await anyio.sleep(0.1)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while not until(records):
-                batch = await consumer.getmany(timeout_ms=200)
-                for messages in batch.values():
-                    records.extend(messages)
-    finally:
-        await consumer.stop()
-    return records
+def o2g_source(sim: O2GSimulator, name: str, *packages: str, **extra: Any) -> dict[str, Any]:
+    """A source block for ``sim``."""
+    return {
+        "kind": "o2g",
+        "name": name,
+        "url": sim.url,
+        "username": sim.username,
+        "password": sim.password,
+        "packages": list(packages),
+        **extra,
+    }
+
+
+def created(records: list[Any]) -> list[Any]:
+    """The ``OnPilotCallCreated`` records."""
+    return [r for r in records if header_dict(r.headers)["ce_type"] == "o2g.pilot.OnPilotCallCreated"]
 
 
 async def test_o2g_events_reach_kafka_with_keys_headers_and_snapshot_flag(tmp_path: Path) -> None:
     async with O2GSimulator(agents=3) as sim:
-        config = Config.model_validate(
-            {
-                "kafka": {"bootstrap_servers": "embedded"},
-                "http": {"listen": "127.0.0.1:0"},
-                "spool": {"path": str(tmp_path / "spool.db")},
-                "shutdown_grace": "3s",
-                "sources": [
-                    {
-                        "kind": "o2g",
-                        "name": "pbx1",
-                        "url": sim.url,
-                        "username": sim.username,
-                        "password": sim.password,
-                        "packages": ["agent", "pilot", "telephony"],
-                    }
-                ],
-            }
-        )
-        runtime = Runtime(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(partial(run_daemon, config, runtime=runtime, handle_signals=False))
-            with anyio.fail_after(30):
-                await runtime.ready.wait()
+        block = o2g_source(sim, "pbx1", "agent", "pilot", "telephony")
+        async with running_daemon(tmp_path, block) as runtime:
             refs = [f"k{i}" for i in range(50)]
-            sim.publish(
-                *(
-                    {
-                        "eventName": "OnPilotCallCreated",
-                        "pilot": "60141",
-                        "caller": "6",
-                        "callRef": r,
-                        "cause": "NEW_CALL",
-                    }
-                    for r in refs
-                )
-            )
+            sim.publish(*(call(r, pilot="60141", caller="6") for r in refs))
             pilot = await read_topic(
                 runtime.bootstrap, "streamd.o2g.pilot", lambda rs: len(rs) >= 2 + len(refs)
             )
             states = await read_topic(runtime.bootstrap, "streamd.agent-state", lambda rs: len(rs) >= 3)
-            runtime.stop.set()
 
-    calls = [r for r in pilot if header_dict(r.headers)["ce_type"] == "o2g.pilot.OnPilotCallCreated"]
+    calls = created(pilot)
     assert [orjson.loads(r.value)["callRef"] for r in calls] == refs  # one key, one partition: in order
     headers = header_dict(calls[0].headers)
     assert calls[0].key == b"pbx1:60141"
@@ -103,53 +66,23 @@ async def test_o2g_events_reach_kafka_with_keys_headers_and_snapshot_flag(tmp_pa
 async def test_o2g_webhook_posts_are_acknowledged_after_kafka(tmp_path: Path) -> None:
     port = free_port()
     async with O2GSimulator(agents=1) as sim:
-        source = {
-            "kind": "o2g",
-            "name": "pbx2",
-            "url": sim.url,
-            "username": sim.username,
-            "password": sim.password,
-            "packages": ["pilot"],
-            "delivery": "webhook",
-            "webhook_public_url": f"http://127.0.0.1:{port}/webhooks/o2g/pbx2",
-            "webhook_secret": "s3cret",
-        }
-        config = Config.model_validate(
-            {
-                "kafka": {"bootstrap_servers": "embedded"},
-                "http": {"listen": f"127.0.0.1:{port}"},
-                "spool": {"path": str(tmp_path / "spool.db")},
-                "shutdown_grace": "3s",
-                "sources": [source],
-            }
+        block = o2g_source(
+            sim,
+            "pbx2",
+            "pilot",
+            delivery="webhook",
+            webhook_public_url=f"http://127.0.0.1:{port}/webhooks/o2g/pbx2",
+            webhook_secret="s3cret",
         )
-        runtime = Runtime(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(partial(run_daemon, config, runtime=runtime, handle_signals=False))
-            with anyio.fail_after(30):
-                await runtime.ready.wait()
+        async with running_daemon(tmp_path, block, listen=f"127.0.0.1:{port}") as runtime:
             refs = [f"w{i}" for i in range(20)]
-            sim.publish(
-                *(
-                    {
-                        "eventName": "OnPilotCallCreated",
-                        "pilot": "60142",
-                        "caller": "6",
-                        "callRef": r,
-                        "cause": "NEW_CALL",
-                    }
-                    for r in refs
-                )
-            )
-            with anyio.fail_after(10):
-                while len(sim.webhook_log) < len(refs):
-                    await anyio.sleep(0.02)
+            sim.publish(*(call(r, pilot="60142", caller="6") for r in refs))
+            await until(lambda: len(sim.webhook_log) >= len(refs), timeout=10, interval=0.02)
             pilot = await read_topic(
                 runtime.bootstrap, "streamd.o2g.pilot", lambda rs: len(rs) >= 2 + len(refs)
             )
-            runtime.stop.set()
 
     assert [status for _, status in sim.webhook_log] == [200] * len(refs)  # 2xx only once acked
-    calls = [r for r in pilot if header_dict(r.headers)["ce_type"] == "o2g.pilot.OnPilotCallCreated"]
+    calls = created(pilot)
     assert [orjson.loads(r.value)["callRef"] for r in calls] == refs
     assert {r.key for r in calls} == {b"pbx2:60142"}

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import orjson
 import pytest
 
-from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.events import Event
-from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
 from streamd.telemetry import EVENTS_PUBLISHED, EVENTS_SPOOLED
+from tests.harness import kafka_publisher
 from tests.kafka_helpers import read_back
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
@@ -30,21 +27,10 @@ def _events(n: int, source: str = "s1", keys: int = 50, topic: str = "bulk") -> 
     ]
 
 
-@asynccontextmanager
-async def publisher(bootstrap: str, **kafka: object) -> AsyncIterator[KafkaPublisher]:
-    cfg = KafkaConfig(bootstrap_servers=bootstrap, **kafka)  # type: ignore[arg-type]
-    pub = KafkaPublisher(cfg, bootstrap, embedded=True)
-    await pub.start()
-    try:
-        yield pub
-    finally:
-        await pub.stop()
-
-
 async def test_ten_thousand_events_all_present_in_order_with_headers() -> None:
     events = _events(10_000)
     before = EVENTS_PUBLISHED.labels("s1", "bulk")._value.get()
-    async with EmbeddedBroker() as bootstrap, publisher(bootstrap) as pub:
+    async with EmbeddedBroker() as bootstrap, kafka_publisher(bootstrap) as pub:
         pipeline = Pipeline(pub, Spool(":memory:"), "it.")
         emit = pipeline.emitter("s1")
         async with anyio.create_task_group() as tg:
@@ -81,7 +67,7 @@ async def test_outage_spools_and_drains_in_order(tmp_path: Path) -> None:
         Event(topic=e.topic, type=e.type, source=e.source, key=e.key, data={"i": 1000 + i})
         for i, e in enumerate(during)
     ]
-    async with broker as bootstrap, publisher(bootstrap, delivery_timeout=1.0, linger="1ms") as pub:
+    async with broker as bootstrap, kafka_publisher(bootstrap, delivery_timeout=1.0, linger="1ms") as pub:
         pipeline = Pipeline(pub, spool, "it.")
         emit = pipeline.emitter("s1")
         async with anyio.create_task_group() as tg:
@@ -105,3 +91,50 @@ async def test_outage_spools_and_drains_in_order(tmp_path: Path) -> None:
         by_key[r.key].append(orjson.loads(r.value or b"")["i"])
     assert all(seq == sorted(seq) for seq in by_key.values())
     spool.close()
+
+
+async def test_oversized_record_is_dead_lettered_and_blocks_nothing() -> None:
+    """A record Kafka would refuse for good never reaches the spool (where it would block the
+    records behind it): it becomes a dead letter, and the events around it flow."""
+    big = Event(topic="poison", type="test.big.Item", source="s1", key="s1:big", data={"blob": "x" * 200_000})
+    small = _events(5, topic="poison")
+    async with EmbeddedBroker() as bootstrap, kafka_publisher(bootstrap) as pub:
+        spool = Spool(":memory:")
+        pipeline = Pipeline(pub, spool, "it.", max_record_bytes=100_000)
+        emit = pipeline.emitter("s1")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.run)
+            await emit([small[0], big, *small[1:]])
+            assert spool.count == 0
+            await emit.aclose()
+        got = await anyio.to_thread.run_sync(read_back, bootstrap, "it.poison", 5)
+        letters = await anyio.to_thread.run_sync(read_back, bootstrap, "it.deadletter", 1)
+    assert sorted(orjson.loads(r.value or b"")["i"] for r in got) == list(range(5))
+    [letter] = letters
+    value = orjson.loads(letter.value or b"")
+    assert value["error_type"] == "record_too_large"
+    assert value["stage"] == "publish"
+    assert "test.big.Item" in value["error"]
+    assert letter.key == b"s1"
+
+
+async def test_cancelled_pipeline_spools_what_it_holds(tmp_path: Path) -> None:
+    """Shutdown with Kafka down (grace over): everything accepted is spooled for the next start."""
+    broker = EmbeddedBroker()
+    spool = Spool(tmp_path / "spool.db")
+    async with broker as bootstrap, kafka_publisher(bootstrap, delivery_timeout=30.0) as pub:
+        pipeline = Pipeline(pub, spool, "it.", queue_size=4)
+        emit = pipeline.emitter("s1")
+        await broker._stop()  # Kafka goes away; sends now hang until the (long) delivery timeout
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.run)
+            for i in range(6):
+                await emit.push(_events(10, topic=f"leftover{i}"))
+            await anyio.sleep(0.3)
+            tg.cancel_scope.cancel()  # what app.py does when the shutdown grace is over
+        await emit.aclose()
+    assert spool.count == 60
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db")
+    assert reopened.count == 60  # durable: the next start drains them
+    reopened.close()

@@ -6,18 +6,14 @@ import argparse
 import io
 from datetime import UTC, datetime
 
-import anyio
 import orjson
 import pytest
 
-from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.errors import FatalError
 from streamd.events import AgentState, Event, State
-from streamd.publish.kafka import KafkaPublisher
-from streamd.publish.pipeline import Pipeline
-from streamd.publish.spool import Spool
 from streamd.tail import run_tail
+from tests.harness import publishing
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
 
@@ -54,17 +50,8 @@ async def test_tail_prints_key_type_time_and_data_and_filters() -> None:
         Event(topic="agent-state", type="other.Type", source="s1", key="s1:9", data={"x": 1}, time=T0)
     )
     async with EmbeddedBroker() as bootstrap:
-        pub = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, linger="1ms"), bootstrap, embedded=True)
-        await pub.start()
-        try:
-            pipeline = Pipeline(pub, Spool(":memory:"), "streamd.")
-            emit = pipeline.emitter("s1")
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pipeline.run)
-                await emit(events)
-                await emit.aclose()
-        finally:
-            await pub.stop()
+        async with publishing(bootstrap, source="s1") as emit:
+            await emit(events)
 
         out = io.StringIO()
         assert await run_tail(tail_args(bootstrap, "agent-state", limit=4), out) == 4

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
@@ -11,38 +9,15 @@ import pytest
 
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
-from streamd.events import AgentState, Event, QueueMetric, State
-from streamd.publish.kafka import KafkaPublisher
-from streamd.publish.pipeline import Pipeline
-from streamd.publish.spool import Spool
+from streamd.events import AgentState, QueueMetric, State
 from streamd.wallboard.consumer import run_feed
 from streamd.wallboard.hub import StateHub
+from tests.harness import publishing
+from tests.helpers import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
 
 PREFIX = "wb."
-
-
-@asynccontextmanager
-async def publishing(bootstrap: str) -> AsyncIterator[Callable[[Sequence[Event]], Awaitable[None]]]:
-    """A pipeline into the broker; yields a durable ``emit``."""
-    pub = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, linger="1ms"), bootstrap, embedded=True)
-    await pub.start()
-    try:
-        pipeline = Pipeline(pub, Spool(":memory:"), PREFIX)
-        emit = pipeline.emitter("sim")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pipeline.run)
-            yield emit
-            await emit.aclose()
-    finally:
-        await pub.stop()
-
-
-async def until(check: Callable[[], bool], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not check():
-            await anyio.sleep(0.02)
 
 
 def agent(i: int, state: State) -> AgentState:
@@ -57,7 +32,7 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
             await tg.start(partial(run_feed, first, kafka, bootstrap, poll_interval=0.1))
             await anyio.sleep(0.3)  # the feed is polling for topics that do not exist yet
             assert first.seq == 0
-            async with publishing(bootstrap) as emit:
+            async with publishing(bootstrap, prefix=PREFIX) as emit:
                 events = [agent(i, State.AVAILABLE).to_event() for i in range(20)]
                 events += [agent(i, State.BUSY).to_event() for i in range(5)]
                 events.append(
@@ -66,7 +41,9 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
                     ).to_event()
                 )
                 await emit(events)
-                await until(lambda: len(first.agents) == 20 and len(first.metrics) == 1)
+                await until(
+                    lambda: len(first.agents) == 20 and len(first.metrics) == 1, timeout=10, interval=0.02
+                )
                 assert first.agents["sim:a0"].state is State.BUSY
                 assert first.agents["sim:a19"].state is State.AVAILABLE
 
@@ -77,7 +54,9 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
                     lambda: (
                         dict(second.agents) == dict(first.agents)
                         and dict(second.metrics) == dict(first.metrics)
-                    )
+                    ),
+                    timeout=10,
+                    interval=0.02,
                 )
 
                 # then both follow live changes
@@ -85,5 +64,6 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
                 await until(
                     lambda: all(h.agents["sim:a7"].state is State.NOT_READY for h in (first, second)),
                     timeout=5,
+                    interval=0.02,
                 )
             tg.cancel_scope.cancel()

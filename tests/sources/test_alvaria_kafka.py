@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamd.app import Runtime, run_daemon
-from streamd.config import Config
 from streamd.publish.encoding import header_dict
 from streamd.sim.alvaria import AlvariaSimulator
+from tests.harness import running_daemon
+from tests.kafka_helpers import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
-
-
-async def read_topic(bootstrap: str, topic: str, until: Any, timeout: float = 20.0) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        with anyio.fail_after(timeout):
-            while not (partitions := consumer.partitions_for_topic(topic)):
-                await consumer.topics()
-                await anyio.sleep(0.1)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while not until(records):
-                batch = await consumer.getmany(timeout_ms=200)
-                for messages in batch.values():
-                    records.extend(messages)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def ce_types(records: list[Any]) -> list[str]:
@@ -47,20 +23,7 @@ def ce_types(records: list[Any]) -> list[str]:
 async def test_snapshot_then_changes_reach_kafka(tmp_path: Path) -> None:
     async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
         block = sim.source_config("cloud1", queries=["userActivity", "presence"], interval="100ms")
-        config = Config.model_validate(
-            {
-                "kafka": {"bootstrap_servers": "embedded"},
-                "http": {"listen": "127.0.0.1:0"},
-                "spool": {"path": str(tmp_path / "spool.db")},
-                "shutdown_grace": "3s",
-                "sources": [block],
-            }
-        )
-        runtime = Runtime(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(partial(run_daemon, config, runtime=runtime, handle_signals=False))
-            with anyio.fail_after(30):
-                await runtime.ready.wait()
+        async with running_daemon(tmp_path, block) as runtime:
             bootstrap = runtime.bootstrap
             topic = "streamd.alvaria.userActivity"
             snapshot = await read_topic(bootstrap, topic, lambda rs: len(rs) >= 4)
@@ -89,4 +52,3 @@ async def test_snapshot_then_changes_reach_kafka(tmp_path: Path) -> None:
                 orjson.loads(r.value) for r in states if orjson.loads(r.value)["state"] == "not_ready"
             ]
             assert [(s["agent_id"], s["reason_code"]) for s in not_ready] == [("agent00003", "lunch")]
-            runtime.stop.set()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,32 +21,21 @@ from streamd.schemas import event_models
 from streamd.sim.alvaria import AlvariaSimulator, Fault, LoggedRequest
 from streamd.sources.alvaria.config import AlvariaSourceConfig
 from streamd.sources.alvaria.source import AlvariaSource
-from streamd.sources.base import SourceDeps
-from streamd.telemetry import Component, ComponentState
+from streamd.telemetry import ComponentState
+from tests.helpers import SleepingClock, running, source_deps, until
 
 pytestmark = pytest.mark.anyio
 
 
-class FakeClock:
+def fake_clock() -> SleepingClock:
     """Shared by the simulator (token expiry, request log) and the source (poller, auth)."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await anyio.sleep(0.001)  # let the other tasks (and the server) run
+    return SleepingClock(1_800_000_000.0, pause=0.001)  # each sleep lets the other tasks (and the server) run
 
 
-def make_source(sim: AlvariaSimulator, clock: FakeClock | None = None, **overrides: Any) -> AlvariaSource:
+def make_source(sim: AlvariaSimulator, clock: SleepingClock | None = None, **overrides: Any) -> AlvariaSource:
     overrides.setdefault("timeout", "2s")  # tiny test intervals must not turn a loaded CI box into timeouts
     cfg = AlvariaSourceConfig.model_validate(sim.source_config("cloud1", **overrides))
-    deps = SourceDeps(Component("cloud1"), None, None, None, "streamd.")  # type: ignore[arg-type]
+    deps = source_deps("cloud1")
     if clock is None:
         return AlvariaSource(cfg, deps, delays=lambda: itertools.repeat(0), jitter=0)
     return AlvariaSource(
@@ -55,24 +43,15 @@ def make_source(sim: AlvariaSimulator, clock: FakeClock | None = None, **overrid
     )
 
 
-@asynccontextmanager
-async def running(source: AlvariaSource, emit: MemoryEmit) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        await tg.start(source.run, emit)
-        yield
-        tg.cancel_scope.cancel()
-
-
-async def until(predicate: Any, emit: MemoryEmit, timeout: float = 5.0) -> None:
+async def until_emitted(predicate: Any, emit: MemoryEmit, timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds, re-checking whenever ``emit`` receives events."""
     with anyio.fail_after(timeout):
         while not predicate():
             await emit.wait_for(len(emit.events) + 1, timeout=timeout)
 
 
 async def until_log(sim: AlvariaSimulator, predicate: Any, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate(sim.log):
-            await anyio.sleep(0.005)
+    await until(lambda: predicate(sim.log), timeout)
 
 
 def after(log: list[LoggedRequest], entry: LoggedRequest, query: str) -> LoggedRequest:
@@ -86,7 +65,7 @@ async def test_end_to_end_snapshot_then_only_real_changes() -> None:
         source = make_source(sim, interval="50ms", refresh_every="1h")
         async with running(source, emit):
             snapshot_types = {f"alvaria.{q}.Row" for q in sim.source_config()["queries"]}
-            await until(lambda: snapshot_types <= {e.type for e in emit.events}, emit)
+            await until_emitted(lambda: snapshot_types <= {e.type for e in emit.events}, emit)
             assert all(e.snapshot for e in emit.events if e.type.endswith(".Row"))
             # Let every query poll again: nothing changed, so nothing is published.
             polls = len(sim.log)
@@ -96,20 +75,20 @@ async def test_end_to_end_snapshot_then_only_real_changes() -> None:
             assert len(emit.events) == quiet
 
             sim.world.set_state("agent00001", "active", now=sim.clock())
-            await until(lambda: emit.of_type("alvaria.userActivity.RowChanged"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.RowChanged"), emit)
             (changed,) = emit.of_type("alvaria.userActivity.RowChanged")
             assert {"stateId", "stateName", "interactionCount"} <= set(changed.data["changed"])
             assert changed.data["previous"]["stateId"] == "idle"
             assert changed.key == "cloud1:team1:agent00001"
             assert not changed.snapshot
-            await until(lambda: emit.of_type("alvaria.teamActivity.RowChanged"), emit)
-            await until(lambda: emit.of_type("alvaria.channelActivity.RowChanged"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.teamActivity.RowChanged"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.channelActivity.RowChanged"), emit)
             busy = [e for e in emit.of_type("streamd.agent.State") if e.data.state is State.BUSY]
             assert [e.data.agent_id for e in busy] == ["agent00001"]
 
             sim.world.set_state("agent00002", "loggedoff", now=sim.clock())
-            await until(lambda: emit.of_type("alvaria.presence.RowRemoved"), emit)
-            await until(lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.presence.RowRemoved"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit)
             logged_out = [
                 e.data for e in emit.of_type("streamd.agent.State") if e.data.state is State.LOGGED_OUT
             ]
@@ -119,12 +98,12 @@ async def test_end_to_end_snapshot_then_only_real_changes() -> None:
 
 
 async def test_full_snapshot_again_every_refresh_every() -> None:
-    clock = FakeClock()
+    clock = fake_clock()
     async with AlvariaSimulator(agents=3, auto_advance=False, clock=clock) as sim:
         emit = MemoryEmit()
         source = make_source(sim, clock, queries=["presence"], interval="1s", refresh_every="10s")
         async with running(source, emit):
-            await until(lambda: len(emit.of_type("alvaria.presence.Row")) >= 6, emit)
+            await until_emitted(lambda: len(emit.of_type("alvaria.presence.Row")) >= 6, emit)
         rows = emit.of_type("alvaria.presence.Row")
         first, second = rows[0].data["observed_at"], rows[3].data["observed_at"]
         assert len({e.id for e in rows}) == len(rows)
@@ -134,10 +113,23 @@ async def test_full_snapshot_again_every_refresh_every() -> None:
         assert second > first
 
 
-async def test_retry_after_seconds_is_respected() -> None:
-    clock = FakeClock()
+def in_six_seconds() -> str:
+    """An HTTP-date Retry-After 6 s from now."""
+    return email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=6), usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "at_least"),
+    [
+        pytest.param(lambda: "7", 7.0, id="seconds"),
+        pytest.param(in_six_seconds, 4.0, id="http-date"),  # 6 s minus date rounding
+        pytest.param(lambda: None, 5.0, id="absent"),  # a 429 without Retry-After still backs off
+    ],
+)
+async def test_retry_after_is_respected(retry_after: Callable[[], str | None], at_least: float) -> None:
+    clock = fake_clock()
     async with AlvariaSimulator(agents=2, clock=clock) as sim:
-        sim.fail("userActivity", Fault(429, retry_after="7"))
+        sim.fail("userActivity", Fault(429, retry_after=retry_after()))
         emit = MemoryEmit()
         source = make_source(sim, clock, queries=["userActivity"], interval="1s")
         async with running(source, emit):
@@ -145,7 +137,7 @@ async def test_retry_after_seconds_is_respected() -> None:
                 sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
             )
         throttled = next(r for r in sim.log if r.status == 429)
-        assert after(sim.log, throttled, "userActivity").time - throttled.time >= 7.0
+        assert after(sim.log, throttled, "userActivity").time - throttled.time >= at_least
 
 
 async def test_a_429_pauses_every_query_of_the_source() -> None:
@@ -169,37 +161,6 @@ async def test_a_429_pauses_every_query_of_the_source() -> None:
         assert all(r.query == "presence" for r in early)
 
 
-async def test_retry_after_http_date_is_respected() -> None:
-    clock = FakeClock()
-    async with AlvariaSimulator(agents=2, clock=clock) as sim:
-        when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=6), usegmt=True)
-        sim.fail("userActivity", Fault(429, retry_after=when))
-        emit = MemoryEmit()
-        source = make_source(sim, clock, queries=["userActivity"], interval="1s")
-        async with running(source, emit):
-            await until_log(
-                sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
-            )
-        throttled = next(r for r in sim.log if r.status == 429)
-        assert (
-            after(sim.log, throttled, "userActivity").time - throttled.time >= 4.0
-        )  # 6 s minus date rounding
-
-
-async def test_429_without_retry_after_still_backs_off() -> None:
-    clock = FakeClock()
-    async with AlvariaSimulator(agents=2, clock=clock) as sim:
-        sim.fail("userActivity", Fault(429))
-        emit = MemoryEmit()
-        source = make_source(sim, clock, queries=["userActivity"], interval="1s")
-        async with running(source, emit):
-            await until_log(
-                sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
-            )
-        throttled = next(r for r in sim.log if r.status == 429)
-        assert after(sim.log, throttled, "userActivity").time - throttled.time >= 5.0
-
-
 async def test_5xx_and_408_burst_is_survived() -> None:
     async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
         burst = [Fault(s) for s in (500, 503, 408, 502, 500, 504, 503)]
@@ -207,7 +168,7 @@ async def test_5xx_and_408_burst_is_survived() -> None:
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], interval="20ms")
         async with running(source, emit):
-            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
             assert source.deps.component.state is ComponentState.RUNNING
         statuses = [r.status for r in sim.requests("userActivity")]
         assert statuses[:8] == [500, 503, 408, 502, 500, 504, 503, 200]
@@ -215,7 +176,7 @@ async def test_5xx_and_408_burst_is_survived() -> None:
 
 
 async def test_token_refreshed_before_expiry_without_a_401() -> None:
-    clock = FakeClock()
+    clock = fake_clock()
     async with AlvariaSimulator(agents=2, clock=clock, token_ttl=20) as sim:
         emit = MemoryEmit()
         source = make_source(sim, clock, queries=["presence"], interval="1s")
@@ -229,7 +190,7 @@ async def test_token_refreshed_before_expiry_without_a_401() -> None:
 
 
 async def test_revoked_token_is_refreshed_once_on_401() -> None:
-    clock = FakeClock()
+    clock = fake_clock()
     async with AlvariaSimulator(agents=2, clock=clock, token_ttl=3600) as sim:
         emit = MemoryEmit()
         source = make_source(sim, clock, queries=["presence"], interval="1s")
@@ -278,7 +239,7 @@ async def test_unknown_team_is_skipped_and_others_still_polled(caplog: pytest.Lo
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], team_ids=["nope", "team1"], interval="20ms")
         async with running(source, emit):
-            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
             polls = len(sim.requests("userActivity"))
             await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= polls + 6)
         assert {e.data["scope"] for e in emit.of_type("alvaria.userActivity.Row")} == {"team1"}
@@ -293,7 +254,7 @@ async def test_slow_answers_never_overlap_for_one_query() -> None:
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], interval="50ms", timeout="1s")
         async with running(source, emit):
-            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
         assert sim.max_in_flight["userActivity"] == 1
 
 
@@ -303,7 +264,7 @@ async def test_malformed_body_is_dead_lettered_and_the_source_keeps_going() -> N
         emit = MemoryEmit()
         source = make_source(sim, queries=["presence"], interval="20ms")
         async with running(source, emit):
-            await until(lambda: emit.of_type("alvaria.presence.Row"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.presence.Row"), emit)
         dead = [e.data for e in emit.events if e.topic == "deadletter"]
         assert [d.error_type for d in dead] == ["invalid_json", "invalid_body"]
         assert dead[0].raw == "<html>maintenance</html>"
@@ -318,8 +279,7 @@ async def test_demo_hook_yields_a_config_block_the_daemon_accepts() -> None:
         (source_config,) = config.sources
         assert isinstance(source_config, AlvariaSourceConfig)
         assert len(source_config.enabled_queries()) == 5
-        deps = SourceDeps(Component("alvaria1"), None, None, None, "streamd.")  # type: ignore[arg-type]
-        source = AlvariaSource(source_config, deps, jitter=0)
+        source = AlvariaSource(source_config, source_deps("alvaria1"), jitter=0)
         emit = MemoryEmit()
         async with running(source, emit):  # ready = every query polled once
             assert {e.topic for e in emit.events} >= {f"alvaria.{q}" for q in block["queries"]}
@@ -337,7 +297,7 @@ async def test_one_failing_query_does_not_make_the_source_state_flap(
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity", "presence"], interval="10ms")
         async with running(source, emit):
-            await until(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
             assert source.deps.component.state is ComponentState.RUNNING
         failures = [i for i, r in enumerate(sim.log) if r.status == 503]
         during = sim.log[failures[0] : failures[-1]]
@@ -363,7 +323,7 @@ async def test_invalid_row_is_dead_lettered_once_and_the_rest_is_published() -> 
         source = make_source(sim, queries=["userActivity"], team_ids=["team1"], interval="20ms")
         async with running(source, emit):
             await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= 3)
-            await until(
+            await until_emitted(
                 lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit
             )  # the real rows came back
         dead = [e.data for e in emit.events if e.topic == "deadletter"]

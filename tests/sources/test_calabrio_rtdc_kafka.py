@@ -14,9 +14,10 @@ from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.events import AgentState, Event, State
 from streamd.publish.encoding import encode
-from streamd.publish.kafka import KafkaPublisher, client_kwargs
+from streamd.publish.kafka import client_kwargs
 from streamd.sim.calabrio import CalabrioSimulator
 from streamd.sinks.calabrio_rtdc import CalabrioRtdcSink, CalabrioRtdcSinkConfig
+from tests.harness import kafka_publisher
 from tests.kafka_helpers import read_back
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
@@ -39,14 +40,10 @@ def agent_states(source: str, n: int) -> list[Event]:
 
 
 async def publish(bootstrap: str, events: list[Event]) -> None:
-    publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap), bootstrap, embedded=True)
-    await publisher.start()
-    try:
+    async with kafka_publisher(bootstrap) as publisher:
         await publisher.ensure_topics(["it.agent-state", "it.deadletter"])
         for event in events:
             await (await publisher.send(encode(event, "it.")))
-    finally:
-        await publisher.stop()
 
 
 async def committed(bootstrap: str, group: str, topic: str) -> int:

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, cast
+from typing import Any
 
-import anyio
 import pytest
 
-from streamd.config_core import KafkaConfig
 from streamd.errors import AuthError
 from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.calabrio import CalabrioSimulator, demo_source, rtdc_sink_config
 from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig
-from streamd.sources.base import SourceDeps
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.models import ACTIVITY_TOPIC, ADHERENCE_TOPIC
 from streamd.sources.calabrio.source import AdherenceSpec, CalabrioSource
-from streamd.telemetry import Component
+from tests.helpers import Clock, MemoryCursors, no_sleep, running, source_deps
 
 pytestmark = pytest.mark.anyio
 
@@ -27,32 +24,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ACTIVITY = "/api/rest/scheduling/realTime/activity/detail"
 
 
-class MemoryCursors:
-    """A tiny CursorStore (the daemon's is SQLite-backed; same protocol)."""
-
-    def __init__(self) -> None:
-        self.saved: dict[tuple[str, str], str] = {}
-
-    def load(self, source: str, name: str) -> str | None:
-        return self.saved.get((source, name))
-
-    def save(self, source: str, name: str, value: str) -> None:
-        self.saved[(source, name)] = value
-
-
-class Clock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-async def no_sleep(_: float) -> None:
-    await anyio.sleep(0)
-
-
-def source(sim: CalabrioSimulator, clock: Clock, cursors: MemoryCursors, **cfg: Any) -> CalabrioSource:
+def source(sim: CalabrioSimulator, clock: Clock[int], cursors: MemoryCursors, **cfg: Any) -> CalabrioSource:
     config = CalabrioSourceConfig.model_validate(
         {
             "kind": "calabrio",
@@ -67,7 +39,7 @@ def source(sim: CalabrioSimulator, clock: Clock, cursors: MemoryCursors, **cfg: 
             **cfg,
         }
     )
-    deps = SourceDeps(Component("wfm"), cursors, cast(Any, None), KafkaConfig(), "streamd.")
+    deps = source_deps("wfm", cursors=cursors)
     return CalabrioSource(
         config, deps, now_ms=clock, sleep=no_sleep, delays=lambda: itertools.repeat(0), cycles=1
     )
@@ -87,7 +59,7 @@ def activities(emit: MemoryEmit) -> list[tuple[str, int, str]]:
 
 
 async def test_boundary_activities_are_published_once_across_windows() -> None:
-    clock, cursors, emit = Clock(), MemoryCursors(), MemoryEmit()
+    clock, cursors, emit = Clock(T0), MemoryCursors(), MemoryEmit()
     async with CalabrioSimulator(agents=2, clock_ms=clock) as sim:
         src = source(sim, clock, cursors)
         sim.add_activity(101, T0 - 600_000, "READY_WAITING")  # exactly at the first fromTime
@@ -113,7 +85,7 @@ async def test_boundary_activities_are_published_once_across_windows() -> None:
 
 
 async def test_restart_resumes_without_gap_or_repeat() -> None:
-    clock, cursors = Clock(), MemoryCursors()
+    clock, cursors = Clock(T0), MemoryCursors()
     first, second = MemoryEmit(), MemoryEmit()
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         sim.add_activity(101, T0 - 30_000, "READY_WAITING")
@@ -131,7 +103,7 @@ async def test_restart_resumes_without_gap_or_repeat() -> None:
 
 
 async def test_cursor_is_not_saved_when_emit_fails() -> None:
-    clock, cursors = Clock(), MemoryCursors()
+    clock, cursors = Clock(T0), MemoryCursors()
 
     class FailingEmit(MemoryEmit):
         async def __call__(self, events: Any) -> None:
@@ -148,7 +120,7 @@ async def test_cursor_is_not_saved_when_emit_fails() -> None:
 
 
 async def test_session_expiry_mid_run_reauthorizes_and_loses_nothing() -> None:
-    clock, cursors, emit = Clock(), MemoryCursors(), MemoryEmit()
+    clock, cursors, emit = Clock(T0), MemoryCursors(), MemoryEmit()
     async with CalabrioSimulator(agents=2, clock_ms=clock) as sim:
         src = source(sim, clock, cursors)
         sim.add_activity(101, T0 - 1_000, "TALK")
@@ -164,20 +136,18 @@ async def test_session_expiry_mid_run_reauthorizes_and_loses_nothing() -> None:
 
 
 async def test_run_keeps_polling_through_scripted_expiries() -> None:
-    clock, cursors, emit = Clock(), MemoryCursors(), MemoryEmit()
+    clock, cursors, emit = Clock(T0), MemoryCursors(), MemoryEmit()
     async with CalabrioSimulator(agents=3, clock_ms=clock, expire_after=2) as sim:
         for agent in (101, 102, 103):
             sim.add_activity(agent, T0 - 1_000, "READY_WAITING")
         src = source(sim, clock, cursors)
         src.cycles = None
-        async with anyio.create_task_group() as tg:
-            await tg.start(src.run, emit)
+        async with running(src, emit):
             await emit.wait_for(3 * 2)
             for agent in (101, 102, 103):
                 sim.add_activity(agent, T0 + 1, "TALK")
             clock.now += 1_000
             await emit.wait_for(6 * 2)
-            tg.cancel_scope.cancel()
     assert sim.authorizations >= 2
     assert sorted(activities(emit)) == sorted(
         [(str(a), T0 - 1_000, "READY_WAITING") for a in (101, 102, 103)]
@@ -187,7 +157,7 @@ async def test_run_keeps_polling_through_scripted_expiries() -> None:
 
 
 async def test_bad_credentials_stop_the_source_with_auth_error() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         src = source(sim, clock, MemoryCursors(), password="wrong")
         src.cycles = None
@@ -196,7 +166,7 @@ async def test_bad_credentials_stop_the_source_with_auth_error() -> None:
 
 
 async def test_canonical_states_are_enriched_with_reference_data() -> None:
-    clock, emit = Clock(), MemoryEmit()
+    clock, emit = Clock(T0), MemoryEmit()
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         sim.add_activity(101, T0 - 1_000, "NOT_READY_BUSY", "7")
         await cycle(source(sim, clock, MemoryCursors(), agent_ids=[101]), emit)
@@ -219,7 +189,7 @@ async def test_canonical_states_are_enriched_with_reference_data() -> None:
 
 
 async def test_reference_failure_does_not_stop_activities() -> None:
-    clock, emit = Clock(), MemoryEmit()
+    clock, emit = Clock(T0), MemoryEmit()
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         sim.add_activity(101, T0 - 1_000, "TALK")
         sim.fail_next(500, path="/api/rest/scheduling/agent")
@@ -229,23 +199,21 @@ async def test_reference_failure_does_not_stop_activities() -> None:
 
 
 async def test_server_error_on_activities_does_not_advance_the_cursor() -> None:
-    clock, cursors = Clock(), MemoryCursors()
+    clock, cursors = Clock(T0), MemoryCursors()
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         sim.add_activity(101, T0 - 1_000, "TALK")
         sim.fail_next(503, path=ACTIVITY)
         src = source(sim, clock, cursors)
         src.cycles = None
         emit = MemoryEmit()
-        async with anyio.create_task_group() as tg:
-            await tg.start(src.run, emit)
+        async with running(src, emit):
             await emit.wait_for(2)
-            tg.cancel_scope.cancel()
     assert activities(emit)[0] == ("101", T0 - 1_000, "TALK")
     assert [r.status for r in sim.calls(ACTIVITY)][:2] == [503, 200]
 
 
 async def test_unknown_state_is_published_as_unknown() -> None:
-    clock, emit = Clock(), MemoryEmit()
+    clock, emit = Clock(T0), MemoryEmit()
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         sim.add_activity(101, T0 - 1_000, "ON_BREAK_NEW")
         await cycle(source(sim, clock, MemoryCursors()), emit)
@@ -255,7 +223,7 @@ async def test_unknown_state_is_published_as_unknown() -> None:
 
 
 async def test_adherence_is_published_as_a_snapshot_then_only_changes() -> None:
-    clock, emit = Clock(), MemoryEmit()
+    clock, emit = Clock(T0), MemoryEmit()
     async with CalabrioSimulator(agents=3, clock_ms=clock) as sim:
         src = source(sim, clock, MemoryCursors(), adherence=True, adherence_page_size=2)
         await cycle(src, emit)  # through the pollers: a fresh session starts with a snapshot
@@ -291,12 +259,9 @@ async def test_demo_simulator_config_validates_and_streams_real_time() -> None:
             update={"interval": 0.05, "timeout": 0.04, "adherence_interval": 0.05}
         )
         CalabrioRtdcSinkConfig.model_validate(rtdc_sink_config(cfg_dict, "pbx1"))
-        deps = SourceDeps(Component("wfm"), MemoryCursors(), cast(Any, None), KafkaConfig(), "streamd.")
-        src = CalabrioSource(cfg, deps)
-        async with anyio.create_task_group() as tg:
-            await tg.start(src.run, emit)
+        src = CalabrioSource(cfg, source_deps("wfm"))
+        async with running(src, emit):
             await emit.wait_for(4 * 2 + 4)  # 4 agents' first states (vendor + canonical) + adherence
-            tg.cancel_scope.cancel()
     assert {e.key for e in emit.events if e.topic == AGENT_STATE_TOPIC} == {
         "wfm:101",
         "wfm:102",
@@ -307,7 +272,7 @@ async def test_demo_simulator_config_validates_and_streams_real_time() -> None:
 
 async def test_random_late_activities_and_restarts_publish_each_activity_exactly_once() -> None:
     rng = random.Random(7)
-    clock, cursors, emit = Clock(), MemoryCursors(), MemoryEmit()
+    clock, cursors, emit = Clock(T0), MemoryCursors(), MemoryEmit()
     expected: set[tuple[str, int, str]] = set()
     async with CalabrioSimulator(agents=3, clock_ms=clock) as sim:
         for _ in range(60):

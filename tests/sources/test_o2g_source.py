@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, cast
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import anyio
 import pytest
@@ -14,31 +14,15 @@ from streamd.errors import AuthError, FatalError
 from streamd.events import AgentState, DeadLetter
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator
-from streamd.sources.base import SourceDeps, WebhookHandler
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
-from streamd.telemetry import Component, ComponentState
+from streamd.telemetry import ComponentState
+from tests import helpers
+from tests.helpers import source_deps
+
+from .o2g_helpers import call, call_refs, until
 
 pytestmark = pytest.mark.anyio
-
-
-class Webhooks:
-    def __init__(self) -> None:
-        self.handlers: dict[tuple[str, str], WebhookHandler] = {}
-
-    def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
-        self.handlers[(vendor, source)] = handler
-
-    def unregister(self, vendor: str, source: str) -> None:
-        self.handlers.pop((vendor, source), None)
-
-
-class Cursors:
-    def load(self, source: str, name: str) -> str | None:
-        return None
-
-    def save(self, source: str, name: str, value: str) -> None:
-        pass
 
 
 def make_source(sim: O2GSimulator, **overrides: Any) -> O2GSource:
@@ -53,49 +37,25 @@ def make_source(sim: O2GSimulator, **overrides: Any) -> O2GSource:
     }
     fields.update(overrides)
     config = O2GSourceConfig.model_validate(fields)
-    deps = SourceDeps(
-        component=Component("pbx1"),
-        cursors=Cursors(),
-        webhooks=Webhooks(),
-        kafka=cast(Any, None),
-        topic_prefix="streamd.",
-    )
-    return O2GSource(config, deps, delays=lambda: itertools.repeat(0.0))
+    return O2GSource(config, source_deps("pbx1"), delays=lambda: itertools.repeat(0.0))
 
 
-@asynccontextmanager
-async def running(source: O2GSource, emit: MemoryEmit) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        with anyio.fail_after(2):
-            await tg.start(source.run, emit)
-        yield
-        tg.cancel_scope.cancel()
-
-
-def call(ref: str, pilot: str = "60141") -> dict[str, Any]:
-    return {
-        "eventName": "OnPilotCallCreated",
-        "pilot": pilot,
-        "caller": "600",
-        "callRef": ref,
-        "cause": "NEW_CALL",
-    }
-
-
-def call_refs(emit: MemoryEmit) -> list[str]:
-    return [e.data["callRef"] for e in emit.of_type("o2g.pilot.OnPilotCallCreated")]
-
-
-async def until(predicate: Any, timeout: float = 1.5) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
+def running(source: O2GSource, emit: MemoryEmit) -> AbstractAsyncContextManager[None]:
+    """Run ``source`` for the block; it must be ready (snapshot done) within 2 s."""
+    return helpers.running(source, emit, start_timeout=2)
 
 
 async def publish_and_expect(sim: O2GSimulator, emit: MemoryEmit, refs: list[str]) -> None:
     await until(lambda: bool(sim.subscriptions()))
     sim.publish(*(call(r) for r in refs))
     await until(lambda: set(refs) <= set(call_refs(emit)))
+
+
+async def resubscribed_after(sim: O2GSimulator, lose: Callable[[], None]) -> None:
+    """Call ``lose()`` (it ends the current subscription) and wait until another one is active."""
+    first = sim.subscriptions()
+    lose()
+    await until(lambda: bool(sim.subscriptions()) and sim.subscriptions() != first)
 
 
 def logins(sim: O2GSimulator) -> int:
@@ -155,9 +115,7 @@ async def test_cut_mid_event_reopens_same_subscription_without_loss() -> None:
 async def test_session_expiry_logs_in_again_resubscribes_and_resnapshots() -> None:
     emit = MemoryEmit()
     async with O2GSimulator(agents=2) as sim, running(make_source(sim), emit):
-        first = sim.subscriptions()
-        sim.expire_sessions()
-        await until(lambda: bool(sim.subscriptions()) and sim.subscriptions() != first)
+        await resubscribed_after(sim, sim.expire_sessions)
         await publish_and_expect(sim, emit, ["s1", "s2"])
         assert logins(sim) == 2
         agent_snapshots = [e for e in emit.events if e.snapshot and isinstance(e.data, AgentState)]
@@ -212,9 +170,7 @@ async def test_silence_past_idle_timeout_reconnects_without_loss() -> None:
 async def test_subscription_gone_is_recreated_in_the_same_session() -> None:
     emit = MemoryEmit()
     async with O2GSimulator(agents=1) as sim, running(make_source(sim), emit):
-        first = sim.subscriptions()
-        sim.drop_subscriptions()
-        await until(lambda: bool(sim.subscriptions()) and sim.subscriptions() != first)
+        await resubscribed_after(sim, sim.drop_subscriptions)
         await publish_and_expect(sim, emit, ["g1"])
         assert logins(sim) == 1
         assert any(r.path == "/OTEvents" and r.status == 404 for r in sim.requests)

@@ -5,59 +5,31 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
 
 import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from streamd.events import AgentState, DeadLetter, Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator, serve_app
-from streamd.sources.base import SourceDeps, WebhookHandler
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
 from streamd.sources.o2g.webhook import WebhookReceiver, cookie_candidates
-from streamd.telemetry import Component
+from tests.helpers import MemoryWebhooks, running, source_deps
+
+from .o2g_helpers import call, call_refs, until
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cret"
 
 
-class Webhooks:
-    def __init__(self) -> None:
-        self.handlers: dict[tuple[str, str], WebhookHandler] = {}
-
-    def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
-        self.handlers[(vendor, source)] = handler
-
-    def unregister(self, vendor: str, source: str) -> None:
-        self.handlers.pop((vendor, source), None)
-
-    def app(self) -> Starlette:
-        async def route(request: Request) -> Response:
-            handler = self.handlers.get(("o2g", request.path_params["source"]))
-            return Response(status_code=404) if handler is None else await handler(request)
-
-        return Starlette(routes=[Route("/webhooks/o2g/{source}", route, methods=["GET", "POST"])])
-
-
-class Cursors:
-    def load(self, source: str, name: str) -> str | None:
-        return None
-
-    def save(self, source: str, name: str, value: str) -> None:
-        pass
-
-
 @asynccontextmanager
 async def webhook_source(sim: O2GSimulator, emit: MemoryEmit) -> AsyncIterator[tuple[O2GSource, str]]:
-    hooks = Webhooks()
+    hooks = MemoryWebhooks()
     async with serve_app(hooks.app()) as base:
         hook_url = f"{base}/webhooks/o2g/pbx1"
         config = O2GSourceConfig(
@@ -71,34 +43,10 @@ async def webhook_source(sim: O2GSimulator, emit: MemoryEmit) -> AsyncIterator[t
             webhook_secret=SECRET,
             request_timeout=2.0,
         )
-        deps = SourceDeps(Component("pbx1"), Cursors(), hooks, cast(Any, None), "streamd.")
-        source = O2GSource(config, deps, delays=lambda: itertools.repeat(0.0))
-        async with anyio.create_task_group() as tg:
-            with anyio.fail_after(2):
-                await tg.start(source.run, emit)
+        source = O2GSource(config, source_deps("pbx1", webhooks=hooks), delays=lambda: itertools.repeat(0.0))
+        async with running(source, emit, start_timeout=2):
             yield source, hook_url
-            tg.cancel_scope.cancel()
         assert hooks.handlers == {}  # unregistered on the way out
-
-
-def call(ref: str) -> dict[str, Any]:
-    return {
-        "eventName": "OnPilotCallCreated",
-        "pilot": "60141",
-        "caller": "600",
-        "callRef": ref,
-        "cause": "NEW_CALL",
-    }
-
-
-def call_refs(emit: MemoryEmit) -> list[str]:
-    return [e.data["callRef"] for e in emit.of_type("o2g.pilot.OnPilotCallCreated")]
-
-
-async def until(predicate: Any, timeout: float = 1.5) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 @pytest.mark.parametrize("cookie_style", ["value", "named"])

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 
-from streamd.errors import AuthError, FatalError, PublishError
+from streamd.errors import AuthError, PublishError
 from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import XimaSimulator
 from streamd.sources.xima.models import HISTORIC_ROW_TYPE, HISTORIC_SUMMARY_TYPE, HistoricSummary
+from tests.helpers import Clock, MemoryCursors, running, until
 
-from .xima_helpers import MemoryCursors, make_source, running, until
+from .xima_helpers import make_source
 
 pytestmark = pytest.mark.anyio
 
@@ -22,23 +23,17 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 REPORT = {"key": "LT39K5C5", "every": "15m", "lag": 0, "start": "2026-01-01T00:00:00Z"}
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 class FailingEmit(MemoryEmit):
-    """Acknowledges ``ok`` batches, then fails like a Kafka outage past the delivery timeout."""
+    """Acknowledges ``ok`` batches, then fails ``failures`` times like a Kafka outage (spool
+    full), then acknowledges again."""
 
-    def __init__(self, ok: int) -> None:
+    def __init__(self, ok: int, failures: int = 1) -> None:
         super().__init__()
-        self.ok = ok
+        self.ok, self.failures = ok, failures
 
     async def __call__(self, events: Sequence[Event]) -> None:
-        if self.ok == 0:
+        if self.ok == 0 and self.failures:
+            self.failures -= 1
             raise PublishError("kafka did not acknowledge")
         self.ok -= 1
         await super().__call__(events)
@@ -48,7 +43,7 @@ def periods(emit: MemoryEmit) -> list[str]:
     return [e.data.period_start for e in emit.of_type(HISTORIC_SUMMARY_TYPE)]
 
 
-def historic_source(sim: XimaSimulator, cursors: MemoryCursors, clock: Clock, **report: object):  # type: ignore[no-untyped-def]
+def historic_source(sim: XimaSimulator, cursors: MemoryCursors, clock: Clock[datetime], **report: object):  # type: ignore[no-untyped-def]
     return make_source(sim, cursors=cursors, now=clock, metrics=[], historic=[{**REPORT, **report}])
 
 
@@ -98,15 +93,11 @@ async def test_cursor_advances_only_after_the_events_were_acknowledged() -> None
     clock = Clock(T0 + timedelta(hours=1))
     async with XimaSimulator() as sim:
         failing = FailingEmit(ok=2)
-        with pytest.raises(FatalError, match="kafka did not acknowledge"):  # run_forever: not retryable
-            await historic_source(sim, cursors, clock).run(failing)
-        assert cursors.saved[("cr1", "historic:LT39K5C5")] == "2026-01-01T00:30:00.000+00:00"
-        retry = MemoryEmit()
-        async with running(historic_source(sim, cursors, clock), retry):
-            await until(lambda: len(periods(retry)) == 2)
-        assert periods(failing) + periods(retry) == [
-            f"2026-01-01T00:{m:02d}:00.000+00:00" for m in (0, 15, 30, 45)
-        ]
+        # The failed emit ends the session (run_forever retries it); the cursor stayed at 00:30.
+        async with running(historic_source(sim, cursors, clock), failing):
+            await until(lambda: len(periods(failing)) == 4)
+        assert periods(failing) == [f"2026-01-01T00:{m:02d}:00.000+00:00" for m in (0, 15, 30, 45)]
+        assert cursors.saved[("cr1", "historic:LT39K5C5")] == "2026-01-01T01:00:00.000+00:00"
         # the unacknowledged period was requested again; its events keep their ids
         assert [c[1] for c in sim.historic_calls].count("2026-01-01T00:30:00.000+00:00") == 2
 

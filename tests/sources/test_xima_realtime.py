@@ -9,8 +9,9 @@ from streamd.events import AgentState, QueueMetric
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import XimaSimulator
 from streamd.sources.xima.models import RealtimeMetricValue
+from tests.helpers import running, until
 
-from .xima_helpers import make_source, running, until, values
+from .xima_helpers import make_source, values
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,9 @@ import pytest
 from streamd.errors import AuthError, FatalError
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import WsPlan, XimaSimulator
+from tests.helpers import running, until
 
-from .xima_helpers import make_source, running, until, values
+from .xima_helpers import make_source, values
 
 pytestmark = pytest.mark.anyio
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -12,17 +13,10 @@ import pytest
 
 from streamd.errors import AuthError, BackOff, TransientError, VendorProtocolError
 from streamd.sources.alvaria.auth import AlvariaAuth
+from tests.helpers import Clock
 
 TOKEN_URL = "https://myaspect.eu.id.aspect-cloud.net/tokenservice/oauth2/access_token"
 DATA_URL = "https://acme.via.aspect-cloud.net/via/v2/organizations/acme/reporting/presence/users/data"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeAlvaria:
@@ -60,17 +54,16 @@ class FakeAlvaria:
         return [r for r in self.requests if str(r.url) != TOKEN_URL]
 
 
+def new_auth(clock: Clock[float] | None = None, **kw: Any) -> AlvariaAuth:
+    """An ``AlvariaAuth`` against ``TOKEN_URL`` (override any argument)."""
+    args: dict[str, Any] = {"client_id": "streamd", "client_secret": "s3cr:et", "api_key": "key-1"}
+    return AlvariaAuth(token_url=TOKEN_URL, clock=clock or Clock(1000.0), **(args | kw))
+
+
 def make(
-    server: FakeAlvaria, clock: Clock | None = None, **kw: object
+    server: FakeAlvaria, clock: Clock[float] | None = None, **kw: Any
 ) -> tuple[httpx.Client, AlvariaAuth, Callable[[], httpx.Response]]:
-    auth = AlvariaAuth(
-        token_url=TOKEN_URL,
-        client_id="streamd",
-        client_secret="s3cr:et",
-        api_key="key-1",
-        clock=clock or Clock(),
-        **kw,  # type: ignore[arg-type]
-    )
+    auth = new_auth(clock, **kw)
     client = httpx.Client(transport=httpx.MockTransport(server), auth=auth)
     return client, auth, lambda: client.get(DATA_URL)
 
@@ -102,30 +95,27 @@ def test_client_secret_can_go_in_the_form_body() -> None:
     assert "authorization" not in server.requests[0].headers
 
 
-def test_token_is_cached_until_shortly_before_expiry() -> None:
-    server, clock = FakeAlvaria(expires_in=600), Clock()
+@pytest.mark.parametrize(
+    ("expires_in", "still_cached", "refresh_after"),
+    [
+        pytest.param(600, 569, 1, id="margin-before-expiry"),  # 570 s = expires_in - margin
+        pytest.param(10, 4.9, 0.1, id="margin-at-most-half-a-short-lifetime"),
+    ],
+)
+def test_token_is_cached_until_shortly_before_expiry(
+    expires_in: int, still_cached: float, refresh_after: float
+) -> None:
+    server, clock = FakeAlvaria(expires_in=expires_in), Clock(1000.0)
     _, auth, get = make(server, clock, margin=30.0)
     get()
-    clock.now += 569
+    clock.now += still_cached
     get()
     assert server.issued == 1
-    clock.now += 1  # 570 s = expires_in - margin
+    clock.now += refresh_after
     get()
     assert server.issued == 2
     assert server.data_requests()[-1].headers["authorization"] == "Bearer t2"
     assert auth.fetches == 2
-
-
-def test_margin_is_at_most_half_a_short_lifetime() -> None:
-    server, clock = FakeAlvaria(expires_in=10), Clock()
-    _, _, get = make(server, clock, margin=30.0)
-    get()
-    clock.now += 4.9
-    get()
-    assert server.issued == 1
-    clock.now += 0.1
-    get()
-    assert server.issued == 2
 
 
 def test_401_refreshes_the_token_once_and_repeats_the_request() -> None:
@@ -186,9 +176,7 @@ def test_rejected_client_names_the_cause() -> None:
 
 
 def test_auth_flow_is_a_pure_generator() -> None:
-    auth = AlvariaAuth(
-        token_url=TOKEN_URL, client_id="c", client_secret="hunter2", api_key="k", clock=Clock()
-    )
+    auth = new_auth(client_id="c", client_secret="hunter2", api_key="k")
     request = httpx.Request("GET", DATA_URL)
     flow = auth.auth_flow(request)
     token_request = next(flow)
@@ -205,7 +193,7 @@ def test_auth_flow_is_a_pure_generator() -> None:
 @pytest.mark.anyio
 async def test_works_with_the_async_client() -> None:
     server = FakeAlvaria()
-    auth = AlvariaAuth(token_url=TOKEN_URL, client_id="c", client_secret="s", api_key="k", clock=Clock())
+    auth = new_auth(client_id="c", client_secret="s", api_key="k")
     async with httpx.AsyncClient(transport=httpx.MockTransport(server), auth=auth) as client:
         assert (await client.get(DATA_URL)).status_code == 200
         server.valid = set()

@@ -150,3 +150,15 @@ def test_schema_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = orjson.loads(capsys.readouterr().out)
     assert "sources" in schema["properties"]
+
+
+def test_idempotence_true_needs_acks_all() -> None:
+    assert problems("kafka:\n  acks: '1'\n  idempotence: true\n") == [
+        "kafka: idempotence: true requires acks: all (got acks: 1) (line 2)"
+    ]
+    cfg = parse_config("kafka:\n  acks: '1'\n", {})
+    from streamd.publish.kafka import producer_kwargs
+
+    assert producer_kwargs(cfg.kafka, "k:9092", embedded=False)["enable_idempotence"] is False
+    assert producer_kwargs(parse_config("", {}).kafka, "k:9092", embedded=False)["enable_idempotence"] is True
+    assert producer_kwargs(parse_config("", {}).kafka, "k:9092", embedded=True)["enable_idempotence"] is False

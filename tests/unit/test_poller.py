@@ -12,37 +12,12 @@ from streamd.errors import PublishError, TransientError
 from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sources.poller import Poller, PollResult
-
-
-class FakeClock:
-    """A clock that only moves when the poller sleeps (or a fetch takes 'time')."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.now += seconds
-
-
-class DictCursors:
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str], str] = {}
-
-    def load(self, source: str, name: str) -> str | None:
-        return self.data.get((source, name))
-
-    def save(self, source: str, name: str, value: str) -> None:
-        self.data[(source, name)] = value
+from tests.helpers import MemoryCursors, SleepingClock
 
 
 @dataclass
 class CountingSpec:
-    clock: FakeClock
+    clock: SleepingClock
     durations: list[float] = field(default_factory=list)
     next_in: list[float | None] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)
@@ -62,29 +37,29 @@ class CountingSpec:
         return PollResult([event], cursor + 1, self.next_in.pop(0) if self.next_in else None)
 
 
-def _poller(spec: CountingSpec, clock: FakeClock, **kw: object) -> Poller[int]:
+def _poller(spec: CountingSpec, clock: SleepingClock, **kw: object) -> Poller[int]:
     return Poller(spec, "s", interval=10, timeout=5, clock=clock, sleep=clock.sleep, rng=lambda: 0.0, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
 async def test_fixed_rate_and_cursor_persisted_after_emit() -> None:
-    clock = FakeClock()
+    clock = SleepingClock(100.0)
     spec = CountingSpec(clock, durations=[2, 3, 0])
-    cursors = DictCursors()
+    cursors = MemoryCursors()
     emit = MemoryEmit()
     connected: list[int] = []
     await _poller(spec, clock, cursors=cursors, cycles=3).session(emit, lambda: connected.append(1))
     assert spec.seen == [0, 1, 2]
     assert clock.sleeps == [8, 7]  # the next cycle starts one interval after the previous start
-    assert cursors.data[("s", "counter")] == "3"
+    assert cursors.saved[("s", "counter")] == "3"
     assert len(emit.events) == 3
     assert len(connected) == 3
 
 
 @pytest.mark.anyio
 async def test_restart_resumes_from_saved_cursor() -> None:
-    clock = FakeClock()
-    cursors = DictCursors()
+    clock = SleepingClock(100.0)
+    cursors = MemoryCursors()
     cursors.save("s", "counter", "41")
     spec = CountingSpec(clock)
     await _poller(spec, clock, cursors=cursors, cycles=1).session(MemoryEmit(), lambda: None)
@@ -93,7 +68,7 @@ async def test_restart_resumes_from_saved_cursor() -> None:
 
 @pytest.mark.anyio
 async def test_overrun_skips_missed_slots_instead_of_bursting() -> None:
-    clock = FakeClock()
+    clock = SleepingClock(100.0)
     spec = CountingSpec(clock, durations=[25, 0])
     await _poller(spec, clock, cycles=2).session(MemoryEmit(), lambda: None)
     assert clock.sleeps == [5]  # started at 100, took 25 -> next slot at 130, not 110 and 120
@@ -101,7 +76,7 @@ async def test_overrun_skips_missed_slots_instead_of_bursting() -> None:
 
 @pytest.mark.anyio
 async def test_next_in_polls_early() -> None:
-    clock = FakeClock()
+    clock = SleepingClock(100.0)
     spec = CountingSpec(clock, next_in=[0.5, None])
     await _poller(spec, clock, cycles=3).session(MemoryEmit(), lambda: None)
     assert clock.sleeps == [0.5, 10]
@@ -114,14 +89,14 @@ class FailingEmit(MemoryEmit):
 
 @pytest.mark.anyio
 async def test_cursor_not_advanced_when_emit_fails() -> None:
-    clock = FakeClock()
-    cursors = DictCursors()
+    clock = SleepingClock(100.0)
+    cursors = MemoryCursors()
     cursors.save("s", "counter", "5")
     with pytest.raises(PublishError):
         await _poller(CountingSpec(clock), clock, cursors=cursors, cycles=1).session(
             FailingEmit(), lambda: None
         )
-    assert cursors.data[("s", "counter")] == "5"
+    assert cursors.saved[("s", "counter")] == "5"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from streamd.errors import (
     BackOff,
     FatalError,
     NormalizationError,
+    PublishError,
     TransientError,
     VendorProtocolError,
 )
@@ -39,6 +40,7 @@ def test_backoff_full_jitter_grows_to_cap() -> None:
         (AuthError("401"), Fatal()),
         (FatalError("400"), Fatal()),
         (NormalizationError("x"), Fatal()),
+        (PublishError("spool full"), Retry()),
         (ValueError("bug"), Fatal()),
     ],
 )

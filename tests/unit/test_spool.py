@@ -1,0 +1,69 @@
+"""The SQLite spool: order, durability across reopen, limits, and database failures as PublishError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamd.errors import FatalError, PublishError
+from streamd.publish.encoding import Record
+from streamd.publish.spool import Spool
+
+
+def _records(n: int, start: int = 0, size: int = 10) -> list[Record]:
+    return [
+        Record("t", f"k{i}".encode(), b"v" * size, [("ce_id", f"{i}".encode())])
+        for i in range(start, start + n)
+    ]
+
+
+def test_order_kept_and_survives_reopen(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    spool.append(_records(3))
+    spool.append(_records(2, start=3))
+    spool.close()
+    again = Spool(tmp_path / "s.db")
+    assert again.count == 5
+    rows = again.peek(10)
+    assert [r.key for _, r in rows] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
+    assert rows[0][1].headers == [("ce_id", b"0")]
+    again.delete_through(rows[2][0], [r for _, r in rows[:3]])
+    assert [r.key for _, r in again.peek(10)] == [b"k3", b"k4"]
+    assert again.count == 2
+    again.close()
+
+
+def test_full_spool_refuses_and_keeps_what_it_has() -> None:
+    spool = Spool(":memory:", max_bytes=1_048_576)
+    spool.append(_records(1, size=1_000_000))
+    with pytest.raises(PublishError, match="spool full"):
+        spool.append(_records(1, size=100_000))
+    assert spool.count == 1
+
+
+def test_database_failure_is_a_publish_error_and_rolls_back(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    spool._db.execute("PRAGMA max_page_count=8")  # a full disk, as SQLite sees it
+    with pytest.raises(PublishError, match="full"):
+        spool.append(_records(200, size=4000))
+    assert spool.count == 0
+    spool.append(_records(1))  # no transaction left open: the next write works
+    assert spool.count == 1
+    spool.recount()
+    assert spool.count == 1
+
+
+def test_unopenable_spool_is_fatal_with_the_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(FatalError, match="cannot open the spool database"):
+        Spool(blocker / "spool.db")
+
+
+def test_cursors_round_trip() -> None:
+    spool = Spool(":memory:")
+    assert spool.load("src", "window") is None
+    spool.save("src", "window", "a")
+    spool.save("src", "window", "b")
+    assert spool.load("src", "window") == "b"
