@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,11 +24,13 @@ from starlette.routing import BaseRoute
 
 from streamd.config import Config
 from streamd.embedded import EmbeddedBroker
+from streamd.errors import FatalError
 from streamd.http.app import Webhooks, build_app
 from streamd.http.server import serve
 from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
 from streamd.publish.spool import Spool
+from streamd.retry import leading_error
 from streamd.sources.base import Source, SourceDeps
 from streamd.telemetry import ComponentState, Health, published_total
 from streamd.wallboard.plugin import wallboard_plugin
@@ -54,6 +56,7 @@ class Runtime:
     stop: anyio.Event = field(default_factory=anyio.Event)
     listeners: list[Listener] = field(default_factory=list)
     extra_routes: list[BaseRoute] = field(default_factory=list)
+    fatal: BaseException | None = None
 
 
 async def run_daemon(
@@ -84,7 +87,13 @@ async def run_daemon(
 
         spool = Spool(config.spool.path, config.spool.max_bytes)
         stack.callback(spool.close)
-        pipeline = Pipeline(publisher, spool, config.kafka.topic_prefix, queue_size=config.queue_size)
+        pipeline = Pipeline(
+            publisher,
+            spool,
+            config.kafka.topic_prefix,
+            queue_size=config.queue_size,
+            max_record_bytes=config.kafka.max_request_size - 1024,  # room for the batch overhead
+        )
         webhooks = Webhooks()
         deps = [_deps(rt, spool, webhooks, s.name) for s in config.sources]
         sources: list[Source] = [s.build(d) for s, d in zip(config.sources, deps, strict=True)]
@@ -98,33 +107,34 @@ async def run_daemon(
             pipeline.listeners.extend(rt.listeners)
             app = build_app(rt.health, webhooks, rt.extra_routes)
             rt.http_port = await root.start(serve, app, config.http.host, config.http.port)
-            pipeline_done = anyio.Event()
-            root.start_soon(_run_pipeline, pipeline, pipeline_done)
+            pipeline_done, pipeline_scope = anyio.Event(), anyio.CancelScope()
+            root.start_soon(_run_pipeline, pipeline, pipeline_done, pipeline_scope)
 
             async with anyio.create_task_group() as workers:
+                workers.start_soon(_drain_on_stop, rt, workers.cancel_scope)
                 for source, emit in zip(sources, emitters, strict=True):
-                    await workers.start(_run_source, source, emit)
+                    await workers.start(_run_source, rt, source, emit)
                 for sink_cfg in config.sinks:
-                    sink_deps = _deps(rt, spool, webhooks, sink_cfg.name, kind="sink")
-                    sink: Sink = sink_cfg.build(sink_deps)
-                    await workers.start(_run_sink, sink)
+                    sink: Sink = sink_cfg.build(_deps(rt, spool, webhooks, sink_cfg.name, kind="sink"))
+                    await workers.start(_run_sink, rt, sink)
                 rt.ready.set()
                 log.info("streamd running: %d sources, http on port %d", len(sources), rt.http_port)
-                await rt.stop.wait()
-                log.info("shutting down: stopping sources")
-                rt.health.draining = True
-                for c in rt.health.components.values():
-                    if c.kind != "publisher":
-                        c.set(ComponentState.DRAINING)
-                workers.cancel_scope.cancel()
 
-            with anyio.CancelScope(shield=True), anyio.move_on_after(config.shutdown_grace) as grace:
+            # Sources and sinks are stopped: the pipeline drains what they queued, within the grace.
+            with anyio.move_on_after(config.shutdown_grace) as grace:
                 await pipeline_done.wait()
             if grace.cancelled_caught:
-                log.error("shutdown grace %.1fs elapsed with events still in flight", config.shutdown_grace)
+                log.error(
+                    "shutdown grace %.1fs elapsed with events in flight: spooling them", config.shutdown_grace
+                )
+                pipeline_scope.cancel()  # the pipeline spools what it holds (shielded) as it exits
+                await pipeline_done.wait()
             publisher_health.set(ComponentState.DRAINING)
-            root.cancel_scope.cancel()
+            await _stop_publisher(publisher, config.shutdown_grace)
+            root.cancel_scope.cancel()  # the HTTP server stops last
     log.info("streamd stopped: %d events acknowledged by Kafka", published_total())
+    if rt.fatal is not None:
+        raise rt.fatal
     return rt
 
 
@@ -139,21 +149,71 @@ def _deps(rt: Runtime, spool: Spool, webhooks: Webhooks, name: str, kind: str = 
     )
 
 
-async def _run_source(source: Source, emit: SourceEmit, *, task_status: TaskStatus[None]) -> None:
+class _Readiness:
+    """A ``TaskStatus`` that remembers whether readiness was signalled."""
+
+    def __init__(self, status: TaskStatus[None]) -> None:
+        self._status, self.signalled = status, False
+
+    def started(self, value: None = None) -> None:
+        if not self.signalled:
+            self.signalled = True
+            self._status.started()
+
+
+async def _run_source(
+    rt: Runtime, source: Source, emit: SourceEmit, *, task_status: TaskStatus[None]
+) -> None:
+    readiness = _Readiness(task_status)
     try:
-        await source.run(emit, task_status=task_status)
+        async with _fatal_stops_daemon(rt, readiness):
+            await source.run(emit, task_status=readiness)
     finally:
         with anyio.CancelScope(shield=True):
             await emit.aclose()
 
 
-async def _run_sink(sink: Sink, *, task_status: TaskStatus[None]) -> None:
-    await sink.run(task_status=task_status)
+async def _run_sink(rt: Runtime, sink: Sink, *, task_status: TaskStatus[None]) -> None:
+    readiness = _Readiness(task_status)
+    async with _fatal_stops_daemon(rt, readiness):
+        await sink.run(task_status=readiness)
 
 
-async def _run_pipeline(pipeline: Pipeline, done: anyio.Event) -> None:
+@asynccontextmanager
+async def _fatal_stops_daemon(rt: Runtime, readiness: _Readiness) -> AsyncIterator[None]:
+    """A fatal error in one component stops the daemon through the ordered shutdown (so what the
+    other sources queued is still published or spooled), then ``run_daemon`` raises it."""
     try:
-        await pipeline.run()
+        yield
+    except FatalError as exc:
+        fatal: BaseException = exc
+    except BaseExceptionGroup as group:
+        fatal = leading_error(group)  # re-raises groups holding anything unexpected
+        if not isinstance(fatal, FatalError):
+            raise
+    else:
+        return
+    if rt.fatal is None:
+        rt.fatal = fatal
+    rt.stop.set()
+    readiness.started()
+
+
+async def _drain_on_stop(rt: Runtime, workers: anyio.CancelScope) -> None:
+    """On stop (even while sources are still starting): report draining, stop sources and sinks."""
+    await rt.stop.wait()
+    log.info("shutting down: stopping sources")
+    rt.health.draining = True
+    for c in rt.health.components.values():
+        if c.kind != "publisher" and c.state is not ComponentState.FAILED:
+            c.set(ComponentState.DRAINING)
+    workers.cancel()
+
+
+async def _run_pipeline(pipeline: Pipeline, done: anyio.Event, scope: anyio.CancelScope) -> None:
+    try:
+        with scope:
+            await pipeline.run()
     finally:
         done.set()
 

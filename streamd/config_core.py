@@ -51,7 +51,9 @@ class KafkaConfig(StrictModel):
     )
     topic_prefix: str = Field("streamd.", pattern=r"^[A-Za-z0-9._-]*$")
     client_id: str = "streamd"
-    acks: Literal["all", "1", "0", 1, 0, -1] = "all"
+    acks: Literal["all", "1", "0", 1, 0, -1] = Field(
+        "all", description="all (default) waits for every in-sync replica; 1 or 0 trade safety for latency."
+    )
     compression: Literal["zstd", "gzip", "lz4", "snappy", "none"] = "zstd"
     linger: Duration = Field(0.005, description="How long the producer waits to fill a batch.")
     batch_size: int = Field(262_144, ge=1024, description="Producer batch size in bytes.")
@@ -63,6 +65,17 @@ class KafkaConfig(StrictModel):
     delivery_timeout: Duration = Field(30.0, description="An unacknowledged event is spooled after this.")
     security: SecurityConfig = SecurityConfig()
     topics: TopicsConfig = TopicsConfig()
+
+    @model_validator(mode="after")
+    def _idempotence_needs_acks_all(self) -> KafkaConfig:
+        if self.idempotence is True and str(self.acks) not in ("all", "-1"):
+            raise ValueError(f"idempotence: true requires acks: all (got acks: {self.acks})")
+        return self
+
+    @property
+    def acks_all(self) -> bool:
+        """True when the producer waits for every in-sync replica."""
+        return str(self.acks) in ("all", "-1")
 
     @property
     def embedded(self) -> bool:

@@ -23,7 +23,7 @@ from datetime import UTC
 import anyio
 from anyio.abc import TaskStatus
 
-from streamd.errors import BackOff, FatalError, SourceError, StreamdError
+from streamd.errors import BackOff, FatalError, PublishError, SourceError, StreamdError
 from streamd.telemetry import Component, ComponentState, count_error
 
 log = logging.getLogger("streamd.retry")
@@ -68,8 +68,8 @@ def classify(exc: BaseException) -> Decision:
         return Wait(max(0.0, exc.delay))
     if isinstance(exc, FatalError):
         return Fatal()
-    if isinstance(exc, SourceError | OSError | TimeoutError):
-        return Retry()
+    if isinstance(exc, SourceError | PublishError | OSError | TimeoutError):
+        return Retry()  # PublishError: Kafka and the spool refused; a poller's cursor has not moved
     return Fatal()
 
 
@@ -127,10 +127,10 @@ async def run_forever(
         try:
             await session(connected)
             exc: BaseException = SourceError("session ended")
-        except (StreamdError, OSError, TimeoutError) as e:
+        except (StreamdError, OSError, TimeoutError) as e:  # PublishError is a StreamdError
             exc = e
         except BaseExceptionGroup as group:  # a session running tasks of its own
-            exc = _leading(group)
+            exc = leading_error(group)
         decision = decide(exc)
         if isinstance(decision, Fatal):
             component.set(ComponentState.FAILED, _describe(exc))
@@ -149,7 +149,7 @@ async def run_forever(
         await sleep(delay)
 
 
-def _leading(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def leading_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error a failed task group stands for: a fatal one first, else the first expected one.
 
     Raises:
@@ -165,11 +165,7 @@ def _leading(group: BaseExceptionGroup[BaseException]) -> BaseException:
     flatten(group)
     if not all(isinstance(e, StreamdError | OSError | TimeoutError) for e in leaves):
         raise group
-    fatal = [
-        e
-        for e in leaves
-        if isinstance(e, FatalError) or not isinstance(e, SourceError | OSError | TimeoutError)
-    ]
+    fatal = [e for e in leaves if isinstance(classify(e), Fatal)]
     return (fatal or leaves)[0]
 
 

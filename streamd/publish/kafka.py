@@ -29,6 +29,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     NodeNotReadyError,
     TopicAlreadyExistsError,
+    for_code,
 )
 from aiokafka.partitioner import murmur2
 
@@ -38,6 +39,8 @@ from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, QUEUE_METRICS_TO
 from streamd.publish.encoding import Record
 
 log = logging.getLogger("streamd.kafka")
+
+Delivery = tuple["asyncio.Future[Any]", list[Record]]
 
 COMPACTED = (AGENT_STATE_TOPIC, QUEUE_METRICS_TOPIC)
 
@@ -51,9 +54,12 @@ def client_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
         "security_protocol": sec.protocol,
     }
     if sec.protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
-        if sec.cert_file:
-            context.load_cert_chain(str(sec.cert_file), str(sec.key_file) if sec.key_file else None)
+        try:
+            context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
+            if sec.cert_file:
+                context.load_cert_chain(str(sec.cert_file), str(sec.key_file) if sec.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise FatalError(f"kafka.security: cannot load the TLS files: {exc}") from None
         context.check_hostname = sec.check_hostname
         kwargs["ssl_context"] = context
     if sec.protocol.startswith("SASL"):
@@ -65,7 +71,8 @@ def client_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
 
 def producer_kwargs(cfg: KafkaConfig, bootstrap: str, *, embedded: bool) -> dict[str, Any]:
     """Producer settings: acks, compression, batching, idempotence."""
-    idempotent = (not embedded) if cfg.idempotence == "auto" else bool(cfg.idempotence)
+    # auto: on for real Kafka with acks=all (Kafka requires it), off for the embedded broker.
+    idempotent = (not embedded and cfg.acks_all) if cfg.idempotence == "auto" else bool(cfg.idempotence)
     acks: Any = {"all": "all", "1": 1, "0": 0}.get(str(cfg.acks), cfg.acks)
     if acks == -1:
         acks = "all"
@@ -156,17 +163,29 @@ class KafkaPublisher:
                 )
                 for t in new
             ]
-            await admin.create_topics(specs)
+            response = await admin.create_topics(specs)
         except TopicAlreadyExistsError:
-            pass
+            return
         except (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError) as exc:
             self._known_topics.difference_update(new)  # try again once Kafka is back
             raise PublishError(f"cannot create topics: {type(exc).__name__}: {exc}") from exc
         except KafkaError as exc:
             self._create_refused = True
-            log.info("topic creation refused (%s); relying on the broker's auto-creation", exc)
+            log.warning("topic creation refused (%s); relying on the broker's auto-creation", exc)
+            return
         finally:
             await admin.close()
+        self._check_created(response)
+
+    def _check_created(self, response: Any) -> None:
+        """Per-topic error codes of a CreateTopics response (aiokafka does not raise them)."""
+        for error in getattr(response, "topic_errors", ()):
+            name, code = error[0], error[1]
+            if code in (0, TopicAlreadyExistsError.errno):
+                continue
+            message = error[2] if len(error) > 2 and error[2] else for_code(code).__name__
+            self._create_refused = True
+            log.warning("topic %s not created (%s); relying on the broker's auto-creation", name, message)
 
     def _broker_count(self) -> int:
         if self._producer is None:
@@ -177,8 +196,8 @@ class KafkaPublisher:
         """Topics every deployment has."""
         return [self.cfg.topic_prefix + t for t in (*COMPACTED, DEADLETTER_TOPIC)]
 
-    async def send_many(self, records: Sequence[Record]) -> list[asyncio.Future[Any]]:
-        """Queue records as per-partition batches; one delivery future per batch.
+    async def send_many(self, records: Sequence[Record]) -> list[Delivery]:
+        """Queue records as per-partition batches; one delivery (future + its records) per batch.
 
         Records are grouped by topic and partition (the default murmur2 partitioner on the key,
         exactly as Kafka's clients choose, cached per key), keeping their order within each
@@ -192,13 +211,13 @@ class KafkaPublisher:
             raise PublishError("the Kafka producer is not running")
         producer = self._producer
         groups: dict[tuple[str, int], list[Record]] = {}
+        deliveries: list[Delivery] = []
         try:
             for record in records:
                 partition = await self._partition_of(producer, record)
                 groups.setdefault((record.topic, partition), []).append(record)
-            futures: list[asyncio.Future[Any]] = []
             for (topic, partition), group in groups.items():
-                batch = producer.create_batch()
+                batch, carried = producer.create_batch(), list[Record]()
                 for record in group:
                     if (
                         batch.append(
@@ -206,19 +225,19 @@ class KafkaPublisher:
                         )
                         is None
                     ):
-                        futures.append(await producer.send_batch(batch, topic, partition=partition))
-                        batch = producer.create_batch()
-                        if (
-                            batch.append(
-                                key=record.key, value=record.value, timestamp=None, headers=record.headers
-                            )
-                            is None
-                        ):
-                            raise PublishError(f"record of {len(record.value)} bytes exceeds max_batch_size")
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        # full: send it and start the next (a builder always takes its first record)
+                        deliveries.append(
+                            (await producer.send_batch(batch, topic, partition=partition), carried)
+                        )
+                        batch, carried = producer.create_batch(), []
+                        batch.append(
+                            key=record.key, value=record.value, timestamp=None, headers=record.headers
+                        )
+                    carried.append(record)
+                deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
         except KafkaError as exc:
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
-        return futures
+        return deliveries
 
     async def _partition_of(self, producer: AIOKafkaProducer, record: Record) -> int:
         partitions = self._partitions.get(record.topic)

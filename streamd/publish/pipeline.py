@@ -2,20 +2,28 @@
 
 ::
 
-    source --emit--> [bounded stream of Batch] --publisher--> producer.send --> [in-flight] --acker
-                                                   |  spool not empty / send failed        |  failed
-                                                   +--------------> Spool <----------------+
-                                                                      +--drainer--> producer.send
+    source --emit--> [bounded stream of Batch] --publish loop--> send_many (per-partition batches)
+                                                      |                      |
+                                                      v                      v
+                                              [in-flight Units, in order] --ack loop--> acked
+                                                                             |  failed / spool busy
+                                                                             v
+                                                    Kafka <--drain loop-- SQLite spool
 
 Rules:
 
 1. ``await emit(events)`` returns once every event is acknowledged by Kafka or written to the
    spool (durable); ``await emit.push(events)`` returns once queued. A full queue blocks the
    source: that is the backpressure.
-2. While the spool holds anything, new records go behind it, so per-key order is kept.
-3. The publisher ends when every source's send clone is closed; then the in-flight records are
-   acknowledged, and the caller flushes/stops the producer within the shutdown grace.
-4. Metrics are counted per batch, not per event (the hot path).
+2. The ack loop is the only writer to the spool and handles units in the order they were
+   published. While the spool holds anything, every later unit is spooled too, even one Kafka
+   acknowledged (a harmless duplicate), so the newest value of a key is always written last and
+   compacted topics end right after an outage.
+3. A record Kafka refuses for good (too large, not authorised, invalid topic) is never retried:
+   it goes to the dead-letter topic, so one poisoned record cannot block the spool.
+4. When the pipeline is cancelled (shutdown grace over, fatal error) everything it has taken
+   but not finished is spooled, shielded: an accepted event is in Kafka or in the spool.
+5. Metrics are counted per batch, not per event (the hot path).
 """
 
 from __future__ import annotations
@@ -28,22 +36,25 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
-from anyio.abc import ObjectReceiveStream, TaskStatus
+from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from streamd import telemetry as t
 from streamd.errors import PublishError
-from streamd.events import Event
+from streamd.events import DEADLETTER_TOPIC, DeadLetter, Event
 from streamd.publish.encoding import Record, encode
 from streamd.publish.spool import Spool
 
 log = logging.getLogger("streamd.pipeline")
 
+Delivery = tuple["asyncio.Future[Any]", list[Record]]
+"""One per-partition batch handed to the producer: its future and the records it carries."""
+
 
 class Sender(Protocol):
     """What the pipeline needs from a producer (:class:`~streamd.publish.kafka.KafkaPublisher`)."""
 
-    async def send_many(self, records: Sequence[Record]) -> list[asyncio.Future[Any]]: ...
+    async def send_many(self, records: Sequence[Record]) -> list[Delivery]: ...
 
     async def ensure_topics(self, topics: Sequence[str]) -> None: ...
 
@@ -60,9 +71,20 @@ class Batch:
     records: list[Record] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Unit:
+    """Batches published together; ``deliveries`` is None when they must go to the spool."""
+
+    batches: list[Batch]
+    deliveries: list[Delivery] | None = None
+    finished: bool = False
+
+    @property
+    def records(self) -> list[Record]:
+        return [r for b in self.batches for r in b.records]
+
+
 Listener = Callable[[Sequence[Event]], None]
-Unit = tuple[list["Batch"], list[asyncio.Future[Any]]]
-"""Batches sent together, and the delivery futures that cover all of their records."""
 
 
 class SourceEmit:
@@ -104,7 +126,7 @@ class SourceEmit:
 
 
 class Pipeline:
-    """Owns the bounded stream, the publisher loop, the acker and the spool drainer."""
+    """Owns the bounded stream, the publish loop, the ack loop and the spool drain loop."""
 
     def __init__(
         self,
@@ -115,14 +137,17 @@ class Pipeline:
         queue_size: int = 1024,
         listeners: Sequence[Listener] = (),
         coalesce: int = 10_000,
+        max_record_bytes: int = 1_000_000,
     ) -> None:
         self.sender = sender
         self.spool = spool
         self.prefix = prefix
         self.listeners = list(listeners)
         self.coalesce = coalesce
+        self.max_record_bytes = max_record_bytes
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
         self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
+        self._open: list[Unit] = []
         self._spool_wakeup = anyio.Event()
         t.SPOOL_DEPTH.set(spool.count)
 
@@ -133,35 +158,39 @@ class Pipeline:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Publish until every emitter is closed and everything queued is durable."""
         await self._send.aclose()  # only the clones remain: the loop ends when sources are done
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._ack_loop, self._inflight_receive)
-            drain_scope = anyio.CancelScope()
-            tg.start_soon(self._drain_loop, drain_scope)
-            task_status.started()
-            await self._publish_loop(self._receive, self._inflight_send)
-            drain_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                drain_scope = anyio.CancelScope()
+                tg.start_soon(self._drain_loop, drain_scope)
+                async with anyio.create_task_group() as publishing:
+                    publishing.start_soon(self._ack_loop)
+                    task_status.started()
+                    await self._publish_loop()
+                    await self._inflight_send.aclose()  # the ack loop ends once all is finished
+                drain_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._spool_leftovers()
+            self._inflight_send.close()
+            self._inflight_receive.close()
 
-    # -- publisher ------------------------------------------------------------------------------
+    # -- publish loop ----------------------------------------------------------------------------
 
-    async def _publish_loop(
-        self, receive: MemoryObjectReceiveStream[Batch], inflight: MemoryObjectSendStream[Unit]
-    ) -> None:
-        async with receive, inflight:
-            async for first in receive:
-                batches = self._coalesce(first, receive)
-                t.QUEUE_DEPTH.set(receive.statistics().current_buffer_used)
-                records: list[Record] = []
-                for batch in batches:
-                    batch.records = [encode(e, self.prefix) for e in batch.events]
-                    records.extend(batch.records)
-                if self.spool.count:
-                    await self._spool_all(batches)
-                    continue
-                futures = await self._send_records(records)
-                if futures is None:
-                    await self._spool_all(batches)
-                else:
-                    await inflight.send((batches, futures))
+    async def _publish_loop(self) -> None:
+        receive = self._receive
+        while True:
+            try:
+                first = await receive.receive()
+            except anyio.EndOfStream:
+                return
+            unit = Unit(self._coalesce(first, receive))
+            self._open.append(unit)
+            t.QUEUE_DEPTH.set(receive.statistics().current_buffer_used)
+            for batch in unit.batches:
+                batch.records = [self._encode(e, batch.source) for e in batch.events]
+            if not self.spool.count:
+                unit.deliveries = await self._send_records(unit.records)
+            await self._inflight_send.send(unit)
 
     def _coalesce(self, first: Batch, receive: MemoryObjectReceiveStream[Batch]) -> list[Batch]:
         """The first batch plus whatever else is already queued, up to ``coalesce`` events: under
@@ -176,7 +205,24 @@ class Pipeline:
             count += len(batch.events)
         return batches
 
-    async def _send_records(self, records: Sequence[Record]) -> list[asyncio.Future[Any]] | None:
+    def _encode(self, event: Event, source: str) -> Record:
+        record = encode(event, self.prefix)
+        size = len(record.value) + len(record.key)
+        if size <= self.max_record_bytes:
+            return record
+        error = f"{event.type} of {size} bytes exceeds kafka.max_request_size ({self.max_record_bytes})"
+        log.error("%s: dead-lettered: %s", source, error)
+        t.count_error(source, "publish", "record_too_large")
+        letter = DeadLetter.of(
+            source=source,
+            stage="publish",
+            error_type="record_too_large",
+            error=error,
+            raw=record.value[:65536],
+        )
+        return encode(letter.to_event(), self.prefix)
+
+    async def _send_records(self, records: Sequence[Record]) -> list[Delivery] | None:
         try:
             await self.sender.ensure_topics(sorted({r.topic for r in records}))
             return await self.sender.send_many(records)
@@ -184,20 +230,33 @@ class Pipeline:
             log.warning("kafka send failed, spooling: %s", exc)
             return None
 
-    async def _ack_loop(self, inflight: ObjectReceiveStream[Unit]) -> None:
-        async with inflight:
-            async for batches, futures in inflight:
-                failed = await _wait_all(futures)
-                if failed is None:
-                    for batch in batches:
-                        self._acked(batch)
-                    continue
-                count = sum(len(b.records) for b in batches)
-                log.warning("kafka did not acknowledge %d events (%s); spooling", count, failed)
-                for batch in batches:
-                    for topic, n in Counter(e.topic for e in batch.events).items():
-                        t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
-                await self._spool_all(batches)
+    # -- ack loop: the only writer to the spool, in publish order --------------------------------
+
+    async def _ack_loop(self) -> None:
+        async with self._inflight_receive as inflight:
+            async for unit in inflight:
+                await self._finish(unit)
+
+    async def _finish(self, unit: Unit) -> None:
+        if unit.deliveries is None:
+            await self._spool_unit(unit)
+        else:
+            retry, rejected = await _settle(unit.deliveries)
+            if retry is not None or self.spool.count:
+                if retry is not None:
+                    log.warning(
+                        "kafka did not acknowledge %d events (%s); spooling", len(unit.records), retry
+                    )
+                    for batch in unit.batches:
+                        for topic, n in Counter(e.topic for e in batch.events).items():
+                            t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
+                await self._spool_unit(unit, skip={id(r) for r, _ in rejected})
+            else:
+                for batch in unit.batches:
+                    self._acked(batch)
+            await self._reject(rejected)
+        unit.finished = True
+        self._open.remove(unit)
 
     def _acked(self, batch: Batch) -> None:
         counts = Counter(e.topic for e in batch.events)
@@ -209,26 +268,72 @@ class Pipeline:
         if batch.done is not None:
             batch.done.set()
 
-    # -- spool ----------------------------------------------------------------------------------
+    async def _spool_unit(self, unit: Unit, skip: set[int] | frozenset[int] = frozenset()) -> None:
+        for batch in unit.batches:
+            if batch.done is not None and batch.done.is_set():
+                continue
+            records = [r for r in batch.records if id(r) not in skip]
+            try:
+                await anyio.to_thread.run_sync(self.spool.append, records)
+            except PublishError as exc:
+                log.error("%d events of %s lost: %s", len(records), batch.source, exc)
+                t.count_error(batch.source, "publish", "spool_failed", len(records))
+                batch.error = exc
+            else:
+                for topic, n in Counter(r.topic for r in records).items():
+                    t.EVENTS_SPOOLED.labels(topic).inc(n)
+                t.SPOOL_DEPTH.set(self.spool.count)
+                self._spool_wakeup.set()
+            if batch.done is not None:
+                batch.done.set()
 
-    async def _spool_all(self, batches: Sequence[Batch]) -> None:
-        for batch in batches:
-            await self._to_spool(batch)
-
-    async def _to_spool(self, batch: Batch) -> None:
-        try:
-            await anyio.to_thread.run_sync(self.spool.append, batch.records)
-        except PublishError as exc:
-            log.error("events lost: %s", exc)
-            t.count_error(batch.source, "publish", "spool_full", len(batch.events))
-            batch.error = exc
-        else:
-            for topic, n in Counter(r.topic for r in batch.records).items():
-                t.EVENTS_SPOOLED.labels(topic).inc(n)
-            t.SPOOL_DEPTH.set(self.spool.count)
+    async def _reject(self, rejected: Sequence[tuple[Record, BaseException]]) -> None:
+        """Records Kafka refuses for good become dead letters (spooled, so they are sent in order)."""
+        letters: list[Record] = []
+        for record, exc in rejected:
+            source = (
+                dict(record.headers).get("ce_source", b"streamd/unknown").decode().removeprefix("streamd/")
+            )
+            error_type = type(exc).__name__
+            t.count_error(source, "publish", error_type)
+            log.error("%s: kafka refused a record for %s: %s", source, record.topic, exc)
+            if record.topic == self.prefix + DEADLETTER_TOPIC:
+                continue  # the dead-letter topic itself refuses: logged and counted, nothing else to do
+            letter = DeadLetter.of(
+                source=source,
+                stage="publish",
+                error_type=error_type,
+                error=f"{record.topic}: {exc}",
+                raw=record.value[:65536],
+            )
+            letters.append(encode(letter.to_event(), self.prefix))
+        if letters:
+            try:
+                await anyio.to_thread.run_sync(self.spool.append, letters)
+            except PublishError as exc:
+                log.error("%d dead letters lost: %s", len(letters), exc)
             self._spool_wakeup.set()
-        if batch.done is not None:
-            batch.done.set()
+
+    async def _spool_leftovers(self) -> None:
+        """Spool what was taken but not finished, and what is still queued (on cancellation)."""
+        units = [u for u in self._open if not u.finished]
+        while True:
+            try:
+                batch = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            batch.records = [self._encode(e, batch.source) for e in batch.events]
+            units.append(Unit([batch]))
+        self._receive.close()
+        for unit in units:
+            for batch in unit.batches:
+                if not batch.records:
+                    batch.records = [self._encode(e, batch.source) for e in batch.events]
+            await self._spool_unit(unit)
+        if units:
+            log.warning("stopped with %d unfinished batches: spooled for the next start", len(units))
+
+    # -- drain loop ------------------------------------------------------------------------------
 
     async def _drain_loop(self, scope: anyio.CancelScope, retry_every: float = 1.0) -> None:
         with scope:
@@ -241,14 +346,19 @@ class Pipeline:
                     await anyio.sleep(retry_every)
 
     async def drain_once(self, limit: int = 500) -> bool:
-        """Send the oldest spooled records; True when they were all acknowledged."""
+        """Send the oldest spooled records; True when none is left to retry among them."""
         rows = await anyio.to_thread.run_sync(self.spool.peek, limit)
         if not rows:
+            await anyio.to_thread.run_sync(self.spool.recount)
             return True
         records = [r for _, r in rows]
-        futures = await self._send_records(records)
-        if futures is None or await _wait_all(futures) is not None:
+        deliveries = await self._send_records(records)
+        if deliveries is None:
             return False
+        retry, rejected = await _settle(deliveries)
+        if retry is not None:
+            return False
+        await self._reject(rejected)
         await anyio.to_thread.run_sync(self.spool.delete_through, rows[-1][0], records)
         t.SPOOL_DEPTH.set(self.spool.count)
         if not self.spool.count:
@@ -256,12 +366,17 @@ class Pipeline:
         return True
 
 
-async def _wait_all(futures: Sequence[asyncio.Future[Any]]) -> str | None:
-    """Wait for every delivery future; the first failure's description, or None."""
-    failure: str | None = None
-    for future in futures:
+async def _settle(deliveries: Sequence[Delivery]) -> tuple[str | None, list[tuple[Record, BaseException]]]:
+    """Wait for every delivery: the first retriable failure (or None), and the records refused
+    for good with their error."""
+    retry: str | None = None
+    rejected: list[tuple[Record, BaseException]] = []
+    for future, records in deliveries:
         try:
             await future
         except Exception as exc:  # aiokafka delivery errors arrive here; each is reported
-            failure = failure or f"{type(exc).__name__}: {exc}"
-    return failure
+            if getattr(exc, "retriable", True) or isinstance(exc, TimeoutError | OSError):
+                retry = retry or f"{type(exc).__name__}: {exc}"
+            else:
+                rejected.extend((r, exc) for r in records)
+    return retry, rejected

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from streamd.errors import PublishError
+from streamd.errors import FatalError, PublishError
 from streamd.publish.encoding import Record
 
 _SCHEMA = """
@@ -37,19 +37,19 @@ class Spool:
     """Outage spool + cursor store in one SQLite file (``:memory:`` for tests)."""
 
     def __init__(self, path: Path | str, max_bytes: int = 1 << 30) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise FatalError(f"cannot open the spool database {path}: {exc}") from None
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         self.max_bytes = max_bytes
-        row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) FROM spool"
-        ).fetchone()
-        self.count: int = row[0]
-        self.bytes: int = row[1]
+        self.path = str(path)
+        self.count, self.bytes = self._totals()
 
     def close(self) -> None:
         """Close the database."""
@@ -62,20 +62,20 @@ class Spool:
         """Durably append records (fsync'd by SQLite before returning).
 
         Raises:
-            PublishError: the spool is full.
+            PublishError: the spool is full, or the database failed (disk full, read-only, I/O).
         """
+        if not records:
+            return
         size = sum(len(r.value) + len(r.key) for r in records)
-        if self.bytes + size > self.max_bytes:
-            raise PublishError(f"outage spool full ({self.bytes} of {self.max_bytes} bytes)")
         rows = [
             (r.topic, r.key, r.value, orjson.dumps([[k, v.decode()] for k, v in r.headers])) for r in records
         ]
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
-        self.count += len(records)
-        self.bytes += size
+            if self.bytes + size > self.max_bytes:
+                raise PublishError(f"outage spool full ({self.bytes} of {self.max_bytes} bytes)")
+            self._write("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows)
+            self.count += len(records)
+            self.bytes += size
 
     def peek(self, limit: int) -> list[tuple[int, Record]]:
         """The oldest ``limit`` spooled records with their sequence numbers."""
@@ -92,11 +92,40 @@ class Spool:
         ]
 
     def delete_through(self, seq: int, records: Sequence[Record]) -> None:
-        """Forget everything up to and including ``seq`` (after Kafka acknowledged it)."""
+        """Forget everything up to and including ``seq`` (after Kafka acknowledged it).
+
+        Raises:
+            PublishError: the database failed.
+        """
         with self._lock:
-            self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
-        self.count = max(0, self.count - len(records))
-        self.bytes = max(0, self.bytes - sum(len(r.value) + len(r.key) for r in records))
+            self._write("DELETE FROM spool WHERE seq <= ?", [(seq,)])
+            self.count = max(0, self.count - len(records))
+            self.bytes = max(0, self.bytes - sum(len(r.value) + len(r.key) for r in records))
+
+    def recount(self) -> None:
+        """Re-read the counters from the database (they are a cache of it)."""
+        with self._lock:
+            self.count, self.bytes = self._totals()
+
+    def _totals(self) -> tuple[int, int]:
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) FROM spool"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """One transaction, rolled back on failure; the caller holds the lock."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise PublishError(f"outage spool {self.path}: {exc}") from exc
 
     # -- cursors (the CursorStore protocol) ----------------------------------------------------
 
@@ -109,10 +138,14 @@ class Spool:
         return None if row is None else str(row[0])
 
     def save(self, source: str, name: str, value: str) -> None:
-        """Persist a cursor."""
+        """Persist a cursor.
+
+        Raises:
+            PublishError: the database failed (the cursor stays where it was).
+        """
         with self._lock:
-            self._db.execute(
+            self._write(
                 "INSERT INTO cursors (source, name, value) VALUES (?, ?, ?) "
                 "ON CONFLICT(source, name) DO UPDATE SET value=excluded.value",
-                (source, name, value),
+                [(source, name, value)],
             )
