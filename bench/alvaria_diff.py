@@ -27,6 +27,7 @@ import anyio
 import httpx
 import orjson
 
+from streamd.app import tune_gc
 from streamd.sim.alvaria import AlvariaWorld
 from streamd.sources.alvaria.config import AlvariaSourceConfig
 from streamd.sources.alvaria.diff import ScopeState
@@ -112,6 +113,7 @@ async def run(rows: int, repeat: int) -> None:
 
 
 def main() -> None:
+    tune_gc()  # the daemon's GC settings (run_daemon applies them)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
