@@ -49,6 +49,21 @@ def read_back(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) 
         consumer.close()
 
 
+async def _consumer_knowing(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A started consumer whose metadata includes ``topic`` (waits for the topic to exist).
+
+    ``consumer.topics()`` fetches fresh metadata without updating what ``partitions_for_topic``
+    reads, so a topic created after the consumer started stays unknown to it: start a new one.
+    """
+    while True:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        if consumer.partitions_for_topic(topic):
+            return consumer
+        await anyio.sleep(0.1)  # aiokafka: stopping a consumer right after start() raises CancelledError
+        await consumer.stop()
+
+
 async def read_topic(
     bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 20.0
 ) -> list[Any]:
@@ -57,21 +72,17 @@ async def read_topic(
     Waits for the topic to exist first; fails (``TimeoutError``) after ``timeout`` seconds.
     The records are aiokafka ``ConsumerRecord`` objects (``.key``, ``.value``, ``.headers``).
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     records: list[Any] = []
-    try:
-        with anyio.fail_after(timeout):
-            while not (partitions := consumer.partitions_for_topic(topic)):
-                await consumer.topics()  # refresh metadata until the topic exists
-                await anyio.sleep(0.1)
-            tps = [AIOTopicPartition(topic, p) for p in sorted(partitions)]
+    with anyio.fail_after(timeout):
+        consumer = await _consumer_knowing(bootstrap, topic)
+        try:
+            tps = [AIOTopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while not until(records):
                 batch = await consumer.getmany(timeout_ms=200)
                 for messages in batch.values():
                     records.extend(messages)
-    finally:
-        await consumer.stop()
+        finally:
+            await consumer.stop()
     return records

@@ -86,3 +86,45 @@ async def test_o2g_webhook_posts_are_acknowledged_after_kafka(tmp_path: Path) ->
     calls = created(pilot)
     assert [orjson.loads(r.value)["callRef"] for r in calls] == refs
     assert {r.key for r in calls} == {b"pbx2:60142"}
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "o2g" / "events"
+
+
+async def test_every_catalog_event_reaches_its_topic_with_its_key(tmp_path: Path) -> None:
+    """A config naming every package: one instance of every catalog event (the seed's examples),
+    published by the simulator, is read back from its package topic with its key and headers."""
+    from streamd.sources.o2g.models import EVENTS, PACKAGES
+
+    samples = {}
+    for path in sorted(FIXTURES.glob("*.json")):
+        event = orjson.loads(path.read_bytes())["event"]
+        samples.setdefault(event["eventName"], event)
+    assert set(samples) == set(EVENTS)  # the fixtures cover the whole catalog
+    async with O2GSimulator(agents=2) as sim:
+        block = o2g_source(sim, "pbx1", *PACKAGES, snapshot=False)
+        async with running_daemon(tmp_path, block) as runtime:
+            for event in samples.values():
+                if not sim.publish(event):  # OnServerStart is in no package of the seed's lists:
+                    sim.publish_raw(orjson.dumps(event) + b"\n")  # the server sends it to everyone
+            expected: dict[str, set[str]] = {}
+            for name, spec in EVENTS.items():
+                expected.setdefault(spec.package, set()).add(name)
+            got: dict[str, list[Any]] = {}
+            for package, names in expected.items():
+                got[package] = await read_topic(
+                    runtime.bootstrap,
+                    f"streamd.o2g.{package}",
+                    lambda rs, names=names: (
+                        {header_dict(r.headers)["ce_type"].rsplit(".", 1)[1] for r in rs} >= names
+                    ),
+                )
+    for name, spec in EVENTS.items():
+        # the simulator publishes traffic of its own: find the record of this very sample
+        mine = [r for r in got[spec.package] if orjson.loads(r.value) == samples[name]]
+        assert mine, f"{name} missing from streamd.o2g.{spec.package}"
+        headers = header_dict(mine[0].headers)
+        assert headers["ce_type"] == f"o2g.{spec.package}.{name}"
+        assert mine[0].key == f"pbx1:{spec.key(samples[name])}".encode()
+        assert headers["ce_subject"] == mine[0].key.decode()
+        assert headers["ce_source"] == "streamd/pbx1"
