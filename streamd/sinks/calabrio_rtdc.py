@@ -60,7 +60,7 @@ from streamd.errors import NormalizationError, TransientError, map_errors
 from streamd.events import AGENT_STATE_TOPIC, AgentState, DeadLetter, Event, State
 from streamd.publish.encoding import encode
 from streamd.retry import backoff, run_forever
-from streamd.sources.calabrio.auth import CalabrioAuth, Credentials, logout
+from streamd.sources.calabrio.auth import auth_for, logout
 from streamd.sources.http import check_status, httpx_errors
 from streamd.telemetry import Component, count_error
 
@@ -375,19 +375,6 @@ class RtdcDelivery:
 # --- the Kafka consumer -----------------------------------------------------------------------
 
 
-def make_auth(cfg: CalabrioRtdcSinkConfig) -> CalabrioAuth:
-    """The session auth for the sink's Calabrio user."""
-    credentials = Credentials(
-        username=cfg.username,
-        password=cfg.password.get_secret_value(),
-        tenant_id=cfg.tenant_id,
-        language=cfg.language,
-        locale=cfg.locale,
-        login_field=cfg.login_field,
-    )
-    return CalabrioAuth(credentials, cfg.url.rstrip("/") + cfg.authorize_path, idle=cfg.session_idle)
-
-
 class CalabrioRtdcSink:
     """Consumes ``{prefix}agent-state`` and feeds :class:`RtdcDelivery` (rule 1's outer layer).
 
@@ -422,7 +409,7 @@ class CalabrioRtdcSink:
         self.component = component or Component(cfg.name, "sink")
         self.deadletter = deadletter
         self.delays = delays
-        self.auth = make_auth(cfg)
+        self.auth = auth_for(cfg)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Forward agent states until cancelled; ready once the consumer has started."""

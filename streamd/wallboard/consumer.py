@@ -11,7 +11,8 @@ Rules:
    (newer producers), a value that is not a valid canonical event is skipped and counted
    (``streamd_errors_total{source="wallboard",stage="decode"}``), a tombstone removes the entry.
 4. The feed is auxiliary: any failure (Kafka down, a bug) is logged once, retried with backoff,
-   and never stops the daemon or the pipeline.
+   and never stops the daemon or the pipeline. The backoff resets once a session has assigned
+   partitions, and the recovery is logged once.
 """
 
 from __future__ import annotations
@@ -176,13 +177,25 @@ async def run_feed(
     delays: Callable[[], Iterator[float]] = lambda: backoff(cap=10.0),
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Feed ``hub`` from Kafka until cancelled; reports started at once, reconnects forever."""
+    """Feed ``hub`` from Kafka until cancelled; reports started at once, reconnects forever.
+
+    The backoff restarts from its first delay once a session has assigned partitions (a healthy
+    session), so a feed that ran for hours reconnects at once after its first failure.
+    """
     task_status.started()
     waits = delays()
     failing = False
+
+    def assigned() -> None:
+        nonlocal waits, failing
+        waits = delays()
+        if failing:
+            log.info("wallboard feed from Kafka recovered")
+            failing = False
+
     while True:
         try:
-            await _session(hub, kafka, bootstrap, poll_interval)
+            await _session(hub, kafka, bootstrap, poll_interval, assigned)
         except Exception as exc:  # auxiliary: never take the daemon down
             detail = f"{type(exc).__name__}: {exc}"
             if not failing:
@@ -194,7 +207,9 @@ async def run_feed(
         await anyio.sleep(next(waits))
 
 
-async def _session(hub: StateHub, kafka: KafkaConfig, bootstrap: str, poll_interval: float) -> None:
+async def _session(
+    hub: StateHub, kafka: KafkaConfig, bootstrap: str, poll_interval: float, on_assigned: Callable[[], None]
+) -> None:
     kinds = {
         kafka.topic_prefix + AGENT_STATE_TOPIC: "agent",
         kafka.topic_prefix + QUEUE_METRICS_TOPIC: "metric",
@@ -218,6 +233,7 @@ async def _session(hub: StateHub, kafka: KafkaConfig, bootstrap: str, poll_inter
                 if assigned and not logged:
                     log.info("wallboard feed reading %s", ", ".join(sorted({tp.topic for tp in assigned})))
                     logged = True
+                    on_assigned()  # a healthy session: the next reconnect starts the backoff afresh
             if not assigned:
                 await anyio.sleep(poll_interval)
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from functools import partial
 
 import anyio
@@ -66,4 +68,46 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
                     timeout=5,
                     interval=0.02,
                 )
+            tg.cancel_scope.cancel()
+
+
+class BuggyHub(StateHub):
+    """A hub that fails once on each agent in ``fail_once`` (a bug in the feed ends the session)."""
+
+    def __init__(self, *fail_once: str) -> None:
+        super().__init__()
+        self.fail_once = set(fail_once)
+
+    def update_agent(
+        self, agent: AgentState, *, observed: datetime | None = None, key: str | None = None
+    ) -> bool:
+        if agent.agent_id in self.fail_once:
+            self.fail_once.discard(agent.agent_id)
+            raise RuntimeError(f"bug on {agent.agent_id}")
+        return super().update_agent(agent, observed=observed, key=key)
+
+
+def first_quick_then_slow() -> Iterator[float]:
+    """A backoff whose first delay is 0 and every later one longer than the test waits."""
+    yield 0.0
+    while True:
+        yield 60.0
+
+
+async def test_backoff_restarts_after_a_session_that_had_assigned_partitions() -> None:
+    async with EmbeddedBroker() as bootstrap:
+        kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="wb2.")
+        hub = BuggyHub("a1", "a2")
+        async with anyio.create_task_group() as tg:
+            async with publishing(bootstrap, prefix="wb2.") as emit:
+                await emit([agent(0, State.AVAILABLE).to_event()])
+                await tg.start(
+                    partial(run_feed, hub, kafka, bootstrap, poll_interval=0.1, delays=first_quick_then_slow)
+                )
+                await until(lambda: "sim:a0" in hub.agents, timeout=10, interval=0.02)
+                await emit([agent(1, State.AVAILABLE).to_event()])  # fails the healthy session: wait 0
+                await until(lambda: "sim:a1" in hub.agents, timeout=10, interval=0.02)
+                # a second failure after another healthy session waits the *first* delay again, not 60 s
+                await emit([agent(2, State.AVAILABLE).to_event()])
+                await until(lambda: "sim:a2" in hub.agents, timeout=5, interval=0.02)
             tg.cancel_scope.cancel()

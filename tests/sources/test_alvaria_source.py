@@ -12,6 +12,8 @@ import anyio
 import orjson
 import pytest
 from pydantic import TypeAdapter
+from starlette.requests import Request
+from starlette.responses import Response
 
 from streamd.errors import AuthError
 from streamd.events import State
@@ -331,3 +333,45 @@ async def test_invalid_row_is_dead_lettered_once_and_the_rest_is_published() -> 
         assert "interactionCount" in next(d.error for d in dead if d.error_type == "invalid_row")
         first = [e.data["row"]["userId"] for e in emit.of_type("alvaria.userActivity.Row")]
         assert first[0] == "u1"
+
+
+class HidingSimulator(AlvariaSimulator):
+    """Answers 403 for the teams in ``hidden``, as Alvaria does for a team the client may not see."""
+
+    def __init__(self, *, hidden: set[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hidden = hidden
+
+    async def _query_data(self, request: Request, query: str) -> Response:
+        if request.query_params.get("teamId") in self.hidden:
+            return self._json(request, query, 403, {"message": "Forbidden"})
+        return await super()._query_data(request, query)
+
+
+async def test_team_not_visible_to_the_client_is_skipped_and_others_still_polled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with HidingSimulator(hidden={"team1"}, agents=4, auto_advance=False) as sim:
+        emit = MemoryEmit()
+        teams = sorted(sim.world.team_ids)
+        assert teams == ["team1", "team2"]
+        source = make_source(sim, queries=["userActivity"], team_ids=teams, interval="20ms")
+        async with running(source, emit):
+            await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
+            polls = len(sim.requests("userActivity"))
+            await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= polls + 6)
+            assert source.deps.component.state is ComponentState.RUNNING
+        assert {e.data["scope"] for e in emit.of_type("alvaria.userActivity.Row")} == {"team2"}
+        warnings = [r for r in caplog.records if "not visible" in r.getMessage()]
+        assert len(warnings) == 1  # a transition, not a line per poll
+        assert (("userActivity", 403)) in {(r.query, r.status) for r in sim.log}
+
+
+async def test_every_scope_of_a_query_refused_is_fatal() -> None:
+    async with HidingSimulator(hidden={"team1", "team2"}, agents=4, auto_advance=False) as sim:
+        source = make_source(sim, queries=["userActivity"], team_ids=["team1", "team2"], interval="20ms")
+        with pytest.raises(BaseException) as info:  # noqa: PT011 - the group or the error itself
+            with anyio.fail_after(5):
+                await source.run(MemoryEmit())
+        errors = info.value.exceptions if isinstance(info.value, BaseExceptionGroup) else [info.value]
+        assert any(isinstance(e, AuthError) and "HTTP 403 for every scope" in str(e) for e in errors)

@@ -11,7 +11,11 @@ from streamd.errors import BackOff, TransientError
 from streamd.events import DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.calabrio import CalabrioSimulator
-from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig, RtdcDelivery, make_auth
+from streamd.sinks.calabrio_rtdc import CalabrioRtdcSink, CalabrioRtdcSinkConfig, RtdcDelivery
+from streamd.sources.calabrio.auth import auth_for
+from streamd.sources.calabrio.config import CalabrioSourceConfig
+from streamd.sources.calabrio.source import CalabrioSource
+from tests.helpers import source_deps
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +52,7 @@ def states(n: int, agents: int = 3) -> list[tuple[AgentState, int]]:
 
 
 def client(cfg: CalabrioRtdcSinkConfig) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=cfg.url, auth=make_auth(cfg), timeout=cfg.timeout)
+    return httpx.AsyncClient(base_url=cfg.url, auth=auth_for(cfg), timeout=cfg.timeout)
 
 
 async def test_states_arrive_in_batches_in_order_with_the_session_cookie() -> None:
@@ -125,3 +129,18 @@ async def test_expired_session_is_renewed_while_delivering() -> None:
     assert sim.authorizations == 2
     assert [p.status for p in sim.calls(CAPTURE)] == [200, 401, 200, 200]
     assert isinstance(sim.calls(CAPTURE)[0].body, dict)  # body: object = one record per request
+
+
+async def test_source_and_sink_log_in_through_the_one_auth_factory() -> None:
+    async with CalabrioSimulator(agents=1) as sim:
+        login = {"url": sim.url + "/", "username": sim.username, "password": sim.password}
+        login |= {"tenant_id": "t1", "login_field": "userId", "session_idle": "20m"}
+        source_cfg = CalabrioSourceConfig.model_validate({"kind": "calabrio", "name": "wfm", **login})
+        sink_cfg = config(sim, **login)
+        source = CalabrioSource(source_cfg, source_deps("wfm"))
+        sink = CalabrioRtdcSink(sink_cfg, bootstrap="127.0.0.1:9", topic="streamd.agent-state")
+        for auth in (source.auth, sink.auth, auth_for(source_cfg)):
+            assert auth.authorize_url == sim.url + "/api/rest/authorize"
+            assert auth.idle == 1200.0
+            assert auth.credentials == auth_for(sink_cfg).credentials
+        assert auth_for(sink_cfg).credentials.body()["userId"] == sim.username

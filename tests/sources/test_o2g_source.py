@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -11,9 +11,10 @@ import anyio
 import pytest
 
 from streamd.errors import AuthError, FatalError
-from streamd.events import AgentState, DeadLetter
+from streamd.events import AgentState, DeadLetter, Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator
+from streamd.sources.o2g import chunk
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
 from streamd.telemetry import ComponentState
@@ -243,3 +244,43 @@ async def test_session_lost_during_the_snapshot_is_retried_not_crashed() -> None
             await publish_and_expect(sim, emit, ["d1"])
         agent_snapshots = [e for e in emit.events if e.snapshot and isinstance(e.data, AgentState)]
         assert len(agent_snapshots) == 3  # only the second, complete snapshot was published
+
+
+class GatedEmit(MemoryEmit):
+    """Snapshots (``emit(...)``) pass; ``push`` waits for ``gate``: a pipeline that is backed up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.waiting = 0
+
+    async def push(self, events: Sequence[Event]) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await super().push(events)
+
+
+async def test_stop_pushes_the_events_already_read_from_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[Event] = []
+    to_events = chunk.to_events
+
+    def counting(source: str, items: Any, *, snapshot: bool = False) -> list[Event]:
+        events = to_events(source, items, snapshot=snapshot)
+        decoded.extend(events)
+        return events
+
+    emit = GatedEmit()
+    refs = [f"s{i}" for i in range(8)]
+    async with O2GSimulator(agents=1, events_per_chunk=1) as sim:
+        source = make_source(sim)
+        monkeypatch.setattr(chunk, "to_events", counting)  # to know what the pump has decoded
+        with anyio.fail_after(3):
+            async with anyio.create_task_group() as tg:
+                await tg.start(source.run, emit)
+                for ref in refs:  # one chunk each: the first push blocks, the rest queue up in the pump
+                    sim.publish(call(ref))
+                await until(lambda: len(decoded) == len(refs) and emit.waiting == 1)
+                tg.cancel_scope.cancel()  # stop while O2G's events sit decoded in streamd's memory
+                emit.gate.set()  # the pipeline takes them again during the stop
+        assert call_refs(emit) == refs
+        assert sim.subscriptions() == []  # and the teardown still unsubscribed

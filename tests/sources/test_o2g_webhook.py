@@ -12,12 +12,14 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from streamd.errors import PublishError
 from streamd.events import AgentState, DeadLetter, Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator, serve_app
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
 from streamd.sources.o2g.webhook import WebhookReceiver, cookie_candidates
+from streamd.telemetry import ERRORS
 from tests.helpers import MemoryWebhooks, running, source_deps
 
 from .o2g_helpers import call, call_refs, until
@@ -118,3 +120,50 @@ def test_cookie_candidates_cover_whole_value_named_and_url_encoded_forms() -> No
     assert "abc" in cookie_candidates("subscriptionId=abc; other=1")
     assert "abc" in cookie_candidates("AlcUserId%3Dabc")
     assert "abc" not in cookie_candidates("abcd; xabc=y")
+
+
+class RefusingEmit(MemoryEmit):
+    """Stores events like ``MemoryEmit`` but raises ``refusal`` (when set) instead of storing them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusal: Exception | None = None
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+        await super().__call__(events)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [PublishError("kafka did not acknowledge and the spool failed"), anyio.ClosedResourceError()],
+    ids=["publish_error", "emitter_closed"],
+)
+async def test_webhook_answers_503_without_a_traceback_when_the_events_cannot_be_made_durable(
+    refusal: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    emit = RefusingEmit()
+    async with O2GSimulator(agents=1) as sim, webhook_source(sim, emit):
+        before = errors_counted("pbx1")
+        emit.refusal = refusal
+        sim.publish(call("r1"))
+        await until(lambda: any(status == 503 for _, status in sim.webhook_log))
+        emit.refusal = None  # Kafka is back: O2G's retry of the same POST succeeds
+        await until(lambda: call_refs(emit) == ["r1"])
+        statuses = [status for _, status in sim.webhook_log]
+        assert statuses[-1] == 200
+        assert set(statuses[:-1]) == {503}
+        assert errors_counted("pbx1") > before
+    assert not [r for r in caplog.records if r.exc_info]  # a handled answer, not a crash
+
+
+def errors_counted(source: str) -> float:
+    return sum(
+        s.value
+        for m in ERRORS.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+        and s.labels.get("source") == source
+        and s.labels.get("stage") == "webhook"
+    )

@@ -117,3 +117,36 @@ async def test_report_forbidden_is_fatal() -> None:
         sim.fail("historic", 403)
         with pytest.raises(AuthError, match="LT39K5C5"):
             await historic_source(sim, MemoryCursors(), Clock(T0 + timedelta(hours=1))).run(MemoryEmit())
+
+
+async def test_daily_periods_stay_on_local_midnight_across_both_dst_changes() -> None:
+    daily = {"every": "1d", "timezone": "America/Chicago"}
+    cursors = MemoryCursors()
+    async with XimaSimulator() as sim:
+        spring = MemoryEmit()
+        clock = Clock(datetime(2026, 3, 11, 12, tzinfo=UTC))
+        async with running(
+            historic_source(sim, cursors, clock, start="2026-03-07T00:00:00", **daily), spring
+        ):
+            await until(lambda: len(periods(spring)) == 4)
+            await anyio.sleep(0.05)  # nothing more is due
+        assert periods(spring) == [
+            "2026-03-07T00:00:00.000-06:00",
+            "2026-03-08T00:00:00.000-06:00",  # 23 h long
+            "2026-03-09T00:00:00.000-05:00",
+            "2026-03-10T00:00:00.000-05:00",
+        ]
+        assert sim.historic_calls[1][1:] == ("2026-03-08T00:00:00.000-06:00", "2026-03-08T23:59:59.999-05:00")
+        fall = MemoryEmit()
+        clock.now = datetime(2026, 11, 4, 12, tzinfo=UTC)
+        cursors.saved.clear()
+        async with running(historic_source(sim, cursors, clock, start="2026-10-31T00:00:00", **daily), fall):
+            await until(lambda: len(periods(fall)) == 4)
+            await anyio.sleep(0.05)
+        assert periods(fall) == [
+            "2026-10-31T00:00:00.000-05:00",
+            "2026-11-01T00:00:00.000-05:00",  # 25 h long
+            "2026-11-02T00:00:00.000-06:00",
+            "2026-11-03T00:00:00.000-06:00",
+        ]
+        assert sim.historic_calls[5][1:] == ("2026-11-01T00:00:00.000-05:00", "2026-11-01T23:59:59.999-06:00")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import anyio
 import pytest
 
 from streamd.errors import AuthError, FatalError
+from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import WsPlan, XimaSimulator
 from tests.helpers import running, until
@@ -148,3 +149,33 @@ async def test_socket_closed_right_after_accept_does_not_reset_the_backoff() -> 
             await until(lambda: resets == 2)
             await anyio.sleep(0.1)
         assert resets == 2  # the start, then the one healthy connection; not once per accept
+
+
+class GatedEmit(MemoryEmit):
+    """REST baselines (``emit(...)``) pass; ``push`` waits for ``gate``: a pipeline that is backed up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.waiting = 0
+
+    async def push(self, events: Sequence[Event]) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await super().push(events)
+
+
+async def test_stop_still_pushes_the_message_already_received() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        emit = GatedEmit()
+        source = make_source(sim, mode="websocket", metrics=["K0QUEUED"])
+        with anyio.fail_after(3):
+            async with anyio.create_task_group() as tg:
+                await tg.start(source.run, emit)
+                await until(lambda: bool(sim._subscribers))
+                sim.values[("K0QUEUED", "Sales")]["count"] = 41
+                sim._push([("K0QUEUED", "Sales")])
+                await until(lambda: emit.waiting == 1)  # received, applied, its push blocked
+                tg.cancel_scope.cancel()  # stop while the message sits in streamd's memory
+                emit.gate.set()  # the pipeline takes it again during the stop
+        assert any(not e.snapshot and e.data.value.count == 41 for e in values(emit))

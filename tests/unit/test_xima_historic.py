@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -9,10 +10,18 @@ import pytest
 
 from streamd.errors import NormalizationError
 from streamd.sources.xima.config import XimaHistoricReport
-from streamd.sources.xima.historic import align, report_events, request_body
+from streamd.sources.xima.historic import (
+    align,
+    next_start,
+    previous_start,
+    report_events,
+    request_body,
+    stamp,
+)
 from streamd.sources.xima.models import HistoricRow, HistoricSummary
 
 DENVER = ZoneInfo("America/Denver")
+CHICAGO = ZoneInfo("America/Chicago")
 
 # seed 001 L44-179 (one row; summary items abbreviated to two)
 SEED_REPORT = {
@@ -80,6 +89,58 @@ def test_periods_align_to_local_midnight() -> None:
     when = datetime(2019, 9, 9, 7, 22, tzinfo=UTC)  # 01:22 in Denver
     assert align(when, 900, DENVER) == datetime(2019, 9, 9, 1, 15, tzinfo=DENVER)
     assert align(when, 86400, DENVER) == datetime(2019, 9, 9, tzinfo=DENVER)
+
+
+def periods(start: datetime, every: float, zone: ZoneInfo, n: int) -> list[str]:
+    """``n`` period starts from ``start`` on, stepped with ``next_start``, as the cursor stamps them."""
+    out = [start]
+    for _ in range(n - 1):
+        out.append(next_start(out[-1], every, zone))
+    for earlier, later in itertools.pairwise(out):  # previous_start inverts next_start
+        assert previous_start(later, every, zone).astimezone(UTC) == earlier.astimezone(UTC)
+    return [stamp(p) for p in out]
+
+
+def test_daily_periods_stay_on_local_midnight_across_both_dst_changes() -> None:
+    assert periods(datetime(2026, 3, 7, tzinfo=CHICAGO), 86400, CHICAGO, 4) == [
+        "2026-03-07T00:00:00.000-06:00",
+        "2026-03-08T00:00:00.000-06:00",  # a 23 h day
+        "2026-03-09T00:00:00.000-05:00",
+        "2026-03-10T00:00:00.000-05:00",
+    ]
+    assert periods(datetime(2026, 10, 31, tzinfo=CHICAGO), 86400, CHICAGO, 4) == [
+        "2026-10-31T00:00:00.000-05:00",
+        "2026-11-01T00:00:00.000-05:00",  # a 25 h day
+        "2026-11-02T00:00:00.000-06:00",
+        "2026-11-03T00:00:00.000-06:00",
+    ]
+
+
+def test_hourly_periods_stay_on_the_hour_and_cover_every_hour_once() -> None:
+    assert periods(datetime(2026, 3, 8, 1, tzinfo=CHICAGO), 3600, CHICAGO, 3) == [
+        "2026-03-08T01:00:00.000-06:00",
+        "2026-03-08T03:00:00.000-05:00",  # 02:00 does not exist
+        "2026-03-08T04:00:00.000-05:00",
+    ]
+    assert periods(datetime(2026, 11, 1, 0, tzinfo=CHICAGO), 3600, CHICAGO, 4) == [
+        "2026-11-01T00:00:00.000-05:00",
+        "2026-11-01T01:00:00.000-05:00",
+        "2026-11-01T01:00:00.000-06:00",  # the repeated hour is a period of its own
+        "2026-11-01T02:00:00.000-06:00",
+    ]
+    assert periods(datetime(2026, 11, 1, 0, tzinfo=CHICAGO), 7200, CHICAGO, 3) == [
+        "2026-11-01T00:00:00.000-05:00",
+        "2026-11-01T02:00:00.000-06:00",  # a 3 h period: 01:00 CST is not a 2 h boundary
+        "2026-11-01T04:00:00.000-06:00",
+    ]
+
+
+def test_sub_hour_periods_step_in_absolute_time() -> None:
+    assert periods(datetime(2026, 3, 8, 1, 30, tzinfo=CHICAGO), 900, CHICAGO, 3) == [
+        "2026-03-08T01:30:00.000-06:00",
+        "2026-03-08T01:45:00.000-06:00",
+        "2026-03-08T03:00:00.000-05:00",
+    ]
 
 
 def test_seed_report_becomes_rows_and_a_summary() -> None:

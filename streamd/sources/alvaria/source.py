@@ -11,8 +11,11 @@ Rules:
 3. Statuses go through :func:`check_status` (429 -> ``BackOff`` honouring ``Retry-After``, 408/5xx
    -> ``TransientError``). A 429 closes the source-wide :class:`RateGate` (quotas are per
    ``x-api-key``, 003 L51): until it reopens every query raises ``BackOff`` for the rest of the
-   wait instead of sending a request. A 404 for one scope (an unknown team / worktype / list) is
-   counted, logged once, and that scope is skipped, so one stale id does not stop the others.
+   wait instead of sending a request. A 404 for one scope (an unknown team / worktype / list) and
+   a 403 for one scope (one the client may not see) are counted, logged once per transition, and
+   that scope is skipped, so one stale or hidden id does not stop the others. A 403 on every scope
+   of a query in one cycle (a wrong API key, an org-wide query refused) is an ``AuthError``: fatal,
+   as are the token endpoint's refusals.
 4. Bad bodies and bad rows never crash the source: they become ``DeadLetter`` events and are
    counted (``count_error(source, "processing", error_type)``).
 5. Each query's ``run_forever`` reports to a silent per-query :class:`QueryHealth`; the source's
@@ -35,7 +38,7 @@ import orjson
 from anyio.abc import TaskStatus
 from pydantic import ValidationError
 
-from streamd.errors import BackOff, NormalizationError
+from streamd.errors import AuthError, BackOff, NormalizationError
 from streamd.events import DeadLetter, Event, utcnow
 from streamd.retry import backoff, run_forever
 from streamd.sources.alvaria.auth import AlvariaAuth
@@ -80,6 +83,11 @@ SCOPE_PARAMS: dict[str, str] = {
 }
 
 Cursor = Mapping[str | None, ScopeState]
+SKIPPED_SCOPE: dict[int, tuple[str, str]] = {
+    404: ("not_found", "not found"),
+    403: ("forbidden", "not visible to this client"),
+}
+"""Answers that skip one scope of a query (error type, log text) instead of failing the source."""
 
 
 def scopes_of(config: AlvariaSourceConfig, query: QueryName) -> list[str | None]:
@@ -156,7 +164,7 @@ class QuerySpec:
         self.report_logon = "userActivity" not in config.enabled_queries()
         self._validate = ROW_MODELS[query].__pydantic_validator__.validate_python  # skips a wrapper layer
         self._acked: Cursor = {}
-        self._missing: set[str | None] = set()
+        self._missing: dict[str | None, int] = {}  # skipped scope -> the status it answered
 
     def load_cursor(self, saved: str | None) -> Cursor:
         """The last acknowledged state (in memory only; a restart starts with a snapshot)."""
@@ -171,9 +179,12 @@ class QuerySpec:
         self._acked = cursor  # the poller only hands back a cursor once its events were emitted
         state = dict(cursor)
         events: list[Event] = []
+        refused: list[str | None] = []
         for scope in self.scopes:
             body = await self._get(scope)
             if body is None:
+                if self._missing.get(scope) == 403:
+                    refused.append(scope)
                 continue
             observed = self.wallclock()
             try:
@@ -198,6 +209,11 @@ class QuerySpec:
                 log.warning("alvaria %s %s %s: empty answer held back", self.config.name, self.query, scope)
             events += self._events(result, scope, observed, full)
             state[scope] = result.state
+        if refused and len(refused) == len(self.scopes):
+            raise AuthError(
+                f"alvaria GET {self.query}: HTTP 403 for every scope ({', '.join(map(str, refused))}): "
+                "check the API key and the client's permissions"
+            )
         return PollResult(events, state)
 
     def _check(self, row: Row) -> None:
@@ -218,12 +234,19 @@ class QuerySpec:
         self.gate.check(what)
         with httpx_errors():
             response = await self.client.get(self.url, params=params)
-        if response.status_code == 404:
-            count_error(self.config.name, "fetch", "not_found")
-            if scope not in self._missing:  # log the transition, not every poll
-                self._missing.add(scope)
+        status = response.status_code
+        if status in SKIPPED_SCOPE and (status == 404 or scope is not None):
+            error_type, why = SKIPPED_SCOPE[status]
+            count_error(self.config.name, "fetch", error_type)
+            if self._missing.get(scope) != status:  # log the transition, not every poll
+                self._missing[scope] = status
                 log.warning(
-                    "alvaria %s %s: %s not found (HTTP 404), skipped", self.config.name, self.query, scope
+                    "alvaria %s %s: %s %s (HTTP %d), skipped",
+                    self.config.name,
+                    self.query,
+                    scope,
+                    why,
+                    status,
                 )
             return None
         try:
@@ -233,8 +256,8 @@ class QuerySpec:
                 self.gate.close_for(exc.delay)
             raise
         if scope in self._missing:
-            self._missing.discard(scope)
-            log.info("alvaria %s %s: %s found again", self.config.name, self.query, scope)
+            del self._missing[scope]
+            log.info("alvaria %s %s: %s available again", self.config.name, self.query, scope)
         return response.content
 
     def _events(self, result: DiffResult, scope: str | None, observed: datetime, full: bool) -> list[Event]:

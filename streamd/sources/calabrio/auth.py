@@ -23,10 +23,11 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 import orjson
+from pydantic import SecretStr
 
 from streamd.errors import AuthError, StreamdError, VendorProtocolError
 from streamd.sources.http import check_status, httpx_errors
@@ -93,6 +94,49 @@ def session_timeout_from(response: httpx.Response) -> float | None:
         return float(data["sessionTimeout"]) * 60.0 if data.get("sessionTimeout") else None
     except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
         return None
+
+
+class AuthConfig(Protocol):
+    """The config fields a Calabrio login needs (the source's and the RTDC sink's configs have them)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> SecretStr: ...
+    @property
+    def tenant_id(self) -> str | None: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def locale(self) -> str: ...
+    @property
+    def login_field(self) -> Literal["username", "userId", "both"]: ...
+    @property
+    def session_idle(self) -> float: ...
+    @property
+    def authorize_path(self) -> str: ...
+
+
+def auth_for(cfg: AuthConfig) -> CalabrioAuth:
+    """The session auth for the Calabrio user of a source or sink config.
+
+    Args:
+        cfg: any config with the login fields (:class:`AuthConfig`).
+
+    Returns:
+        A fresh :class:`CalabrioAuth` for ``cfg.url`` + ``cfg.authorize_path``.
+    """
+    credentials = Credentials(
+        username=cfg.username,
+        password=cfg.password.get_secret_value(),
+        tenant_id=cfg.tenant_id,
+        language=cfg.language,
+        locale=cfg.locale,
+        login_field=cfg.login_field,
+    )
+    return CalabrioAuth(credentials, cfg.url.rstrip("/") + cfg.authorize_path, idle=cfg.session_idle)
 
 
 class CalabrioAuth(httpx.Auth):

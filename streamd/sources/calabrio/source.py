@@ -38,7 +38,7 @@ from streamd.events import DEADLETTER_TOPIC, Event
 from streamd.retry import backoff, run_forever
 from streamd.sources import base
 from streamd.sources.calabrio import normalize, window
-from streamd.sources.calabrio.auth import CalabrioAuth, Credentials, logout
+from streamd.sources.calabrio.auth import auth_for, logout
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.models import AgentRef
 from streamd.sources.calabrio.window import WindowCursor
@@ -254,18 +254,7 @@ class CalabrioSource:
         self.sleep = sleep
         self.delays = delays
         self.cycles = cycles
-        self.auth = CalabrioAuth(
-            Credentials(
-                username=cfg.username,
-                password=cfg.password.get_secret_value(),
-                tenant_id=cfg.tenant_id,
-                language=cfg.language,
-                locale=cfg.locale,
-                login_field=cfg.login_field,
-            ),
-            cfg.url.rstrip("/") + cfg.authorize_path,
-            idle=cfg.session_idle,
-        )
+        self.auth = auth_for(cfg)
         self.reference = ReferenceCache(cfg, time.monotonic)
 
     async def run(

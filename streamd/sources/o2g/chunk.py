@@ -5,7 +5,9 @@ Rules:
 1. The pump is ``async for chunk in response.aiter_bytes(): decoder.feed(chunk)``; the decoder
    (:class:`~streamd.sources.o2g.protocol.O2GEventDecoder`) does the framing, this module the I/O.
 2. At most one ``emit.push`` per received chunk (all its events at once), never one per event;
-   chunks that arrive while a push is in progress are coalesced into the next push.
+   chunks that arrive while a push is in progress are coalesced into the next push. A stop
+   (cancellation) ends the reading first, then pushes what was already decoded, shielded, within
+   ``STOP_GRACE``: O2G removed those events from its queue and the teardown unsubscribes.
 3. Keepalives (``OnChannelInformation``) are liveness only: they reset the idle timer (the httpx
    read timeout is the idle timeout: no byte for ``idle_timeout`` raises) and are never published.
 4. A malformed object becomes a dead letter (and a counted error); the stream goes on.
@@ -39,6 +41,8 @@ log = logging.getLogger("streamd.sources.o2g")
 
 PUSH_QUEUE = 16
 """Decoded chunks waiting for the pusher; a full queue stops reading the socket (backpressure)."""
+STOP_GRACE = 1.0
+"""Seconds a stop waits for the events already read to be pushed (then the teardown's 2 s follow)."""
 MAX_FRUITLESS_REOPENS = 3
 """Consecutive channels that end without a single byte before the session is given up."""
 
@@ -75,13 +79,24 @@ def to_events(
     return events
 
 
-async def pump(response: httpx.Response, emit: Emit, *, source: str, max_event_size: int) -> int:
+async def pump(
+    response: httpx.Response,
+    emit: Emit,
+    *,
+    source: str,
+    max_event_size: int,
+    stop_grace: float = STOP_GRACE,
+) -> int:
     """Read one open channel until it ends cleanly; return the number of bytes received.
 
     The events of each chunk go, in order, through a small bounded queue to one pusher task that
     sends whatever has piled up in a single ``emit.push``: one push per chunk when the pipeline
     keeps up, fewer (coalesced) when it does not, so a server writing one event per HTTP chunk
     does not cost one pipeline batch per event. Events decoded before a failure are still pushed.
+
+    On cancellation (stop) reading stops first; the pusher is shielded from the stop and gets
+    ``stop_grace`` seconds to push what was already decoded (O2G has removed those events from its
+    queue, and the teardown unsubscribes), then it is cancelled.
 
     Raises:
         TransientError: the read timed out (idle) or the connection broke.
@@ -90,13 +105,25 @@ async def pump(response: httpx.Response, emit: Emit, *, source: str, max_event_s
     send, receive = anyio.create_memory_object_stream[list[Event]](max_buffer_size=PUSH_QUEUE)
     failures: list[StreamdError] = []
     received = 0
+    pushed = anyio.Event()
+    pusher = anyio.CancelScope(shield=True)  # only a stop's grace (below) cancels it
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_push_coalesced, receive, emit, failures, tg.cancel_scope)
+        tg.start_soon(_push_coalesced, receive, emit, failures, tg.cancel_scope, pusher, pushed)
         try:
-            async with send:
-                received = await _read(response, send, source, max_event_size)
-        except (TransientError, VendorProtocolError) as exc:
-            failures.insert(0, exc)
+            try:
+                async with send:
+                    received = await _read(response, send, source, max_event_size)
+            except (TransientError, VendorProtocolError) as exc:
+                failures.insert(0, exc)
+            await pushed.wait()  # the channel ended: push everything read (backpressure applies)
+        except anyio.get_cancelled_exc_class():
+            with anyio.move_on_after(stop_grace, shield=True):
+                await pushed.wait()
+            if not pushed.is_set():
+                count_error(source, "chunk", "stop_grace")
+                log.warning("o2g %s: events read before the stop not pushed within %.1fs", source, stop_grace)
+            pusher.cancel()
+            raise
     if failures:
         raise failures[0]
     return received
@@ -124,21 +151,26 @@ async def _push_coalesced(
     emit: Emit,
     failures: list[StreamdError],
     scope: anyio.CancelScope,
+    pusher: anyio.CancelScope,
+    pushed: anyio.Event,
 ) -> None:
-    async with receive:
-        async for events in receive:
-            batch = list(events)
-            while True:
+    try:
+        with pusher, receive:
+            async for events in receive:
+                batch = list(events)
+                while True:
+                    try:
+                        batch.extend(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
                 try:
-                    batch.extend(receive.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-            try:
-                await emit.push(batch)
-            except StreamdError as exc:  # surfaces unwrapped from pump(), not as an ExceptionGroup
-                failures.append(exc)
-                scope.cancel()
-                return
+                    await emit.push(batch)
+                except StreamdError as exc:  # surfaces unwrapped from pump(), not as an ExceptionGroup
+                    failures.append(exc)
+                    scope.cancel()
+                    return
+    finally:
+        pushed.set()
 
 
 async def read_subscription(

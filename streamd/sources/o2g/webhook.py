@@ -12,7 +12,9 @@ Rules:
    only O2G and streamd know. Anything else: 403.
 3. An unparseable body answers 400, after the body was put on the dead-letter topic.
 4. 2xx only once the events are durable (``await emit(events)``: Kafka ack or spool), within
-   ``deadline`` seconds; past it 503 (counted), so O2G may retry. Keepalives answer 200 at once.
+   ``deadline`` seconds; past it, when Kafka and the spool refuse (``PublishError``) or when the
+   emitter is already closed (a POST during shutdown): 503, counted, one warning line and no
+   traceback, so O2G retries. Keepalives answer 200 at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from streamd.errors import VendorProtocolError
+from streamd.errors import PublishError, VendorProtocolError
+from streamd.events import Event
 from streamd.sources.base import Emit
 from streamd.sources.o2g.chunk import dead_letter, to_events
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
@@ -89,23 +92,35 @@ class WebhookReceiver:
         body = await request.body()
         items = self._parse(body)
         if items is None:
-            with anyio.move_on_after(self.deadline):
-                await self.emit(
-                    [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
-                )
+            events = [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
+            await self._durable(events)  # 400 either way: the same body would fail again
             return Response("unparseable body", status_code=400)
         events = to_events(self.source, items)
-        if events:
-            try:
-                with anyio.fail_after(self.deadline):
-                    await self.emit(events)
-            except TimeoutError:
-                count_error(self.source, "webhook", "deadline", len(events))
-                log.warning(
-                    "o2g %s: webhook events not durable within %.1fs: 503", self.source, self.deadline
-                )
-                return Response("not durable in time", status_code=503)
+        if events and (refused := await self._durable(events)) is not None:
+            return Response(f"events not accepted: {refused}", status_code=503)  # no internals in the body
         return Response(status_code=200)
+
+    async def _durable(self, events: list[Event]) -> str | None:
+        """``await emit(events)`` within the deadline; None once durable, else the counted error type.
+
+        A missed deadline, Kafka and the spool refusing (``PublishError``) and an emitter already
+        closed by the shutdown (``ClosedResourceError``/``BrokenResourceError``) are expected
+        answers, not bugs: O2G gets a 503 and retries the POST later.
+        """
+        try:
+            with anyio.fail_after(self.deadline):
+                await self.emit(events)
+        except TimeoutError:
+            error_type, why = "deadline", f"not durable within {self.deadline:.1f}s"
+        except PublishError as exc:
+            error_type, why = "publish_failed", f"not durable: {exc}"
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            error_type, why = "shutting_down", "not accepted: streamd is shutting down"
+        else:
+            return None
+        count_error(self.source, "webhook", error_type, len(events))
+        log.warning("o2g %s: webhook events %s", self.source, why)
+        return error_type
 
     def _secret_ok(self, request: Request) -> bool:
         assert self.secret is not None

@@ -10,7 +10,9 @@ Rules:
 2. A period is exported once ``end + lag`` has passed; overdue periods are exported back to back
    (``next_in=0``), one period per cycle, each acknowledged before the next.
 3. Without a stored cursor the export starts at ``start`` (config) or with the last complete period.
-   Periods align to midnight of ``timezone``; ``every`` divides 24h (validated).
+   Periods align to midnight of ``timezone``; ``every`` divides 24h (validated). Periods of whole
+   hours step in local wall-clock time (:func:`next_start`), so ``every: 1d`` stays on local
+   midnight across DST changes (a 23 h and a 25 h day); sub-hour periods step in absolute time.
 4. The request timeframe is ``start`` .. ``end - 1 ms`` (the seed's inclusive ``23:59:59`` end style,
    with millisecond precision so no instant is lost), written with the zone's offset.
 5. Each period yields one ``xima.historic.Row`` per report row and one ``xima.historic.Summary``
@@ -55,6 +57,52 @@ def align(when: datetime, every: float, zone: ZoneInfo) -> datetime:
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     elapsed = (local - midnight).total_seconds()
     return midnight + timedelta(seconds=(elapsed // every) * every)
+
+
+def _instants(wall: datetime, zone: ZoneInfo, every: float) -> list[datetime]:
+    """The UTC instants at which the naive local ``wall`` time occurs in ``zone``, as period boundaries.
+
+    A skipped wall time (spring forward) becomes the end of the gap; a repeated one (fall back) is a
+    boundary at its second occurrence too only when the repeat lasts a whole period (hourly periods
+    over a one-hour fall back), so no period is shorter than ``every`` because of it.
+    """
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second or first.astimezone(zone).replace(tzinfo=None) != wall:
+        return [first]  # an ordinary time, or a skipped one: fold=0 maps it past the gap
+    return [first, second] if (second - first).total_seconds() >= every else [first]
+
+
+def next_start(cursor: datetime, every: float, zone: ZoneInfo) -> datetime:
+    """The start of the period after the one starting at ``cursor``.
+
+    Periods of a whole number of hours step in local wall-clock time: the next boundary is the first
+    instant strictly after ``cursor`` whose local time is aligned to midnight, so a daily period stays
+    on local midnight across DST (23 h and 25 h days) and hourly periods stay on the hour. Sub-hour
+    periods step in absolute time (every offset in use is a multiple of 15 min).
+    """
+    if every < 3600 or every % 3600:
+        return (cursor.astimezone(UTC) + timedelta(seconds=every)).astimezone(zone)
+    after = cursor.astimezone(UTC)
+    local = cursor.astimezone(zone).replace(tzinfo=None)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    wall = midnight + timedelta(seconds=((local - midnight).total_seconds() // every) * every)
+    while True:  # at most a few steps: the aligned wall time at or before the cursor, then onwards
+        for instant in _instants(wall, zone, every):
+            if instant > after:
+                return instant.astimezone(zone)
+        wall += timedelta(seconds=every)
+
+
+def previous_start(start: datetime, every: float, zone: ZoneInfo) -> datetime:
+    """The start of the period before the one starting at ``start`` (the inverse of :func:`next_start`).
+
+    (Instants are compared in UTC: Python compares two datetimes of the same zone by wall time.)
+    """
+    earlier = align(start.astimezone(UTC) - timedelta(seconds=every + 7200), every, zone)
+    while (following := next_start(earlier, every, zone)).astimezone(UTC) < start.astimezone(UTC):
+        earlier = following
+    return earlier.astimezone(zone)
 
 
 def stamp(when: datetime) -> str:
@@ -158,7 +206,7 @@ class HistoricSpec:
             )
             return align(start, every, self.zone)
         current = align(self.now() - timedelta(seconds=self.report.lag), every, self.zone)
-        return (current.astimezone(UTC) - timedelta(seconds=every)).astimezone(self.zone)
+        return previous_start(current, every, self.zone)
 
     def dump_cursor(self, cursor: datetime) -> str:
         """ISO-8601 with offset."""
@@ -166,12 +214,12 @@ class HistoricSpec:
 
     async def fetch(self, cursor: datetime) -> PollResult[datetime]:
         """Export the period starting at ``cursor`` when it is due; otherwise say when it will be."""
-        every = timedelta(seconds=self.report.every)
         lag = timedelta(seconds=self.report.lag)
-        end = (cursor.astimezone(UTC) + every).astimezone(self.zone)  # absolute time: DST-safe
+        end = next_start(cursor, self.report.every, self.zone)  # wall-clock steps for whole hours: DST-safe
         now = self.now()
-        if end + lag > now:
-            return PollResult((), cursor, next_in=(end + lag - now).total_seconds())
+        due = end.astimezone(UTC) + lag  # in UTC: arithmetic on a zone's datetime is wall-clock
+        if due > now:
+            return PollResult((), cursor, next_in=(due - now).total_seconds())
         body = await self.client.run_report(
             self.report.key, request_body(self.report, cursor, end), timeout=self.report.timeout
         )
@@ -180,5 +228,5 @@ class HistoricSpec:
         except NormalizationError as exc:
             events = dead_letters(self.source, [(exc, body)])
             count_dead(self.source, events)
-        wait = (end + every + lag - now).total_seconds()
+        wait = (next_start(end, self.report.every, self.zone).astimezone(UTC) + lag - now).total_seconds()
         return PollResult(events, end, next_in=max(0.0, wait))

@@ -19,12 +19,14 @@ Rules:
    source turns into a fall-back to polling when ``websocket_fallback`` is on.
 5. This module is the only Xima module that sees the ``websockets`` library (STYLE 7). Socket
    messages are pushed with ``emit.push`` (a push source cannot replay); REST baselines use
-   ``await emit(...)``. The URL carries the key, so it never appears in a log line or error.
+   ``await emit(...)``. A message already received is still pushed when the session is stopped
+   (shielded, at most ``STOP_GRACE`` seconds: :class:`StopGrace`); its values are already applied. The URL carries the key, so it never appears in a log line or error.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -43,6 +45,7 @@ from streamd.sources.xima.auth import websocket_query
 from streamd.sources.xima.client import SUBSCRIPTION_PATH
 from streamd.sources.xima.normalize import dead_letters, parse_entry
 from streamd.sources.xima.realtime import RealtimeCore, count_dead
+from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.xima")
 
@@ -53,6 +56,43 @@ class WebsocketUnavailable(FatalError):
 
 class _Resubscribe(Exception):
     """The active metric ids changed: open a new socket with the new list."""
+
+
+STOP_GRACE = 1.0
+"""Seconds a stop waits for the push of a message already received (its values are applied)."""
+
+
+class StopGrace:
+    """Lets a push under way outlive the cancellation of its task group, for ``grace`` seconds.
+
+    :meth:`watch` runs in the same task group and so learns of any cancellation of it (a stop, a
+    resubscribe, a failed sibling); :meth:`push` is shielded and bounded only from that moment on,
+    so backpressure in normal operation still blocks as long as it must.
+    """
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.deadline = math.inf
+        self._scopes: set[anyio.CancelScope] = set()
+
+    async def watch(self) -> None:
+        """Wait for the cancellation, then start the grace period of every push under way."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.deadline = anyio.current_time() + self.grace
+            for scope in self._scopes:
+                scope.deadline = min(scope.deadline, self.deadline)
+
+    async def push(self, emit: Emit, events: list[Event]) -> bool:
+        """``emit.push(events)``, shielded; False when the grace ran out before it returned."""
+        with anyio.CancelScope(shield=True, deadline=self.deadline) as scope:
+            self._scopes.add(scope)
+            try:
+                await emit.push(events)
+            finally:
+                self._scopes.discard(scope)
+        return not scope.cancelled_caught
 
 
 @asynccontextmanager
@@ -175,8 +215,10 @@ class RealtimeWebsocket:
                 tg.cancel_scope.cancel()
 
             healthy = anyio.Event()
+            grace = StopGrace(STOP_GRACE)
+            tg.start_soon(grace.watch)
             tg.start_soon(guarded, partial(self._housekeeping, emit, ids))
-            tg.start_soon(guarded, partial(self._read, ws, emit, healthy))
+            tg.start_soon(guarded, partial(self._read, ws, emit, healthy, grace))
             with anyio.move_on_after(min(cfg.ping_interval, 5.0)):
                 await healthy.wait()
             connected()
@@ -184,13 +226,18 @@ class RealtimeWebsocket:
             raise failure
         raise TransientError(f"xima {self.core.source}: websocket ended")
 
-    async def _read(self, ws: ClientConnection, emit: Emit, healthy: anyio.Event) -> None:
+    async def _read(self, ws: ClientConnection, emit: Emit, healthy: anyio.Event, grace: StopGrace) -> None:
         while True:
             message = await receive(ws, self.core.source)
             healthy.set()
             events = self.on_message(message)
-            if events:
-                await emit.push(events)
+            if events and not await grace.push(emit, events):
+                count_error(self.core.source, "websocket", "stop_grace", len(events))
+                log.warning(
+                    "xima %s: a received message was not pushed within %.1fs of the stop",
+                    self.core.source,
+                    grace.grace,
+                )
 
     def on_message(self, message: str | bytes) -> list[Event]:
         """Normalize one ``{key, value}`` socket message into events (dead letter when malformed)."""
