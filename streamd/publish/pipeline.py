@@ -118,6 +118,10 @@ class SourceEmit:
         counts = Counter(e.topic for e in batch.events)
         for topic, n in counts.items():
             t.EVENTS_RECEIVED.labels(self.source, topic).inc(n)
+        if DEADLETTER_TOPIC in counts:  # every source's dead letters are counted here, once
+            for e in batch.events:
+                if isinstance(e.data, DeadLetter):
+                    t.EVENTS_DEADLETTERED.labels(self.source, e.data.stage, e.data.error_type).inc()
         await self._stream.send(batch)
 
     async def aclose(self) -> None:
@@ -213,6 +217,7 @@ class Pipeline:
         error = f"{event.type} of {size} bytes exceeds kafka.max_request_size ({self.max_record_bytes})"
         log.error("%s: dead-lettered: %s", source, error)
         t.count_error(source, "publish", "record_too_large")
+        t.EVENTS_DEADLETTERED.labels(source, "publish", "record_too_large").inc()
         letter = DeadLetter.of(
             source=source,
             stage="publish",
@@ -296,6 +301,7 @@ class Pipeline:
             )
             error_type = type(exc).__name__
             t.count_error(source, "publish", error_type)
+            t.EVENTS_DEADLETTERED.labels(source, "publish", error_type).inc()
             log.error("%s: kafka refused a record for %s: %s", source, record.topic, exc)
             if record.topic == self.prefix + DEADLETTER_TOPIC:
                 continue  # the dead-letter topic itself refuses: logged and counted, nothing else to do

@@ -13,7 +13,7 @@ from streamd.embedded import EmbeddedBroker
 from streamd.events import Event
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
-from streamd.telemetry import EVENTS_PUBLISHED, EVENTS_SPOOLED
+from streamd.telemetry import EVENTS_DEADLETTERED, EVENTS_PUBLISHED, EVENTS_SPOOLED
 from tests.harness import kafka_publisher
 from tests.kafka_helpers import read_back
 
@@ -97,6 +97,7 @@ async def test_oversized_record_is_dead_lettered_and_blocks_nothing() -> None:
     """A record Kafka would refuse for good never reaches the spool (where it would block the
     records behind it): it becomes a dead letter, and the events around it flow."""
     big = Event(topic="poison", type="test.big.Item", source="s1", key="s1:big", data={"blob": "x" * 200_000})
+    dead_before = EVENTS_DEADLETTERED.labels("s1", "publish", "record_too_large")._value.get()
     small = _events(5, topic="poison")
     async with EmbeddedBroker() as bootstrap, kafka_publisher(bootstrap) as pub:
         spool = Spool(":memory:")
@@ -116,6 +117,7 @@ async def test_oversized_record_is_dead_lettered_and_blocks_nothing() -> None:
     assert value["stage"] == "publish"
     assert "test.big.Item" in value["error"]
     assert letter.key == b"s1"
+    assert EVENTS_DEADLETTERED.labels("s1", "publish", "record_too_large")._value.get() - dead_before == 1
 
 
 async def test_cancelled_pipeline_spools_what_it_holds(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.client import O2GClient
 from streamd.sources.o2g.normalize import normalize
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, is_channel_information
-from streamd.telemetry import EVENTS_DEADLETTERED, count_error
+from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.o2g")
 
@@ -49,7 +49,6 @@ MAX_FRUITLESS_REOPENS = 3
 
 def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> Event:
     """A counted dead-letter event for input that could not be decoded or normalized."""
-    EVENTS_DEADLETTERED.labels(source, stage, error_type).inc()
     count_error(source, stage, error_type)
     return DeadLetter.of(source=source, stage=stage, error_type=error_type, error=error, raw=raw).to_event()
 

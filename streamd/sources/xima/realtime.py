@@ -41,7 +41,7 @@ from streamd.sources.xima.normalize import (
     parse_metric_list,
     parse_values_body,
 )
-from streamd.telemetry import EVENTS_DEADLETTERED, count_error
+from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.xima")
 
@@ -66,7 +66,6 @@ def count_dead(source: str, events: Sequence[Event]) -> None:
         if e.topic == "deadletter":
             error_type = getattr(e.data, "error_type", "invalid_payload")
             count_error(source, "processing", error_type)
-            EVENTS_DEADLETTERED.labels(source, "processing", error_type).inc()
 
 
 @dataclass(slots=True)
