@@ -122,7 +122,12 @@ async def run_daemon(
                 await plugin(rt, root)
             pipeline.listeners.extend(rt.listeners)
             app = build_app(rt.health, webhooks, rt.extra_routes)
-            rt.http_port = await root.start(serve, app, config.http.host, config.http.port)
+            try:
+                rt.http_port = await root.start(serve, app, config.http.host, config.http.port)
+            except OSError as exc:
+                raise FatalError(
+                    f"http.listen {config.http.listen}: cannot listen: {exc.strerror or exc}"
+                ) from None
             pipeline_done, pipeline_scope = anyio.Event(), anyio.CancelScope()
             root.start_soon(_run_pipeline, pipeline, pipeline_done, pipeline_scope)
 

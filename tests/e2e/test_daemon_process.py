@@ -137,3 +137,22 @@ def _published(daemon: Daemon) -> float:
         for line in text.splitlines()
         if line.startswith("streamd_events_published_total{")
     )
+
+
+def test_busy_http_port_exits_nonzero_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, port, "{bootstrap_servers: embedded}")
+        daemon = Daemon(config, port, tmp_path / "daemon.log").start()
+        assert daemon.process is not None
+        try:
+            code = daemon.process.wait(timeout=30)
+        finally:
+            daemon.kill()
+    assert code == 1
+    assert f"streamd: fatal: http.listen 127.0.0.1:{port}: cannot listen" in daemon.log()
+    assert "Traceback" not in daemon.log()
