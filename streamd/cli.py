@@ -105,16 +105,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _find_fatal(exc: BaseException) -> StreamdError | None:
-    """The first streamd error inside (possibly nested) exception groups."""
-    if isinstance(exc, FatalError | StreamdError):
+    """The streamd error to print as one line, or None when ``exc`` holds anything else (a bug:
+    its traceback must show). Exception groups count only when every leaf is a streamd error."""
+    if isinstance(exc, StreamdError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find_fatal(inner)
-            if found is not None:
-                return found
-    if exc.__cause__ is not None and isinstance(exc.__cause__, StreamdError):
-        return exc.__cause__
+        leaves = [_find_fatal(inner) for inner in exc.exceptions]
+        if leaves and all(leaf is not None for leaf in leaves):
+            return next((leaf for leaf in leaves if isinstance(leaf, FatalError)), leaves[0])
     return None
 
 

@@ -35,3 +35,14 @@ def test_json_log_line_carries_extras() -> None:
     assert data["message"] == "source pbx1: retrying"
     assert data["component"] == "pbx1"
     assert data["time"].endswith("+00:00")
+
+
+def test_cli_prints_streamd_errors_as_one_line_but_keeps_bug_tracebacks() -> None:
+    from streamd.cli import _find_fatal
+    from streamd.errors import AuthError, TransientError
+
+    fatal = AuthError("bad password")
+    assert _find_fatal(fatal) is fatal
+    assert _find_fatal(ExceptionGroup("g", [TransientError("t"), ExceptionGroup("h", [fatal])])) is fatal
+    assert _find_fatal(ExceptionGroup("g", [fatal, KeyError("bug")])) is None
+    assert _find_fatal(KeyError("bug")) is None
