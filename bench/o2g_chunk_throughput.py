@@ -47,7 +47,8 @@ def published(source: str) -> float:
     )
 
 
-async def start_simulator(agents: int) -> tuple[subprocess.Popen[bytes], str]:
+async def start_simulator(agents: int, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m streamd.sim.o2g`` (``extra``: more arguments) and wait until it answers."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -61,6 +62,7 @@ async def start_simulator(agents: int) -> tuple[subprocess.Popen[bytes], str]:
         "0",
         "--events-per-chunk",  # 1 = one event per HTTP chunk, as a real server may write them
         os.environ.get("O2G_EVENTS_PER_CHUNK", "512"),
+        *extra,
     ]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
     url = f"http://127.0.0.1:{port}"

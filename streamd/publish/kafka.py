@@ -42,6 +42,9 @@ log = logging.getLogger("streamd.kafka")
 
 Delivery = tuple["asyncio.Future[Any]", list[Record]]
 
+BATCH_BUILDER_MIN = 64
+"""Records for one partition in one unit from which a batch builder pays off over ``send()``."""
+
 COMPACTED = (AGENT_STATE_TOPIC, QUEUE_METRICS_TOPIC)
 
 
@@ -197,15 +200,17 @@ class KafkaPublisher:
         return [self.cfg.topic_prefix + t for t in (*COMPACTED, DEADLETTER_TOPIC)]
 
     async def send_many(self, records: Sequence[Record]) -> list[Delivery]:
-        """Queue records as per-partition batches; one delivery (future + its records) per batch.
+        """Queue records, keeping their order per partition; one delivery per future.
 
         Records are grouped by topic and partition (the default murmur2 partitioner on the key,
-        exactly as Kafka's clients choose, cached per key), keeping their order within each
-        partition, and appended to aiokafka batch builders: much cheaper per record than
-        ``send()``, which is the hot path's main cost.
+        exactly as Kafka's clients choose, cached per key). A large group goes into aiokafka batch
+        builders (``send_batch``): far cheaper per record than ``send()``. A small group is
+        appended with ``send()`` to the batch already lingering for that partition, because
+        ``send_batch`` waits until the partition's pending batch has drained: at low rates that
+        would serialise every unit behind one linger and one round trip.
 
         Raises:
-            PublishError: the producer could not queue a batch (broker down past the timeout).
+            PublishError: the producer could not queue a record (broker down past the timeout).
         """
         if self._producer is None:
             raise PublishError("the Kafka producer is not running")
@@ -217,26 +222,32 @@ class KafkaPublisher:
                 partition = await self._partition_of(producer, record)
                 groups.setdefault((record.topic, partition), []).append(record)
             for (topic, partition), group in groups.items():
-                batch, carried = producer.create_batch(), list[Record]()
-                for record in group:
-                    if (
-                        batch.append(
-                            key=record.key, value=record.value, timestamp=None, headers=record.headers
+                if len(group) < BATCH_BUILDER_MIN:
+                    for r in group:
+                        future = await producer.send(
+                            topic, r.value, key=r.key, partition=partition, headers=r.headers
                         )
-                        is None
-                    ):
-                        # full: send it and start the next (a builder always takes its first record)
-                        deliveries.append(
-                            (await producer.send_batch(batch, topic, partition=partition), carried)
-                        )
-                        batch, carried = producer.create_batch(), []
-                        batch.append(
-                            key=record.key, value=record.value, timestamp=None, headers=record.headers
-                        )
-                    carried.append(record)
-                deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
+                        deliveries.append((future, [r]))
+                else:
+                    deliveries.extend(await self._send_built(producer, topic, partition, group))
         except KafkaError as exc:
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        return deliveries
+
+    @staticmethod
+    async def _send_built(
+        producer: AIOKafkaProducer, topic: str, partition: int, group: list[Record]
+    ) -> list[Delivery]:
+        deliveries: list[Delivery] = []
+        batch, carried = producer.create_batch(), list[Record]()
+        for r in group:
+            if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers) is None:
+                # full: send it and start the next (a builder always takes its first record)
+                deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
+                batch, carried = producer.create_batch(), []
+                batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers)
+            carried.append(r)
+        deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
         return deliveries
 
     async def _partition_of(self, producer: AIOKafkaProducer, record: Record) -> int:

@@ -136,6 +136,7 @@ class O2GSimulator:
         keepalive_period: float = 60.0,
         webhook_cookie: str = "value",
         events_per_chunk: int = 512,
+        stamp: str | None = None,
         seed: int | None = 0,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -144,6 +145,7 @@ class O2GSimulator:
         self.session_ttl, self.keepalive_period, self.rate = session_ttl, keepalive_period, rate
         self.webhook_cookie = webhook_cookie  # "value": Cookie: <id>; "named": Cookie: subscriptionId=<id>
         self.events_per_chunk = events_per_chunk  # at most this many queued events per HTTP chunk
+        self.stamp = stamp  # a field added to every published event: time.time_ns() when queued
         self.host, self.port = host, port
         self.down = False
         self.refuse_subscriptions: str | None = None  # a message: every subscription is REFUSED
@@ -164,6 +166,7 @@ class O2GSimulator:
         self.pilots = self.traffic.pilots
         self._serving: AbstractAsyncContextManager[str] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._traffic_running = False
         self._http: httpx.AsyncClient | None = None
         self.url = ""
 
@@ -178,7 +181,7 @@ class O2GSimulator:
         self.url = await self._serving.__aenter__()
         self._tg.start_soon(self._reaper)
         if self.rate > 0:
-            self._tg.start_soon(self._traffic)
+            self._start_traffic()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -250,6 +253,8 @@ class O2GSimulator:
         """Queue events for every subscription whose selectors match; returns how many matched."""
         matched = 0
         for event in events:
+            if self.stamp is not None:  # for latency benchmarks: when the vendor wrote it
+                event = {**event, self.stamp: time.time_ns()}
             data = orjson.dumps(event) + b"\n"
             self.published += 1
             for sub in self._all_subs():
@@ -271,15 +276,24 @@ class O2GSimulator:
         self.publish(*produced)
         return produced
 
+    def _start_traffic(self) -> None:
+        if not self._traffic_running:
+            assert self._tg is not None
+            self._traffic_running = True
+            self._tg.start_soon(self._traffic)
+
     async def _traffic(self) -> None:
-        tick = 0.01 if self.rate >= 100 else 0.1
-        budget = 0.0
+        """Generate ``rate`` events per second, paced by the clock (sleeps overshoot; this does not)."""
+        budget, last = 0.0, time.monotonic()
         while True:
-            await anyio.sleep(tick)
-            budget += self.rate * tick
+            await anyio.sleep(0.001 if self.rate >= 1000 else 0.01 if self.rate >= 100 else 0.1)
+            now = time.monotonic()
+            budget, last = budget + self.rate * (now - last), now
             if budget >= 1 and not self.down:
-                self.generate(int(budget))
-                budget -= int(budget)
+                produced = self.generate(int(budget))
+                budget -= len(produced)  # a tick may yield a few events more: owed back
+            elif self.rate <= 0:
+                budget = 0.0
 
     async def _reaper(self) -> None:
         while True:
@@ -492,7 +506,9 @@ class O2GSimulator:
 
         ``POST /_sim/generate?n=N`` generates and publishes; ``POST /_sim/prepare?n=N`` generates
         without publishing and answers the events as NDJSON; ``POST /_sim/release`` publishes them;
-        ``POST /_sim/pause`` / ``resume`` stop and restart writing on the chunk channels.
+        ``POST /_sim/pause`` / ``resume`` stop and restart writing on the chunk channels;
+        ``POST /_sim/rate?rate=R`` sets the generated traffic to R events/s (0 stops it) and answers
+        how many events were published so far.
         """
         action, n = request.path_params["action"], int(request.query_params.get("n", "1"))
         if action == "generate":
@@ -505,6 +521,11 @@ class O2GSimulator:
         if action in ("pause", "resume"):
             self.silence(action == "pause")
             return _json({"silent": self._silent})
+        if action == "rate":
+            self.rate = float(request.query_params.get("rate", "0"))
+            if self.rate > 0:
+                self._start_traffic()
+            return _json({"rate": self.rate, "published": self.published})
         if action == "release":
             released, self._prepared = self._prepared, []
             return _json({"events": len(released), "matched": self.publish(*released)})
@@ -656,6 +677,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--events-per-chunk", type=int, default=512)
+    parser.add_argument("--stamp", default=None, help="add this field (time.time_ns() when queued) to events")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     with contextlib.suppress(KeyboardInterrupt):
@@ -666,6 +688,7 @@ def main() -> None:
                 agents=args.agents,
                 rate=args.rate,
                 events_per_chunk=args.events_per_chunk,
+                stamp=args.stamp,
             )
         )
 
