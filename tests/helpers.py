@@ -7,7 +7,7 @@ when its block ends (task groups live in async context managers the test enters,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from streamd.config_core import KafkaConfig
+from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sources.base import CursorStore, Source, SourceDeps, WebhookHandler, WebhookRegistry
 from streamd.telemetry import Component
@@ -132,3 +133,18 @@ async def until(condition: Callable[[], Any], timeout: float = 5.0, interval: fl
     with anyio.fail_after(timeout):
         while not condition():
             await anyio.sleep(interval)
+
+
+class GatedEmit(MemoryEmit):
+    """Durable ``emit(...)`` (snapshots, REST baselines) passes; ``push`` waits for ``gate``:
+    a pipeline that is backed up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.waiting = 0
+
+    async def push(self, events: Sequence[Event]) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await super().push(events)

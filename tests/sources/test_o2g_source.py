@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -19,7 +19,7 @@ from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
 from streamd.telemetry import ComponentState
 from tests import helpers
-from tests.helpers import source_deps
+from tests.helpers import GatedEmit, source_deps
 
 from .o2g_helpers import call, call_refs, until
 
@@ -244,20 +244,6 @@ async def test_session_lost_during_the_snapshot_is_retried_not_crashed() -> None
             await publish_and_expect(sim, emit, ["d1"])
         agent_snapshots = [e for e in emit.events if e.snapshot and isinstance(e.data, AgentState)]
         assert len(agent_snapshots) == 3  # only the second, complete snapshot was published
-
-
-class GatedEmit(MemoryEmit):
-    """Snapshots (``emit(...)``) pass; ``push`` waits for ``gate``: a pipeline that is backed up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = anyio.Event()
-        self.waiting = 0
-
-    async def push(self, events: Sequence[Event]) -> None:
-        self.waiting += 1
-        await self.gate.wait()
-        await super().push(events)
 
 
 async def test_stop_pushes_the_events_already_read_from_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import anyio
 import pytest
 
 from streamd.errors import AuthError, FatalError
-from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import WsPlan, XimaSimulator
-from tests.helpers import running, until
+from tests.helpers import GatedEmit, running, until
 
 from .xima_helpers import make_source, values
 
@@ -149,20 +148,6 @@ async def test_socket_closed_right_after_accept_does_not_reset_the_backoff() -> 
             await until(lambda: resets == 2)
             await anyio.sleep(0.1)
         assert resets == 2  # the start, then the one healthy connection; not once per accept
-
-
-class GatedEmit(MemoryEmit):
-    """REST baselines (``emit(...)``) pass; ``push`` waits for ``gate``: a pipeline that is backed up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = anyio.Event()
-        self.waiting = 0
-
-    async def push(self, events: Sequence[Event]) -> None:
-        self.waiting += 1
-        await self.gate.wait()
-        await super().push(events)
 
 
 async def test_stop_still_pushes_the_message_already_received() -> None:
