@@ -109,6 +109,7 @@ async def run_daemon(
             config.kafka.topic_prefix,
             queue_size=config.queue_size,
             max_record_bytes=config.kafka.max_request_size - 1024,  # room for the batch overhead
+            delivery_timeout=config.kafka.delivery_timeout,
         )
         webhooks = Webhooks()
         deps = [_deps(rt, spool, webhooks, s.name) for s in config.sources]
@@ -141,6 +142,8 @@ async def run_daemon(
                 rt.ready.set()
                 log.info("streamd running: %d sources, http on port %d", len(sources), rt.http_port)
 
+            for emit in emitters:  # also those of sources a stop during start-up never reached
+                await emit.aclose()
             # Sources and sinks are stopped: the pipeline drains what they queued, within the grace.
             with anyio.move_on_after(config.shutdown_grace) as grace:
                 await pipeline_done.wait()

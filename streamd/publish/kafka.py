@@ -42,6 +42,27 @@ log = logging.getLogger("streamd.kafka")
 
 Delivery = tuple["asyncio.Future[Any]", list[Record]]
 
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    """A delivery that already failed (the pipeline dead-letters non-retriable failures)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
+
+
+async def _send_one(producer: AIOKafkaProducer, topic: str, partition: int, r: Record) -> asyncio.Future[Any]:
+    """``send()`` one record; a record Kafka refuses for good becomes a failed delivery."""
+    try:
+        future: asyncio.Future[Any] = await producer.send(
+            topic, r.value, key=r.key, partition=partition, headers=r.headers
+        )
+    except KafkaError as exc:
+        if exc.retriable:
+            raise
+        return _failed(exc)  # e.g. MessageSizeTooLargeError, checked before anything is sent
+    return future
+
+
 BATCH_BUILDER_MIN = 64
 """Records for one partition in one unit from which a batch builder pays off over ``send()``."""
 
@@ -219,18 +240,24 @@ class KafkaPublisher:
         deliveries: list[Delivery] = []
         try:
             for record in records:
-                partition = await self._partition_of(producer, record)
+                try:
+                    partition = await self._partition_of(producer, record)
+                except KafkaError as exc:
+                    if exc.retriable:
+                        raise
+                    deliveries.append((_failed(exc), [record]))  # e.g. topic not authorised
+                    continue
                 groups.setdefault((record.topic, partition), []).append(record)
             for (topic, partition), group in groups.items():
                 if len(group) < BATCH_BUILDER_MIN:
                     for r in group:
-                        future = await producer.send(
-                            topic, r.value, key=r.key, partition=partition, headers=r.headers
-                        )
-                        deliveries.append((future, [r]))
+                        deliveries.append((await _send_one(producer, topic, partition, r), [r]))
                 else:
                     deliveries.extend(await self._send_built(producer, topic, partition, group))
-        except KafkaError as exc:
+        except (KafkaError, AssertionError) as exc:
+            # AssertionError: aiokafka's check of a cached partition the topic no longer has
+            self._partitions.clear()
+            self._by_key.clear()
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
         return deliveries
 

@@ -77,6 +77,7 @@ class Unit:
 
     batches: list[Batch]
     deliveries: list[Delivery] | None = None
+    deadline: float = float("inf")
     finished: bool = False
 
     @property
@@ -142,6 +143,7 @@ class Pipeline:
         listeners: Sequence[Listener] = (),
         coalesce: int = 10_000,
         max_record_bytes: int = 1_000_000,
+        delivery_timeout: float = 30.0,
     ) -> None:
         self.sender = sender
         self.spool = spool
@@ -149,6 +151,7 @@ class Pipeline:
         self.listeners = list(listeners)
         self.coalesce = coalesce
         self.max_record_bytes = max_record_bytes
+        self.delivery_timeout = delivery_timeout
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
         self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
         self._open: list[Unit] = []
@@ -193,6 +196,7 @@ class Pipeline:
             for batch in unit.batches:
                 batch.records = [self._encode(e, batch.source) for e in batch.events]
             if not self.spool.count:
+                unit.deadline = anyio.current_time() + self.delivery_timeout
                 unit.deliveries = await self._send_records(unit.records)
             await self._inflight_send.send(unit)
 
@@ -210,8 +214,21 @@ class Pipeline:
         return batches
 
     def _encode(self, event: Event, source: str) -> Record:
-        record = encode(event, self.prefix)
-        size = len(record.value) + len(record.key)
+        try:
+            record = encode(event, self.prefix)
+        except (TypeError, ValueError, UnicodeError) as exc:  # orjson.JSONEncodeError is a TypeError
+            log.error("%s: dead-lettered an event that cannot be encoded: %s", source, exc)
+            t.count_error(source, "encode", "unencodable")
+            t.EVENTS_DEADLETTERED.labels(source, "encode", "unencodable").inc()
+            letter = DeadLetter.of(
+                source=source,
+                stage="encode",
+                error_type="unencodable",
+                error=f"{event.type}: {exc}",
+                raw=repr(event.data)[:65536],
+            )
+            return encode(letter.to_event(), self.prefix)
+        size = len(record.value) + len(record.key) + sum(len(k) + len(v) for k, v in record.headers)
         if size <= self.max_record_bytes:
             return record
         error = f"{event.type} of {size} bytes exceeds kafka.max_request_size ({self.max_record_bytes})"
@@ -246,7 +263,7 @@ class Pipeline:
         if unit.deliveries is None:
             await self._spool_unit(unit)
         else:
-            retry, rejected = await _settle(unit.deliveries)
+            retry, rejected = await _settle(unit.deliveries, unit.deadline)
             if retry is not None or self.spool.count:
                 if retry is not None:
                     log.warning(
@@ -348,7 +365,13 @@ class Pipeline:
                     await self._spool_wakeup.wait()
                     self._spool_wakeup = anyio.Event()
                     continue
-                if not await self.drain_once():
+                try:
+                    drained = await self.drain_once()
+                except PublishError as exc:  # the spool database failed: try again, never crash
+                    log.error("outage spool: %s", exc)
+                    t.count_error("spool", "publish", "spool_failed")
+                    drained = False
+                if not drained:
                     await anyio.sleep(retry_every)
 
     async def drain_once(self, limit: int = 500) -> bool:
@@ -358,31 +381,64 @@ class Pipeline:
             await anyio.to_thread.run_sync(self.spool.recount)
             return True
         records = [r for _, r in rows]
+        deadline = anyio.current_time() + self.delivery_timeout
         deliveries = await self._send_records(records)
         if deliveries is None:
             return False
-        retry, rejected = await _settle(deliveries)
+        retry, rejected = await _settle(deliveries, deadline)
         if retry is not None:
             return False
         await self._reject(rejected)
         await anyio.to_thread.run_sync(self.spool.delete_through, rows[-1][0], records)
+        refused = {id(r) for r, _ in rejected}
+        for (source, topic), n in Counter(
+            (_source_of(r), r.topic.removeprefix(self.prefix)) for r in records if id(r) not in refused
+        ).items():
+            t.EVENTS_PUBLISHED.labels(source, topic).inc(n)
         t.SPOOL_DEPTH.set(self.spool.count)
         if not self.spool.count:
             log.info("outage spool drained; publishing directly again")
         return True
 
 
-async def _settle(deliveries: Sequence[Delivery]) -> tuple[str | None, list[tuple[Record, BaseException]]]:
-    """Wait for every delivery: the first retriable failure (or None), and the records refused
-    for good with their error."""
+async def _settle(
+    deliveries: Sequence[Delivery], deadline: float
+) -> tuple[str | None, list[tuple[Record, BaseException]]]:
+    """Wait for every delivery until ``deadline``: the first retriable failure (or None), and
+    the records refused for good with their error.
+
+    The deadline is streamd's own: an idempotent aiokafka producer retries a batch forever while
+    Kafka is down, so its futures alone would hold durable callers for the whole outage. A record
+    delivered after its deadline was spooled as well: a duplicate, never a loss.
+    """
     retry: str | None = None
     rejected: list[tuple[Record, BaseException]] = []
     for future, records in deliveries:
-        try:
-            await future
-        except Exception as exc:  # aiokafka delivery errors arrive here; each is reported
-            if getattr(exc, "retriable", True) or isinstance(exc, TimeoutError | OSError):
-                retry = retry or f"{type(exc).__name__}: {exc}"
-            else:
-                rejected.extend((r, exc) for r in records)
+        if not future.done():
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                await asyncio.wait([future])  # never cancels the future itself
+        if not future.done():
+            future.add_done_callback(_consume)
+            retry = retry or "not acknowledged within kafka.delivery_timeout"
+            continue
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is None:
+            if future.cancelled():
+                retry = retry or "delivery cancelled"
+            continue
+        if getattr(exc, "retriable", True) or isinstance(exc, TimeoutError | OSError):
+            retry = retry or f"{type(exc).__name__}: {exc}"
+        else:
+            rejected.extend((r, exc) for r in records)
     return retry, rejected
+
+
+def _source_of(record: Record) -> str:
+    """The source name a record's ``ce_source`` header names."""
+    return dict(record.headers).get("ce_source", b"streamd/unknown").decode().removeprefix("streamd/")
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a late future's outcome (it was spooled already), so asyncio does not warn."""
+    if not future.cancelled():
+        future.exception()

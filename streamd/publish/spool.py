@@ -12,10 +12,12 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -80,9 +82,9 @@ class Spool:
     def peek(self, limit: int) -> list[tuple[int, Record]]:
         """The oldest ``limit`` spooled records with their sequence numbers."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._read(
                 "SELECT seq, topic, key, value, headers FROM spool ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
+            )
         return [
             (
                 seq,
@@ -108,22 +110,32 @@ class Spool:
             self.count, self.bytes = self._totals()
 
     def _totals(self) -> tuple[int, int]:
-        row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) FROM spool"
-        ).fetchone()
+        [row] = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) FROM spool")
         return int(row[0]), int(row[1])
 
     def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """One transaction, rolled back on failure; the caller holds the lock."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(sql, rows)
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    self._db.execute("ROLLBACK")
-                raise
+            self._db.executemany(sql, rows)
             self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise PublishError(f"outage spool {self.path}: {exc}") from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        """End a failed transaction (SQLite may have rolled it back already, e.g. disk full)."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the original error is what gets reported
+                self._db.execute("ROLLBACK")
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        """Run a query; database failures become :class:`PublishError`. The caller holds the lock."""
+        try:
+            return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise PublishError(f"outage spool {self.path}: {exc}") from exc
 
@@ -132,10 +144,8 @@ class Spool:
     def load(self, source: str, name: str) -> str | None:
         """The saved cursor for ``source``/``name``."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT value FROM cursors WHERE source=? AND name=?", (source, name)
-            ).fetchone()
-        return None if row is None else str(row[0])
+            rows = self._read("SELECT value FROM cursors WHERE source=? AND name=?", (source, name))
+        return str(rows[0][0]) if rows else None
 
     def save(self, source: str, name: str, value: str) -> None:
         """Persist a cursor.

@@ -52,16 +52,18 @@ async def test_stop_while_a_source_is_still_starting(tmp_path: Path) -> None:
             "kafka": {"bootstrap_servers": "embedded"},
             "http": {"listen": "127.0.0.1:0"},
             "spool": {"path": str(tmp_path / "spool.db")},
-            "sources": [
+            "shutdown_grace": "10s",
+            "sources": [  # the second source is never reached: its emitter must be closed too
                 {
                     "kind": "o2g",
-                    "name": "blackhole",
+                    "name": name,
                     "url": f"http://127.0.0.1:{port}",
                     "username": "u",
                     "password": "p",
                     "packages": ["agent"],
                     "request_timeout": "60s",
                 }
+                for name in ("blackhole", "never-started")
             ],
         }
     )
@@ -86,7 +88,7 @@ async def test_stop_while_a_source_is_still_starting(tmp_path: Path) -> None:
         await anyio.sleep(0.3)
         assert not runtime.ready.is_set()
         runtime.stop.set()
-        with anyio.fail_after(5):  # not the 60 s request timeout
+        with anyio.fail_after(5):  # neither the 60 s request timeout nor the 10 s shutdown grace
             await done.wait()
         assert runtime.health.components["blackhole"].state is ComponentState.DRAINING
         tg.cancel_scope.cancel()
