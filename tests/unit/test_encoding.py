@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from streamd.events import AgentState, DeadLetter, Event, QueueMetric, State, stable_id
-from streamd.publish.encoding import encode, header_dict
+from streamd.events import AgentState, DeadLetter, Event, QueueMetric, State, new_event, stable_id
+from streamd.publish.encoding import _HeaderCache, encode, header_dict
 
 WHEN = datetime(2026, 11, 24, 12, 30, 5, 123000, tzinfo=UTC)
 
@@ -115,3 +115,27 @@ def test_deadletter_keeps_text_or_base64() -> None:
     assert binary.raw_b64 == "//4="
     assert text.to_event().key == "s"
     assert text.to_event().topic == "deadletter"
+
+
+def test_new_event_equals_the_dataclass_constructor() -> None:
+    fields = {f.name: f"v-{f.name}" for f in dataclasses.fields(Event)} | {"time": WHEN, "snapshot": True}
+    fast = new_event(**fields)
+    assert fast == Event(**fields)
+    assert [getattr(fast, name) for name in fields] == list(fields.values())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.key = "other"  # type: ignore[misc]
+
+
+def test_header_cache_is_bounded_and_right_beyond_its_limit() -> None:
+    cache = _HeaderCache("ce_type", "x.{}", limit=2)
+    assert [cache[v] for v in ("a", "b", "c", "c")] == [("ce_type", b"x." + v.encode()) for v in "abcc"]
+    assert len(cache) == 2
+
+
+def test_canonical_ids_do_not_depend_on_a_shared_time_object() -> None:
+    # the isoformat of the last time is remembered: equal but distinct datetimes, and a new time
+    other = datetime(2026, 11, 24, 12, 30, 6, tzinfo=UTC)
+    state = AgentState(vendor="v", source="s", agent_id="1", state=State.BUSY)
+    a, b = state.to_event(time=WHEN), state.to_event(time=WHEN.replace())
+    assert a.id == b.id == stable_id("s:1", State.BUSY, None, None, WHEN.isoformat())
+    assert state.to_event(time=other).id == stable_id("s:1", State.BUSY, None, None, other.isoformat())

@@ -293,3 +293,17 @@ def test_pilots_snapshot_rejects_a_bad_body() -> None:
 def test_unknown_snapshot_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown O2G snapshot kind"):
         snapshot_events("pbx1", "telephony", {})
+
+
+def test_the_events_of_one_chunk_share_their_reading_time() -> None:
+    from streamd.sources.o2g.chunk import to_events
+
+    state = {"mainState": "LOG_ON", "subState": "BUSY"}
+    items: list[Any] = [
+        {"eventName": "OnAgentStateChanged", "loginName": f"oxe{i}", "state": state} for i in range(3)
+    ]
+    events = to_events("pbx1", [*items, {"eventName": "OnChannelInformation", "text": "keepalive"}])
+    assert [e.type for e in events] == ["o2g.agent.OnAgentStateChanged", "streamd.agent.State"] * 3
+    assert len({e.time for e in events}) == 1
+    now = events[0].time.replace(year=2030)
+    assert {e.time for e in normalize("pbx1", items[0], now=now)} == {now}

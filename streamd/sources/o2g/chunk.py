@@ -29,12 +29,12 @@ import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from streamd.errors import NormalizationError, StreamdError, TransientError, VendorProtocolError
-from streamd.events import DeadLetter, Event
+from streamd.events import DeadLetter, Event, utcnow
 from streamd.sources.base import Emit
 from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.client import O2GClient
 from streamd.sources.o2g.normalize import normalize
-from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, is_channel_information
+from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
 from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.o2g")
@@ -67,14 +67,15 @@ def to_events(
         The events to publish, in input order.
     """
     events: list[Event] = []
+    now = utcnow()  # one reading time per chunk: its events were read at once
     for item in items:
         if isinstance(item, MalformedEvent):
             events.append(dead_letter(source, "decode", "malformed_json", item.error, item.raw))
-        elif not is_channel_information(item):
-            try:
-                events.extend(normalize(source, item, snapshot=snapshot))
-            except NormalizationError as exc:
-                events.append(dead_letter(source, "processing", exc.error_type, str(exc), orjson.dumps(item)))
+            continue
+        try:  # channel information normalizes to []
+            events += normalize(source, item, snapshot=snapshot, now=now)
+        except NormalizationError as exc:
+            events.append(dead_letter(source, "processing", exc.error_type, str(exc), orjson.dumps(item)))
     return events
 
 

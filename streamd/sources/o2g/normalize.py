@@ -5,7 +5,8 @@ Rules:
 1. Every catalogued event yields one *vendor* event: topic ``o2g.{package}``, type
    ``o2g.{package}.{eventName}``, key ``{source}:{entity}`` (see :mod:`.models`), ``data`` = the
    raw dict (every vendor field kept, serialised by orjson as received). O2G events carry no
-   emission timestamp (004 L2126, every event table), so ``time`` is when streamd read them.
+   emission timestamp (004 L2126, every event table), so ``time`` is when streamd read them
+   (``now``: the chunk source passes one time per chunk, shared by its events).
 2. Where it fits, canonical events follow the vendor event (:mod:`.mapping`):
    ``OnAgentStateChanged`` -> ``AgentState``; ``OnPilotRtiChanged``/``OnQueueRtiChanged``/
    ``OnPilotCallQueued`` -> ``QueueMetric`` per figure present.
@@ -24,17 +25,18 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from streamd.errors import NormalizationError
-from streamd.events import Event, utcnow
+from streamd.events import Event, new_event, utcnow
 from streamd.telemetry import count_error
 
 from . import mapping
-from .models import EVENTS, guess_package
+from .models import EVENTS, KeyFunction, guess_package
 from .models_callcenter import AgentState, Pilot, Pilots
 from .models_common import O2GModel
 from .protocol import KEEPALIVE_EVENT
@@ -54,13 +56,16 @@ SNAPSHOT_PILOTS: Final = "pilots"
 Canonical = Callable[[str, dict[str, Any], datetime, bool], list[Event]]
 
 
-def normalize(source: str, obj: dict[str, Any], *, snapshot: bool = False) -> list[Event]:
+def normalize(
+    source: str, obj: dict[str, Any], *, snapshot: bool = False, now: datetime | None = None
+) -> list[Event]:
     """Turn one decoded O2G event into streamd events (vendor event first, then canonical ones).
 
     Args:
         source: the configured source name (key prefix, ``ce_source``).
         obj: one decoded JSON object from the chunk channel or a webhook body.
         snapshot: mark every event as part of a snapshot (``streamd_snapshot`` header).
+        now: when the event was read (default: now); the events of one chunk share it.
 
     Returns:
         The events to publish; ``[]`` for ``OnChannelInformation``.
@@ -69,38 +74,44 @@ def normalize(source: str, obj: dict[str, Any], *, snapshot: bool = False) -> li
         NormalizationError: ``missing_event_name`` or ``invalid_payload`` (dead-letter it).
     """
     name = obj.get("eventName")
-    if not isinstance(name, str) or not name:
-        raise NormalizationError("O2G payload has no eventName", error_type="missing_event_name")
-    if name == KEEPALIVE_EVENT:
-        return []
-    spec = EVENTS.get(name)
-    if spec is None:
+    route = _ROUTES.get(name) if isinstance(name, str) else None
+    if route is None:
+        if not isinstance(name, str) or not name:
+            raise NormalizationError("O2G payload has no eventName", error_type="missing_event_name")
+        if name == KEEPALIVE_EVENT:
+            return []
         return [_unknown(source, name, obj, snapshot)]
-    _validate(spec.model, obj, name)
-    now = utcnow()
-    vendor = Event(
-        topic=f"o2g.{spec.package}",
-        type=f"o2g.{spec.package}.{name}",
+    try:
+        route.validate(obj)
+    except ValidationError as exc:
+        raise _invalid(str(name), exc) from exc
+    when = now or utcnow()
+    vendor = new_event(
+        topic=route.topic,
+        type=route.type,
         source=source,
-        key=f"{source}:{spec.key(obj)}",
+        key=f"{source}:{route.key(obj)}",
         data=obj,
-        time=now,
+        time=when,
         snapshot=snapshot,
     )
-    canonical = _CANONICAL.get(name)
-    if canonical is None:
+    if route.canonical is None:
         return [vendor]
-    return [vendor, *canonical(source, obj, now, snapshot)]
+    return [vendor, *route.canonical(source, obj, when, snapshot)]
 
 
 def _validate(model: type[O2GModel], obj: dict[str, Any], what: str) -> None:
     try:
         model.model_validate(obj)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:3]
-        )
-        raise NormalizationError(f"{what}: {problems}", error_type="invalid_payload") from exc
+        raise _invalid(what, exc) from exc
+
+
+def _invalid(what: str, exc: ValidationError) -> NormalizationError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:3]
+    )
+    return NormalizationError(f"{what}: {problems}", error_type="invalid_payload")
 
 
 def _unknown(source: str, name: str, obj: dict[str, Any], snapshot: bool) -> Event:
@@ -147,6 +158,30 @@ _CANONICAL: Final[dict[str, Canonical]] = {
     "OnPilotRtiChanged": _rti_metrics(mapping.PILOT_METRICS),
     "OnQueueRtiChanged": _rti_metrics(mapping.QUEUE_METRICS),
     "OnPilotCallQueued": _pilot_queued,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Everything :func:`normalize` needs for one catalogued ``eventName``, computed once."""
+
+    validate: Callable[[Any], Any]
+    """The model's pydantic-core validator: ``model_validate`` without its Python wrapper."""
+    topic: str
+    type: str
+    key: KeyFunction
+    canonical: Canonical | None
+
+
+_ROUTES: Final[dict[str, _Route]] = {
+    name: _Route(
+        validate=spec.model.__pydantic_validator__.validate_python,
+        topic=f"o2g.{spec.package}",
+        type=f"o2g.{spec.package}.{name}",
+        key=spec.key,
+        canonical=_CANONICAL.get(name),
+    )
+    for name, spec in EVENTS.items()
 }
 
 
