@@ -217,30 +217,21 @@ class Pipeline:
         try:
             record = encode(event, self.prefix)
         except (TypeError, ValueError, UnicodeError) as exc:  # orjson.JSONEncodeError is a TypeError
-            log.error("%s: dead-lettered an event that cannot be encoded: %s", source, exc)
-            t.count_error(source, "encode", "unencodable")
-            t.EVENTS_DEADLETTERED.labels(source, "encode", "unencodable").inc()
-            letter = DeadLetter.of(
-                source=source,
-                stage="encode",
-                error_type="unencodable",
-                error=f"{event.type}: {exc}",
-                raw=repr(event.data)[:65536],
-            )
-            return encode(letter.to_event(), self.prefix)
+            error = f"{event.type} cannot be encoded: {exc}"
+            return self._dead_letter(source, "encode", "unencodable", error, repr(event.data))
         size = len(record.value) + len(record.key) + sum(len(k) + len(v) for k, v in record.headers)
         if size <= self.max_record_bytes:
             return record
         error = f"{event.type} of {size} bytes exceeds kafka.max_request_size ({self.max_record_bytes})"
+        return self._dead_letter(source, "publish", "record_too_large", error, record.value)
+
+    def _dead_letter(self, source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> Record:
+        """A counted, logged dead letter in place of what could not be published (raw cut to 64 KiB)."""
         log.error("%s: dead-lettered: %s", source, error)
-        t.count_error(source, "publish", "record_too_large")
-        t.EVENTS_DEADLETTERED.labels(source, "publish", "record_too_large").inc()
+        t.count_error(source, stage, error_type)
+        t.EVENTS_DEADLETTERED.labels(source, stage, error_type).inc()
         letter = DeadLetter.of(
-            source=source,
-            stage="publish",
-            error_type="record_too_large",
-            error=error,
-            raw=record.value[:65536],
+            source=source, stage=stage, error_type=error_type, error=error, raw=raw[:65536]
         )
         return encode(letter.to_event(), self.prefix)
 
@@ -313,23 +304,11 @@ class Pipeline:
         """Records Kafka refuses for good become dead letters (spooled, so they are sent in order)."""
         letters: list[Record] = []
         for record, exc in rejected:
-            source = (
-                dict(record.headers).get("ce_source", b"streamd/unknown").decode().removeprefix("streamd/")
-            )
-            error_type = type(exc).__name__
-            t.count_error(source, "publish", error_type)
-            t.EVENTS_DEADLETTERED.labels(source, "publish", error_type).inc()
-            log.error("%s: kafka refused a record for %s: %s", source, record.topic, exc)
-            if record.topic == self.prefix + DEADLETTER_TOPIC:
-                continue  # the dead-letter topic itself refuses: logged and counted, nothing else to do
-            letter = DeadLetter.of(
-                source=source,
-                stage="publish",
-                error_type=error_type,
-                error=f"{record.topic}: {exc}",
-                raw=record.value[:65536],
-            )
-            letters.append(encode(letter.to_event(), self.prefix))
+            source, error_type = _source_of(record), type(exc).__name__
+            error = f"kafka refused a record for {record.topic}: {exc}"
+            letter = self._dead_letter(source, "publish", error_type, error, record.value)
+            if record.topic != self.prefix + DEADLETTER_TOPIC:  # else: logged and counted, no more
+                letters.append(letter)
         if letters:
             try:
                 await anyio.to_thread.run_sync(self.spool.append, letters)
