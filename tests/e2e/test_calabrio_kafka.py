@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import anyio
 import orjson
 import pytest
 
@@ -15,6 +14,7 @@ from streamd.embedded import EmbeddedBroker
 from streamd.publish.encoding import header_dict
 from streamd.sim.calabrio import CalabrioSimulator
 from tests.harness import running_daemon
+from tests.helpers import until
 from tests.kafka_helpers import read_topic
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
@@ -37,9 +37,11 @@ async def test_activities_once_across_a_restart(tmp_path: Path) -> None:
                  "password": sim.password, "interval": "300ms", "timeout": "250ms", "overlap": "5s"}  # fmt: skip
         async with running_daemon(tmp_path, block, kafka=kafka):
             first = await read_topic(bootstrap, "streamd.calabrio.agent-state", lambda rs: len(rs) >= 3)
-            await anyio.sleep(1.0)  # a few more windows
+            polled = len(sim.requests)
+            await until(lambda: len(sim.requests) >= polled + 6, timeout=10)  # a few more windows
         async with running_daemon(tmp_path, block, kafka=kafka):
-            await anyio.sleep(1.5)  # the restarted daemon polls its next windows
+            polled = len(sim.requests)
+            await until(lambda: len(sim.requests) >= polled + 8, timeout=10)  # the next windows
         both = await read_topic(bootstrap, "streamd.calabrio.agent-state", lambda rs: len(rs) >= len(first))
     seen = activities(both)
     duplicates = [k for k, n in Counter(seen).items() if n > 1]
