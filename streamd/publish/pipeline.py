@@ -78,6 +78,7 @@ class Unit:
     batches: list[Batch]
     deliveries: list[Delivery] | None = None
     deadline: float = float("inf")
+    spooled_before: int = 0  # units spooled before this one was sent (see ``_finish``)
     finished: bool = False
 
     @property
@@ -155,6 +156,7 @@ class Pipeline:
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
         self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
         self._open: list[Unit] = []
+        self._spooled_units = 0
         self._spool_wakeup = anyio.Event()
         t.SPOOL_DEPTH.set(spool.count)
 
@@ -197,6 +199,7 @@ class Pipeline:
                 batch.records = [self._encode(e, batch.source) for e in batch.events]
             if not self.spool.count:
                 unit.deadline = anyio.current_time() + self.delivery_timeout
+                unit.spooled_before = self._spooled_units
                 unit.deliveries = await self._send_records(unit.records)
             await self._inflight_send.send(unit)
 
@@ -255,7 +258,10 @@ class Pipeline:
             await self._spool_unit(unit)
         else:
             retry, rejected = await _settle(unit.deliveries, unit.deadline)
-            if retry is not None or self.spool.count:
+            # Spool it too when an earlier unit was spooled after this one was sent: even if the
+            # drain has emptied the spool meanwhile, this unit's values must land after that one's.
+            behind = self.spool.count or self._spooled_units != unit.spooled_before
+            if retry is not None or behind:
                 if retry is not None:
                     log.warning(
                         "kafka did not acknowledge %d events (%s); spooling", len(unit.records), retry
@@ -288,6 +294,7 @@ class Pipeline:
             records = [r for r in batch.records if id(r) not in skip]
             try:
                 await anyio.to_thread.run_sync(self.spool.append, records)
+                self._spooled_units += 1
             except PublishError as exc:
                 log.error("%d events of %s lost: %s", len(records), batch.source, exc)
                 t.count_error(batch.source, "publish", "spool_failed", len(records))

@@ -81,3 +81,58 @@ async def test_an_unencodable_event_is_dead_lettered_and_the_rest_flows() -> Non
     assert letter["stage"] == "encode"
     assert "x.t.Bad" in letter["error"]
     assert "1180591620717411303424" in letter["raw"]
+
+
+class ScriptedKafka(StuckKafka):
+    """Each ``send_many`` call gets the next future from ``futures`` (created by the test), or an
+    acknowledged one; ``log`` keeps every call's records (what reached Kafka, in send order)."""
+
+    def __init__(self, futures: list[asyncio.Future[Any]]) -> None:
+        super().__init__()
+        self.futures = futures
+        self.log: list[tuple[asyncio.Future[Any], list[Record]]] = []
+
+    async def send_many(self, records: Sequence[Record]) -> list[Delivery]:
+        if self.futures:
+            future = self.futures.pop(0)
+        else:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(None)
+        self.log.append((future, list(records)))
+        return [(future, list(records))]
+
+
+async def test_a_unit_sent_before_an_earlier_one_failed_is_resent_after_it() -> None:
+    """U1 fails after U2 was sent; the drain re-sends U1 and empties the spool before U2 is
+    acknowledged. U2 must still be re-sent after U1, or the older value of the key lands last."""
+    from aiokafka.errors import KafkaConnectionError
+
+    loop = asyncio.get_running_loop()
+    f1, f2 = loop.create_future(), loop.create_future()
+    kafka = ScriptedKafka([f1, f2])
+    spool = Spool(":memory:")
+    pipeline = Pipeline(kafka, spool, "p.")
+    emit = pipeline.emitter("s")
+    old = Event(topic="t", type="x.t.E", source="s", key="s:agent", data={"v": "old"})
+    new = Event(topic="t", type="x.t.E", source="s", key="s:agent", data={"v": "new"})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pipeline.run)
+        await emit.push([old])
+        await emit.push([new])
+        with anyio.fail_after(3):
+            while len(kafka.log) < 2:
+                await anyio.sleep(0.01)
+        f1.set_exception(KafkaConnectionError("broker gone"))  # U1 spooled, then drained
+        with anyio.fail_after(3):
+            while len(kafka.log) < 3 or spool.count:
+                await anyio.sleep(0.01)
+        f2.set_result(None)  # U2's original send is acknowledged only now
+        with anyio.fail_after(3):
+            while len(kafka.log) < 4 or spool.count:
+                await anyio.sleep(0.01)
+        await emit.aclose()
+    delivered = [
+        orjson.loads(r.value)["v"] for f, records in kafka.log if f.exception() is None for r in records
+    ]
+    assert delivered[-1] == "new"
+    assert delivered == ["new", "old", "new"]
