@@ -194,7 +194,10 @@ class KafkaPublisher:
             self._known_topics.difference_update(new)  # try again once Kafka is back
             raise PublishError(f"cannot create topics: {type(exc).__name__}: {exc}") from exc
         except KafkaError as exc:
-            self._create_refused = True
+            if exc.retriable:  # e.g. the controller moved: ask again with the next batch
+                self._known_topics.difference_update(new)
+                raise PublishError(f"cannot create topics yet: {type(exc).__name__}: {exc}") from exc
+            self._create_refused = True  # e.g. not authorised to create topics at all
             log.warning("topic creation refused (%s); relying on the broker's auto-creation", exc)
             return
         finally:
@@ -207,9 +210,13 @@ class KafkaPublisher:
             name, code = error[0], error[1]
             if code in (0, TopicAlreadyExistsError.errno):
                 continue
-            message = error[2] if len(error) > 2 and error[2] else for_code(code).__name__
-            self._create_refused = True
-            log.warning("topic %s not created (%s); relying on the broker's auto-creation", name, message)
+            cls = for_code(code)
+            message = error[2] if len(error) > 2 and error[2] else cls.__name__
+            if cls.retriable:
+                self._known_topics.discard(name)  # asked again with the next batch for it
+                log.info("topic %s not created yet (%s); will retry", name, message)
+            else:  # this topic only: the others may still be created
+                log.warning("topic %s not created (%s); relying on the broker's auto-creation", name, message)
 
     def _broker_count(self) -> int:
         if self._producer is None:
