@@ -144,8 +144,10 @@ async def run_daemon(
 
             for emit in emitters:  # also those of sources a stop during start-up never reached
                 await emit.aclose()
-            # Sources and sinks are stopped: the pipeline drains what they queued, within the grace.
-            with anyio.move_on_after(config.shutdown_grace) as grace:
+            # Sources and sinks are stopped: the pipeline drains what they queued and the producer
+            # flushes, both within one shutdown grace (the chart's termination period is above it).
+            grace_ends = anyio.current_time() + config.shutdown_grace
+            with anyio.move_on_at(grace_ends) as grace:
                 await pipeline_done.wait()
             if grace.cancelled_caught:
                 log.error(
@@ -154,7 +156,7 @@ async def run_daemon(
                 pipeline_scope.cancel()  # the pipeline spools what it holds (shielded) as it exits
                 await pipeline_done.wait()
             publisher_health.set(ComponentState.DRAINING)
-            await _stop_publisher(publisher, config.shutdown_grace)
+            await _stop_publisher(publisher, max(1.0, grace_ends - anyio.current_time()))
             root.cancel_scope.cancel()  # the HTTP server stops last
     log.info("streamd stopped: %d events acknowledged by Kafka", published_total())
     if rt.fatal is not None:
