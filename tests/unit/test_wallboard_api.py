@@ -223,7 +223,8 @@ async def test_page_and_static_files_are_served() -> None:
 
 
 def test_openapi_document_is_valid_openapi_31() -> None:
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
+
     for auth in (False, True):
         doc = openapi_document(auth=auth)
         validator.validate(doc)
