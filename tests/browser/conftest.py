@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +29,10 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 async def chromium() -> AsyncIterator[Browser]:
     """A headless Chromium, closed on exit (enter it in the test body)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium; .ci/run does it)")
+        reason = "Debian chromium is not installed (apt-get install chromium; .ci/run does it)"
+        if os.environ.get("CI"):  # CI must run the browser tests, never skip them
+            pytest.fail(reason)
+        pytest.skip(reason)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
