@@ -137,15 +137,16 @@ class Health:
         return component
 
     def ready(self) -> bool:
-        """True when the publisher is connected and every source is running or retrying."""
+        """True when every component is running or retrying and nothing is draining.
+
+        The publisher counts as ready while it is retrying: Kafka is unreachable but events are
+        spooled durably, so webhooks must keep being accepted (a not-ready pod would be taken out
+        of its Service and the vendor's webhooks refused).
+        """
         if self.draining or not self.components:
             return False
         ok = {ComponentState.RUNNING, ComponentState.RETRYING}
-        for c in self.components.values():
-            wanted = {ComponentState.RUNNING} if c.kind == "publisher" else ok
-            if c.state not in wanted:
-                return False
-        return True
+        return all(c.state in ok for c in self.components.values())
 
 
 def count_error(source: str, stage: str, error_type: str, n: int = 1) -> None:

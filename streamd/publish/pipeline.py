@@ -44,6 +44,7 @@ from streamd.errors import PublishError
 from streamd.events import DEADLETTER_TOPIC, DeadLetter, Event
 from streamd.publish.encoding import Record, encode
 from streamd.publish.spool import Spool
+from streamd.telemetry import Component, ComponentState
 
 log = logging.getLogger("streamd.pipeline")
 
@@ -145,6 +146,7 @@ class Pipeline:
         coalesce: int = 10_000,
         max_record_bytes: int = 1_000_000,
         delivery_timeout: float = 30.0,
+        component: Component | None = None,
     ) -> None:
         self.sender = sender
         self.spool = spool
@@ -153,6 +155,8 @@ class Pipeline:
         self.coalesce = coalesce
         self.max_record_bytes = max_record_bytes
         self.delivery_timeout = delivery_timeout
+        self.component = component
+        self._outage_logged = False
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
         self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
         self._open: list[Unit] = []
@@ -243,7 +247,7 @@ class Pipeline:
             await self.sender.ensure_topics(sorted({r.topic for r in records}))
             return await self.sender.send_many(records)
         except PublishError as exc:
-            log.warning("kafka send failed, spooling: %s", exc)
+            self._outage(f"send failed: {exc}")
             return None
 
     # -- ack loop: the only writer to the spool, in publish order --------------------------------
@@ -263,9 +267,7 @@ class Pipeline:
             behind = self.spool.count or self._spooled_units != unit.spooled_before
             if retry is not None or behind:
                 if retry is not None:
-                    log.warning(
-                        "kafka did not acknowledge %d events (%s); spooling", len(unit.records), retry
-                    )
+                    self._outage(f"not acknowledged: {retry}")
                     for batch in unit.batches:
                         for topic, n in Counter(e.topic for e in batch.events).items():
                             t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
@@ -286,6 +288,16 @@ class Pipeline:
             listener(batch.events)
         if batch.done is not None:
             batch.done.set()
+
+    def _outage(self, detail: str) -> None:
+        """Kafka is not taking events: one log line and one state change per outage, not per unit."""
+        log.debug("kafka: %s; spooling", detail)
+        if self.component is not None:
+            if self.component.state is ComponentState.RUNNING:
+                self.component.set(ComponentState.RETRYING, f"Kafka {detail.split(':')[0]}: spooling to disk")
+        elif not self._outage_logged:
+            log.warning("kafka %s; spooling to disk until it is back", detail)
+        self._outage_logged = True
 
     async def _spool_unit(self, unit: Unit, skip: set[int] | frozenset[int] = frozenset()) -> None:
         for batch in unit.batches:
@@ -383,7 +395,11 @@ class Pipeline:
             t.EVENTS_PUBLISHED.labels(source, topic).inc(n)
         t.SPOOL_DEPTH.set(self.spool.count)
         if not self.spool.count:
-            log.info("outage spool drained; publishing directly again")
+            self._outage_logged = False
+            if self.component is not None:
+                self.component.set(ComponentState.RUNNING)  # logs the recovery once
+            else:
+                log.info("outage spool drained; publishing directly again")
         return True
 
 

@@ -13,7 +13,13 @@ from streamd.embedded import EmbeddedBroker
 from streamd.events import Event
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
-from streamd.telemetry import EVENTS_DEADLETTERED, EVENTS_PUBLISHED, EVENTS_SPOOLED
+from streamd.telemetry import (
+    EVENTS_DEADLETTERED,
+    EVENTS_PUBLISHED,
+    EVENTS_SPOOLED,
+    ComponentState,
+    Health,
+)
 from tests.harness import kafka_publisher
 from tests.kafka_helpers import read_back
 
@@ -68,7 +74,10 @@ async def test_outage_spools_and_drains_in_order(tmp_path: Path) -> None:
         for i, e in enumerate(during)
     ]
     async with broker as bootstrap, kafka_publisher(bootstrap, delivery_timeout=1.0, linger="1ms") as pub:
-        pipeline = Pipeline(pub, spool, "it.")
+        health = Health()
+        publisher = health.add("kafka", "publisher")
+        publisher.set(ComponentState.RUNNING)
+        pipeline = Pipeline(pub, spool, "it.", component=publisher)
         emit = pipeline.emitter("s1")
         async with anyio.create_task_group() as tg:
             tg.start_soon(pipeline.run)
@@ -78,10 +87,14 @@ async def test_outage_spools_and_drains_in_order(tmp_path: Path) -> None:
             await emit(during)  # durable: returns once spooled
             assert spool.count == len(during)
             assert EVENTS_SPOOLED.labels("it.outage")._value.get() - spooled_before == len(during)
+            assert publisher.state is ComponentState.RETRYING  # one transition, not a line per unit
+            assert "spooling to disk" in publisher.detail
+            assert health.ready()  # events are durable: webhooks keep being accepted
             async with EmbeddedBroker(port=broker.port):  # Kafka is back (empty: memory storage)
                 with anyio.fail_after(30):
                     while spool.count:
                         await anyio.sleep(0.1)
+                assert publisher.state is ComponentState.RUNNING
                 await emit.aclose()
                 got = await anyio.to_thread.run_sync(read_back, bootstrap, "it.outage", len(during))
     values = [orjson.loads(r.value or b"")["i"] for r in got]
