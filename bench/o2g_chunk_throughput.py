@@ -84,18 +84,24 @@ async def prepare(url: str, n: int) -> list[Record]:
     return [encode(e, PREFIX) for e in events]
 
 
+def bench_source(url: str, prefix: str) -> O2GSource:
+    """The O2G source the benches run against the simulator (agent, pilot, telephony; no snapshot)."""
+    config = O2GSourceConfig(
+        name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
+        snapshot=False,
+    )  # fmt: skip
+    # The chunk channel needs no cursors, webhooks or Kafka settings.
+    deps = SourceDeps(Component(SOURCE), cast(Any, None), cast(Any, None), cast(Any, None), prefix)
+    return O2GSource(config, deps)
+
+
 async def streamd_run(bootstrap: str, url: str, expected: int) -> float:
     """Run the O2G source against the simulator; events/s from release to the last acknowledgement."""
     publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap), bootstrap, embedded=True)
     await publisher.start()
     try:
         pipeline = Pipeline(publisher, Spool(":memory:"), PREFIX)
-        config = O2GSourceConfig(
-            name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
-            snapshot=False,
-        )  # fmt: skip
-        deps = SourceDeps(Component(SOURCE), cast(Any, None), cast(Any, None), cast(Any, None), PREFIX)
-        source = O2GSource(config, deps)
+        source = bench_source(url, PREFIX)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=60) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))

@@ -42,7 +42,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.o2g_chunk_throughput import start_simulator
+from bench.o2g_chunk_throughput import SOURCE, bench_source, start_simulator
 from streamd.app import tune_gc
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
@@ -52,15 +52,10 @@ from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
 from streamd.sim.o2g_traffic import O2GTraffic
-from streamd.sources.base import SourceDeps
-from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.normalize import normalize
-from streamd.sources.o2g.source import O2GSource
-from streamd.telemetry import Component
 
 STAMP = "simWrittenNs"
 PLACEHOLDER = b'"simWrittenNs":1000000000000000000'  # 19 digits, like time.time_ns() until 2286
-SOURCE = "o2g-bench"
 RAW_PREFIX = "bench.lat.raw."
 OURS_PREFIX = "bench.lat.o2g."
 WARMUP = 1.0
@@ -224,12 +219,7 @@ async def streamd_run(
     await publisher.start()
     try:
         pipeline = Pipeline(publisher, Spool(":memory:"), OURS_PREFIX, listeners=[acks.listener])
-        config = O2GSourceConfig(
-            name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
-            snapshot=False,
-        )  # fmt: skip
-        deps = SourceDeps(Component(SOURCE), cast(Any, None), cast(Any, None), cast(Any, None), OURS_PREFIX)
-        source = O2GSource(config, deps)
+        source = bench_source(url, OURS_PREFIX)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=10) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))
