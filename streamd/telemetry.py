@@ -46,6 +46,12 @@ EVENTS_DEADLETTERED = Counter(
     ["source", "stage", "error_type"],
     registry=REGISTRY,
 )
+DEVIATIONS = Counter(
+    "streamd_deviations",
+    "Vendor inputs published although they deviated from the vendor's document.",
+    ["source", "type"],
+    registry=REGISTRY,
+)
 ERRORS = Counter(
     "streamd_errors",
     "Errors by source, stage and error type (every drop is counted here).",
@@ -152,6 +158,11 @@ class Health:
 def count_error(source: str, stage: str, error_type: str, n: int = 1) -> None:
     """Count an error or a drop (never silent)."""
     ERRORS.labels(source, stage, error_type).inc(n)
+
+
+def count_deviation(source: str, ce_type: str) -> None:
+    """Count one input published despite deviating from its vendor document."""
+    DEVIATIONS.labels(source, ce_type).inc()
 
 
 def published_total() -> int:

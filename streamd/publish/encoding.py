@@ -6,7 +6,8 @@ Rules:
 2. Key: ``event.key`` as UTF-8; topic: prefix + ``event.topic``.
 3. Headers: CloudEvents 1.0 Kafka binary mode — ``ce_specversion``, ``ce_id``, ``ce_source``,
    ``ce_type``, ``ce_time``, ``ce_subject`` (= key), ``content-type`` — plus
-   ``streamd_snapshot: true`` on snapshot events.
+   ``streamd_snapshot: true`` on snapshot events, and ``streamd_deviations`` (a JSON array of
+   JSON paths, :mod:`streamd.tolerant`) on events whose vendor input deviated from its document.
 4. ``ce_id`` is the event's deterministic id when it has one, otherwise unique: a random
    per-process prefix and a counter.
 """
@@ -134,6 +135,8 @@ def encode(event: Event, prefix: str) -> Record:
     ]
     if event.snapshot:
         headers.append(_SNAPSHOT)
+    if event.deviations:
+        headers.append(("streamd_deviations", orjson.dumps(event.deviations)))
     value = orjson.dumps(event.data, default=_default, option=_OPTS)  # = dumps(), inlined: hot path
     return _new_record(prefix + event.topic, key, value, headers)
 

@@ -10,6 +10,7 @@ import pytest
 
 from streamd.errors import NormalizationError
 from streamd.events import AgentState, QueueMetric, State
+from streamd.publish.encoding import encode, header_dict
 from streamd.sources.o2g.models import EVENTS
 from streamd.sources.o2g.normalize import (
     SNAPSHOT_AGENT_STATE,
@@ -202,25 +203,89 @@ def test_missing_event_name_raises(event: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "event",
+    ("event", "paths"),
     [
-        {"eventName": "OnCallCreated", "loginName": "oxe1"},  # callRef missing
-        {"eventName": "OnAgentStateChanged", "loginName": "oxe1", "state": "LOG_ON"},  # not an object
-        {
-            "eventName": "OnPilotCallQueued",
-            "pilot": "1",
-            "caller": "2",
-            "callRef": "3",
-            "cause": "X",
-            "numberOfQueued": "many",
-        },
-        {"eventName": "OnDeviceStateModified", "loginName": 42, "deviceStates": []},
+        ({"eventName": "OnCallCreated", "loginName": "oxe1"}, ["$.callRef"]),  # required field missing
+        ({"eventName": "OnAgentStateChanged", "loginName": "oxe1", "state": "LOG_ON"}, ["$.state"]),
+        (
+            {
+                "eventName": "OnPilotCallQueued",
+                "pilot": "1",
+                "caller": "2",
+                "callRef": "3",
+                "numberOfQueued": "x",
+            },
+            ["$.cause", "$.numberOfQueued"],
+        ),
+        ({"eventName": "OnDeviceStateModified", "loginName": "oxe1", "deviceStates": {}}, ["$.deviceStates"]),
+        (
+            {
+                "eventName": "OnCallCreated",
+                "loginName": "oxe1",
+                "callRef": "7",
+                "participants": [
+                    {"participantId": "1", "identity": {"displayName": "Anonymous"}, "x": {"y": 1}}
+                ],
+            },
+            ["$.participants[0].identity.id", "$.participants[0].x"],
+        ),
     ],
 )
-def test_invalid_known_event_raises_invalid_payload(event: dict[str, Any]) -> None:
+def test_a_deviating_event_is_published_with_its_deviations(event: dict[str, Any], paths: list[str]) -> None:
+    vendor = normalize("s", event)[0]
+    assert vendor.type == f"o2g.{vendor.topic.split('.')[1]}.{event['eventName']}"
+    assert list(vendor.deviations) == paths
+    assert vendor.data == event  # kept as received: nothing here has an unambiguous coercion
+    headers = header_dict(encode(vendor, "p.").headers)
+    assert json.loads(headers["streamd_deviations"]) == paths
+
+
+def test_unambiguous_deviations_are_coerced_and_still_listed() -> None:
+    event = {
+        "eventName": "OnPilotRtiChanged",
+        "number": 60141,
+        "name": "PILOT",
+        "nbOfWaitingCalls": "3",
+        "other": {"n": 1},
+    }
+    vendor, *canonical = normalize("s", event)
+    assert vendor.key == "s:pilot:60141"
+    assert vendor.data["nbOfWaitingCalls"] == 3
+    assert vendor.data["other"] == {"n": 1}
+    assert set(vendor.deviations) == {"$.number", "$.nbOfWaitingCalls", "$.other"}
+    assert event["nbOfWaitingCalls"] == "3"  # the input itself is not modified
+    number_as_text = normalize(
+        "s", {"eventName": "OnDeviceStateModified", "loginName": 42, "deviceStates": []}
+    )
+    assert number_as_text[0].data["loginName"] == "42"
+    assert number_as_text[0].deviations == ("$.loginName",)
+    assert any(e.data.metric == "waiting_calls" and e.data.value == 3 for e in canonical)
+
+
+def test_the_canonical_state_still_flows_when_other_fields_deviate() -> None:
+    event = {
+        "eventName": "OnAgentStateChanged",
+        "loginName": "oxe1",
+        "state": {"mainState": "LOG_ON", "subState": "BUSY", "pgNumber": 5001, "surprise": [1]},
+    }
+    vendor, canonical = normalize("s", event)
+    assert vendor.deviations
+    assert canonical.data.state is State.BUSY
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"eventName": "OnCallCreated", "callRef": "1"},
+        {"eventName": "OnCallCreated", "loginName": {"id": 1}, "callRef": "1"},
+        {"eventName": "OnPilotCallQueued", "pilot": "", "callRef": "3"},
+        {"eventName": "OnQueueRtiChanged", "number": None},
+    ],
+)
+def test_an_event_without_a_usable_key_is_unroutable(event: dict[str, Any]) -> None:
     with pytest.raises(NormalizationError) as info:
         normalize("s", event)
-    assert info.value.error_type == "invalid_payload"
+    assert info.value.error_type == "missing_key"
     assert str(info.value).startswith(event["eventName"])
 
 
@@ -246,10 +311,10 @@ def test_agent_state_snapshot_logged_off() -> None:
     assert canonical.data.vendor_state == "LOGGED_OFF"
 
 
-def test_agent_state_snapshot_rejects_a_bad_body() -> None:
-    with pytest.raises(NormalizationError) as info:
-        agent_state_snapshot("pbx1", "oxe1", {"subState": "READY"})
-    assert info.value.error_type == "invalid_payload"
+def test_agent_state_snapshot_of_a_deviating_body_is_published() -> None:
+    vendor, canonical = agent_state_snapshot("pbx1", "oxe1", {"subState": "READY", "mainState": 3})
+    assert vendor.deviations == ("$.state.mainState",)
+    assert canonical.data.state is State.UNKNOWN
 
 
 def test_pilots_snapshot_list() -> None:
@@ -283,11 +348,12 @@ def test_pilots_snapshot_single_pilot_and_empty_list() -> None:
     assert pilots_snapshot("pbx1", "1", {}) == []
 
 
-def test_pilots_snapshot_rejects_a_bad_body() -> None:
-    with pytest.raises(NormalizationError):
-        pilots_snapshot("pbx1", "1", {"pilotList": "nope"})
-    with pytest.raises(NormalizationError):
-        pilots_snapshot("pbx1", "1", {"number": "1", "saturation": "maybe"})
+def test_pilots_snapshot_of_a_deviating_body() -> None:
+    assert pilots_snapshot("pbx1", "1", {"pilotList": "nope"}) == []
+    pilot, *_ = pilots_snapshot("pbx1", "1", {"number": "1", "saturation": "maybe"})
+    assert pilot.key == "pbx1:1"
+    assert pilot.deviations == ("$.saturation",)
+    assert pilot.data["saturation"] == "maybe"
 
 
 def test_unknown_snapshot_kind_is_a_programming_error() -> None:

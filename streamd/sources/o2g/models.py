@@ -5,8 +5,9 @@ Rules:
 1. :data:`EVENTS` is the one registry: ``eventName`` -> :class:`EventSpec` (package, pydantic
    model, key function). The package names are the seed's subscription packages (004
    L2083-2099); they name the Kafka topic ``o2g.{package}``.
-2. Key functions read the *raw* dict after validation (so required fields exist) and return the
-   entity whose order matters, following the catalogs' recommendations: the user's login for
+2. Key functions read the *raw* dict and return the entity whose order matters; they raise
+   ``KeyError`` when the key field is absent or not a usable scalar (a non-empty string or a
+   number), which makes the event unroutable (a dead letter). They follow following the catalogs' recommendations: the user's login for
    the per-user packages (a call's events stay ordered with the user's other events, and call
    re-referencing keeps one conversation in one partition), the pilot number for ``pilot``,
    ``{objectType}:{number}`` for ``rti``, the node for ``pbxManagement``, the supervisor for
@@ -47,8 +48,18 @@ class UnknownO2GEvent(O2GEvent):
     """An event whose ``eventName`` is not in the catalog: kept whole, typed only by its name."""
 
 
+def scalar(obj: dict[str, Any], name: str) -> str:
+    """``obj[name]`` as key text; ``KeyError`` unless it is a non-empty string or a number."""
+    value = obj.get(name)
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise KeyError(name)
+
+
 def _login(obj: dict[str, Any]) -> str:
-    return str(obj["loginName"])
+    return scalar(obj, "loginName")
 
 
 def _user_login(obj: dict[str, Any]) -> str:
@@ -59,14 +70,14 @@ def _user_login(obj: dict[str, Any]) -> str:
 
 def _field(name: str) -> KeyFunction:
     def key(obj: dict[str, Any]) -> str:
-        return str(obj[name])
+        return scalar(obj, name)
 
     return key
 
 
 def _rti(object_type: str) -> KeyFunction:
     def key(obj: dict[str, Any]) -> str:
-        return f"{object_type}:{obj['number']}"
+        return f"{object_type}:{scalar(obj, 'number')}"
 
     return key
 

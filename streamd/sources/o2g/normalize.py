@@ -10,9 +10,12 @@ Rules:
 2. Where it fits, canonical events follow the vendor event (:mod:`.mapping`):
    ``OnAgentStateChanged`` -> ``AgentState``; ``OnPilotRtiChanged``/``OnQueueRtiChanged``/
    ``OnPilotCallQueued`` -> ``QueueMetric`` per figure present.
-3. A known event that fails its model raises ``NormalizationError(error_type="invalid_payload")``
-   (the caller dead-letters the raw bytes); a payload without ``eventName`` raises
-   ``NormalizationError(error_type="missing_event_name")``.
+3. Tolerant reading (:mod:`streamd.tolerant`): a catalogued event is published whenever its key
+   field is usable, however else it deviates from its model; the deviating paths ride on the
+   event (``streamd_deviations``) and unambiguous coercions are applied to ``data``. A canonical
+   event follows whenever its own fields are usable. Only an event without a usable key field
+   raises ``NormalizationError(error_type="missing_key")``, and a payload without ``eventName``
+   ``NormalizationError(error_type="missing_event_name")``: the caller dead-letters the raw bytes.
 4. An unknown ``eventName`` never raises: it becomes an ``o2g.{package}.UnknownO2GEvent`` (package
    guessed from the name, else ``unknown``) carrying the raw payload, counted as
    ``errors_total{stage="processing", error_type="unknown_event"}``.
@@ -29,16 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from pydantic import ValidationError
-
 from streamd.errors import NormalizationError
 from streamd.events import Event, new_event, utcnow
-from streamd.telemetry import count_error
+from streamd.telemetry import count_deviation, count_error
+from streamd.tolerant import Reader
 
 from . import mapping
 from .models import EVENTS, KeyFunction, guess_package
-from .models_callcenter import AgentState, Pilot, Pilots
-from .models_common import O2GModel
+from .models_callcenter import Pilot
 from .protocol import KEEPALIVE_EVENT
 
 __all__ = [
@@ -71,7 +72,7 @@ def normalize(
         The events to publish; ``[]`` for ``OnChannelInformation``.
 
     Raises:
-        NormalizationError: ``missing_event_name`` or ``invalid_payload`` (dead-letter it).
+        NormalizationError: ``missing_event_name`` or ``missing_key`` (dead-letter it).
     """
     name = obj.get("eventName")
     route = _ROUTES.get(name) if isinstance(name, str) else None
@@ -82,36 +83,33 @@ def normalize(
             return []
         return [_unknown(source, name, obj, snapshot)]
     try:
-        route.validate(obj)
-    except ValidationError as exc:
-        raise _invalid(str(name), exc) from exc
+        key = route.key(obj)
+    except KeyError as exc:
+        raise NormalizationError(
+            f"{name}: key field {exc.args[0]} is missing or not a string or number", error_type="missing_key"
+        ) from None
+    data, deviations = route.check(obj)
     when = now or utcnow()
     vendor = new_event(
         topic=route.topic,
         type=route.type,
         source=source,
-        key=f"{source}:{route.key(obj)}",
-        data=obj,
+        key=f"{source}:{key}",
+        data=data,
         time=when,
         snapshot=snapshot,
+        deviations=deviations,
     )
+    if deviations:
+        count_deviation(source, route.type)
     if route.canonical is None:
         return [vendor]
-    return [vendor, *route.canonical(source, obj, when, snapshot)]
-
-
-def _validate(model: type[O2GModel], obj: dict[str, Any], what: str) -> None:
+    if not deviations:
+        return [vendor, *route.canonical(source, data, when, snapshot)]
     try:
-        model.model_validate(obj)
-    except ValidationError as exc:
-        raise _invalid(what, exc) from exc
-
-
-def _invalid(what: str, exc: ValidationError) -> NormalizationError:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:3]
-    )
-    return NormalizationError(f"{what}: {problems}", error_type="invalid_payload")
+        return [vendor, *route.canonical(source, data, when, snapshot)]
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return [vendor]  # the canonical fields deviated too: the vendor event says where
 
 
 def _unknown(source: str, name: str, obj: dict[str, Any], snapshot: bool) -> Event:
@@ -165,8 +163,8 @@ _CANONICAL: Final[dict[str, Canonical]] = {
 class _Route:
     """Everything :func:`normalize` needs for one catalogued ``eventName``, computed once."""
 
-    validate: Callable[[Any], Any]
-    """The model's pydantic-core validator: ``model_validate`` without its Python wrapper."""
+    check: Callable[[dict[str, Any]], tuple[dict[str, Any], tuple[str, ...]]]
+    """The tolerant reader's check: the value to publish and its deviations."""
     topic: str
     type: str
     key: KeyFunction
@@ -175,7 +173,7 @@ class _Route:
 
 _ROUTES: Final[dict[str, _Route]] = {
     name: _Route(
-        validate=spec.model.__pydantic_validator__.validate_python,
+        check=Reader(spec.model).check,
         topic=f"o2g.{spec.package}",
         type=f"o2g.{spec.package}.{name}",
         key=spec.key,
@@ -187,6 +185,8 @@ _ROUTES: Final[dict[str, _Route]] = {
 
 # -- snapshots ------------------------------------------------------------------------------------
 
+_PILOT: Final = Reader(Pilot)
+
 
 def agent_state_snapshot(source: str, login_name: str, body: dict[str, Any]) -> list[Event]:
     """Events for one agent's ``GET /acd/agent/state?loginName=...`` answer (an ``AgentState``).
@@ -194,10 +194,9 @@ def agent_state_snapshot(source: str, login_name: str, body: dict[str, Any]) -> 
     Published exactly like a live ``OnAgentStateChanged`` (same type, topic and key) plus the
     canonical ``AgentState``, all with ``snapshot=True``.
 
-    Raises:
-        NormalizationError: the body is not an ``AgentState`` (``invalid_payload``).
+    A body that deviates from ``AgentState`` is published all the same, its paths listed under
+    ``$.state``.
     """
-    _validate(AgentState, body, "GET /acd/agent/state")
     event = {"eventName": "OnAgentStateChanged", "loginName": login_name, "state": body}
     return normalize(source, event, snapshot=True)
 
@@ -207,23 +206,21 @@ def pilots_snapshot(source: str, node_id: str, body: dict[str, Any]) -> list[Eve
 
     Each pilot becomes an ``o2g.pilot.PilotSnapshot`` (data = the pilot plus ``nodeId``, key
     ``{source}:{pilot number}``, the key of the live pilot events) and its canonical
-    ``QueueMetric`` figures, all with ``snapshot=True``. Pilots without a number are skipped.
-
-    Raises:
-        NormalizationError: the body is neither shape (``invalid_payload``).
+    ``QueueMetric`` figures, all with ``snapshot=True``. Pilots without a usable number are
+    skipped; a pilot that deviates from ``Pilot`` is published with its deviations.
     """
-    if "pilotList" in body or "number" not in body:
-        _validate(Pilots, body, "GET /acd/{nodeId}/pilots")
-        pilots: list[dict[str, Any]] = body.get("pilotList") or []
-    else:
-        _validate(Pilot, body, "GET /acd/{nodeId}/pilots/{pilotNumber}")
-        pilots = [body]
+    pilots = body.get("pilotList") if "pilotList" in body or "number" not in body else [body]
     now = utcnow()
     out: list[Event] = []
-    for pilot in pilots:
-        number = pilot.get("number")
-        if not number:
+    for raw in pilots if isinstance(pilots, list) else []:
+        if not isinstance(raw, dict):
             continue
+        pilot, deviations = _PILOT.check(raw)
+        number = pilot.get("number")
+        if not isinstance(number, str | int) or isinstance(number, bool) or number == "":
+            continue
+        if deviations:
+            count_deviation(source, "o2g.pilot.PilotSnapshot")
         out.append(
             Event(
                 topic="o2g.pilot",
@@ -233,6 +230,7 @@ def pilots_snapshot(source: str, node_id: str, body: dict[str, Any]) -> list[Eve
                 data={**pilot, "nodeId": str(node_id)},
                 time=now,
                 snapshot=True,
+                deviations=deviations,
             )
         )
         metrics = mapping.queue_metrics(
@@ -258,7 +256,7 @@ def snapshot_events(source: str, kind: str, payload: dict[str, Any]) -> list[Eve
 
     Raises:
         ValueError: unknown ``kind`` (a programming error).
-        NormalizationError: the payload does not match (``invalid_payload``).
+        NormalizationError: an agent state without a usable ``loginName`` (``missing_key``).
     """
     if kind == SNAPSHOT_AGENT_STATE:
         return agent_state_snapshot(source, str(payload["loginName"]), payload["state"])
