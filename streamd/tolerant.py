@@ -32,12 +32,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import SchemaValidator
+from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, SchemaValidator
 
-__all__ = ["MAX_PATHS", "Reader", "Reading", "coerce", "json_path", "resolve"]
+__all__ = ["MAX_PATHS", "KnownValues", "Reader", "Reading", "coerce", "json_path", "resolve"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,6 +49,33 @@ _PRUNE_ROUNDS: Final = 8
 _INT = re.compile(r"[+-]?\d{1,18}")
 _LAX_TYPES: Final = frozenset({"datetime", "date", "time", "timedelta", "uuid", "decimal", "enum"})
 """Schema types whose JSON form is a string: strict mode would refuse every one of them."""
+
+
+_KNOWN: Final = "streamd_known_values"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownValues:
+    """Annotation of an *open* enumeration: ``Annotated[str, KnownValues(("A", "B"), "Kind")]``.
+
+    Any string validates (a vendor's next release adds values); a :class:`Reader` lists a value
+    outside ``values`` as a deviation, and the JSON schema names the known values.
+    """
+
+    values: tuple[str, ...]
+    name: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema: dict[str, Any] = dict(handler(source))
+        schema["metadata"] = {**schema.get("metadata", {}), _KNOWN: list(self.values)}
+        return cast(CoreSchema, schema)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "description": f"{self.name}: known values {', '.join(self.values)} (other values are kept)",
+            "examples": list(self.values),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +136,10 @@ class Reader(Generic[M]):
                 return model
             except ValidationError as exc:
                 errors = exc.errors(include_url=False, include_context=False)
-            for err in errors:
+            for err in reversed(errors):  # input order reversed: a list keeps its earlier indices
                 where, found = resolve(work, err["loc"], missing=err["type"] == "missing")
                 target = where if found and err["type"] != "missing" else where[:-1]
-                if len(target) < 1 or (len(target) == 1 and err["type"] == "missing"):
+                if not target:
                     return None  # a required top-level field: nothing sensible to type
                 work = _delete(work, target)
         return None
@@ -197,7 +225,7 @@ def _replace(obj: Any, path: tuple[str | int, ...], new: Any) -> Any:
 
 
 def _delete(obj: Any, path: tuple[str | int, ...]) -> Any:
-    """A copy of ``obj`` without what is at ``path`` (a list element becomes ``None``-free)."""
+    """A copy of ``obj`` without what is at ``path`` (a list element is removed from the list)."""
     head, rest = path[0], path[1:]
     if rest:
         clone = list(obj) if isinstance(obj, list) else dict(obj)
@@ -224,6 +252,8 @@ def _strict_schema(node: Any) -> Any:
         # any node naming the class, so the strict twin must not name it.
         inner = {**node["schema"], "ref": node["ref"]} if "ref" in node else node["schema"]
         return _strict_schema(inner)
+    if kind == "str" and _KNOWN in node.get("metadata", {}):
+        return {"type": "literal", "expected": node["metadata"][_KNOWN]}
     if kind in _LAX_TYPES:
         node.setdefault("strict", False)
     elif kind in _STRICT_TYPES:

@@ -13,6 +13,9 @@ Rules:
 3. Faults are scripted through methods (:meth:`O2GSimulator.fail_next`, :meth:`cut_next_event`,
    :meth:`expire_sessions`, :meth:`silence`, :attr:`down`, a wrong :attr:`password`); every request
    is in :attr:`requests`.
+4. ``deviate=0.1`` makes that share of the published events deviate from the guide the way real
+   servers do (:mod:`streamd.sim.deviate`: a missing field, a number as a string, an unknown
+   field...), never in their routing fields; :attr:`deviated` lists the changed paths.
 
 Use ``async with O2GSimulator(agents=20, rate=50) as sim: ... sim.url``; ``rate=0`` (the default)
 generates nothing by itself: tests call :meth:`publish` or :meth:`generate`.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import random
 import secrets
 import time
 from collections import deque
@@ -40,6 +44,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from streamd.sim.deviate import Guide, deviate
 from streamd.sim.o2g_traffic import O2GTraffic
 from streamd.sim.server import serving
 from streamd.sources.o2g.config import PACKAGE_EVENTS
@@ -59,6 +64,15 @@ _ERRORS = {
     "NOT_FOUND": (1003, True, "Missing or bad parameter sent by a request on a service."),
     "SERVER_PROBLEM": (1007, False, "Server general problem. Please contact the installer."),
 }
+
+
+GUIDE = Guide(
+    routing=frozenset({"eventName", "loginName", "pilot", "number", "nodeId", "supervisor", "rsiPoint"}),
+    required=frozenset({"callRef", "deviceId", "mainState", "id", "main", "participantId", "caller"}),
+    enums=frozenset({"mainState", "subState", "cause", "main"}),
+)
+"""What the O2G guide (004) says of the simulated traffic's events, for :func:`deviate`: the
+fields that route an event (its name, its key), the ones it marks required, the enumerations."""
 
 
 class _Cut(Exception):
@@ -137,6 +151,7 @@ class O2GSimulator:
         webhook_cookie: str = "value",
         events_per_chunk: int = 512,
         stamp: str | None = None,
+        deviate: float = 0.0,
         seed: int | None = 0,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -147,6 +162,9 @@ class O2GSimulator:
         self.events_per_chunk = events_per_chunk  # at most this many queued events per HTTP chunk
         self.stamp = stamp  # a field added to every published event: time.time_ns() when queued
         self.host, self.port = host, port
+        self.deviate = deviate  # this share of published events deviates from the guide (sim.deviate)
+        self.deviated: list[str] = []  # the JSON path each deviating event changed, in order
+        self._deviate_rng = random.Random(seed)
         self.down = False
         self.refuse_subscriptions: str | None = None  # a message: every subscription is REFUSED
         self.requests: list[LoggedRequest] = []
@@ -253,6 +271,9 @@ class O2GSimulator:
         """Queue events for every subscription whose selectors match; returns how many matched."""
         matched = 0
         for event in events:
+            if self.deviate and self._deviate_rng.random() < self.deviate:
+                event, path = deviate(event, self._deviate_rng, GUIDE)
+                self.deviated.append(path)
             if self.stamp is not None:  # for latency benchmarks: when the vendor wrote it
                 event = {**event, self.stamp: time.time_ns()}
             data = orjson.dumps(event) + b"\n"
@@ -538,9 +559,7 @@ class O2GSimulator:
         if failed := self._guarded(request):
             return failed
         state = self.agents.get(request.query_params.get("loginName", ""))
-        return (
-            _json({k: v for k, v in state.items() if k != "callRef"}) if state else _error(404, "NOT_FOUND")
-        )
+        return _json(state) if state else _error(404, "NOT_FOUND")
 
     async def _agent_snapshot(self, request: Request) -> Response:
         if failed := self._guarded(request):

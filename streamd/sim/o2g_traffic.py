@@ -24,6 +24,7 @@ class O2GTraffic:
     def __init__(self, *, agents: int, pilots: int, seed: int | None = 0) -> None:
         self._rng = random.Random(seed)
         self._seq = 0
+        self._calls: dict[str, str] = {}  # login -> the call it is on (not part of the agent's state)
         self.agents: dict[str, dict[str, Any]] = {
             f"oxe{70100 + i}": {"mainState": "LOG_ON", "subState": "READY", "pgNumber": "5001"}
             for i in range(agents)
@@ -81,7 +82,7 @@ class O2GTraffic:
         self._seq += 1
         call_ref, pilot = str(self._seq), self._rng.choice(list(self.pilots))
         caller = str(self._rng.randint(600000000, 699999999))
-        self.agents[login]["callRef"] = call_ref
+        self._calls[login] = call_ref
         removed = "DISTRIBUTED" if self._rng.random() < 0.9 else "OVERFLOWN"
         identity = {"id": {"phoneNumber": caller}, "displayName": caller, "type": {"main": "EXTERNAL"}}
         return [
@@ -98,7 +99,7 @@ class O2GTraffic:
         ]  # fmt: skip
 
     def _call_ends(self, login: str) -> dict[str, Any]:
-        call_ref = self.agents[login].pop("callRef", "0")
+        call_ref = self._calls.pop(login, "0")
         return {"eventName": "OnCallRemoved", "loginName": login, "callRef": call_ref, "cause": "CLEARED"}
 
     def rti_snapshot(self) -> list[dict[str, Any]]:

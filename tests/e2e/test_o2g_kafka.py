@@ -128,3 +128,49 @@ async def test_every_catalog_event_reaches_its_topic_with_its_key(tmp_path: Path
         assert mine[0].key == f"pbx1:{spec.key(samples[name])}".encode()
         assert headers["ce_subject"] == mine[0].key.decode()
         assert headers["ce_source"] == "streamd/pbx1"
+
+
+def _count(metric: str, source: str) -> float:
+    from streamd.telemetry import REGISTRY
+
+    return sum(
+        s.value
+        for m in REGISTRY.collect()
+        for s in m.samples
+        if s.name == metric and s.labels.get("source") == source
+    )
+
+
+async def test_deviating_traffic_is_published_whole_and_says_where_it_deviated(tmp_path: Path) -> None:
+    """A quarter of the simulator's realistic traffic deviates from the O2G guide (missing fields,
+    numbers as strings, unknown fields, null objects...): every event still reaches its topic,
+    none is a dead letter, and each deviating record lists its paths in ``streamd_deviations``."""
+    from streamd.sources.o2g.models import EVENTS
+
+    dead_before = _count("streamd_events_deadlettered_total", "pbxdev")
+    async with O2GSimulator(agents=6, deviate=0.25, seed=7) as sim:
+        block = o2g_source(sim, "pbxdev", "agent", "pilot", "telephony", snapshot=False)
+        async with running_daemon(tmp_path, block) as runtime:
+            produced = sim.generate(400)
+            expected: dict[str, int] = {}
+            for event in produced:
+                topic = f"streamd.o2g.{EVENTS[event['eventName']].package}"
+                expected[topic] = expected.get(topic, 0) + 1
+            got: list[Any] = []
+            for topic, n in expected.items():
+                got += await read_topic(runtime.bootstrap, topic, lambda rs, n=n: len(rs) >= n)
+            deviations = _count("streamd_deviations_total", "pbxdev")
+
+    assert sum(expected.values()) == len(got)  # nothing missing, nothing extra
+    listed = [
+        orjson.loads(header_dict(r.headers)["streamd_deviations"])
+        for r in got
+        if "streamd_deviations" in header_dict(r.headers)
+    ]
+    assert len(sim.deviated) >= 50
+    assert len(listed) == len(sim.deviated) == deviations
+    flat = {path for paths in listed for path in paths}
+    assert set(sim.deviated) <= flat | {
+        p.rsplit(".", 1)[0] for p in flat
+    }  # a dropped key: its path or its parent's
+    assert _count("streamd_events_deadlettered_total", "pbxdev") == dead_before

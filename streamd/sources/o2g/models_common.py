@@ -17,9 +17,11 @@ Rules:
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
+
+from streamd.tolerant import KnownValues
 
 DATETIME_SCHEMA = WithJsonSchema(
     {
@@ -42,18 +44,13 @@ class O2GEvent(O2GModel):
     eventName: str
 
 
-def open_enum(values: type[enum.StrEnum]) -> WithJsonSchema:
-    """JSON-schema annotation for an open enum: ``Annotated[str, open_enum(SomeEnum)]``.
+def open_enum(values: type[enum.StrEnum]) -> KnownValues:
+    """Annotation for an open enum: ``Annotated[str, open_enum(SomeEnum)]``.
 
-    Any string validates; the schema lists the known values of ``values``.
+    Any string validates; the schema lists the known values of ``values``, and a value outside
+    them is a deviation (:mod:`streamd.tolerant`).
     """
-    known = [v.value for v in values]
-    schema: dict[str, Any] = {
-        "type": "string",
-        "description": f"{values.__name__}: known values {', '.join(known)} (other values are kept)",
-        "examples": known,
-    }
-    return WithJsonSchema(schema)
+    return KnownValues(tuple(v.value for v in values), values.__name__)
 
 
 class CallCause(enum.StrEnum):
