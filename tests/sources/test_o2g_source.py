@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
+import orjson
 import pytest
 
 from streamd.errors import AuthError, FatalError
@@ -98,6 +100,35 @@ async def test_malformed_event_is_dead_lettered_and_stream_goes_on() -> None:
         assert len(dead) == 1
         assert dead[0].data.stage == "decode"
         assert '"pilot": }' in (dead[0].data.raw or "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "error_type"),
+    [
+        (b"not json at all\n", "malformed_json"),
+        (b'{"eventName": "OnPilotCallCreated", "pilot": "60141", "callRef": }\n', "malformed_json"),
+        (b'{"pilot": "60141", "callRef": "1"}\n', "missing_event_name"),
+        (b'{"eventName": "OnPilotCallCreated", "callRef": "1", "caller": "6"}\n', "missing_key"),
+    ],
+)
+async def test_unroutable_input_is_a_dead_letter_with_its_raw_bytes(raw: bytes, error_type: str) -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim), emit):
+        sim.publish_raw(raw)
+        sim.publish({"eventName": "OnPilotCallCreated", "pilot": "60141", "callRef": "2", "caller": 6})
+        await publish_and_expect(sim, emit, ["after"])
+    dead = [e.data for e in emit.events if isinstance(e.data, DeadLetter)]
+    assert [d.error_type for d in dead] == [error_type]
+    kept = dead[0].raw.encode() if dead[0].raw is not None else base64.b64decode(dead[0].raw_b64 or "")
+    if error_type == "malformed_json":
+        assert kept == raw.rstrip(b"\n")  # the bytes as received
+    else:
+        assert orjson.loads(kept) == orjson.loads(raw)  # parsed JSON: kept as the same JSON
+    deviating = [
+        e for e in emit.events if e.type == "o2g.pilot.OnPilotCallCreated" and e.data["callRef"] == "2"
+    ]
+    assert deviating[0].deviations == ("$.caller", "$.cause")  # published: a number for a string, no cause
+    assert deviating[0].data["caller"] == "6"
 
 
 async def test_cut_mid_event_reopens_same_subscription_without_loss() -> None:
