@@ -3,6 +3,11 @@ channel into streamd's O2G source (decode, type-check, map, encode, bounded queu
 the embedded broker, next to a raw aiokafka producer sending the same records (same topics, keys,
 values and headers, pre-serialised) to the same broker in the same run.
 
+It then runs the same source again on a stream in which 10 % of the events are bad (half of
+them deviating from the O2G guide, so published with ``streamd_deviations``; half unroutable, so
+dead letters) and prints the CPU per event of both streams side by side (target: bad / clean at
+most 1.5).
+
 Usage: python -m bench.o2g_chunk_throughput [N] [AGENTS]
        (O2G_EVENTS_PER_CHUNK=1 makes the simulator write one event per HTTP chunk; default 512)
 """
@@ -28,8 +33,8 @@ from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
 from streamd.sources.base import SourceDeps
+from streamd.sources.o2g.chunk import to_events
 from streamd.sources.o2g.config import O2GSourceConfig
-from streamd.sources.o2g.normalize import normalize
 from streamd.sources.o2g.source import O2GSource
 from streamd.telemetry import EVENTS_PUBLISHED, Component
 
@@ -76,12 +81,13 @@ async def start_simulator(agents: int, *extra: str) -> tuple[subprocess.Popen[by
                     await anyio.sleep(0.1)
 
 
-async def prepare(url: str, n: int) -> list[Record]:
-    """Have the simulator generate N events (unpublished); the records streamd will produce for them."""
+async def prepare(url: str, n: int, bad: float = 0.0) -> tuple[int, list[Record]]:
+    """Have the simulator generate N events (unpublished, ``bad`` of them bad): how many events,
+    and the records streamd will produce for them (a dead letter for an unroutable one)."""
     async with httpx.AsyncClient(timeout=60) as http:
-        body = (await http.post(f"{url}/_sim/prepare", params={"n": n})).content
-    events = [e for line in body.splitlines() if line for e in normalize(SOURCE, orjson.loads(line))]
-    return [encode(e, PREFIX) for e in events]
+        body = (await http.post(f"{url}/_sim/prepare", params={"n": n, "bad": bad})).content
+    lines = [line for line in body.splitlines() if line]
+    return len(lines), [encode(e, PREFIX) for e in to_events(SOURCE, (orjson.loads(line) for line in lines))]
 
 
 def bench_source(url: str, prefix: str) -> O2GSource:
@@ -95,8 +101,9 @@ def bench_source(url: str, prefix: str) -> O2GSource:
     return O2GSource(config, deps)
 
 
-async def streamd_run(bootstrap: str, url: str, expected: int) -> float:
-    """Run the O2G source against the simulator; events/s from release to the last acknowledgement."""
+async def streamd_run(bootstrap: str, url: str, expected: int) -> tuple[float, float]:
+    """Run the O2G source against the simulator: records/s from release to the last
+    acknowledgement, and the CPU seconds this process spent meanwhile."""
     publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap), bootstrap, embedded=True)
     await publisher.start()
     try:
@@ -108,13 +115,13 @@ async def streamd_run(bootstrap: str, url: str, expected: int) -> float:
             before = published(SOURCE)
             await http.post(f"{url}/_sim/pause")  # queue everything first: time streamd, not the queueing
             await http.post(f"{url}/_sim/release")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await http.post(f"{url}/_sim/resume")
             while published(SOURCE) - before < expected:  # noqa: ASYNC110 - a metric, not an event
                 await anyio.sleep(0.002)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             tg.cancel_scope.cancel()
-        return expected / elapsed
+        return expected / elapsed, cpu
     finally:
         await publisher.stop()
 
@@ -124,20 +131,26 @@ async def main(n: int, agents: int) -> None:
     process, url = await start_simulator(agents)
     try:
         async with EmbeddedBroker() as bootstrap:
-            warmup = await prepare(url, 1000)
-            await raw_produce(bootstrap, warmup)  # topics, connections
-            records = await prepare(url, n)  # streamd gets these very events once released
+            _, warmup = await prepare(url, 1000, bad=0.1)
+            await raw_produce(bootstrap, warmup)  # topics (dead letters' too), connections
+            inputs, records = await prepare(url, n)  # streamd gets these very events once released
             raw = await raw_produce(bootstrap, records)
-            ours = await streamd_run(bootstrap, url, len(records))
+            ours, cpu = await streamd_run(bootstrap, url, len(records))
+            bad_inputs, bad_records = await prepare(url, n, bad=0.1)
+            bad_rate, bad_cpu = await streamd_run(bootstrap, url, len(bad_records))
     finally:
         process.terminate()
         process.wait(10)
     print(
-        f"O2G events generated : {n} ({agents} agents) -> {len(records)} Kafka records (vendor + canonical)"
+        f"O2G events generated : {inputs} ({agents} agents) -> {len(records)} Kafka records (vendor + canonical)"
     )
     print(f"raw aiokafka producer : {raw:10.0f} records/s")
     print(f"streamd O2G chunk     : {ours:10.0f} records/s")
     print(f"ratio                 : {ours / raw:10.2f}  (target >= 0.8)")
+    clean_us, bad_us = cpu / inputs * 1e6, bad_cpu / bad_inputs * 1e6
+    print(f"10 % bad events       : {bad_rate:10.0f} records/s ({len(bad_records)} records)")
+    print(f"CPU per event         : {clean_us:10.1f} us clean, {bad_us:.1f} us with 10 % bad")
+    print(f"bad / clean CPU ratio : {bad_us / clean_us:10.2f}  (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """JSON Schemas: of the configuration (``streamd schema``) and of every event type
-(``streamd schema --events``), generated from the same models the code uses."""
+(``streamd schema --events``), generated from the same models the code uses.
+
+A vendor event's schema is ``anyOf`` its documented shape (the vendor's document, as the models
+type it) and :data:`DEVIATING`: tolerant reading (:mod:`streamd.tolerant`) publishes a vendor
+record that deviates from its document as received, and says where in its ``streamd_deviations``
+header. Canonical events and dead letters are streamd's own and always match their schema."""
 
 from __future__ import annotations
 
@@ -25,6 +30,19 @@ CANONICAL: dict[str, type[Any]] = {
 }
 
 
+DEVIATING: dict[str, Any] = {
+    "title": "DeviatingRecord",
+    "type": "object",
+    "description": (
+        "A vendor record whose `streamd_deviations` header (a JSON array of JSON paths) is present: "
+        "it matches the documented schema of its ce_type except at the listed paths, where the "
+        "value is kept exactly as the vendor sent it (a missing required field, a different type, "
+        "null, an unknown field or a value outside a documented enumeration). Its routing fields "
+        "(the ones its Kafka key and ce_type are made of) are always usable."
+    ),
+}
+
+
 def event_models() -> dict[str, type[Any]]:
     """Every event type streamd publishes, ``ce_type -> model``."""
     models = dict(CANONICAL)
@@ -39,12 +57,19 @@ def events_schema() -> dict[str, Any]:
     models = event_models()
     adapters = [(ce_type, "serialization", TypeAdapter(model)) for ce_type, model in models.items()]
     keyed, top = TypeAdapter.json_schemas(adapters, ref_template="#/$defs/{model}")  # type: ignore[arg-type]
-    events = {ce_type: keyed[(ce_type, "serialization")] for ce_type in models}
+    events = {
+        ce_type: (
+            keyed[(ce_type, "serialization")]
+            if ce_type in CANONICAL
+            else {"anyOf": [keyed[(ce_type, "serialization")], {"$ref": "#/$defs/DeviatingRecord"}]}
+        )
+        for ce_type in models
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "streamd events: the Kafka value of each ce_type",
         "events": events,
-        "$defs": top.get("$defs", {}),
+        "$defs": {**top.get("$defs", {}), "DeviatingRecord": DEVIATING},
     }
 
 

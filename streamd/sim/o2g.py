@@ -526,7 +526,9 @@ class O2GSimulator:
         """Out-of-band control for drivers in another process (benchmarks, demos): not O2G.
 
         ``POST /_sim/generate?n=N`` generates and publishes; ``POST /_sim/prepare?n=N`` generates
-        without publishing and answers the events as NDJSON; ``POST /_sim/release`` publishes them;
+        without publishing and answers the events as NDJSON (``&bad=0.1``: that share is bad, half
+        of it deviating from the guide, half unroutable: its key field left out);
+        ``POST /_sim/release`` publishes them;
         ``POST /_sim/pause`` / ``resume`` stop and restart writing on the chunk channels;
         ``POST /_sim/rate?rate=R`` sets the generated traffic to R events/s (0 stops it) and answers
         how many events were published so far.
@@ -538,6 +540,15 @@ class O2GSimulator:
             self._prepared = []
             while len(self._prepared) < n:
                 self._prepared.extend(self.traffic.tick())
+            bad = float(request.query_params.get("bad", "0"))
+            for i, event in enumerate(self._prepared):
+                roll = self._deviate_rng.random()
+                if roll < bad / 2:
+                    self._prepared[i] = deviate(event, self._deviate_rng, GUIDE)[0]
+                elif roll < bad:
+                    self._prepared[i] = {
+                        k: v for k, v in event.items() if k == "eventName" or k not in GUIDE.routing
+                    }
             return Response(b"".join(orjson.dumps(e) + b"\n" for e in self._prepared))
         if action in ("pause", "resume"):
             self.silence(action == "pause")
@@ -697,6 +708,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--events-per-chunk", type=int, default=512)
     parser.add_argument("--stamp", default=None, help="add this field (time.time_ns() when queued) to events")
+    parser.add_argument("--deviate", type=float, default=0.0, help="share of events deviating from the guide")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     with contextlib.suppress(KeyboardInterrupt):
@@ -708,6 +720,7 @@ def main() -> None:
                 rate=args.rate,
                 events_per_chunk=args.events_per_chunk,
                 stamp=args.stamp,
+                deviate=args.deviate,
             )
         )
 

@@ -64,6 +64,26 @@ def test_bad_value_fails_validation(document: dict[str, object]) -> None:
     assert not validator.is_valid({"vendor": "o2g", "source": "p", "agent_id": "1", "state": "sleeping"})
 
 
+def test_a_deviating_vendor_record_is_described_as_such(document: dict[str, object]) -> None:
+    from streamd.sources.o2g.normalize import normalize
+
+    ce_type = "o2g.telephony.OnCallCreated"
+    schema = event_schema(document, ce_type)
+    documented = {**schema["anyOf"][0], "$defs": document["$defs"]}  # type: ignore[dict-item]
+    event = {
+        "eventName": "OnCallCreated",
+        "loginName": "u",
+        "callRef": "1",
+        "participants": [{"participantId": "2"}],
+    }
+    deviating = {**event, "participants": [{"participantId": "2", "identity": {"displayName": "Anonymous"}}]}
+    assert normalize("p", deviating)[0].deviations == ("$.participants[0].identity.id",)
+    assert Draft202012Validator(documented).is_valid(event)
+    assert not Draft202012Validator(documented).is_valid(deviating)
+    value = orjson.loads(encode(normalize("p", deviating)[0], "").value)
+    Draft202012Validator(schema).validate(value)  # what consumers receive is described
+
+
 def test_cli_prints_events_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "--events"]) == 0
     assert "streamd.agent.State" in orjson.loads(capsys.readouterr().out)["events"]
