@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from streamd.config_types import Duration, StrictModel
+from streamd.config_types import Duration, Secret, StrictModel
 
 
 class SecurityConfig(StrictModel):
@@ -16,7 +16,7 @@ class SecurityConfig(StrictModel):
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     ca_file: Path | None = Field(None, description="CA bundle (PEM) to verify the brokers.")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
@@ -87,7 +87,7 @@ class HttpConfig(StrictModel):
     """The one HTTP port: health, metrics, webhooks, wallboard."""
 
     listen: str = Field("0.0.0.0:8080", pattern=r"^[^:]*:\d{1,5}$", description="host:port to bind.")
-    auth_token: SecretStr | None = Field(
+    auth_token: Secret | None = Field(
         None, description="Bearer token required by the feed API and wallboard."
     )
     cors_origins: list[str] = Field(default_factory=list)

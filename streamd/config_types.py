@@ -5,7 +5,9 @@ Rules:
 1. Every model forbids unknown fields, so a typo is an error naming the field, not a silent default.
 2. Durations are written ``"500ms"``, ``"5s"``, ``"15m"``, ``"1h"`` or as a number of seconds, and
    are floats (seconds) in code.
-3. Secrets are :class:`pydantic.SecretStr`: never in logs, reprs or error messages.
+3. Secrets are :data:`Secret` (a non-empty :class:`pydantic.SecretStr`): never in logs, reprs or
+   error messages, and never empty: an ``${env:...}`` that is unset or empty would otherwise turn
+   a protection (``auth_token``, ``webhook_secret``) off without a word.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -40,6 +42,16 @@ Duration = Annotated[
     PlainSerializer(lambda v: v, return_type=float),
     Field(json_schema_extra={"examples": ["500ms", "5s", "15m", 30]}),
 ]
+
+
+def _not_empty(secret: SecretStr) -> SecretStr:
+    if not secret.get_secret_value().strip():
+        raise ValueError("is empty: set a value (an ${env:...} or ${file:...} that is empty resolves to '')")
+    return secret
+
+
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
+"""A secret that must not be empty (rule 3)."""
 
 
 class StrictModel(BaseModel):

@@ -162,3 +162,21 @@ def test_idempotence_true_needs_acks_all() -> None:
     assert producer_kwargs(cfg.kafka, "k:9092", embedded=False)["enable_idempotence"] is False
     assert producer_kwargs(parse_config("", {}).kafka, "k:9092", embedded=False)["enable_idempotence"] is True
     assert producer_kwargs(parse_config("", {}).kafka, "k:9092", embedded=True)["enable_idempotence"] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('http:\n  auth_token: "${env:EMPTY}"\n', "http.auth_token"),
+        (
+            "sources:\n  - kind: o2g\n    name: p\n    url: https://o\n    username: u\n    password: pw\n"
+            '    delivery: webhook\n    webhook_public_url: https://me/webhooks/o2g/p\n    webhook_secret: "${env:EMPTY}"\n',
+            "sources[0].webhook_secret",
+        ),
+        ("sources:\n  - {kind: xima, name: c, url: 'https://x', api_key: '  '}\n", "sources[0].api_key"),
+    ],
+)
+def test_an_empty_secret_is_a_config_error(text: str, field: str) -> None:
+    """An ``${env:...}`` resolving to "" must not turn a protection off without a word."""
+    [line] = problems(text, {"EMPTY": ""})
+    assert line.startswith(f"{field}: is empty: set a value")

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName, StrictModel
 from streamd.events import State
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ class AlvariaSourceConfig(StrictModel):
         "/tokenservice/oauth2/access_token.",
     )
     client_id: str = Field(description="OAuth2 client id (client-credentials grant).")
-    client_secret: SecretStr = Field(description="OAuth2 client secret.")
-    api_key: SecretStr = Field(description="Value of the x-api-key header Alvaria requires on every call.")
+    client_secret: Secret = Field(description="OAuth2 client secret.")
+    api_key: Secret = Field(description="Value of the x-api-key header Alvaria requires on every call.")
     scope: str = Field(
         "reportingapi", description="OAuth2 scope requested; the reporting API needs reportingapi."
     )

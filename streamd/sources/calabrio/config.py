@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName, StrictModel
 
 if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
@@ -33,7 +33,7 @@ class CalabrioSourceConfig(StrictModel):
         pattern=r"^https?://",
     )
     username: str = Field(description="API user (an e-mail address; spec §2.4).")
-    password: SecretStr = Field(description="API user's password.")
+    password: Secret = Field(description="API user's password.")
     tenant_id: str | None = Field(None, description="Tenant id, when the user exists in several tenants.")
     language: str = Field("en", description="`language` sent to POST /api/rest/authorize.")
     locale: str = Field("en", description="`locale` sent to POST /api/rest/authorize.")

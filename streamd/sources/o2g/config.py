@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName, StrictModel
 
 if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
@@ -138,7 +138,7 @@ class O2GSourceConfig(StrictModel):
     username: str = Field(
         min_length=1, description="O2G login (an administrator for '*' and admin packages)."
     )
-    password: SecretStr = Field(description="O2G password.")
+    password: Secret = Field(description="O2G password.")
     admin: bool = Field(default=True, description="The login is an O2G administrator.")
     packages: list[Package] = Field(
         default_factory=_default_packages,
@@ -208,7 +208,7 @@ class O2GSourceConfig(StrictModel):
         pattern=r"^https?://",
         description="URL O2G POSTs events to: streamd's /webhooks/o2g/{name} as reachable from O2G.",
     )
-    webhook_secret: SecretStr | None = Field(
+    webhook_secret: Secret | None = Field(
         default=None,
         description="Shared secret: added to the webhook URL as ?secret=... and required on every POST.",
     )

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName, StrictModel
 from streamd.events import State
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class XimaSourceConfig(StrictModel):
     kind: Literal["xima"]
     name: SourceName
     url: str = Field(description="Server root, e.g. https://abc-medical.xima.cloud or http://10.0.0.5:9080.")
-    api_key: SecretStr = Field(description="The Service User's authentication key (sent as Bearer).")
+    api_key: Secret = Field(description="The Service User's authentication key (sent as Bearer).")
     mode: Literal["poll", "websocket"] = Field(
         default="poll", description="Realtime values by polling the REST API or by websocket subscription."
     )
