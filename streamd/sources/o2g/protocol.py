@@ -37,6 +37,7 @@ from streamd.errors import (
     TransientError,
     VendorProtocolError,
 )
+from streamd.jsonwire import loads, may_hold_big_ints
 
 from .models_common import RestErrorInfo
 
@@ -89,7 +90,7 @@ class O2GEventDecoder:
             :class:`VendorProtocolError` (like h11's buffer limit and websockets' ``max_size``).
     """
 
-    __slots__ = ("_buf", "_depth", "_garbage", "_in_string", "_max", "_pos", "_start")
+    __slots__ = ("_buf", "_depth", "_exact", "_garbage", "_in_string", "_max", "_pos", "_start")
 
     def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
         if max_event_size <= 0:
@@ -101,6 +102,7 @@ class O2GEventDecoder:
         self._garbage = -1  # offset of pending stray bytes, -1 if none
         self._depth = 0
         self._in_string = False  # _pos is just after an opening quote
+        self._exact = False  # the bytes fed last may hold an integer beyond 64 bits
 
     def feed(self, data: bytes) -> list[dict[str, Any] | MalformedEvent]:
         """Add bytes from the stream; return every object completed by them, in order.
@@ -115,7 +117,9 @@ class O2GEventDecoder:
             VendorProtocolError: a pending event grew beyond ``max_event_size``.
         """
         buf = self._buf
+        seam = max(0, len(buf) - 18)  # a digit run may straddle two chunks
         buf += data
+        self._exact = may_hold_big_ints(memoryview(buf)[seam:])
         out: list[dict[str, Any] | MalformedEvent] = []
         while True:
             if self._start < 0 and not self._between_objects(out):
@@ -123,7 +127,7 @@ class O2GEventDecoder:
             end = self._scan()
             if end < 0:
                 break
-            out.append(_decode(bytes(buf[self._start : end])))
+            out.append(_decode(bytes(buf[self._start : end]), self._exact))
             self._start = -1
             self._pos = end
         self._compact()
@@ -168,7 +172,7 @@ class O2GEventDecoder:
                 self._garbage = -1
             newline = buf.find(b"\n", i)
             if newline >= 0:
-                obj = _loads_dict(buf[i:newline])
+                obj = _loads_dict(buf[i:newline], self._exact)
                 if obj is not None:
                     if newline - i > self._max:
                         raise VendorProtocolError(f"O2G event of {newline - i} bytes exceeds {self._max}")
@@ -230,17 +234,17 @@ class O2GEventDecoder:
                 self._garbage -= keep
 
 
-def _loads_dict(raw: bytes | bytearray) -> dict[str, Any] | None:
+def _loads_dict(raw: bytes | bytearray, exact: bool) -> dict[str, Any] | None:
     try:
-        obj = orjson.loads(raw)
+        obj = loads(raw, check=exact)
     except orjson.JSONDecodeError:
         return None
     return obj if type(obj) is dict else None
 
 
-def _decode(raw: bytes) -> dict[str, Any] | MalformedEvent:
+def _decode(raw: bytes, exact: bool) -> dict[str, Any] | MalformedEvent:
     try:
-        obj = orjson.loads(raw)
+        obj = loads(raw, check=exact)
     except orjson.JSONDecodeError as exc:
         return MalformedEvent(raw, f"invalid JSON: {exc}")
     if type(obj) is not dict:  # pragma: no cover - a balanced {...} always decodes to a dict
