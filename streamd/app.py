@@ -110,6 +110,7 @@ async def run_daemon(
             queue_size=config.queue_size,
             max_record_bytes=config.kafka.max_request_size - 1024,  # room for the batch overhead
             delivery_timeout=config.kafka.delivery_timeout,
+            spool_after=config.kafka.spool_after,
             component=publisher_health,
         )
         webhooks = Webhooks()

@@ -70,6 +70,15 @@ class Config(StrictModel):
         for sink in self.sinks:
             if sink.from_ not in names:
                 raise ValueError(f"sink {sink.name!r} reads from unknown source {sink.from_!r}")
+        for source in self.sources:
+            deadline = getattr(source, "webhook_deadline", None)
+            webhook = getattr(source, "delivery", None) == "webhook"
+            if webhook and deadline is not None and deadline <= self.kafka.spool_after:
+                raise ValueError(
+                    f"source {source.name!r}: webhook_deadline ({deadline:g}s) must be longer than "
+                    f"kafka.spool_after ({self.kafka.spool_after:g}s), or every POST is refused while "
+                    "Kafka is down although the spool would take it"
+                )
         return self
 
 

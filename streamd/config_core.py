@@ -62,7 +62,17 @@ class KafkaConfig(StrictModel):
         "auto", description="auto = on for real Kafka, off for the embedded broker (it lacks InitProducerId)."
     )
     startup_timeout: Duration = Field(30.0, description="Give up (exit non-zero) if Kafka is unreachable.")
-    delivery_timeout: Duration = Field(30.0, description="An unacknowledged event is spooled after this.")
+    delivery_timeout: Duration = Field(
+        30.0, description="The producer's request timeout, and how long a spool drain waits for Kafka."
+    )
+    spool_after: Duration = Field(
+        2.0,
+        gt=0,
+        description=(
+            "An event Kafka has not acknowledged after this is written to the outage spool (a connection "
+            "error spools at once), so durable callers (webhooks, pollers) never wait out an outage."
+        ),
+    )
     security: SecurityConfig = SecurityConfig()
     topics: TopicsConfig = TopicsConfig()
 
@@ -70,6 +80,10 @@ class KafkaConfig(StrictModel):
     def _idempotence_needs_acks_all(self) -> KafkaConfig:
         if self.idempotence is True and str(self.acks) not in ("all", "-1"):
             raise ValueError(f"idempotence: true requires acks: all (got acks: {self.acks})")
+        if self.spool_after > self.delivery_timeout:
+            raise ValueError(
+                f"spool_after ({self.spool_after:g}s) must not exceed delivery_timeout ({self.delivery_timeout:g}s)"
+            )
         return self
 
     @property

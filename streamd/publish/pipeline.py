@@ -146,6 +146,7 @@ class Pipeline:
         coalesce: int = 10_000,
         max_record_bytes: int = 1_000_000,
         delivery_timeout: float = 30.0,
+        spool_after: float = 2.0,
         component: Component | None = None,
     ) -> None:
         self.sender = sender
@@ -155,6 +156,7 @@ class Pipeline:
         self.coalesce = coalesce
         self.max_record_bytes = max_record_bytes
         self.delivery_timeout = delivery_timeout
+        self.spool_after = spool_after
         self.component = component
         self._outage_logged = False
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
@@ -202,7 +204,7 @@ class Pipeline:
             for batch in unit.batches:
                 batch.records = [self._encode(e, batch.source) for e in batch.events]
             if not self.spool.count:
-                unit.deadline = anyio.current_time() + self.delivery_timeout
+                unit.deadline = anyio.current_time() + self.spool_after
                 unit.spooled_before = self._spooled_units
                 unit.deliveries = await self._send_records(unit.records)
             await self._inflight_send.send(unit)
@@ -421,7 +423,7 @@ async def _settle(
                 await asyncio.wait([future])  # never cancels the future itself
         if not future.done():
             future.add_done_callback(_consume)
-            retry = retry or "not acknowledged within kafka.delivery_timeout"
+            retry = retry or "not acknowledged in time"
             continue
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is None:

@@ -180,3 +180,16 @@ def test_an_empty_secret_is_a_config_error(text: str, field: str) -> None:
     """An ``${env:...}`` resolving to "" must not turn a protection off without a word."""
     [line] = problems(text, {"EMPTY": ""})
     assert line.startswith(f"{field}: is empty: set a value")
+
+
+def test_deadlines_that_contradict_each_other_are_refused() -> None:
+    """A webhook that gives up before its events would be spooled refuses every POST of an outage."""
+    webhook = (
+        "sources:\n  - kind: o2g\n    name: p\n    url: https://o\n    username: u\n    password: pw\n"
+        "    delivery: webhook\n    webhook_public_url: https://me/webhooks/o2g/p\n    webhook_deadline: 2s\n"
+    )
+    [line] = problems(webhook)
+    assert "webhook_deadline (2s) must be longer than kafka.spool_after (2s)" in line
+    [line] = problems("kafka:\n  spool_after: 40s\n")
+    assert line.startswith("kafka: spool_after (40s) must not exceed delivery_timeout (30s)")
+    parse_config(webhook + "kafka:\n  spool_after: 500ms\n", {})

@@ -50,9 +50,9 @@ def _events(n: int, **data: Any) -> list[Event]:
     return [Event(topic="t", type="x.t.E", source="s", key=f"s:{i}", data={"i": i, **data}) for i in range(n)]
 
 
-async def test_durable_emit_returns_spooled_after_the_delivery_timeout() -> None:
+async def test_durable_emit_returns_spooled_soon_after_kafka_stops_acknowledging() -> None:
     spool = Spool(":memory:")
-    pipeline = Pipeline(StuckKafka(), spool, "p.", delivery_timeout=0.2)
+    pipeline = Pipeline(StuckKafka(), spool, "p.", delivery_timeout=30, spool_after=0.2)
     emit = pipeline.emitter("s")
     async with anyio.create_task_group() as tg:
         tg.start_soon(pipeline.run)
