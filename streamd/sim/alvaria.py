@@ -14,6 +14,13 @@ Rules:
    429 with ``Retry-After`` (seconds or HTTP date), 408, 503, 5xx, slow answers; tokens can be
    expired or revoked at any time. Every request lands in :attr:`AlvariaSimulator.log` with a
    timestamp from the injected clock.
+5. ``deviate`` (0..1, default 0) makes that share of the rows of every answer deviate from seed 003
+   the way real servers do (:func:`deviate_row`): numbers as text or as ``5.0``, text where a number
+   belongs, a number where text belongs, an object or a list for a scalar, a date-time that is not
+   one, unknown fields. Key fields are never touched, so every row stays routable. Which rows
+   deviate, and how, is a pure function of ``seed``, the query and the row key (deterministic
+   whatever the order of requests); :attr:`AlvariaSimulator.deviations` records the JSON paths
+   of each deviating row last served.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import base64
 import itertools
 import math
 import random
+import typing
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -39,6 +47,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from streamd.sim.server import serving
+from streamd.sources.alvaria.diff import SHAPES
+from streamd.sources.alvaria.models import ROW_MODELS
 from streamd.sources.alvaria.normalize import TEAM_COUNTERS as TEAM_COUNT_FIELDS
 
 QUERIES = ("listActivity", "teamActivity", "userActivity", "channelActivity", "presence")
@@ -296,6 +306,51 @@ class AlvariaWorld:
         ]
 
 
+def _field_types(query: str) -> dict[str, str]:
+    """Field -> ``int`` / ``datetime`` / ``str``: what the row model documents for it."""
+    types: dict[str, str] = {}
+    for name, info in ROW_MODELS[query].model_fields.items():
+        args = typing.get_args(info.annotation) or (info.annotation,)
+        types[name] = "int" if int in args else "datetime" if datetime in args else "str"
+    return types
+
+
+FIELD_TYPES: dict[str, dict[str, str]] = {query: _field_types(query) for query in QUERIES}
+
+
+def _deviant(kind: str, value: Any, rng: random.Random) -> Any:
+    """A deviating stand-in for ``value`` of a field documented as ``kind``."""
+    if kind == "int":
+        return rng.choice(
+            (str(value), float(value) if isinstance(value, int) else "1.0", "n/a", {"value": value})
+        )
+    if kind == "datetime":
+        return rng.choice(("soon", {"at": value}, ["2018-02-07T11:29:46Z"]))
+    return rng.choice((len(str(value)) + 0.5, [value], {"text": value}))
+
+
+def deviate_row(
+    query: str, row: dict[str, Any], rng: random.Random
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A copy of ``row`` with one to three deviating fields (and maybe an unknown one).
+
+    Returns the copy and the JSON paths that deviate (``$.stateDur``); the key fields of the query
+    (:data:`~streamd.sources.alvaria.diff.SHAPES`) are never touched.
+    """
+    types = FIELD_TYPES[query]
+    keys = set(SHAPES[query].key_fields)
+    candidates = [name for name in row if name in types and name not in keys]
+    out = dict(row)
+    paths: list[str] = []
+    for name in rng.sample(candidates, k=min(len(candidates), rng.randint(1, 3))):
+        out[name] = _deviant(types[name], row[name], rng)
+        paths.append(f"$.{name}")
+    if not paths or rng.random() < 0.5:
+        out["vendorExtension"] = {"level": [1, {"deep": True}], "note": None}
+        paths.append("$.vendorExtension")
+    return out, tuple(paths)
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One scripted answer instead of the real one."""
@@ -341,6 +396,8 @@ class AlvariaSimulator:
         token_ttl: ``expires_in`` of issued tokens, in seconds (short by default).
         clock: seconds (epoch-like); drives token expiry, the world and the request log.
         auto_advance: move the world on by the clock before answering each data request.
+        seed: seeds the world and the deviations.
+        deviate: the share of rows (0..1) that deviate from seed 003 (module rule 5).
         port: 0 for an ephemeral port.
     """
 
@@ -358,10 +415,14 @@ class AlvariaSimulator:
         clock: Callable[[], float] | None = None,
         auto_advance: bool = True,
         seed: int = 1,
+        deviate: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         import time
+
+        if not 0.0 <= deviate <= 1.0:
+            raise ValueError(f"deviate must be a share between 0 and 1, not {deviate}")
 
         self.clock = clock or time.time
         self.world = AlvariaWorld(
@@ -371,6 +432,9 @@ class AlvariaSimulator:
         self.client_id, self.client_secret, self.api_key = client_id, client_secret, api_key
         self.token_ttl = token_ttl
         self.auto_advance = auto_advance
+        self.seed, self.deviate = seed, deviate
+        self.deviations: dict[tuple[str, str], tuple[str, ...]] = {}
+        """(query, row key) -> the deviating JSON paths of that row as last served."""
         self.host, self.port = host, port
         self.log: list[LoggedRequest] = []
         self.in_flight: dict[str, int] = {}
@@ -494,7 +558,8 @@ class AlvariaSimulator:
                 return self._json(
                     request, query, 404, {"error": "No ListActivity exists for the provided entity Id"}
                 )
-            return self._json(request, query, 200, self.world.list_row(name))
+            (row,) = self.deviating(query, name, [self.world.list_row(name)])
+            return self._json(request, query, 200, row)
         scope_param = "workTypeId" if query == "channelActivity" else "teamId"
         scope = params.get(scope_param)
         if not scope:
@@ -508,6 +573,7 @@ class AlvariaSimulator:
             rows = self.world.user_rows(scope, now)
         else:
             rows = self.world.channel_rows(scope, now)
+        rows = self.deviating(query, scope, rows)
         return self._json(
             request, query, 200, {"kind": "via#queryDataList", "totalItems": len(rows), "rows": rows}
         )
@@ -531,7 +597,8 @@ class AlvariaSimulator:
             return denied
         if request.query_params.get("state") != "LoggedOn":
             return self._json(request, "presence", 400, {"error": "Bad Request"})
-        users = self.world.presence_users(request.query_params.get("workTypeId"))
+        work_type = request.query_params.get("workTypeId")
+        users = self.deviating("presence", work_type, self.world.presence_users(work_type))
         body = {"kind": "via#presenceDataList", "users": users, "totalItems": len(users)}
         return self._json(request, "presence", 200, body)
 
@@ -550,6 +617,21 @@ class AlvariaSimulator:
         if self.auto_advance:
             self.world.step(self.clock())
         return None
+
+    def deviating(self, query: str, scope: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` with the share ``deviate`` of them deviating (module rule 5)."""
+        if not self.deviate:
+            return rows
+        shape = SHAPES[query]
+        out = []
+        for row in rows:
+            key = ":".join(shape.key_of(row, scope) or ())
+            rng = random.Random(f"{self.seed}:{query}:{key}")  # str seeds hash stably (sha512)
+            if rng.random() < self.deviate:
+                row, paths = deviate_row(query, row, rng)
+                self.deviations[(query, key)] = paths
+            out.append(row)
+        return out
 
     def _fault(self, query: str) -> Fault | None:
         for name in (query, "*"):
@@ -602,13 +684,16 @@ async def serve_forever(
     port: int = 0,
     agents: int = 50,
     token_ttl: float = 300.0,
+    deviate: float = 0.0,
     task_status: TaskStatus[AlvariaSimulator] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a simulator until cancelled (for ``streamd demo``); ``task_status`` gets the simulator.
 
     Use ``sim = await tg.start(serve_forever)`` and put ``sim.source_config()`` in the demo config.
     """
-    async with AlvariaSimulator(agents=agents, token_ttl=token_ttl, host=host, port=port) as sim:
+    async with AlvariaSimulator(
+        agents=agents, token_ttl=token_ttl, deviate=deviate, host=host, port=port
+    ) as sim:
         task_status.started(sim)
         await anyio.sleep_forever()
 
@@ -623,8 +708,10 @@ async def demo(agents: int) -> AsyncIterator[dict[str, Any]]:
         yield sim.source_config("alvaria1", interval="2s")
 
 
-async def _main(port: int, agents: int, token_ttl: float) -> None:  # pragma: no cover - manual use
-    async with AlvariaSimulator(agents=agents, token_ttl=token_ttl, port=port) as sim:
+async def _main(
+    port: int, agents: int, token_ttl: float, deviate: float
+) -> None:  # pragma: no cover - manual use
+    async with AlvariaSimulator(agents=agents, token_ttl=token_ttl, deviate=deviate, port=port) as sim:
         print(orjson.dumps(sim.source_config(), option=orjson.OPT_INDENT_2).decode(), flush=True)
         await anyio.sleep_forever()
 
@@ -638,5 +725,8 @@ if __name__ == "__main__":  # pragma: no cover
     parser.add_argument("--port", type=int, default=9103, help="TCP port (0 = any free port)")
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--token-ttl", type=float, default=300.0, help="expires_in of issued tokens, seconds")
+    parser.add_argument(
+        "--deviate", type=float, default=0.0, help="share of rows (0..1) that deviate from the seed's schemas"
+    )
     args = parser.parse_args()
-    anyio.run(_main, args.port, args.agents, args.token_ttl)
+    anyio.run(_main, args.port, args.agents, args.token_ttl, args.deviate)

@@ -312,7 +312,7 @@ async def test_one_failing_query_does_not_make_the_source_state_flap(
     assert "userActivity: alvaria GET userActivity team1: HTTP 503" in transitions[0]
 
 
-async def test_invalid_row_is_dead_lettered_once_and_the_rest_is_published() -> None:
+async def test_a_deviating_row_is_published_and_only_a_keyless_row_is_dead_lettered_once() -> None:
     rows = [
         {"userId": "u1", "teamId": "team1", "stateId": "idle", "interactionCount": 0},
         {"userId": "u2", "teamId": "team1", "stateId": "idle", "interactionCount": "many"},
@@ -329,10 +329,14 @@ async def test_invalid_row_is_dead_lettered_once_and_the_rest_is_published() -> 
                 lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit
             )  # the real rows came back
         dead = [e.data for e in emit.events if e.topic == "deadletter"]
-        assert sorted(d.error_type for d in dead) == ["invalid_row", "missing_key"]  # once, not once per poll
-        assert "interactionCount" in next(d.error for d in dead if d.error_type == "invalid_row")
-        first = [e.data["row"]["userId"] for e in emit.of_type("alvaria.userActivity.Row")]
-        assert first[0] == "u1"
+        assert [d.error_type for d in dead] == ["missing_key"]  # once, not once per poll
+        assert orjson.loads(dead[0].raw or "") == rows[2]
+        first = emit.of_type("alvaria.userActivity.Row")[:2]
+        assert [e.data["row"]["userId"] for e in first] == ["u1", "u2"]
+        assert [e.deviations for e in first] == [(), ("$.row.interactionCount",)]
+        assert first[1].data["row"]["interactionCount"] == "many"
+        states = [e.data for e in emit.of_type("streamd.agent.State")]
+        assert {"u1", "u2"} <= {s.agent_id for s in states}  # the canonical state still flows for u2
 
 
 class HidingSimulator(AlvariaSimulator):

@@ -1,13 +1,17 @@
-"""Snapshot diffing: add / change / remove / no-op, ticking fields, refresh snapshots, bad rows, ids."""
+"""Snapshot diffing: add / change / remove / no-op, ticking fields, refresh snapshots, bad rows, ids,
+deviating rows (tolerant reading)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamd.publish.encoding import encode, header_dict
 from streamd.sources.alvaria.diff import (
     SHAPES,
     DiffResult,
@@ -17,7 +21,8 @@ from streamd.sources.alvaria.diff import (
     parse_time,
     row_events,
 )
-from streamd.sources.alvaria.models import EVENT_MODELS
+from streamd.sources.alvaria.models import EVENT_MODELS, ROW_MODELS, ROW_READERS
+from streamd.telemetry import REGISTRY
 
 USER = SHAPES["userActivity"]
 OBSERVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -133,20 +138,122 @@ def test_rows_coming_back_reset_the_empty_streak() -> None:
     assert back.state.empty_streak == 0
 
 
-def test_invalid_row_is_reported_once_and_kept_out_until_fixed() -> None:
-    def validate(row: dict[str, Any]) -> None:
-        if not isinstance(row.get("interactionCount"), int):
-            raise ValueError("interactionCount is not an integer")
+def checked(prev: ScopeState, rows: list[Any], *, full: bool = False) -> DiffResult:
+    return diff(prev, rows, full=full, check=ROW_READERS["userActivity"].check)
 
-    bad = user("a", interactionCount="many")
-    first = diff(ScopeState(), [bad, user("b")], validate=validate)
-    assert [b.error_type for b in first.bad] == ["invalid_row"]
-    assert [c.key[1] for c in first.changes] == ["b"]
-    again = diff(first.state, [bad, user("b")], validate=validate)
-    assert again.bad == []
-    assert again.changes == []
-    fixed = diff(again.state, [user("a"), user("b")], validate=validate)
-    assert [(c.change, c.key[1]) for c in fixed.changes] == [("added", "a")]
+
+def test_a_deviating_row_is_published_coerced_with_its_deviations() -> None:
+    deviating = user("a", interactionCount="many", stateDur="7", reasonName={"x": 1}, extra=[1])
+    result = checked(ScopeState(), [deviating, user("b")])
+    assert result.bad == []
+    first, second = result.changes
+    assert (first.change, first.key) == ("added", ("sales", "a"))
+    assert first.row["stateDur"] == 7  # unambiguous: coerced
+    assert first.row["interactionCount"] == "many"  # ambiguous: kept as received
+    assert first.row["reasonName"] == {"x": 1}
+    assert first.row["extra"] == [1]
+    assert set(first.deviations) == {"$.interactionCount", "$.stateDur", "$.reasonName", "$.extra"}
+    assert second.deviations == ()
+    assert deviating["stateDur"] == "7"  # the answer itself is not modified
+    assert result.state.rows[("sales", "a")] is deviating  # the state keeps the row as received
+
+
+def test_a_new_representation_of_the_same_value_is_no_change() -> None:
+    prev = checked(ScopeState(), [user("a", interactionCount=1)]).state
+    assert checked(prev, [user("a", interactionCount="1")]).changes == []
+    (change,) = checked(prev, [user("a", interactionCount="2")]).changes
+    assert (change.changed, change.previous, change.row["interactionCount"]) == (
+        ("interactionCount",),
+        {"interactionCount": 1},
+        2,
+    )
+    assert change.deviations == ("$.interactionCount",)
+    (snapshot,) = checked(prev, [user("a", interactionCount="1")], full=True).changes
+    assert (snapshot.change, snapshot.row["interactionCount"]) == ("unchanged", 1)
+    assert snapshot.deviations == ("$.interactionCount",)
+
+
+def test_previous_values_are_the_published_ones() -> None:
+    prev = checked(ScopeState(), [user("a", interactionCount="1")]).state
+    (change,) = checked(prev, [user("a", interactionCount=3)]).changes
+    assert change.previous == {"interactionCount": 1}
+    assert change.deviations == ()
+
+
+def test_snapshot_rows_keep_their_deviations_and_a_ticking_field_is_still_checked() -> None:
+    prev = checked(ScopeState(), [user("a"), user("b", reasonName=5)]).state
+    assert prev.clean == {("sales", "a")}
+    quiet = checked(prev, [user("a", stateDur="7"), user("b", reasonName=5)])  # not published, not checked
+    assert quiet.changes == []
+    snapshot = checked(quiet.state, [user("a", stateDur="8"), user("b", reasonName=5)], full=True)
+    assert [(c.change, c.deviations) for c in snapshot.changes] == [
+        ("unchanged", ("$.stateDur",)),
+        ("unchanged", ("$.reasonName",)),
+    ]
+    assert snapshot.changes[0].row["stateDur"] == 8
+    assert snapshot.changes[1].row["reasonName"] == "5"
+    again = checked(snapshot.state, [user("a", stateDur=9), user("b", reasonName=5)], full=True)
+    assert [c.deviations for c in again.changes] == [(), ("$.reasonName",)]
+
+
+def test_every_ticking_field_is_a_documented_integer() -> None:
+    for name, shape in SHAPES.items():
+        for field_name in shape.ticking:
+            assert ROW_MODELS[name].model_fields[field_name].annotation == int | None, (name, field_name)
+
+
+def test_a_removed_row_is_published_as_last_seen_with_its_deviations() -> None:
+    prev = checked(ScopeState(), [user("a", stateDur="7")]).state
+    (removed,) = checked(prev, []).changes
+    assert (removed.change, removed.row["stateDur"], removed.deviations) == ("removed", 7, ("$.stateDur",))
+
+
+def test_deviation_paths_point_into_the_kafka_value_and_are_counted() -> None:
+    result = checked(ScopeState(), [user("a", interactionCount="many", more={"x": 1})])
+    before = REGISTRY.get_sample_value(
+        "streamd_deviations_total", {"source": "dev1", "type": "alvaria.userActivity.RowAdded"}
+    )
+    (event,) = row_events(
+        USER, result.changes, source="dev1", scope="sales", observed=OBSERVED, snapshot=False
+    )
+    after = REGISTRY.get_sample_value(
+        "streamd_deviations_total", {"source": "dev1", "type": "alvaria.userActivity.RowAdded"}
+    )
+    assert event.deviations == ("$.row.interactionCount", "$.row.more")
+    assert (after or 0) - (before or 0) == 1
+    headers = header_dict(encode(event, "p.").headers)
+    assert orjson.loads(headers["streamd_deviations"]) == ["$.row.interactionCount", "$.row.more"]
+    clean = checked(ScopeState(), [user("a")])
+    (plain,) = row_events(
+        USER, clean.changes, source="dev1", scope="sales", observed=OBSERVED, snapshot=False
+    )
+    assert plain.deviations == ()
+    assert "streamd_deviations" not in header_dict(encode(plain, "p.").headers)
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"teamId": "sales", "userId": {"id": "a"}}, "userId"),
+        ({"teamId": "sales", "userId": True}, "userId"),
+        ({"teamId": "sales", "userId": ""}, "userId"),
+        ({"teamId": ["sales"], "userId": "a"}, "teamId"),
+    ],
+)
+def test_a_row_without_a_usable_key_field_is_unroutable(row: dict[str, Any], field: str) -> None:
+    result = checked(ScopeState(), [row])
+    assert result.changes == []
+    (bad,) = result.bad
+    assert bad.error_type == "missing_key"
+    assert f"without a usable {field}" in bad.reason
+    assert checked(result.state, [row]).bad == []  # reported once while it stays the same
+
+
+def test_a_number_key_is_its_text_and_the_published_row_says_so() -> None:
+    (change,) = checked(ScopeState(), [user("a") | {"userId": 42}]).changes
+    assert change.key == ("sales", "42")
+    assert change.row["userId"] == "42"
+    assert change.deviations == ("$.userId",)
 
 
 def test_row_without_identity_is_bad_once() -> None:
@@ -166,6 +273,7 @@ def test_missing_scope_field_falls_back_to_the_polled_scope() -> None:
     row = user("a")
     del row["teamId"]
     assert USER.key_of(row, "sales") == ("sales", "a")
+    assert USER.key_of(row | {"teamId": ""}, "sales") == ("sales", "a")
     channel = SHAPES["channelActivity"]
     assert channel.key_of({"interactionTypeId": "inboundacd"}, "wt1") == ("wt1", "inboundacd", "")
 

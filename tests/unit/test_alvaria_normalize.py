@@ -151,8 +151,10 @@ SEED_STATE_IDS = [
 ]
 
 
-def added(row: dict[str, Any]) -> RowChange:
-    return RowChange("added", ("k",), row, row)
+def added(row: dict[str, Any], query: str = "userActivity") -> RowChange:
+    key = SHAPES[query].key_of(row, None)
+    assert key is not None
+    return RowChange("added", key, row, row)
 
 
 def test_seed_examples_validate_with_every_field_typed() -> None:
@@ -252,14 +254,16 @@ def test_removed_user_row_gives_no_agent_state_but_snapshot_rows_do() -> None:
 
 
 def test_user_row_without_user_id_is_a_normalization_error() -> None:
+    nameless = {"stateId": "idle"}
+    change = RowChange("added", ("k",), nameless, nameless)
     with pytest.raises(NormalizationError) as info:
-        user_activity_events(added({"stateId": "idle"}), source="s", observed=OBSERVED, snapshot=False)
+        user_activity_events(change, source="s", observed=OBSERVED, snapshot=False)
     assert info.value.error_type == "missing_field"
 
 
 def test_seed_channel_row_gives_every_metric() -> None:
     events = channel_activity_events(
-        added(SEED_CHANNEL["rows"][0]), source="c", observed=OBSERVED, snapshot=False
+        added(SEED_CHANNEL["rows"][0], "channelActivity"), source="c", observed=OBSERVED, snapshot=False
     )
     metrics = {e.data.metric: e.data for e in events}
     assert len(metrics) == 15
@@ -290,7 +294,8 @@ def test_changed_channel_row_gives_changed_counters_plus_current_durations() -> 
 
 
 def test_seed_team_row_gives_eleven_counters() -> None:
-    events = team_activity_events(added(SEED_TEAM["rows"][0]), source="c", observed=OBSERVED, snapshot=True)
+    change = added(SEED_TEAM["rows"][0], "teamActivity")
+    events = team_activity_events(change, source="c", observed=OBSERVED, snapshot=True)
     assert len(events) == 11
     idle = next(e.data for e in events if e.data.metric == "idleCount")
     assert (idle.queue_id, idle.queue_name, idle.value) == ("team/salesTeam", "Sales Team", 1)
@@ -307,10 +312,51 @@ def test_removed_team_row_gives_no_metrics() -> None:
     )
 
 
-def test_non_scalar_metric_value_is_a_normalization_error() -> None:
-    row = SEED_TEAM["rows"][0] | {"idleCount": {"n": 1}}
-    with pytest.raises(NormalizationError):
-        team_activity_events(added(row), source="c", observed=OBSERVED, snapshot=False)
+@pytest.mark.parametrize("figure", [{"n": 1}, "many", True, [1]])
+def test_an_unusable_figure_is_skipped_and_the_other_metrics_still_flow(figure: Any) -> None:
+    row = SEED_TEAM["rows"][0] | {"idleCount": figure}
+    events = team_activity_events(added(row, "teamActivity"), source="c", observed=OBSERVED, snapshot=False)
+    assert len(events) == 10
+    assert "idleCount" not in {e.data.metric for e in events}
+
+
+def test_a_timestamp_figure_must_be_a_date_time_or_blank() -> None:
+    def timestamps(value: Any) -> list[Any]:
+        row = SEED_CHANNEL["rows"][0] | {"longestWaitingQueueTime": value}
+        events = channel_activity_events(
+            added(row, "channelActivity"), source="c", observed=OBSERVED, snapshot=False
+        )
+        return [e.data.value for e in events if e.data.metric == "longestWaitingQueueTime"]
+
+    assert timestamps("2018-02-07T11:29:46Z") == ["2018-02-07T11:29:46Z"]
+    assert timestamps("") == [""]
+    assert timestamps(None) == [None]
+    assert timestamps("soon") == []
+    assert timestamps(5) == []
+
+
+def test_queue_ids_come_from_the_row_key_so_a_missing_id_falls_back_to_the_scope() -> None:
+    row = {k: v for k, v in SEED_CHANNEL["rows"][0].items() if k != "workTypeId"}
+    key = SHAPES["channelActivity"].key_of(row, "wt9")
+    assert key is not None
+    events = channel_activity_events(
+        RowChange("added", key, row, row), source="c", observed=OBSERVED, snapshot=False
+    )
+    assert {e.data.queue_id for e in events} == {"worktype/wt9/InboundEmail/email"}
+
+
+def test_unusable_optional_agent_fields_are_left_out_and_the_state_still_flows() -> None:
+    row = SEED_USER["rows"][0] | {
+        "preferredName": {"first": "Keran"},
+        "stateId": ["active"],
+        "reasonId": 7,
+        "stateStartTime": "soon",
+    }
+    (event,) = user_activity_events(added(row), source="s", observed=OBSERVED, snapshot=False)
+    state = event.data
+    assert (state.agent_id, state.state) == ("Keran123", State.UNKNOWN)
+    assert (state.agent_name, state.vendor_state, state.reason_code, state.since) == (None, None, None, None)
+    assert event.time == OBSERVED
 
 
 def test_presence_logoff_is_logged_out() -> None:

@@ -5,25 +5,37 @@ Rules:
 1. Every Alvaria answer is a snapshot (003 L3). :func:`diff_snapshot` compares it with the last
    *acknowledged* :class:`ScopeState` and returns the changes plus the next state; it never
    mutates its inputs, so a failed publish simply re-diffs against the old state.
-2. Rows are identified by the spec's row keys (:data:`SHAPES`); a key field missing from a row
-   falls back to the polled scope (teamId, workTypeId, contactList) or ``""``, except the row's
-   identity field (``userId``), whose absence makes the row a bad row.
-3. Fields that tick with time (``stateDur``, ``signOnDur``, channelActivity ``*Dur``) are kept in
+2. Rows are identified by the spec's row keys (:data:`SHAPES`): the key fields are the routing
+   fields. A key field that is absent, null or ``""`` falls back to the polled scope (teamId,
+   workTypeId, contactList) or ``""``, except the row's identity field (``userId``), whose absence
+   makes the row unroutable. A key field present with a value that is not a string or a number
+   (an object, a list, a boolean) makes the row unroutable too; a number is used as its text. An
+   unroutable row is a bad row (dead letter), reported once while it stays the same.
+3. Tolerant reading (:mod:`streamd.tolerant`): every routable row is published, whatever else
+   deviates from its model. ``check`` (the query's ``Reader.check``) gives the row to publish
+   (unambiguous coercions applied) and its deviating paths; only rows that are published in this
+   poll are checked (new, changed, snapshot and removed rows), so an unchanged row costs nothing.
+   A snapshot row unchanged since a check that found it conforming is not checked again when its
+   ticking fields are integers (their documented type, all of them).
+4. Fields that tick with time (``stateDur``, ``signOnDur``, channelActivity ``*Dur``) are kept in
    the published row but never make a row "changed".
-4. A row counts as changed when any other field differs; ``changed`` lists those fields and
-   ``previous`` their old values. Only new or changed rows are validated (``validate``); an
-   invalid row is reported once per version and held out of the state.
-5. An empty answer after a non-empty one is held back (``empty_polls_before_removal``
+5. A row counts as changed when any other field's *published* value differs (a value that only
+   changed its representation, ``5`` -> ``"5"``, is no change); ``changed`` lists those fields and
+   ``previous`` their old published values. The state keeps the rows as received.
+6. An empty answer after a non-empty one is held back (``empty_polls_before_removal``
    consecutive empties are needed) because it may be a permission problem (003 L106).
-6. ``full=True`` (the first poll and every ``refresh_every``) reports every present row, with
+7. ``full=True`` (the first poll and every ``refresh_every``) reports every present row, with
    ``change`` = added / changed / unchanged; removals are reported either way.
-7. :func:`row_events` builds the ``alvaria.{query}`` events. The ce id is
+8. :func:`row_events` builds the ``alvaria.{query}`` events. The ce id is
    ``stable_id(source, query, key, op, observed_at)``: a row has exactly one version per poll, so
    the id names that row version as observed; a producer retry keeps it, and a later
    A -> B -> A -> B never reuses one (the counters have no vendor version stamp, and
    userActivity's ``stateStartTime`` does not move when only ``interactionCount`` changes).
    Hashing the row content as well was measured (15 ms per 10,000 rows) and adds nothing unique.
    The event time is the vendor's ``stamp_field`` (userActivity ``stateStartTime``) when present.
+   A row's deviations ride on its event as paths into the Kafka value (``$.row.stateDur``, the
+   ``streamd_deviations`` header), and each such event counts once in
+   ``streamd_deviations_total{source,type}``.
 """
 
 from __future__ import annotations
@@ -36,9 +48,12 @@ from typing import Any, Literal
 import orjson
 
 from streamd.events import Event, stable_id
+from streamd.telemetry import count_deviation
 
 Key = tuple[str, ...]
 Row = dict[str, Any]
+Check = Callable[[Row], tuple[Row, tuple[str, ...]]]
+"""A row model's tolerant check (``Reader.check``): the row to publish and its deviating paths."""
 Change = Literal["added", "changed", "removed", "unchanged"]
 
 _NO_PREVIOUS: Row = {}  # shared by every change without previous values (never mutated)
@@ -56,20 +71,41 @@ class QueryShape:
     identity: str | None = None
     scope_field: str | None = None
     ticking: frozenset[str] = frozenset()
+    """Fields that tick with time; all are documented integers (rule 3 relies on it)."""
     stamp_field: str | None = None
     state_fields: tuple[str, ...] = ()
 
     def key_of(self, row: Mapping[str, Any], scope: str | None) -> Key | None:
-        """The row key, or None when the identity field is missing."""
-        if self.identity is not None and row.get(self.identity) in (None, ""):
-            return None
+        """The row key, or None when the row is unroutable (rule 2)."""
         parts = []
         for name in self.key_fields:
             value = row.get(name)
-            if value is None:
-                value = scope if name == self.scope_field and scope is not None else ""
-            parts.append(str(value))
+            if value is None or value == "":
+                if name == self.identity:
+                    return None
+                parts.append(scope if name == self.scope_field and scope is not None else "")
+            elif isinstance(value, str):
+                parts.append(value)
+            elif _is_number(value):
+                parts.append(str(value))
+            else:
+                return None
         return tuple(parts)
+
+    def unroutable_field(self, row: Mapping[str, Any]) -> str:
+        """The first key field of ``row`` that makes it unroutable (for the dead letter's reason)."""
+        for name in self.key_fields:
+            value = row.get(name)
+            if value is None or value == "":
+                if name == self.identity:
+                    return name
+            elif not isinstance(value, str) and not _is_number(value):
+                return name
+        return self.identity or self.key_fields[0]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 SHAPES: dict[str, QueryShape] = {
@@ -100,9 +136,12 @@ class ScopeState:
     """The last acknowledged snapshot of one scope (one team, worktype, list, or org-wide)."""
 
     rows: Mapping[Key, Row] = field(default_factory=dict)
+    """The rows as received (with their latest ticking values)."""
     cmp: Mapping[Key, Row] = field(default_factory=dict)
-    rejected: Mapping[Key, Row] = field(default_factory=dict)
+    """The rows as received without their ticking fields: what the next snapshot is compared with."""
     rejected_unkeyed: frozenset[bytes] = frozenset()
+    clean: frozenset[Key] = frozenset()
+    """Rows whose last check found no deviation and which have not changed since (ticking aside)."""
     empty_streak: int = 0
     last_full: float | None = None
 
@@ -114,15 +153,19 @@ class RowChange:
     change: Change
     key: Key
     row: Row
+    """The row to publish: as received, with unambiguous coercions applied (rule 3)."""
     cmp: Row
+    """The row as received without its ticking fields (what the state keeps)."""
     changed: tuple[str, ...] = ()
     previous: Row = field(default_factory=lambda: _NO_PREVIOUS)
     gap: bool = False
+    deviations: tuple[str, ...] = ()
+    """JSON paths of ``row`` that deviate from the query's row model (``$.stateDur``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class BadRow:
-    """A row that could not be keyed or validated (goes to the dead-letter topic once)."""
+    """A row that could not be routed (goes to the dead-letter topic)."""
 
     row: Any
     reason: str
@@ -153,7 +196,7 @@ def diff_snapshot(
     full: bool,
     now: float,
     empty_polls_before_removal: int = 1,
-    validate: Callable[[Row], None] | None = None,
+    check: Check | None = None,
 ) -> DiffResult:
     """Diff one scope's new snapshot against the previous acknowledged one.
 
@@ -165,73 +208,119 @@ def diff_snapshot(
         full: report every present row (a snapshot), not only changes.
         now: the clock reading recorded as ``last_full`` when ``full``.
         empty_polls_before_removal: consecutive empty answers needed before removals.
-        validate: raises ``ValueError`` (pydantic's ``ValidationError`` is one) for an invalid row.
+        check: the row model's tolerant check (``Reader.check``): the row to publish and its
+            deviating paths; None publishes rows exactly as received, without deviations.
 
     Returns:
         The changes (rows in answer order, then removals), the next state and the bad rows.
     """
     if not rows and prev.rows and prev.empty_streak + 1 < empty_polls_before_removal:
         return DiffResult([], replace(prev, empty_streak=prev.empty_streak + 1), [], held_empty=True)
+    read = check or _as_received
     ticking = shape.ticking
-    prev_cmp, prev_rejected = prev.cmp, prev.rejected
+    prev_cmp = prev.cmp
     new_rows: dict[Key, Row] = {}
     new_cmp: dict[Key, Row] = {}
-    rejected: dict[Key, Row] = {}
+    clean: set[Key] = set()
+    prev_clean = prev.clean
     unkeyed: set[bytes] = set()
     changes: list[RowChange] = []
     bad: list[BadRow] = []
+    deviations: tuple[str, ...]
     for row in rows:
         key = shape.key_of(row, scope) if isinstance(row, dict) else None
         if key is None:
             _unkeyable(shape, row, prev.rejected_unkeyed, unkeyed, bad)
             continue
-        if key in new_cmp or key in rejected:
+        if key in new_cmp:
             bad.append(BadRow(row, f"{shape.name}: duplicate row key {':'.join(key)}", "duplicate_key"))
             continue
-        if ticking:
-            cmp = row.copy()  # copy-and-pop is ~3x faster than a filtering comprehension
-            for name in ticking:
-                cmp.pop(name, None)
-        else:
-            cmp = row
+        cmp = _without(row, ticking)
+        new_rows[key], new_cmp[key] = row, cmp
         old = prev_cmp.get(key)
         if old is not None and old == cmp:
-            new_rows[key], new_cmp[key] = row, cmp
+            was_clean = key in prev_clean
+            if was_clean:
+                clean.add(key)
             if full:
-                changes.append(RowChange("unchanged", key, row, cmp))
+                if was_clean and _integers(row, ticking):
+                    value, deviations = row, ()
+                else:
+                    value, deviations = read(row)
+                changes.append(RowChange("unchanged", key, value, cmp, deviations=deviations))
             continue
-        if prev_rejected.get(key) == cmp:
-            rejected[key] = cmp
+        value, deviations = read(row)
+        if not deviations:
+            clean.add(key)
+        if old is None:
+            changes.append(RowChange("added", key, value, cmp, deviations=deviations))
             continue
-        if validate is not None:
-            try:
-                validate(row)
-            except ValueError as exc:
-                rejected[key] = cmp
-                bad.append(BadRow(row, f"{shape.name} row {':'.join(key)}: {exc}", "invalid_row"))
-                continue
-        new_rows[key], new_cmp[key] = row, cmp
-        changes.append(_change(shape, key, row, cmp, old))
+        if check is not None:  # compare what was published: a new representation is no change
+            prev_row = prev.rows[key]
+            old_value = read(prev_row)[0]
+            if old_value is not prev_row:
+                old = _without(old_value, ticking)
+        published = cmp if value is row else _without(value, ticking)
+        change = _change(shape, key, value, cmp, published, old, deviations)
+        if change.changed:
+            changes.append(change)
+        elif full:
+            changes.append(RowChange("unchanged", key, value, cmp, deviations=deviations))
     for key, old_row in prev.rows.items():
-        if key not in new_rows and key not in rejected:
-            changes.append(RowChange("removed", key, old_row, prev_cmp[key]))
-    state = ScopeState(new_rows, new_cmp, rejected, frozenset(unkeyed), 0, now if full else prev.last_full)
+        if key not in new_rows:
+            value, deviations = read(old_row)
+            changes.append(RowChange("removed", key, value, prev_cmp[key], deviations=deviations))
+    state = ScopeState(
+        rows=new_rows,
+        cmp=new_cmp,
+        rejected_unkeyed=frozenset(unkeyed),
+        clean=frozenset(clean),
+        last_full=now if full else prev.last_full,
+    )
     return DiffResult(changes, state, bad)
 
 
-def _change(shape: QueryShape, key: Key, row: Row, cmp: Row, old: Row | None) -> RowChange:
-    if old is None:
-        return RowChange("added", key, row, cmp)
+def _as_received(row: Row) -> tuple[Row, tuple[str, ...]]:
+    return row, ()
+
+
+def _integers(row: Row, ticking: frozenset[str]) -> bool:
+    """Whether every ticking field of ``row`` is an integer or absent (it then conforms)."""
+    for name in ticking:
+        value = row.get(name)
+        if value is not None and type(value) is not int:
+            return False
+    return True
+
+
+def _without(row: Row, ticking: frozenset[str]) -> Row:
+    if not ticking:
+        return row
+    cmp = row.copy()  # copy-and-pop is ~3x faster than a filtering comprehension
+    for name in ticking:
+        cmp.pop(name, None)
+    return cmp
+
+
+def _change(
+    shape: QueryShape,
+    key: Key,
+    row: Row,
+    cmp: Row,
+    published: Row,
+    old: Row,
+    deviations: tuple[str, ...],
+) -> RowChange:
     missing = _MISSING
-    changed = [k for k, v in cmp.items() if old.get(k, missing) != v]
-    changed += [k for k in old if k not in cmp]
+    changed = [k for k, v in published.items() if old.get(k, missing) != v]
+    changed += [k for k in old if k not in published]
     previous = {k: old.get(k) for k in changed}
     gap = (
         shape.stamp_field is not None
         and shape.stamp_field in changed
         and not any(f in changed for f in shape.state_fields)
     )
-    return RowChange("changed", key, row, cmp, tuple(changed), previous, gap)
+    return RowChange("changed", key, row, cmp, tuple(changed), previous, gap, deviations)
 
 
 def _unkeyable(
@@ -243,8 +332,11 @@ def _unkeyable(
         fingerprint = repr(row).encode()
     now_seen.add(fingerprint)
     if fingerprint not in seen:
-        what = shape.identity or "key"
-        bad.append(BadRow(row, f"{shape.name}: row without {what}", "missing_key"))
+        if isinstance(row, dict):
+            what = f"row without a usable {shape.unroutable_field(row)} (a non-empty string or a number)"
+        else:
+            what = f"row is not a JSON object but {type(row).__name__}"
+        bad.append(BadRow(row, f"{shape.name}: {what}", "missing_key"))
 
 
 class _Missing:
@@ -263,7 +355,7 @@ def row_events(
     observed: datetime,
     snapshot: bool,
 ) -> list[Event]:
-    """Build the ``alvaria.{query}`` events for ``changes``.
+    """Build the ``alvaria.{query}`` events for ``changes`` (and count the deviating ones).
 
     Args:
         shape: the query's row shape.
@@ -286,6 +378,9 @@ def row_events(
         op = OP_NAMES[ch.change] if removed or not snapshot else SNAPSHOT_OP
         key = ":".join(ch.key)
         stamp = ch.row.get(stamp_field) if stamp_field is not None else None
+        deviations = _in_value(ch.deviations) if ch.deviations else ()
+        if deviations:
+            count_deviation(source, type_prefix + op)
         data = {
             "query": shape.name,
             "scope": scope,
@@ -307,9 +402,15 @@ def row_events(
                 time=observed if removed else (parse_time(stamp) or observed),
                 id=stable_id(source, shape.name, key, op, observed_iso),
                 snapshot=snapshot and not removed,
+                deviations=deviations,
             )
         )
     return events
+
+
+def _in_value(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Row paths (``$.stateDur``) as paths into the Kafka value (``$.row.stateDur``)."""
+    return tuple("$.row" + p[1:] if p.startswith("$") else p for p in paths)
 
 
 def parse_time(value: Any) -> datetime | None:

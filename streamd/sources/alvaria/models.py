@@ -6,10 +6,20 @@ Rules:
    throughout, 003 L374-693); presence's fields are typed as the schema says but kept optional too,
    because the seed's own examples break its schema (``ehubSessionId`` is an integer there).
 2. Unknown vendor fields are allowed and kept (``extra="allow"``): the Kafka value is the raw row.
+   They are deviations all the same (tolerant reading, :mod:`streamd.tolerant`): :data:`ROW_READERS`
+   reads each row against the strict twin of its model, which lists them with every other
+   deviating path.
 3. Enumerations (``stateId``, ``interactionTypeId``, ``channelTypeId``...) are *open* strings: the
    seed's example already uses values outside its enum (``InboundEmail``, ``email``).
-4. An empty string in a date-time field means "none" (e.g. no interaction waiting).
-5. :data:`EVENT_MODELS` maps each vendor ce_type to the model of its Kafka value, for
+4. An empty string in a date-time field means "none" (e.g. no interaction waiting); it is no
+   deviation, and the published schema allows it. A number there is a deviation (pydantic would
+   read it as epoch seconds or milliseconds, depending on its size): it is kept as received.
+5. A published row is the row as received, with unambiguous coercions applied (``"5"`` -> ``5``).
+   It conforms to its row model unless its record carries a ``streamd_deviations`` header; then
+   it may differ from the model at exactly the listed paths (``$.row.stateDur``), where it keeps
+   the value as received. The event schema says so: ``row`` is the row model or, for such a
+   record, any JSON object.
+6. :data:`EVENT_MODELS` maps each vendor ce_type to the model of its Kafka value, for
    ``streamd schema --events``. ce_types are ``alvaria.{query}.{RowAdded|RowChanged|RowRemoved|Row}``;
    ``Row`` is a snapshot row (``streamd_snapshot=true``).
 """
@@ -19,19 +29,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from streamd.tolerant import Reader
 
 
-def _blank_is_none(value: Any) -> Any:
-    return None if value == "" else value
+def _date_time_text(value: Any) -> Any:
+    """``""`` -> None; a date-time must be text (a number's unit, seconds or ms, is ambiguous)."""
+    if value == "":
+        return None
+    if isinstance(value, int | float):  # bool too
+        raise ValueError("a date-time is an ISO-8601 string, not a number")
+    return value
 
 
 def _to_str(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-DateTime = Annotated[datetime | None, BeforeValidator(_blank_is_none)]
-"""An ISO-8601 date-time; ``""`` and null are None."""
+DateTime = Annotated[
+    datetime | None,
+    BeforeValidator(_date_time_text),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}, {"type": "null"}]}),
+]
+"""An ISO-8601 date-time; ``""`` and null are None (and are published as received)."""
 
 
 class VendorModel(BaseModel):
@@ -127,8 +148,13 @@ class PresenceUser(VendorModel):
     userId: str | None = None
     firstName: str | None = None
     lastName: str | None = None
-    ehubSessionId: Annotated[str | None, BeforeValidator(_to_str)] = Field(
-        None, description="Session id; the schema says string, the example sends an integer."
+    ehubSessionId: Annotated[
+        str | None,
+        BeforeValidator(_to_str),
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}),
+    ] = Field(
+        None,
+        description="Session id; the schema says string, the example sends an integer (published as sent).",
     )
     emailAddress: str | None = Field(None, description="In both examples, missing from the property table.")
 
@@ -166,6 +192,9 @@ ROW_MODELS: dict[str, type[VendorModel]] = {
 }
 """Query name -> model of one row."""
 
+ROW_READERS: dict[str, Reader[VendorModel]] = {query: Reader(model) for query, model in ROW_MODELS.items()}
+"""Query name -> the tolerant reader of one row (its ``check`` is the diff's ``check``)."""
+
 RowT = TypeVar("RowT", bound=VendorModel)
 
 Change = Literal["added", "changed", "removed", "unchanged"]
@@ -181,12 +210,19 @@ class RowEvent(BaseModel, Generic[RowT]):
         description="added / changed / removed since the previous poll; unchanged in snapshots."
     )
     changed: list[str] = Field(description="Fields whose value changed (ticking *Dur fields never count).")
-    previous: dict[str, Any] = Field(description="The previous value of each changed field.")
+    previous: dict[str, Any] = Field(description="The previous published value of each changed field.")
     gap_detected: bool = Field(
         description="userActivity: stateStartTime moved but stateId/reasonId did not, so a state was missed."
     )
     observed_at: datetime = Field(description="When streamd received the snapshot.")
-    row: RowT = Field(description="The vendor row as received (removed: the last row seen).")
+    row: RowT | dict[str, Any] = Field(
+        union_mode="left_to_right",  # the row model whenever it fits, else the object as received
+        description=(
+            "The vendor row as received, with unambiguous coercions applied (removed: the last row "
+            "seen). It conforms to the row model unless the record's streamd_deviations header lists "
+            "paths under $.row: there it keeps the value as received."
+        ),
+    )
 
 
 class AlvariaListActivityEvent(RowEvent[ListActivity]):

@@ -3,9 +3,17 @@
 Rules:
 
 1. Functions here are sync and pure; they take a :class:`~streamd.sources.alvaria.diff.RowChange`
-   and return canonical events. A row that cannot be mapped raises :class:`NormalizationError`
-   (the source dead-letters it and counts ``unknown_variant`` / ``missing_field``).
-2. ``stateId`` is compared case-insensitively; unknown values map to ``unknown`` and keep the raw
+   and return canonical events. A row without a usable ``userId`` raises
+   :class:`NormalizationError` (``missing_field``; the diff never lets such a row through).
+2. Tolerant reading: the row is the published one (coercions applied), which may still deviate
+   from its model. A canonical event is derived whenever the fields *it* needs are usable, however
+   else the row deviates: an ``AgentState`` needs the ``userId``; its optional parts (name, vendor
+   state, reason, since) are left out when they are not usable strings. A ``QueueMetric`` needs
+   its own figure: a number (``count`` / ``seconds``), or a date-time string or ``""``
+   (``timestamp``), or absent/null; a metric whose figure is anything else is skipped and the
+   other metrics of the row still flow. Queue ids come from the row key (:mod:`.diff`), so a
+   missing ``workTypeId`` / ``teamId`` falls back to the polled scope as the vendor event's key does.
+3. ``stateId`` is compared case-insensitively; unknown values map to ``unknown`` and keep the raw
    string in ``vendor_state`` (the seed warns the ids "may change in future versions").
 
 Agent state (userActivity ``stateId`` -> :class:`State`; overridable with ``state_map``):
@@ -34,10 +42,12 @@ Which row changes produce canonical events:
   nothing, so presence never overwrites a precise state.
 - **channelActivity** -> one ``QueueMetric`` per counter (unit ``count``), per ``*Dur`` (unit
   ``seconds``) and ``longestWaitingQueueTime`` (unit ``timestamp``), queue id
-  ``worktype/{workTypeId}/{interactionTypeId}/{channelTypeId}`` (one worktype has one row per
+  ``worktype/{workTypeId}/{interactionTypeId}/{channelTypeId}`` = ``worktype/`` + the row key
+  (one worktype has one row per
   interaction and channel type). Added and snapshot rows give every metric; a changed row gives
   the changed metrics plus the current ``*Dur`` values. Removed rows give nothing.
-- **teamActivity** -> one ``QueueMetric`` per counter, queue id ``team/{teamId}``, same rules.
+- **teamActivity** -> one ``QueueMetric`` per counter, queue id ``team/{teamId}`` (the row key),
+  same rules.
 - **listActivity** -> nothing canonical (a dialler list is not a queue).
 """
 
@@ -148,9 +158,9 @@ def user_activity_events(
         source=source,
         agent_id=user_id,
         state=map_state(row.get("stateId"), overrides),
-        agent_name=row.get("preferredName") or None,
-        vendor_state=row.get("stateId") or None,
-        reason_code=row.get("reasonId") or None,
+        agent_name=_text(row, "preferredName"),
+        vendor_state=_text(row, "stateId"),
+        reason_code=_text(row, "reasonId"),
         since=since,
     )
     return [state.to_event(time=since or observed, snapshot=snapshot)]
@@ -192,13 +202,10 @@ def channel_activity_events(
 ) -> list[Event]:
     """channelActivity row change -> ``QueueMetric`` events (see the module table).
 
-    Raises:
-        NormalizationError: the row has no ``workTypeId``.
+    The queue id is ``worktype/`` + the row key (workTypeId, interactionTypeId, channelTypeId).
     """
     row = change.row
-    work_type = _required_str(row, "workTypeId")
-    parts = (work_type, str(row.get("interactionTypeId") or ""), str(row.get("channelTypeId") or ""))
-    queue_id = "worktype/" + "/".join(parts)
+    queue_id = "worktype/" + "/".join(change.key)
     names = [row.get(f) for f in ("workTypeName", "interactionTypeName", "channelTypeName")]
     queue_name = " / ".join(n for n in names if isinstance(n, str) and n) or None
     return _metrics(
@@ -211,13 +218,10 @@ def team_activity_events(
 ) -> list[Event]:
     """teamActivity row change -> ``QueueMetric`` events (see the module table).
 
-    Raises:
-        NormalizationError: the row has no ``teamId``.
+    The queue id is ``team/`` + the row key (the teamId).
     """
-    row = change.row
-    team_id = _required_str(row, "teamId")
-    name = row.get("teamName") if isinstance(row.get("teamName"), str) else None
-    return _metrics(change, TEAM_UNITS, (), source, f"team/{team_id}", name, observed, snapshot)
+    name = _text(change.row, "teamName")
+    return _metrics(change, TEAM_UNITS, (), source, "team/" + "/".join(change.key), name, observed, snapshot)
 
 
 def _metrics(
@@ -242,8 +246,8 @@ def _metrics(
     events = []
     for metric in fields:
         value = row.get(metric)
-        if value is not None and not isinstance(value, int | float | str | bool):
-            raise NormalizationError(f"{queue_id} {metric}: unexpected value {value!r}", "invalid_value")
+        if not _usable_figure(value, units[metric]):
+            continue  # this figure deviates and could not be coerced: the vendor event lists it
         qm = QueueMetric(
             vendor=VENDOR,
             source=source,
@@ -256,6 +260,21 @@ def _metrics(
         )
         events.append(qm.to_event(time=observed, snapshot=snapshot))
     return events
+
+
+def _usable_figure(value: Any, unit: str) -> bool:
+    """Whether ``value`` can be published as a metric of ``unit`` (absent/null always can)."""
+    if value is None:
+        return True
+    if unit == "timestamp":
+        return isinstance(value, str) and (value == "" or parse_time(value) is not None)
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text(row: Mapping[str, Any], name: str) -> str | None:
+    """``row[name]`` when it is a non-empty string, else None (absent, blank or deviating)."""
+    value = row.get(name)
+    return value if isinstance(value, str) and value else None
 
 
 def _required_str(row: Mapping[str, Any], name: str) -> str:

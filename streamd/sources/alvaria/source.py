@@ -16,8 +16,9 @@ Rules:
    that scope is skipped, so one stale or hidden id does not stop the others. A 403 on every scope
    of a query in one cycle (a wrong API key, an org-wide query refused) is an ``AuthError``: fatal,
    as are the token endpoint's refusals.
-4. Bad bodies and bad rows never crash the source: they become ``DeadLetter`` events and are
-   counted (``count_error(source, "processing", error_type)``).
+4. Bad bodies and unroutable rows never crash the source: they become ``DeadLetter`` events and
+   are counted (``count_error(source, "processing", error_type)``). A routable row is published
+   however else it deviates from its model (tolerant reading, :mod:`.diff` rule 3).
 5. Each query's ``run_forever`` reports to a silent per-query :class:`QueryHealth`; the source's
    own component shows the aggregate (failed > retrying > running), so one throttled query does
    not make the source's state, and its log line, flap every cycle.
@@ -36,7 +37,6 @@ import anyio
 import httpx
 import orjson
 from anyio.abc import TaskStatus
-from pydantic import ValidationError
 
 from streamd.errors import AuthError, BackOff, NormalizationError
 from streamd.events import DeadLetter, Event, utcnow
@@ -47,13 +47,12 @@ from streamd.sources.alvaria.diff import (
     SHAPES,
     BadRow,
     DiffResult,
-    Row,
     ScopeState,
     diff_snapshot,
     needs_full,
     row_events,
 )
-from streamd.sources.alvaria.models import ROW_MODELS
+from streamd.sources.alvaria.models import ROW_READERS
 from streamd.sources.alvaria.normalize import (
     channel_activity_events,
     presence_events,
@@ -162,7 +161,7 @@ class QuerySpec:
         self.scopes = scopes_of(config, query)
         self.url = config.base_url + QUERY_PATHS[query]
         self.report_logon = "userActivity" not in config.enabled_queries()
-        self._validate = ROW_MODELS[query].__pydantic_validator__.validate_python  # skips a wrapper layer
+        self._check = ROW_READERS[query].check
         self._acked: Cursor = {}
         self._missing: dict[str | None, int] = {}  # skipped scope -> the status it answered
 
@@ -203,7 +202,7 @@ class QuerySpec:
                 full=full,
                 now=self.clock(),
                 empty_polls_before_removal=self.config.empty_polls_before_removal,
-                validate=self._check,
+                check=self._check,
             )
             if result.held_empty and prev.empty_streak == 0:
                 log.warning("alvaria %s %s %s: empty answer held back", self.config.name, self.query, scope)
@@ -215,12 +214,6 @@ class QuerySpec:
                 "check the API key and the client's permissions"
             )
         return PollResult(events, state)
-
-    def _check(self, row: Row) -> None:
-        try:
-            self._validate(row)
-        except ValidationError as exc:
-            raise ValueError(str(exc).replace("\n", " ")[:300]) from exc
 
     async def _get(self, scope: str | None) -> bytes | None:
         params: dict[str, str] = {}
