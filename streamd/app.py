@@ -103,6 +103,8 @@ async def run_daemon(
 
         spool = Spool(config.spool.path, config.spool.max_bytes)
         stack.callback(spool.close)
+        if spool.recovered:
+            log.warning("%d events read before the last stop were not acknowledged: spooled again", spool.recovered)
         pipeline = Pipeline(
             publisher,
             spool,
@@ -111,6 +113,7 @@ async def run_daemon(
             max_record_bytes=config.kafka.max_request_size - 1024,  # room for the batch overhead
             delivery_timeout=config.kafka.delivery_timeout,
             spool_after=config.kafka.spool_after,
+            write_ahead=config.spool.commit_interval if config.spool.write_ahead else None,
             component=publisher_health,
         )
         webhooks = Webhooks()

@@ -80,10 +80,6 @@ class KafkaConfig(StrictModel):
     def _idempotence_needs_acks_all(self) -> KafkaConfig:
         if self.idempotence is True and str(self.acks) not in ("all", "-1"):
             raise ValueError(f"idempotence: true requires acks: all (got acks: {self.acks})")
-        if self.spool_after > self.delivery_timeout:
-            raise ValueError(
-                f"spool_after ({self.spool_after:g}s) must not exceed delivery_timeout ({self.delivery_timeout:g}s)"
-            )
         return self
 
     @property
@@ -122,3 +118,13 @@ class SpoolConfig(StrictModel):
 
     path: Path = Path("./streamd-spool.db")
     max_bytes: int = Field(1_073_741_824, ge=1_048_576)
+    write_ahead: bool = Field(
+        True,
+        description=(
+            "Push sources (O2G chunk channel, Xima websocket) write what they read to the spool before "
+            "it counts as received, so a crash loses at most the last commit_interval of it."
+        ),
+    )
+    commit_interval: Duration = Field(
+        0.02, gt=0, le=1, description="Group commit of the write-ahead: one fsync per interval at most."
+    )

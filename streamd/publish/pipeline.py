@@ -70,6 +70,12 @@ class Batch:
     done: anyio.Event | None = None
     error: PublishError | None = None
     records: list[Record] = field(default_factory=list)
+    held: anyio.Event | None = None
+    """Push batches only: set once the batch is written ahead, acknowledged or spooled."""
+    settled: bool = False
+    """Acknowledged by Kafka or in the spool: the write-ahead copy is no longer needed."""
+    written: tuple[int, int] | None = None
+    """The write-ahead rows holding this batch (first and last sequence number)."""
 
 
 @dataclass(slots=True)
@@ -93,9 +99,12 @@ Listener = Callable[[Sequence[Event]], None]
 class SourceEmit:
     """The :class:`~streamd.sources.base.Emit` handed to one source (owns a send clone)."""
 
-    def __init__(self, source: str, stream: MemoryObjectSendStream[Batch]) -> None:
+    def __init__(
+        self, source: str, stream: MemoryObjectSendStream[Batch], ahead: WriteAhead | None = None
+    ) -> None:
         self.source = source
         self._stream = stream
+        self._ahead = ahead
 
     async def __call__(self, events: Sequence[Event]) -> None:
         """Queue and wait until durable.
@@ -113,9 +122,17 @@ class SourceEmit:
             raise batch.error
 
     async def push(self, events: Sequence[Event]) -> None:
-        """Queue without waiting for the acknowledgement."""
-        if events:
+        """Queue without waiting for Kafka; with a write-ahead, return once the events are
+        written ahead (group commit), acknowledged or spooled, whichever comes first."""
+        if not events:
+            return
+        if self._ahead is None:
             await self._send(Batch(self.source, events, anyio.current_time()))
+            return
+        batch = Batch(self.source, events, anyio.current_time(), held=anyio.Event())
+        batch.records = self._ahead.encode(batch)
+        await self._send(batch)
+        await self._ahead.hold(batch)
 
     async def _send(self, batch: Batch) -> None:
         counts = Counter(e.topic for e in batch.events)
@@ -130,6 +147,83 @@ class SourceEmit:
     async def aclose(self) -> None:
         """Close this source's clone of the stream."""
         await self._stream.aclose()
+
+
+class WriteAhead:
+    """What push sources read is durable before it counts as received (group commit).
+
+    A push batch waits (in :meth:`hold`) until the next commit, at most ``interval`` later,
+    unless Kafka acknowledged it or it was spooled first; then it is skipped, so at low latency
+    most batches never touch the disk. Acknowledged or spooled batches that were written are
+    deleted in a later commit. A crash loses at most the last ``interval`` of push traffic; what
+    was written ahead is moved into the spool when the database is opened again.
+    """
+
+    def __init__(self, spool: Spool, encode: Callable[[Event, str], Record], interval: float) -> None:
+        self.spool = spool
+        self.interval = interval
+        self._encode = encode
+        self._pending: list[Batch] = []
+        self._forget: list[tuple[int, int]] = []
+        self._wake = anyio.Event()
+        self._failing = False
+
+    def encode(self, batch: Batch) -> list[Record]:
+        """The batch's records (encoded once: the publish loop reuses them)."""
+        return [self._encode(e, batch.source) for e in batch.events]
+
+    async def hold(self, batch: Batch) -> None:
+        """Queue ``batch`` for the next commit and wait until it is durable somewhere."""
+        self._pending.append(batch)
+        self._wake.set()
+        assert batch.held is not None
+        await batch.held.wait()
+
+    def settled(self, batch: Batch) -> None:
+        """``batch`` is acknowledged or spooled: release its source, forget its copy."""
+        batch.settled = True
+        if batch.held is not None:
+            batch.held.set()
+        if batch.written is not None:
+            self._forget.append(batch.written)
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Commit every ``interval`` while there is anything to write or forget."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await anyio.sleep(self.interval)
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Write the pending batches that are not settled yet, and forget settled ones."""
+        batches = [b for b in self._pending if not b.settled]
+        self._pending = []
+        forget, self._forget = self._forget, []
+        records = [r for b in batches for r in b.records]
+        if not records and not forget:
+            return
+        try:
+            first = await anyio.to_thread.run_sync(self.spool.write_ahead, records, forget)
+        except PublishError as exc:  # durability lost for these batches, never the events
+            if not self._failing:
+                log.error("write-ahead of push sources failing, events only in memory until Kafka has them: %s", exc)
+            self._failing = True
+            t.count_error("spool", "write_ahead", "spool_failed", len(records))
+        else:
+            if self._failing:
+                log.info("write-ahead of push sources works again")
+            self._failing = False
+            for batch in batches:
+                batch.written = (first, first + len(batch.records) - 1)
+                first += len(batch.records)
+                if batch.settled:  # acknowledged while being written: forget it next time
+                    self._forget.append(batch.written)
+                    self._wake.set()
+        for batch in batches:
+            assert batch.held is not None
+            batch.held.set()
 
 
 class Pipeline:
@@ -147,6 +241,7 @@ class Pipeline:
         max_record_bytes: int = 1_000_000,
         delivery_timeout: float = 30.0,
         spool_after: float = 2.0,
+        write_ahead: float | None = None,
         component: Component | None = None,
     ) -> None:
         self.sender = sender
@@ -164,28 +259,34 @@ class Pipeline:
         self._open: list[Unit] = []
         self._spooled_units = 0
         self._spool_wakeup = anyio.Event()
+        self.ahead = WriteAhead(spool, self._encode, write_ahead) if write_ahead is not None else None
         t.SPOOL_DEPTH.set(spool.count)
 
     def emitter(self, source: str) -> SourceEmit:
         """A new :class:`SourceEmit` for ``source`` (call before :meth:`run` closes the original)."""
-        return SourceEmit(source, self._send.clone())
+        return SourceEmit(source, self._send.clone(), self.ahead)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Publish until every emitter is closed and everything queued is durable."""
         await self._send.aclose()  # only the clones remain: the loop ends when sources are done
         try:
             async with anyio.create_task_group() as tg:
-                drain_scope = anyio.CancelScope()
+                drain_scope, ahead_scope = anyio.CancelScope(), anyio.CancelScope()
                 tg.start_soon(self._drain_loop, drain_scope)
+                if self.ahead is not None:
+                    tg.start_soon(self._write_ahead_loop, ahead_scope)
                 async with anyio.create_task_group() as publishing:
                     publishing.start_soon(self._ack_loop)
                     task_status.started()
                     await self._publish_loop()
                     await self._inflight_send.aclose()  # the ack loop ends once all is finished
                 drain_scope.cancel()
+                ahead_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._spool_leftovers()
+                if self.ahead is not None:
+                    await self.ahead.commit()  # forget what is now acknowledged or spooled
             self._inflight_send.close()
             self._inflight_receive.close()
 
@@ -202,7 +303,8 @@ class Pipeline:
             self._open.append(unit)
             t.QUEUE_DEPTH.set(receive.statistics().current_buffer_used)
             for batch in unit.batches:
-                batch.records = [self._encode(e, batch.source) for e in batch.events]
+                if not batch.records:
+                    batch.records = [self._encode(e, batch.source) for e in batch.events]
             if not self.spool.count:
                 unit.deadline = anyio.current_time() + self.spool_after
                 unit.spooled_before = self._spooled_units
@@ -290,6 +392,8 @@ class Pipeline:
             listener(batch.events)
         if batch.done is not None:
             batch.done.set()
+        if self.ahead is not None and batch.held is not None:
+            self.ahead.settled(batch)
 
     def _outage(self, detail: str) -> None:
         """Kafka is not taking events: one log line and one state change per outage, not per unit."""
@@ -318,6 +422,8 @@ class Pipeline:
                     t.EVENTS_SPOOLED.labels(topic).inc(n)
                 t.SPOOL_DEPTH.set(self.spool.count)
                 self._spool_wakeup.set()
+                if self.ahead is not None and batch.held is not None:
+                    self.ahead.settled(batch)
             if batch.done is not None:
                 batch.done.set()
 
@@ -355,6 +461,13 @@ class Pipeline:
             await self._spool_unit(unit)
         if units:
             log.warning("stopped with %d unfinished batches: spooled for the next start", len(units))
+
+    # -- write-ahead -----------------------------------------------------------------------------
+
+    async def _write_ahead_loop(self, scope: anyio.CancelScope) -> None:
+        assert self.ahead is not None
+        with scope:
+            await self.ahead.run()
 
     # -- drain loop ------------------------------------------------------------------------------
 
