@@ -19,6 +19,16 @@ Scripting: :meth:`add_activity`, :meth:`expire_sessions`, ``expire_after`` (a se
 after N API calls), :meth:`fail_next` (status + optional ``Retry-After`` on the next matching
 requests), ``reject_acd_ids``; :attr:`requests` logs every request. With ``auto=True`` agents
 change state on their own (the demo).
+
+Deviations (tolerant reading): ``deviate`` (a share, 0.0-1.0) makes that share of the
+activities, of the agents' activity rows (their fields besides the activities), of the adherence
+rows and of the agent reference rows deviate from the document the way real servers do
+(:mod:`streamd.sim.deviate`: a number as text, an unknown field at any depth, text where an
+object was documented, an ``agentState`` outside the documented list), never so that the input
+cannot be routed (see :data:`ACTIVITY_GUIDE`). Whether and how an input deviates depends only on
+``seed`` and the input's identity, so a re-read serves the same deviation;
+:attr:`CalabrioSimulator.deviated_activities` and :attr:`~CalabrioSimulator.deviated_adherence`
+record what was served deviating, :attr:`~CalabrioSimulator.deviated` every changed path.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from streamd.sim.deviate import Guide, deviate
 from streamd.sim.server import serving
 
 SESSION_COOKIE = "hazelcast.sessionId"
@@ -52,6 +63,17 @@ _NEXT = {
     "WORK_AFTER_CONTACT": ("READY_WAITING", "NOT_READY_BUSY"),
     "NOT_READY_BUSY": ("READY_WAITING", "READY_WAITING", "LOGGED_OUT"),
 }
+ROW_GUIDE = Guide(routing=frozenset({"agentId", "realTimeActivities"}))
+"""An agent's activity row (002 L4614-4628): ``agentId`` is its key; its activities deviate on
+their own (:data:`ACTIVITY_GUIDE`)."""
+ACTIVITY_GUIDE = Guide(routing=frozenset(), enums=frozenset({"agentState"}))
+"""One activity: ``agentState`` and ``timestamp`` route it (the window's de-dup key), and every
+change :func:`~streamd.sim.deviate.deviate` can make leaves them usable (the timestamp as text,
+a state outside the documented list); no field is documented as required beyond those two."""
+ADHERENCE_GUIDE = Guide(routing=frozenset({"agentId"}))
+"""An adherence row (002 L599-656): ``agentId`` is its key; nothing else is marked required."""
+REFERENCE_GUIDE = Guide(routing=frozenset({"agentId"}))
+"""An agent reference row (002 L688-739): ``agentId`` identifies it."""
 _FIRST = ("Ana", "Ben", "Chloé", "Dev", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jun")
 _LAST = ("Silva", "Okafor", "Martin", "Patel", "Kim", "Haddad", "Berg", "Sato", "Novak", "Li")
 
@@ -135,6 +157,7 @@ class CalabrioSimulator:
     expire_after: int | None = None
     session_idle_ms: int | None = None
     reject_acd_ids: set[str] = field(default_factory=set)
+    deviate: float = 0.0
     host: str = "127.0.0.1"
     port: int = 0
     url: str = ""
@@ -143,6 +166,12 @@ class CalabrioSimulator:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     authorizations: int = 0
     adherence: dict[int, dict[str, Any]] = field(default_factory=dict)
+    deviated_activities: set[tuple[int, int]] = field(default_factory=set)
+    """``(agentId, timestamp)`` of every activity served deviating (its own fields or its row's)."""
+    deviated_adherence: set[int] = field(default_factory=set)
+    """``agentId`` of every adherence row served deviating."""
+    deviated: list[str] = field(default_factory=list)
+    """The JSON path each deviating input changed (relative to that input), each time it was served."""
     _agents: list[SimAgent] = field(default_factory=list)
     _activities: dict[int, list[SimActivity]] = field(default_factory=dict)
     _sessions: dict[str, list[int]] = field(default_factory=dict)
@@ -152,6 +181,8 @@ class CalabrioSimulator:
     _serving: contextlib.AbstractAsyncContextManager[str] | None = None
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.deviate <= 1.0:
+            raise ValueError(f"deviate must be a share between 0 and 1, got {self.deviate}")
         self._rng.seed(self.seed)
         if isinstance(self.agents, list):
             self._agents = list(self.agents)
@@ -296,13 +327,17 @@ class CalabrioSimulator:
                 continue
             before = [a for a in visible if a.timestamp < from_ms]
             rows = ([before[-1]] if before else []) + inside
-            out.append(
-                {
-                    "agentId": agent.agent_id,
-                    "employeeId": None,
-                    "realTimeActivities": [a.wire() for a in rows],
-                }
-            )
+            plain: dict[str, Any] = {"agentId": agent.agent_id, "employeeId": None}
+            row = self._deviated(plain, ROW_GUIDE, "row", agent.agent_id)
+            wires = []
+            for a in rows:
+                wire = self._deviated(
+                    a.wire(), ACTIVITY_GUIDE, "activity", agent.agent_id, a.timestamp, a.state
+                )
+                if row is not None or wire is not None:
+                    self.deviated_activities.add((agent.agent_id, a.timestamp))
+                wires.append(a.wire() if wire is None else wire)
+            out.append({**(plain if row is None else row), "realTimeActivities": wires})
         return self._log(request, _json(out), body)
 
     async def _adherence(self, request: Request) -> Response:
@@ -315,8 +350,14 @@ class CalabrioSimulator:
             return self._log(request, _error(400, "pageSize and pageNumber must be numbers"))
         if "date" not in query or not 1 <= size <= 200 or page < 1:
             return self._log(request, _error(400, "date is required; pageSize 1-200; pageNumber >= 1"))
-        rows = [self._adherence_row(a) for a in self._agents]
-        return self._log(request, _json(rows[(page - 1) * size : page * size]))
+        rows = []
+        for agent in self._agents[(page - 1) * size : page * size]:
+            row = self._adherence_row(agent)
+            deviating = self._deviated(row, ADHERENCE_GUIDE, "adherence", agent.agent_id)
+            if deviating is not None:
+                self.deviated_adherence.add(agent.agent_id)
+            rows.append(row if deviating is None else deviating)
+        return self._log(request, _json(rows))
 
     def _adherence_row(self, agent: SimAgent) -> dict[str, Any]:
         drift = (self.clock_ms() // 60_000) % 7 if self.auto else 0
@@ -353,7 +394,12 @@ class CalabrioSimulator:
     async def _agents_route(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
-        return self._log(request, _json([a.reference() for a in self._agents]))
+        rows = []
+        for agent in self._agents:
+            row = agent.reference()
+            deviating = self._deviated(row, REFERENCE_GUIDE, "agent", agent.agent_id)
+            rows.append(row if deviating is None else deviating)
+        return self._log(request, _json(rows))
 
     async def _capture(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
@@ -388,6 +434,23 @@ class CalabrioSimulator:
         return None
 
     # --- plumbing ----------------------------------------------------------------------------
+
+    def _deviated(
+        self, obj: dict[str, Any], guide: Guide, kind: str, *ident: object
+    ) -> dict[str, Any] | None:
+        """A deviating copy of one input when it is to deviate (``deviate``), else None.
+
+        Decided by ``seed``, ``kind`` and the input's identity only: the same input deviates the
+        same way whenever it is served.
+        """
+        if self.deviate <= 0.0:
+            return None
+        rng = random.Random(":".join(map(str, (self.seed, kind, *ident))))
+        if rng.random() >= self.deviate:
+            return None
+        out, path = deviate(obj, rng, guide)
+        self.deviated.append(path)
+        return out
 
     def _guard(self, request: Request) -> Response | None:
         if (fault := self._fault(request)) is not None:
@@ -483,15 +546,18 @@ async def serve_forever(
     username: str = "api@example.com",
     password: str = "secret",
     max_late_ms: int = 3_000,
+    deviate: float = 0.0,
     on_ready: Callable[[CalabrioSimulator], None] | None = None,
 ) -> None:
-    """Run a self-changing simulator until cancelled (``streamd demo`` / ``streamd simulate``)."""
+    """Run a self-changing simulator until cancelled (``streamd demo`` / ``streamd simulate``);
+    ``deviate`` is the share of its traffic that deviates from the document (module docstring)."""
     async with CalabrioSimulator(
         agents=agents,
         username=username,
         password=password,
         auto=True,
         max_late_ms=max_late_ms,
+        deviate=deviate,
         host=host,
         port=port,
     ) as sim:
@@ -501,12 +567,13 @@ async def serve_forever(
 
 
 @contextlib.asynccontextmanager
-async def demo_source(agents: int, name: str = "wfm") -> AsyncIterator[dict[str, Any]]:
+async def demo_source(agents: int, name: str = "wfm", deviate: float = 0.0) -> AsyncIterator[dict[str, Any]]:
     """``streamd demo``: a self-changing simulator and the ``kind: calabrio`` source config for it.
 
-    The activities arrive up to 3 s late (so the overlap has work to do), adherence is on.
+    The activities arrive up to 3 s late (so the overlap has work to do), adherence is on;
+    ``deviate`` is the share of its traffic that deviates from the document (module docstring).
     """
-    async with CalabrioSimulator(agents=agents, auto=True, max_late_ms=3_000) as sim:
+    async with CalabrioSimulator(agents=agents, auto=True, max_late_ms=3_000, deviate=deviate) as sim:
         yield {
             "kind": "calabrio",
             "name": name,

@@ -2,26 +2,49 @@
 
 Rules:
 
-1. Models keep every vendor field (``extra="allow"``): a field Calabrio adds is passed on.
+1. The input models (:class:`AgentActivities`, :class:`RealTimeActivity`, :class:`AgentAdherence`
+   with :class:`AdherenceDetail` and :class:`AdherenceActual`, :class:`AgentRef`) are the vendor's
+   document. :class:`streamd.tolerant.Reader` reads responses against them: what deviates is
+   listed, never fatal (see :mod:`.normalize`). They keep every vendor field (``extra="allow"``).
 2. The seed's OCR writes ``Id`` as ``ld`` and leaves some keys in truncated examples; models
    accept the documented spelling plus the plausible aliases (``id``/``agentId``,
-   ``acdId``/``acdAgentId``), and numbers or strings where the seed shows both.
+   ``acdId``/``acdAgentId``), and numbers or strings where the seed shows both. These variants
+   are not deviations; ids are published as strings under their documented name.
 3. ``details`` of an adherence row is printed as an object but described as a list: both are
-   accepted and published as a list.
-4. :data:`EVENT_MODELS` maps each published ``ce_type`` to the model of its Kafka value; it is
+   accepted (not a deviation) and published as a list.
+4. The event models (:class:`AgentActivityEvent`, :class:`AgentAdherenceEvent`) describe the
+   documented shape of the Kafka values; any field the vendor added is kept
+   (``additionalProperties``). A record with a ``streamd_deviations`` header differs from it at
+   the listed paths (``streamd schema --events`` adds that case to every vendor type).
+5. :data:`EVENT_MODELS` maps each published ``ce_type`` to the model of its Kafka value; it is
    what ``streamd schema --events`` documents.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Final
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from streamd.tolerant import KnownValues
 
 ACTIVITY_TYPE = "calabrio.realtime.AgentActivity"
 ADHERENCE_TYPE = "calabrio.adherence.AgentAdherence"
 ACTIVITY_TOPIC = "calabrio.agent-state"
 ADHERENCE_TOPIC = "calabrio.adherence"
+
+AGENT_STATES: Final = (
+    "LOGGED_OUT",
+    "READY_WAITING",
+    "TALK",
+    "WORK_AFTER_CONTACT",
+    "HOLD",
+    "NOT_READY_BUSY",
+)
+"""The documented ``agentState`` values (002 L4618-4626)."""
+
+AgentStateName = Annotated[str, KnownValues(AGENT_STATES, "Calabrio agentState")]
+"""An open enumeration: any text is kept; a value outside :data:`AGENT_STATES` is a deviation."""
 
 
 class _Vendor(BaseModel):
@@ -46,7 +69,7 @@ class AuthorizeResponse(_Vendor):
 class RealTimeActivity(_Vendor):
     """One state an agent entered (002 L4614-4628)."""
 
-    agent_state: str = Field(alias="agentState")
+    agent_state: AgentStateName = Field(alias="agentState")
     reason_code: str | None = Field(None, alias="reasonCode")
     timestamp: int = Field(description="When the agent entered the state, epoch ms.")
 
@@ -54,16 +77,20 @@ class RealTimeActivity(_Vendor):
 
 
 class AgentActivities(_Vendor):
-    """One agent's row of the real-time activity detail response."""
+    """One agent's row of the real-time activity detail response.
+
+    Its ``realTimeActivities`` are read one by one as :class:`RealTimeActivity`, so that each
+    activity's deviations are its own.
+    """
 
     agent_id: str = Field(validation_alias=AliasChoices("agentId", "agentld"), serialization_alias="agentId")
     employee_id: str | None = Field(
         None, validation_alias=AliasChoices("employeeId", "employeeld"), serialization_alias="employeeId"
     )
-    real_time_activities: list[dict[str, Any]] = Field(
+    real_time_activities: list[Any] = Field(
         default_factory=list,
         alias="realTimeActivities",
-        description="Parsed one by one (a bad one is dead-lettered).",
+        description="Each one a RealTimeActivity (read one by one).",
     )
 
     _ids = field_validator("agent_id", "employee_id", mode="before")(_ident)
@@ -95,37 +122,42 @@ class AgentRef(_Vendor):
         return name or None
 
 
-class AgentActivityEvent(_Vendor):
-    """Kafka value of ``calabrio.realtime.AgentActivity`` on ``{prefix}calabrio.agent-state``.
+class AdherenceActual(_Vendor):
+    """One actual state during a scheduled activity (002 L639-656)."""
 
-    The vendor activity's own fields, the agent's ids from its row, and the reference data.
-    """
+    actual_agent_state: str | None = Field(None, alias="actualAgentState")
+    actual_agent_state_start_time: str | int | None = Field(
+        None, alias="actualAgentStateStartTime", description='"UTC format": ISO-8601 or epoch ms.'
+    )
+    actual_reason_code: int | None = Field(None, alias="actualReasonCode")
+    in_adherence_seconds: float | None = Field(None, alias="inAdherenceSeconds")
+    out_of_adherence_seconds: float | None = Field(None, alias="outOfAdherenceSeconds")
 
-    agent_id: str = Field(alias="agentId")
-    employee_id: str | None = Field(None, alias="employeeId")
-    agent_state: str = Field(alias="agentState")
-    reason_code: str | None = Field(None, alias="reasonCode")
-    timestamp: int = Field(description="When the agent entered the state, epoch ms.")
-    acd_id: str | None = Field(None, alias="acdId", description="From the agent reference data.")
-    agent_name: str | None = Field(None, alias="agentName", description="From the agent reference data.")
+
+class AdherenceDetail(_Vendor):
+    """One scheduled activity of an adherence row (002 L628-656; ``Actity`` sic)."""
+
+    scheduled_activity_type: str | None = Field(None, alias="scheduledActivityType")
+    scheduled_actity_start_time: str | int | None = Field(
+        None, alias="scheduledActityStartTime", description='"UTC format": ISO-8601 or epoch ms.'
+    )
+    in_adherence_seconds: float | None = Field(None, alias="inAdherenceSeconds")
+    out_of_adherence_seconds: float | None = Field(None, alias="outOfAdherenceSeconds")
+    actuals: list[AdherenceActual] = Field(default_factory=list)
 
 
 class AgentAdherence(_Vendor):
-    """One row of ``GET /api/rest/scheduling/adherence/agent`` (002 L599-656), also its Kafka value
-    (``calabrio.adherence.AgentAdherence`` on ``{prefix}calabrio.adherence``) with ``date`` added."""
+    """One row of ``GET /api/rest/scheduling/adherence/agent`` (002 L599-656)."""
 
     agent_id: str = Field(validation_alias=AliasChoices("agentId", "agentld"), serialization_alias="agentId")
     acd_agent_id: str | None = Field(None, alias="acdAgentId")
-    date: str | None = Field(
-        None, description="The tenant-local date the figures are for (added by streamd)."
-    )
     scheduled_seconds: float | None = Field(None, alias="scheduledSeconds")
     scheduled_in_service_seconds: float | None = Field(None, alias="scheduledInServiceSeconds")
     actual_in_service_seconds: float | None = Field(None, alias="actualInServiceSeconds")
     not_in_adherence_seconds: float | None = Field(None, alias="notInAdherenceSeconds")
     schedule_adherence: float | None = Field(None, alias="scheduleAdherence")
     schedule_conformity: float | None = Field(None, alias="scheduleConformity")
-    details: list[dict[str, Any]] = Field(default_factory=list)
+    details: list[AdherenceDetail] = Field(default_factory=list)
 
     _ids = field_validator("agent_id", "acd_agent_id", mode="before")(_ident)
 
@@ -137,7 +169,30 @@ class AgentAdherence(_Vendor):
         return [value] if isinstance(value, dict) else value
 
 
+class AgentActivityEvent(_Vendor):
+    """Kafka value of ``calabrio.realtime.AgentActivity`` on ``{prefix}calabrio.agent-state``.
+
+    The vendor activity's own fields, its agent row's fields (ids, and any the vendor added), and
+    the reference data.
+    """
+
+    agent_id: str = Field(alias="agentId")
+    employee_id: str | None = Field(None, alias="employeeId")
+    agent_state: AgentStateName = Field(alias="agentState")
+    reason_code: str | None = Field(None, alias="reasonCode")
+    timestamp: int = Field(description="When the agent entered the state, epoch ms.")
+    acd_id: str | None = Field(None, alias="acdId", description="From the agent reference data.")
+    agent_name: str | None = Field(None, alias="agentName", description="From the agent reference data.")
+
+
+class AgentAdherenceEvent(AgentAdherence):
+    """Kafka value of ``calabrio.adherence.AgentAdherence`` on ``{prefix}calabrio.adherence``: the
+    adherence row (ids as text, ``details`` a list) with ``date`` added."""
+
+    date: str = Field(description="The tenant-local date the figures are for (added by streamd).")
+
+
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     ACTIVITY_TYPE: AgentActivityEvent,
-    ADHERENCE_TYPE: AgentAdherence,
+    ADHERENCE_TYPE: AgentAdherenceEvent,
 }

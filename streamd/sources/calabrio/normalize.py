@@ -11,19 +11,40 @@ Calabrio agentState    canonical State         note
 ``WORK_AFTER_CONTACT`` ``after_call_work``
 ``NOT_READY_BUSY``     ``not_ready``           ``reasonCode`` kept as ``reason_code``
 ``LOGGED_OUT``         ``logged_out``
-anything else          ``unknown``             published, and counted as ``unknown_variant``
+anything else          ``unknown``             published (``$.agentState`` listed as a
+                                               deviation), counted as ``unknown_variant``
 =====================  ======================  ==========================================
 
 Rules:
 
-1. Every function here is sync and pure: bytes/dicts in, events out; no clock, no logging.
-2. A response that is not JSON, or a row that does not fit its model, becomes a
-   :class:`~streamd.events.DeadLetter` event (stage ``processing``); the caller counts it.
-3. Keys are ``{source}:{agentId}`` with Calabrio's WFM ``agentId``, which never changes; names
+1. Every function here is sync and pure: bytes/dicts in, events out; no clock, no logging. The
+   one side effect is counting a published deviating input (``streamd_deviations_total``, in
+   :func:`activity_events` and :func:`adherence_event`, which the source calls once per
+   published input).
+2. Tolerant reading (:mod:`streamd.tolerant`): an activity is published whenever it can be
+   routed: its agent row has a usable ``agentId`` (a non-empty string, an integer, or an
+   integral number), and the activity a usable ``timestamp`` (epoch ms, an integer once
+   unambiguously coerced: ``"1700000000000"`` -> ``1700000000000``) and ``agentState`` (a
+   non-empty string): together they are the window's de-dup key (:mod:`.window`). An adherence
+   row is published whenever its ``agentId`` is usable. Everything else that deviates from the
+   models (:mod:`.models`) is kept as received (coerced where unambiguous) and its JSON paths
+   ride on the event (``streamd_deviations``); the canonical :class:`AgentState` still follows.
+3. Deviation paths are paths in the published value. An activity's value merges its agent row's
+   fields (``$.employeeId``, a field the vendor added to the row) under its own (``$.reasonCode``);
+   the one path outside the value is ``$.realTimeActivities``, listed when the row gave its
+   activities as a single object instead of a list (it is read as that one activity).
+4. Dead letters (:class:`~streamd.events.DeadLetter`, stage ``processing``; the caller counts
+   them) only for what cannot be routed: a response that is not JSON or not an array
+   (``invalid_json``/``invalid_payload``), a row or activity that is not an object, or whose
+   ``realTimeActivities`` is neither a list nor an object (``invalid_payload``), and a routing
+   field that is missing or unusable (``missing_key``).
+5. Keys are ``{source}:{agentId}`` with Calabrio's WFM ``agentId``, which never changes; names
    and ACD ids from the reference data enrich the values, not the keys (a rename must not move
    an agent to another compacted key).
-4. Ids are deterministic: ``stable_id(source, agentId, timestamp, agentState, reasonCode)`` for
-   activities, so a redelivered activity is recognisable downstream.
+6. Ids are deterministic: ``stable_id(source, agentId, timestamp, agentState, reasonCode)`` for
+   activities, so a redelivered activity is recognisable downstream. A ``reasonCode`` that is
+   neither text nor null takes part in the key as its compact JSON text, and is left out of the
+   canonical state.
 """
 
 from __future__ import annotations
@@ -31,11 +52,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import orjson
-from pydantic import ValidationError
 
 from streamd.events import AgentState, DeadLetter, Event, State, stable_id
 from streamd.sources.calabrio.models import (
@@ -49,6 +69,8 @@ from streamd.sources.calabrio.models import (
     RealTimeActivity,
 )
 from streamd.sources.calabrio.window import ActivityKey
+from streamd.telemetry import count_deviation
+from streamd.tolerant import MAX_PATHS, Reader
 
 VENDOR = "calabrio"
 
@@ -61,6 +83,12 @@ STATE_MAP: Mapping[str, State] = {
     "LOGGED_OUT": State.LOGGED_OUT,
 }
 
+_ROW: Final = Reader(AgentActivities)
+_ACTIVITY: Final = Reader(RealTimeActivity)
+_ADHERENCE: Final = Reader(AgentAdherence)
+_AGENT: Final = Reader(AgentRef)
+_ROW_IDS: Final = ("agentId", "agentld", "employeeId", "employeeld", "realTimeActivities")
+
 
 @dataclass(frozen=True, slots=True)
 class Activity:
@@ -70,13 +98,29 @@ class Activity:
     employee_id: str | None
     state: str
     reason_code: str | None
+    """The reason code when it is text or absent; ``None`` also when it deviated beyond use."""
     timestamp: int
     raw: Mapping[str, Any]
+    """The vendor fields to publish: the activity's over its agent row's (rule 3)."""
+    deviations: tuple[str, ...] = ()
+    """Paths in :attr:`raw` that deviated from the document (rule 3)."""
 
     @property
     def key(self) -> ActivityKey:
         """The dedupe key ``(agentId, timestamp, agentState, reasonCode)`` (spec §3)."""
-        return (self.agent_id, self.timestamp, self.state, self.reason_code)
+        reason = self.raw.get("reasonCode")
+        text = reason if reason is None or isinstance(reason, str) else _json_text(reason)
+        return (self.agent_id, self.timestamp, self.state, text)
+
+
+class AdherenceRow(dict[str, Any]):
+    """An adherence row to publish (vendor fields + ``date``) that knows its deviation paths."""
+
+    __slots__ = ("deviations",)
+
+    def __init__(self, data: Mapping[str, Any], deviations: tuple[str, ...] = ()) -> None:
+        super().__init__(data)
+        self.deviations = deviations
 
 
 def dead_letter(source: str, error_type: str, error: str, raw: bytes | str | Any) -> Event:
@@ -99,31 +143,76 @@ def _json_list(source: str, body: bytes, what: str) -> tuple[list[Any] | None, l
 
 
 def parse_activities(source: str, body: bytes) -> tuple[list[Activity], list[Event]]:
-    """Decode a real-time activity detail response into activities and dead letters.
+    """Decode a real-time activity detail response into activities and dead letters (rules 2-4).
 
     Returns:
-        The activities in response order, and one dead-letter event per unusable part.
+        The routable activities in response order, and one dead-letter event per unroutable part.
     """
     rows, dead = _json_list(source, body, "real-time activity detail")
     out: list[Activity] = []
     for row in rows or []:
-        try:
-            agent = AgentActivities.model_validate(row)
-        except ValidationError as exc:
-            dead.append(dead_letter(source, "invalid_payload", f"activity row: {_first(exc)}", row))
+        if not isinstance(row, dict):
+            dead.append(dead_letter(source, "invalid_payload", "activity row: expected an object", row))
             continue
-        for raw in agent.real_time_activities:
-            try:
-                act = RealTimeActivity.model_validate(raw)
-            except ValidationError as exc:
-                dead.append(dead_letter(source, "invalid_payload", f"activity: {_first(exc)}", raw))
-                continue
-            out.append(
-                Activity(
-                    agent.agent_id, agent.employee_id, act.agent_state, act.reason_code, act.timestamp, raw
+        agent_id = agent_key(_first_of(row, "agentId", "agentld"))
+        if agent_id is None:
+            error = "activity row: agentId is missing or not a string or number"
+            dead.append(dead_letter(source, "missing_key", error, row))
+            continue
+        activities = row.get("realTimeActivities")
+        container: tuple[str, ...] = ()
+        if isinstance(activities, dict):  # one activity, not in a list (rule 3)
+            activities, container = [activities], ("$.realTimeActivities",)
+        elif not isinstance(activities, list):
+            if activities is not None:
+                error = (
+                    f"activity row of agent {agent_id}: realTimeActivities is neither a list nor an object"
                 )
-            )
+                dead.append(dead_letter(source, "invalid_payload", error, row))
+            continue
+        value, row_deviations = _ROW.check({**row, "realTimeActivities": activities} if container else row)
+        shared = {k: v for k, v in value.items() if k not in _ROW_IDS}
+        shared["agentId"] = agent_id
+        shared["employeeId"] = _ident_text(_first_of(value, "employeeId", "employeeld"))
+        for raw in activities:
+            activity = _activity(source, agent_id, shared, container + row_deviations, raw, dead)
+            if activity is not None:
+                out.append(activity)
     return out, dead
+
+
+def _activity(
+    source: str,
+    agent_id: str,
+    shared: dict[str, Any],
+    row_deviations: tuple[str, ...],
+    raw: Any,
+    dead: list[Event],
+) -> Activity | None:
+    """One activity of an agent row, or ``None`` after appending its dead letter."""
+    what = f"activity of agent {agent_id}"
+    if not isinstance(raw, dict):
+        dead.append(dead_letter(source, "invalid_payload", f"{what}: expected an object", raw))
+        return None
+    value, deviations = _ACTIVITY.check(raw)
+    state, timestamp = value.get("agentState"), _epoch_ms(value.get("timestamp"))
+    if not isinstance(state, str) or not state:
+        dead.append(dead_letter(source, "missing_key", f"{what}: agentState is missing or not a string", raw))
+        return None
+    if timestamp is None:
+        dead.append(dead_letter(source, "missing_key", f"{what}: timestamp is missing or not epoch ms", raw))
+        return None
+    reason = _ident_text(value.get("reasonCode"))
+    employee = shared["employeeId"]
+    return Activity(
+        agent_id,
+        employee if isinstance(employee, str) else None,
+        state,
+        reason if isinstance(reason, str) else None,
+        timestamp,
+        {**shared, **value, "agentId": agent_id, "reasonCode": reason},
+        _bounded(row_deviations + deviations),
+    )
 
 
 def canonical_state(state: str) -> State:
@@ -132,15 +221,16 @@ def canonical_state(state: str) -> State:
 
 
 def activity_events(source: str, activity: Activity, ref: AgentRef | None) -> list[Event]:
-    """The vendor event and the canonical :class:`AgentState` event of one new activity."""
+    """The vendor event and the canonical :class:`AgentState` event of one new activity.
+
+    A deviating activity is counted here (call this once per published activity).
+    """
     since = datetime.fromtimestamp(activity.timestamp / 1000, UTC)
     key = f"{source}:{activity.agent_id}"
     data = {
         **activity.raw,
         "agentId": activity.agent_id,
-        "employeeId": activity.employee_id,
         "agentState": activity.state,
-        "reasonCode": activity.reason_code,
         "timestamp": activity.timestamp,
         "acdId": ref.acd_id if ref else None,
         "agentName": ref.display_name if ref else None,
@@ -153,7 +243,10 @@ def activity_events(source: str, activity: Activity, ref: AgentRef | None) -> li
         data=data,
         time=since,
         id=stable_id(source, *activity.key),
+        deviations=activity.deviations,
     )
+    if activity.deviations:
+        count_deviation(source, ACTIVITY_TYPE)
     canonical = AgentState(
         vendor=VENDOR,
         source=source,
@@ -169,30 +262,59 @@ def activity_events(source: str, activity: Activity, ref: AgentRef | None) -> li
 
 
 def parse_agents(source: str, body: bytes) -> tuple[dict[str, AgentRef], list[Event]]:
-    """Decode the Agent API response into ``agentId -> AgentRef`` and dead letters."""
+    """Decode the Agent API response into ``agentId -> AgentRef`` and dead letters.
+
+    Rows are read tolerantly: a deviating field is left out of the typed reference (it only
+    enriches, nothing of it is published, so its deviations are not counted); a row without a
+    usable agent id, or that is not an object, is a dead letter.
+    """
     rows, dead = _json_list(source, body, "agents")
     agents: dict[str, AgentRef] = {}
     for row in rows or []:
-        try:
-            ref = AgentRef.model_validate(row)
-        except ValidationError as exc:
-            dead.append(dead_letter(source, "invalid_payload", f"agent: {_first(exc)}", row))
+        if not isinstance(row, dict):
+            dead.append(dead_letter(source, "invalid_payload", "agent: expected an object", row))
             continue
-        agents[ref.agent_id] = ref
+        agent_id = agent_key(_first_of(row, "agentId", "id", "AgentID"))
+        ref = _AGENT.read(row).model if agent_id is not None else None
+        if agent_id is None or ref is None:
+            error = "agent: agentId is missing or not a string or number"
+            dead.append(dead_letter(source, "missing_key", error, row))
+            continue
+        agents[agent_id] = ref if ref.agent_id == agent_id else ref.model_copy(update={"agent_id": agent_id})
     return agents, dead
 
 
-def parse_adherence(source: str, body: bytes, date: str) -> tuple[list[dict[str, Any]], list[Event]]:
-    """Decode one adherence page into publishable rows (vendor fields + ``date``) and dead letters."""
+def parse_adherence(source: str, body: bytes, date: str) -> tuple[list[AdherenceRow], list[Event]]:
+    """Decode one adherence page into publishable rows (vendor fields + ``date``) and dead letters.
+
+    A row is published whenever its ``agentId`` is usable (rule 2); the ids are published as
+    text, ``details`` as a list (an object becomes its one element, null an empty list) and the
+    deviation paths follow that shape (``$.details[0].actuals``).
+    """
     rows, dead = _json_list(source, body, "adherence")
-    out: list[dict[str, Any]] = []
+    out: list[AdherenceRow] = []
     for row in rows or []:
-        try:
-            model = AgentAdherence.model_validate(row)
-        except ValidationError as exc:
-            dead.append(dead_letter(source, "invalid_payload", f"adherence row: {_first(exc)}", row))
+        if not isinstance(row, dict):
+            dead.append(dead_letter(source, "invalid_payload", "adherence row: expected an object", row))
             continue
-        out.append({**model.model_dump(mode="json", by_alias=True), "date": date})
+        agent_id = agent_key(_first_of(row, "agentId", "agentld"))
+        if agent_id is None:
+            error = "adherence row: agentId is missing or not a string or number"
+            dead.append(dead_letter(source, "missing_key", error, row))
+            continue
+        value, deviations = _ADHERENCE.check(row)
+        data = {k: v for k, v in value.items() if k != "agentld"}
+        data["agentId"] = agent_id
+        if "acdAgentId" in data:
+            data["acdAgentId"] = _ident_text(data["acdAgentId"])
+        details = data.get("details")
+        if isinstance(details, dict):
+            data["details"] = [details]
+            deviations = tuple(_under_first_element(p, "$.details") for p in deviations)
+        elif details is None:
+            data["details"] = []
+        data["date"] = date
+        out.append(AdherenceRow(data, deviations))
     return out, dead
 
 
@@ -202,8 +324,15 @@ def adherence_fingerprint(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def adherence_event(source: str, row: Mapping[str, Any], *, time: datetime, snapshot: bool = False) -> Event:
-    """The ``calabrio.adherence.AgentAdherence`` event of one row (key ``{source}:{agentId}``)."""
+    """The ``calabrio.adherence.AgentAdherence`` event of one row (key ``{source}:{agentId}``).
+
+    A row from :func:`parse_adherence` carries its deviations onto the event; a deviating row is
+    counted here (call this once per published row).
+    """
     agent_id = str(row["agentId"])
+    deviations = row.deviations if isinstance(row, AdherenceRow) else ()
+    if deviations:
+        count_deviation(source, ADHERENCE_TYPE)
     return Event(
         topic=ADHERENCE_TOPIC,
         type=ADHERENCE_TYPE,
@@ -213,6 +342,7 @@ def adherence_event(source: str, row: Mapping[str, Any], *, time: datetime, snap
         time=time,
         id=stable_id(source, row.get("date"), agent_id, *adherence_fingerprint(row)),
         snapshot=snapshot,
+        deviations=deviations,
     )
 
 
@@ -221,7 +351,56 @@ def tenant_date(now_ms: int, zone: str) -> str:
     return datetime.fromtimestamp(now_ms / 1000, ZoneInfo(zone)).date().isoformat()
 
 
-def _first(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(row)"
-    return f"{where}: {err['msg']}"
+def agent_key(value: Any) -> str | None:
+    """An agent id as key text: a non-empty string, an integer, or an integral number; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def _first_of(obj: Mapping[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` present in ``obj`` (the documented name, then aliases)."""
+    for name in names:
+        if name in obj:
+            return obj[name]
+    return None
+
+
+def _ident_text(value: Any) -> Any:
+    """An id or code as published: integers as text (a documented variant), anything else as is."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """``value`` when it is an integer epoch-ms timestamp a datetime can hold, else None."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return value
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _under_first_element(path: str, prefix: str) -> str:
+    """``$.details.actuals`` -> ``$.details[0].actuals`` (an object published as a one-element list)."""
+    rest = path[len(prefix) :]
+    if path.startswith(prefix) and rest[:1] in (".", "["):
+        return f"{prefix}[0]{rest}"
+    return path
+
+
+def _bounded(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """At most :data:`~streamd.tolerant.MAX_PATHS` paths, then ``"..."`` (as the reader does)."""
+    paths = tuple(p for p in paths if p != "...") if len(paths) > MAX_PATHS else paths
+    return paths if len(paths) <= MAX_PATHS else (*paths[:MAX_PATHS], "...")
