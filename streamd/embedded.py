@@ -56,21 +56,25 @@ def free_port() -> int:
 class EmbeddedBroker:
     """``async with EmbeddedBroker() as bootstrap:`` -> ``"127.0.0.1:PORT"``."""
 
-    def __init__(self, port: int | None = None, ready_timeout: float = 20.0) -> None:
+    def __init__(
+        self, port: int | None = None, ready_timeout: float = 20.0, advertised_port: int | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port  # e.g. a fault-injecting proxy's
         self.ready_timeout = ready_timeout
         self._process: Process | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the broker)
 
     @property
     def bootstrap(self) -> str:
-        """The ``host:port`` clients connect to."""
-        return f"127.0.0.1:{self.port}"
+        """The ``host:port`` clients connect to (the advertised one)."""
+        return f"127.0.0.1:{self.advertised_port}"
 
     async def __aenter__(self) -> str:
         binary = broker_binary()
         url = f"tcp://127.0.0.1:{self.port}"
-        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
+        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._process = await anyio.open_process(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env

@@ -531,7 +531,8 @@ class O2GSimulator:
         ``POST /_sim/release`` publishes them;
         ``POST /_sim/pause`` / ``resume`` stop and restart writing on the chunk channels;
         ``POST /_sim/rate?rate=R`` sets the generated traffic to R events/s (0 stops it) and answers
-        how many events were published so far.
+        how many events were published so far; ``POST /_sim/stats`` answers that and how many
+        events wait in subscription queues (not yet written to a channel).
         """
         action, n = request.path_params["action"], int(request.query_params.get("n", "1"))
         if action == "generate":
@@ -558,6 +559,9 @@ class O2GSimulator:
             if self.rate > 0:
                 self._start_traffic()
             return _json({"rate": self.rate, "published": self.published})
+        if action == "stats":
+            queued = sum(len(sub.pending) for sub in self._all_subs())
+            return _json({"published": self.published, "queued": queued})
         if action == "release":
             released, self._prepared = self._prepared, []
             return _json({"events": len(released), "matched": self.publish(*released)})
