@@ -104,7 +104,9 @@ async def run_daemon(
         spool = Spool(config.spool.path, config.spool.max_bytes)
         stack.callback(spool.close)
         if spool.recovered:
-            log.warning("%d events read before the last stop were not acknowledged: spooled again", spool.recovered)
+            log.warning(
+                "%d events read before the last stop were not acknowledged: spooled again", spool.recovered
+            )
         pipeline = Pipeline(
             publisher,
             spool,

@@ -70,7 +70,9 @@ class KnownValues:
         schema["metadata"] = {**schema.get("metadata", {}), _KNOWN: list(self.values)}
         return cast(CoreSchema, schema)
 
-    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
         return {
             "type": "string",
             "description": f"{self.name}: known values {', '.join(self.values)} (other values are kept)",

@@ -208,7 +208,9 @@ class WriteAhead:
             first = await anyio.to_thread.run_sync(self.spool.write_ahead, records, forget)
         except PublishError as exc:  # durability lost for these batches, never the events
             if not self._failing:
-                log.error("write-ahead of push sources failing, events only in memory until Kafka has them: %s", exc)
+                log.error(
+                    "write-ahead of push sources failing, events only in memory until Kafka has them: %s", exc
+                )
             self._failing = True
             t.count_error("spool", "write_ahead", "spool_failed", len(records))
         else:
