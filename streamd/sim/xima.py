@@ -17,6 +17,18 @@ Rules:
    messages, never answer pings). :attr:`requests` logs every request.
 5. Never-answering pings is done by a uvicorn websocket protocol subclass that drops the automatic
    pong for connections marked silent (uvicorn exposes no public hook for it).
+6. ``deviate`` (a share, 0..1) makes that share of the served value entries, websocket messages
+   and report rows deviate from the document the way real servers do (issue 13): a number sent
+   as a string, an unknown field (in the entry, key, value, row or cell), a value ``type``
+   outside the documented list, an unreadable ``lastUpdateTime``, a documented field missing or
+   ``null``, the value double-encoded as a JSON string, a row without its ``values`` object (but
+   with a field that identifies it), a cell that is not an object. The choices are seeded
+   (``seed``, apart from the data's own generator: the data is the same with or without), never
+   touch the routing fields (``metricId``, ``categoryValue``), keep the value's
+   ``lastUpdateTime`` in every form (so a new version still differs from the previous one) and
+   change only what is served, never the stored values. While ``deviate`` is on, every served
+   entry and row is logged in :attr:`served` with the JSON paths a tolerant reader must report
+   for it (none when it conforms).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from streamd.sim.server import serving
+from streamd.tolerant import json_path
 
 Key = tuple[str, str | None]
 TZ = timezone(timedelta(hours=-6))  # the seed's examples use -06:00
@@ -103,6 +116,28 @@ class WsPlan:
     never_pong: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One entry or report row the simulator served while ``deviate`` is on (rule 6).
+
+    ``where`` is ``values`` (a REST result), ``ws`` (a socket message) or ``historic`` (a report
+    row); ``key`` is the value key, or ``(report key, timeframe start, row index)``; ``kind`` names
+    the deviation (``""`` for none) and ``paths`` the JSON paths it must be reported under.
+    """
+
+    where: str
+    key: tuple[Any, ...]
+    kind: str = ""
+    paths: tuple[str, ...] = ()
+
+
+_INT_FIELDS = ("count", "finishedDuration", "durationSum", "numCountingUp", "numCountingDown")
+_VALUE_FIELDS = (*_INT_FIELDS, "value")
+"""The type-specific fields of the documented values (``type`` and ``lastUpdateTime`` aside)."""
+EXTRA_FIELD = "simExtra"
+"""The name of the unknown field a deviation adds."""
+
+
 @dataclass(slots=True)
 class _Fault:
     status: int
@@ -127,8 +162,13 @@ class XimaSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         now_ms: Callable[[], int] | None = None,
+        deviate: float = 0.0,
     ) -> None:
+        if not 0.0 <= deviate <= 1.0:
+            raise ValueError(f"deviate must be a share between 0 and 1, not {deviate!r}")
         self.api_key = api_key
+        self.deviate = deviate
+        self.served: list[Served] = []
         self.init_requests = init_requests
         self.initializing_status = initializing_status
         self.reports = set(reports)
@@ -146,6 +186,7 @@ class XimaSimulator:
         self.values: dict[Key, dict[str, Any]] = {}
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._rng = random.Random(seed)
+        self._deviation_rng = random.Random(f"{seed}|deviate")
         self._seen: Counter[Key] = Counter()
         self._faults: dict[str, deque[_Fault]] = {}
         self._plans: deque[WsPlan] = deque()
@@ -301,9 +342,61 @@ class XimaSimulator:
             k["categoryValue"] = key[1]
         return {"key": k, "value": value}
 
+    def _serve(self, where: str, key: Key) -> dict[str, Any]:
+        """The entry of ``key`` as served: deviating for a ``deviate`` share of them (rule 6)."""
+        entry = self.entry(key, self.values[key])
+        if not self.deviate:
+            return entry
+        paths: tuple[str, ...] = ()
+        kind = ""
+        if self._deviation_rng.random() < self.deviate:
+            entry = orjson.loads(orjson.dumps(entry))  # a deep copy: the stored value stays as it is
+            kind, paths = self._deviate_entry(entry)
+        self.served.append(Served(where, key, kind, paths))
+        return entry
+
+    def _deviate_entry(self, entry: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+        """Make one ``{key, value}`` entry deviate in place; returns the kind and its paths."""
+        rng = self._deviation_rng
+        value: dict[str, Any] = entry["value"]
+        fields = [f for f in _VALUE_FIELDS if f in value]
+        numbers = [f for f in fields if not isinstance(value[f], str)]
+        kinds = ["unknown_field", "unknown_type", "bad_time", "double_encoded"]
+        kinds += ["missing_field", "null_field"] if fields else []
+        kinds += ["number_as_string"] if numbers else []
+        kind = rng.choice(kinds)
+        if kind == "unknown_field":
+            where: tuple[str, ...] = rng.choice([(), ("key",), ("value",)])
+            container = entry if not where else entry[where[0]]
+            container[EXTRA_FIELD] = {"note": "not in the document", "n": rng.randint(0, 99)}
+            return kind, (json_path((*where, EXTRA_FIELD)),)
+        if kind == "unknown_type":
+            value["type"] = "PERCENT"
+            return kind, ("$.value.type",)
+        if kind == "bad_time":
+            when = datetime.fromisoformat(value["lastUpdateTime"])
+            value["lastUpdateTime"] = when.strftime("%m/%d/%Y %H:%M:%S.%f")  # unique, not ISO-8601
+            return kind, ("$.value.lastUpdateTime",)
+        if kind == "double_encoded":
+            entry["value"] = orjson.dumps(value).decode()
+            return kind, ("$.value",)
+        if kind == "number_as_string":
+            name = rng.choice(numbers)
+            number = value[name]
+            value[name] = str(number).lower() if isinstance(number, bool) else str(number)
+            return kind, (json_path(("value", name)),)
+        name = rng.choice(fields)
+        if kind == "missing_field":
+            del value[name]
+        else:
+            value[name] = None
+        return kind, (json_path(("value", name)),)
+
     def _push(self, changed: list[Key]) -> None:
         for key in dict.fromkeys(changed):
-            text = orjson.dumps(self.entry(key, self.values[key])).decode()
+            if not any(key[0] in ids for ids, _ in self._subscribers):
+                continue
+            text = orjson.dumps(self._serve("ws", key)).decode()
             for ids, send in self._subscribers:
                 if key[0] in ids:
                     with contextlib.suppress(
@@ -363,7 +456,7 @@ class XimaSimulator:
             for key in self.keys_of(metric_id):
                 self._seen[key] += 1
                 if self._seen[key] > self.init_requests:
-                    results.append(self.entry(key, self.values[key]))
+                    results.append(self._serve("values", key))
                 else:
                     initializing.append(self.entry(key, {})["key"])
         status = self.initializing_status if initializing else 200
@@ -395,7 +488,10 @@ class XimaSimulator:
         except (orjson.JSONDecodeError, KeyError, TypeError, StopIteration):
             return self._answer(request, Response("Malformed JSON request body", 400))
         self.historic_calls.append((key, start, end))
-        return self._answer(request, JSONResponse(self.report(key, start, end)))
+        report = self.report(key, start, end)
+        if self.deviate:
+            self._deviate_rows(key, start, report)
+        return self._answer(request, JSONResponse(report))
 
     def report(self, key: str, start: str, end: str) -> dict[str, Any]:
         """The deterministic 'Agent Talking Summary' report for one timeframe (seed 001 L44-179)."""
@@ -435,6 +531,39 @@ class XimaSimulator:
             "rows": rows,
             "charts": {"type": "CHARTS", "rows": []},
         }
+
+    def _deviate_rows(self, key: str, start: str, report: dict[str, Any]) -> None:
+        """Make a ``deviate`` share of a report's rows deviate in place (rule 6); log every row."""
+        rng = self._deviation_rng
+        for index, row in enumerate(report["rows"]):
+            paths: tuple[str, ...] = ()
+            kind = ""
+            if rng.random() < self.deviate:
+                kind, paths = self._deviate_row(index, row)
+            self.served.append(Served("historic", (key, start, index), kind, paths))
+
+    def _deviate_row(self, index: int, row: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+        rng = self._deviation_rng
+        cells: dict[str, Any] = row["values"]
+        kind = rng.choice(
+            ["number_as_string", "unknown_row_field", "unknown_cell_field", "cell_not_object", "no_values"]
+        )
+        if kind == "unknown_row_field":
+            row[EXTRA_FIELD] = {"n": rng.randint(0, 99)}
+            return kind, (json_path(("rows", index, EXTRA_FIELD)),)
+        if kind == "no_values":  # the row keeps a field that identifies it
+            row["agent"] = row.pop("values")["0"]["value"]
+            return kind, (json_path(("rows", index, "values")), json_path(("rows", index, "agent")))
+        column = rng.choice([c for c in cells if c != "0"])  # a NUMBER or DURATION column
+        where = ("rows", index, "values", column)
+        if kind == "number_as_string":
+            cells[column]["value"] = str(cells[column]["value"])
+            return kind, (json_path((*where, "value")),)
+        if kind == "unknown_cell_field":
+            cells[column][EXTRA_FIELD] = True
+            return kind, (json_path((*where, EXTRA_FIELD)),)
+        cells[column] = cells[column]["value"]  # cell_not_object
+        return kind, (json_path(where),)
 
     # ------------------------------------------------------------------ websocket
 
@@ -567,6 +696,7 @@ async def serve_forever(
     agents: int = 8,
     tick: float = 1.0,
     api_key: str = "sim-key",
+    deviate: float = 0.0,
     started: Callable[[XimaSimulator], None] | None = None,
 ) -> None:
     """Run a simulator with changing data until cancelled (for ``streamd demo`` / ``streamd simulate``).
@@ -577,9 +707,12 @@ async def serve_forever(
         agents: number of simulated agents.
         tick: seconds between data changes.
         api_key: the key the simulator accepts.
+        deviate: the share of served entries and rows that deviate from the document (rule 6).
         started: called with the running simulator (e.g. to print its URL).
     """
-    async with XimaSimulator(host=host, port=port, agents=agents, tick=tick, api_key=api_key) as sim:
+    async with XimaSimulator(
+        host=host, port=port, agents=agents, tick=tick, api_key=api_key, deviate=deviate
+    ) as sim:
         if started is not None:
             started(sim)
         await anyio.sleep_forever()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from streamd.errors import AuthError, FatalError
 from streamd.events import AgentState, QueueMetric
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import XimaSimulator
-from streamd.sources.xima.models import RealtimeMetricValue
+from streamd.sources.xima.models import RealtimeMetricValue, UntypedValue
 from tests.helpers import running, until
 
 from .xima_helpers import make_source, values
@@ -153,22 +154,29 @@ async def test_canonical_events_and_agent_mapping_enrichment() -> None:
         assert sim.requests_to("/agents/mapping")[0].status == 200
 
 
-async def test_malformed_entry_is_dead_lettered_and_the_rest_published() -> None:
+async def test_a_deviating_entry_is_published_and_only_a_keyless_one_is_dead_lettered() -> None:
     async with XimaSimulator(init_requests=0) as sim:
+        keyless = {"key": {"categoryValue": "Sales"}, "value": {"type": "COUNT", "count": 1}}
         body = {
             "results": [
                 {"key": {"metricId": "K0NOTICE"}, "value": {"type": "PERCENT", "lastUpdateTime": "x"}},
-                sim.entry(("K0NOTICE", None), sim.values[("K0NOTICE", None)]),
+                keyless,
             ]
         }
         sim.fail("values", 200, body=body)
         emit = MemoryEmit()
         async with running(make_source(sim, metrics=["K0NOTICE"]), emit):
             await until(
-                lambda: len(values(emit)) == 1 and len(emit.of_type("streamd.deadletter.processing")) == 1
+                lambda: len(values(emit)) >= 1 and len(emit.of_type("streamd.deadletter.processing")) == 1
             )
+        first = values(emit)[0]
+        assert first.key == "cr1:K0NOTICE:"
+        assert first.deviations == ("$.value.type", "$.value.lastUpdateTime")
+        assert isinstance(first.data.value, UntypedValue)
+        assert first.data.value.raw == {"type": "PERCENT", "lastUpdateTime": "x"}
         [dead] = emit.of_type("streamd.deadletter.processing")
-        assert dead.data.error_type == "unknown_variant"
+        assert dead.data.error_type == "missing_key"
+        assert orjson.loads(dead.data.raw) == keyless
 
 
 async def test_ids_are_sent_comma_separated_in_chunks() -> None:

@@ -106,17 +106,28 @@ async def test_rejected_websocket_key_is_an_auth_error() -> None:
             await make_source(sim, mode="websocket", metrics=["K0QUEUED"]).run(MemoryEmit())
 
 
-async def test_malformed_socket_message_is_dead_lettered() -> None:
+async def test_only_an_unroutable_socket_message_is_dead_lettered() -> None:
     async with XimaSimulator(init_requests=0) as sim:
         emit = MemoryEmit()
         async with running(make_source(sim, mode="websocket", metrics=["K0QUEUED"]), emit):
             await until(lambda: bool(sim._subscribers))
+            baseline = len(values(emit))
             for _, send in sim._subscribers:
                 send.send_nowait("not json")
-                send.send_nowait('{"key": {"metricId": "K0QUEUED"}, "value": {"type": "NEW"}}')
+                send.send_nowait('{"value": {"type": "COUNT", "count": 1}}')
+                send.send_nowait(
+                    '{"key": {"metricId": "K0QUEUED", "categoryValue": "Sales"}, "value": {"type": "NEW"}}'
+                )
             await until(lambda: len(emit.of_type("streamd.deadletter.processing")) == 2)
-        kinds = [e.data.error_type for e in emit.of_type("streamd.deadletter.processing")]
-        assert kinds == ["invalid_payload", "unknown_variant"]
+            await until(lambda: len(values(emit)) == baseline + 1)
+        dead = [e.data for e in emit.of_type("streamd.deadletter.processing")]
+        assert [(d.error_type, d.raw) for d in dead] == [
+            ("invalid_payload", "not json"),
+            ("missing_key", '{"value": {"type": "COUNT", "count": 1}}'),
+        ]
+        published = values(emit)[-1]
+        assert published.key == "cr1:K0QUEUED:Sales"
+        assert published.deviations == ("$.value.type", "$.value.lastUpdateTime")
 
 
 async def test_resubscribes_when_the_metric_list_changes() -> None:

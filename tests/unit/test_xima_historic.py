@@ -164,7 +164,14 @@ def test_empty_period_still_has_a_summary() -> None:
     assert summary.data.row_count == 0
 
 
-@pytest.mark.parametrize("body", [None, [], {"rows": "x"}, {"rows": [{"values": 3}]}])
-def test_malformed_report_raises(body: object) -> None:
+@pytest.mark.parametrize("body", [None, [], "report", 48])
+def test_a_body_that_is_not_an_object_is_unroutable(body: object) -> None:
     with pytest.raises(NormalizationError):
         report_events("cr1", "K", START, END, body)
+
+
+def test_a_report_without_a_rows_array_still_has_its_summary() -> None:
+    [summary] = report_events("cr1", "K", START, END, {**SEED_REPORT, "rows": "x"})
+    assert summary.type == "xima.historic.Summary"
+    assert summary.deviations == ("$.rows",)
+    assert (summary.data.row_count, summary.data.extra) == (0, {"rows": "x"})

@@ -8,7 +8,7 @@ or its id while the list is unknown; the vendor topic always carries both.
 =====================  ==============================  =============================================
 category / type        condition                       canonical event
 =====================  ==============================  =============================================
-GROUP, any type        always (a group is a queue)     ``QueueMetric(queue_id=categoryValue,
+GROUP, documented type always (a group is a queue)     ``QueueMetric(queue_id=categoryValue,
                                                        metric=metricName or metricId, value, unit)``;
                                                        COUNT → count
                                                        (unit ``count``), DURATION/AVERAGE_DURATION →
@@ -19,7 +19,12 @@ AGENT, STRING          metric id listed in the         ``AgentState(agent_id=ext
 AGENT, other types     —                               none (a count or duration is not a state)
 NONE / CALL_DIRECTION  —                               none (no queue or agent entity)
 / ACCOUNT_CODE
+any, UNTYPED           —                               none (the value kept as received is not a
+                                                       usable figure; the vendor event says why)
 =====================  ==============================  =============================================
+
+Deviations elsewhere in the entry (unknown fields, a coerced figure, an unreadable
+``lastUpdateTime``, then timed at the read time) do not stop the canonical event.
 
 Agent state strings (case, spaces, ``_`` and ``-`` ignored; the config's ``agent_state_map``
 extends or overrides this; anything else is ``unknown`` with the vendor string kept):
@@ -48,6 +53,7 @@ from streamd.sources.xima.models import (
     MetricValue,
     RealtimeMetricValue,
     StringValue,
+    UntypedValue,
 )
 
 VENDOR = "xima"
@@ -100,7 +106,7 @@ def canonical_event(
     rules: CanonicalRules,
 ) -> AgentState | QueueMetric | None:
     """The canonical event for one value (see the table above), or None when there is no sound one."""
-    if key.category_value is None:
+    if key.category_value is None or isinstance(value, UntypedValue):
         return None
     if data.category_type == "GROUP":
         number, unit = _queue_value(value, data.computed_ms)

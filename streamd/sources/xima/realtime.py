@@ -13,7 +13,11 @@ Rules:
    (``AuthError`` for 403, ``FatalError`` for 404) with one line naming the ids.
 4. The first cycle of every session and every ``refresh_every`` publish all values with
    ``snapshot=True``; other cycles publish changes only.
-5. The metric list and the agent mapping are best-effort enrichment: they are re-read every
+5. Tolerant reading (:mod:`.normalize` rule 3): a deviating entry is published with its
+   deviations and counted once (``streamd_deviations_total``) when its event is published from a
+   vendor answer (a refresh from held values is not counted again); only unroutable entries are
+   dead letters (``errors_total{stage="processing"}``).
+6. The metric list and the agent mapping are best-effort enrichment: they are re-read every
    ``metrics_refresh`` / ``mapping_refresh``; a failing mapping only logs and is retried later.
    With ``metrics: all`` the list is required (it *is* the set of ids).
 """
@@ -41,7 +45,7 @@ from streamd.sources.xima.normalize import (
     parse_metric_list,
     parse_values_body,
 )
-from streamd.telemetry import count_error
+from streamd.telemetry import count_deviation, count_error
 
 log = logging.getLogger("streamd.sources.xima")
 
@@ -66,6 +70,13 @@ def count_dead(source: str, events: Sequence[Event]) -> None:
         if e.topic == "deadletter":
             error_type = getattr(e.data, "error_type", "invalid_payload")
             count_error(source, "processing", error_type)
+
+
+def count_deviations(source: str, events: Sequence[Event]) -> None:
+    """Count each published vendor event whose input deviated from the document (once per input)."""
+    for e in events:
+        if e.deviations:
+            count_deviation(source, e.type)
 
 
 @dataclass(slots=True)
@@ -140,10 +151,11 @@ class RealtimeCore:
         now_ms = self.now_ms()
         self.state.initializing.clear()  # this round says afresh what is still initializing
         for body in bodies:
-            parsed = parse_values_body(body)
+            parsed = parse_values_body(body, now_ms=now_ms)
             out += dead_letters(self.source, parsed.problems)
             out += self.state.apply(parsed.results, parsed.initializing, now_ms=now_ms, snapshot=snapshot)
         count_dead(self.source, out)
+        count_deviations(self.source, out)
         return out
 
     async def _values(self, ids: list[str]) -> list[dict[str, Any]]:

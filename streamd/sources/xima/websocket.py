@@ -44,7 +44,7 @@ from streamd.sources.base import Emit
 from streamd.sources.xima.auth import websocket_query
 from streamd.sources.xima.client import SUBSCRIPTION_PATH
 from streamd.sources.xima.normalize import dead_letters, parse_entry
-from streamd.sources.xima.realtime import RealtimeCore, count_dead
+from streamd.sources.xima.realtime import RealtimeCore, count_dead, count_deviations
 from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.xima")
@@ -240,16 +240,22 @@ class RealtimeWebsocket:
                 )
 
     def on_message(self, message: str | bytes) -> list[Event]:
-        """Normalize one ``{key, value}`` socket message into events (dead letter when malformed)."""
+        """Normalize one ``{key, value}`` socket message into events.
+
+        A deviating message is published with its deviations; only a message that is not JSON or
+        cannot be routed (no usable key) is a dead letter, with its raw text.
+        """
+        now_ms = self.core.now_ms()
         try:
-            entry = parse_entry(orjson.loads(message))
+            entry = parse_entry(orjson.loads(message), now_ms=now_ms)
         except orjson.JSONDecodeError:
             events = dead_letters(self.core.source, [(NormalizationError("message is not JSON"), message)])
         except NormalizationError as exc:
-            events = dead_letters(self.core.source, [(exc, orjson.loads(message))])
+            events = dead_letters(self.core.source, [(exc, message)])
         else:
-            events = self.core.state.apply([entry], now_ms=self.core.now_ms(), monotonic=True)
+            events = self.core.state.apply([entry], now_ms=now_ms, monotonic=True)
         count_dead(self.core.source, events)
+        count_deviations(self.core.source, events)
         return events
 
     async def _housekeeping(self, emit: Emit, ids: list[str]) -> None:
