@@ -65,6 +65,11 @@ EVENTS_SPOOLED = Counter(
     registry=REGISTRY,
 )
 SPOOL_DEPTH = Gauge("streamd_spool_events", "Events waiting in the outage spool.", registry=REGISTRY)
+SPOOL_BYTES = Gauge(
+    "streamd_spool_bytes",
+    "Bytes the outage spool database takes on disk (its WAL included).",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "streamd_queue_depth_events",
     "Batches waiting between the sources and the publisher.",

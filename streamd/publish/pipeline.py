@@ -263,6 +263,7 @@ class Pipeline:
         self._spool_wakeup = anyio.Event()
         self.ahead = WriteAhead(spool, self._encode, write_ahead) if write_ahead is not None else None
         t.SPOOL_DEPTH.set(spool.count)
+        t.SPOOL_BYTES.set(spool.disk_bytes())
 
     def emitter(self, source: str) -> SourceEmit:
         """A new :class:`SourceEmit` for ``source`` (call before :meth:`run` closes the original)."""
@@ -423,6 +424,7 @@ class Pipeline:
                 for topic, n in Counter(r.topic for r in records).items():
                     t.EVENTS_SPOOLED.labels(topic).inc(n)
                 t.SPOOL_DEPTH.set(self.spool.count)
+                t.SPOOL_BYTES.set(self.spool.disk_bytes())
                 self._spool_wakeup.set()
                 if self.ahead is not None and batch.held is not None:
                     self.ahead.settled(batch)
@@ -511,6 +513,9 @@ class Pipeline:
         ).items():
             t.EVENTS_PUBLISHED.labels(source, topic).inc(n)
         t.SPOOL_DEPTH.set(self.spool.count)
+        if not self.spool.count:
+            await anyio.to_thread.run_sync(self.spool.compact)  # give the disk back
+        t.SPOOL_BYTES.set(self.spool.disk_bytes())
         if not self.spool.count:
             self._outage_logged = False
             if self.component is not None:

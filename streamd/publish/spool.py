@@ -5,8 +5,11 @@ Rules:
 1. Records that Kafka did not acknowledge are appended in arrival order and drained in that
    order; a row is deleted only after Kafka acknowledged it (at-least-once).
 2. While anything is spooled, new records are spooled behind it, so per-key order is kept.
-3. The spool is bounded by ``max_bytes``; past it, :meth:`Spool.append` raises
-   :class:`PublishError` (the loss is counted and logged; never silent).
+3. The spool is bounded by ``max_bytes`` *on disk*: a record counts its topic, key, value,
+   headers and SQLite's per-row overhead, and the database and its WAL file are measured before
+   an append (checkpointed first when they look too big); past it, :meth:`Spool.append` raises
+   :class:`PublishError` (the caller answers 503 or counts the loss; never silent). Once
+   drained, :meth:`Spool.compact` gives the space back (WAL checkpoint, ``VACUUM``).
 4. SQLite calls are short and local; WAL mode keeps them from blocking readers.
 5. The *write-ahead* table ``received`` holds what push sources read and Kafka has not yet
    acknowledged (:class:`~streamd.publish.pipeline.WriteAhead` writes it with group commit and
@@ -18,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -79,10 +83,10 @@ class Spool:
         """
         if not records:
             return
-        size = sum(len(r.value) + len(r.key) for r in records)
         rows = [(r.topic, r.key, r.value, _headers(r)) for r in records]
+        size = sum(_row_size(row) for row in rows)
         with self._lock:
-            if self.bytes + size > self.max_bytes:
+            if self.bytes + size > self.max_bytes or self._on_disk() + size > self.max_bytes:
                 raise PublishError(f"outage spool full ({self.bytes} of {self.max_bytes} bytes)")
             self._write("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows)
             self.count += len(records)
@@ -155,7 +159,38 @@ class Spool:
         with self._lock:
             self._write("DELETE FROM spool WHERE seq <= ?", [(seq,)])
             self.count = max(0, self.count - len(records))
-            self.bytes = max(0, self.bytes - sum(len(r.value) + len(r.key) for r in records))
+            self.bytes = max(
+                0, self.bytes - sum(_row_size((r.topic, r.key, r.value, _headers(r))) for r in records)
+            )
+
+    def compact(self) -> None:
+        """Give the disk space of a drained spool back: checkpoint the WAL, then ``VACUUM``."""
+        with self._lock:
+            if self.path == ":memory:":
+                return
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise PublishError(f"outage spool {self.path}: {exc}") from exc
+
+    def disk_bytes(self) -> int:
+        """The database's size on disk (its WAL file included)."""
+        with self._lock:
+            return self._on_disk()
+
+    def _on_disk(self) -> int:
+        """Bytes the database and its WAL take; checkpoints first when over the bound (the WAL
+        only shrinks at a checkpoint). The caller holds the lock."""
+        if self.path == ":memory:":
+            return 0
+        size = _file_size(self.path) + _file_size(self.path + "-wal")
+        if size > self.max_bytes:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            size = _file_size(self.path) + _file_size(self.path + "-wal")
+        return size
 
     def recount(self) -> None:
         """Re-read the counters from the database (they are a cache of it)."""
@@ -163,8 +198,11 @@ class Spool:
             self.count, self.bytes = self._totals()
 
     def _totals(self) -> tuple[int, int]:
-        [row] = self._read("SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) FROM spool")
-        return int(row[0]), int(row[1])
+        [row] = self._read(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(topic) + LENGTH(key) + LENGTH(value) + LENGTH(headers)), 0) "
+            "FROM spool"
+        )
+        return int(row[0]), int(row[1]) + int(row[0]) * _ROW_OVERHEAD
 
     def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """One transaction, rolled back on failure; the caller holds the lock."""
@@ -216,3 +254,19 @@ class Spool:
 
 def _headers(record: Record) -> bytes:
     return orjson.dumps([[k, v.decode()] for k, v in record.headers])
+
+
+_ROW_OVERHEAD = 48
+"""SQLite's bytes per spooled row beyond its fields (record header, rowid, cell pointer, page slack)."""
+
+
+def _row_size(row: tuple[str, bytes, bytes, bytes]) -> int:
+    topic, key, value, headers = row
+    return len(topic) + len(key) + len(value) + len(headers) + _ROW_OVERHEAD
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

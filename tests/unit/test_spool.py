@@ -67,3 +67,35 @@ def test_cursors_round_trip() -> None:
     spool.save("src", "window", "a")
     spool.save("src", "window", "b")
     assert spool.load("src", "window") == "b"
+
+
+def _with_big_headers(n: int) -> list[Record]:
+    """Records whose CloudEvents headers outweigh their key and value, as small events' do."""
+    headers = [(f"ce_{name}", b"x" * 200) for name in ("id", "source", "type", "time", "subject")]
+    return [Record("streamd.o2g.telephony", f"k{i}".encode(), b"{}", headers) for i in range(n)]
+
+
+def test_max_bytes_bounds_the_file_on_disk_and_draining_gives_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=1_048_576)
+    appended, refusal = 0, ""
+    while not refusal:
+        try:
+            spool.append(_with_big_headers(50))
+        except PublishError as exc:
+            refusal = str(exc)
+        else:
+            appended += 50
+    assert "spool full" in refusal
+    on_disk = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+    assert appended > 500
+    assert on_disk <= 1_048_576 * 1.1, on_disk  # headers, pages and the WAL counted
+    assert spool.disk_bytes() == on_disk
+    while rows := spool.peek(500):
+        spool.delete_through(rows[-1][0], [r for _, r in rows])
+    spool.compact()
+    assert spool.count == 0
+    assert spool.disk_bytes() < 100_000  # the space is given back once drained
+    spool.append(_with_big_headers(50))  # and it takes records again
+    spool.close()
+    assert Spool(path).bytes == spool.bytes  # the count survives a reopen
