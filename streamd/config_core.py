@@ -69,8 +69,9 @@ class KafkaConfig(StrictModel):
         2.0,
         gt=0,
         description=(
-            "An event Kafka has not acknowledged after this is written to the outage spool (a connection "
-            "error spools at once), so durable callers (webhooks, pollers) never wait out an outage."
+            "Once Kafka has acknowledged nothing for this long, what waits for it is written to the outage "
+            "spool (a connection error spools at once), so durable callers (webhooks, pollers) never wait "
+            "out an outage; a Kafka that is busy but acknowledging gets up to delivery_timeout."
         ),
     )
     security: SecurityConfig = SecurityConfig()
@@ -101,6 +102,27 @@ class HttpConfig(StrictModel):
         None, description="Bearer token required by the feed API and wallboard."
     )
     cors_origins: list[str] = Field(default_factory=list)
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Connections held open at once; one more is answered 503 and closed at once.",
+    )
+    header_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description=(
+            "A request line and headers must arrive within this after the connection opened (or after "
+            "the first byte of a further request on a kept-alive connection); else it is closed."
+        ),
+    )
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        le=1_048_576,
+        description="Largest request line plus headers; larger is answered 431.",
+    )
 
     @property
     def host(self) -> str:

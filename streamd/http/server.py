@@ -9,6 +9,8 @@ Rules:
    responses finish and the port is released before the caller moves on.
 4. The defaults are the daemon's; embedders (the simulators, via ``streamd.sim.server``) may pick
    another websocket protocol (a class too), ping interval and HTTP keep-alive timeout.
+5. HTTP/1.1 is always uvicorn's h11 implementation (never httptools, even where installed), bounded
+   by :mod:`streamd.http.limits`: connections, request head size and read time, CL+TE requests.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from uvicorn.config import WSProtocolType
+
+from streamd.http.limits import Limits, protocol
 
 
 class _QuietServer(uvicorn.Server):
@@ -63,6 +67,7 @@ async def serve(
     ws: WSProtocolType | type[asyncio.Protocol] = "websockets-sansio",
     ws_ping_interval: float | None = 20.0,
     timeout_keep_alive: int = 5,
+    limits: Limits | None = None,
 ) -> None:
     """Serve ``app`` until cancelled; report the bound port through ``task_status``.
 
@@ -76,7 +81,9 @@ async def serve(
         ws: uvicorn's websocket implementation: a name or an ``asyncio.Protocol`` class.
         ws_ping_interval: seconds between server pings on websockets (None: never ping).
         timeout_keep_alive: seconds an idle HTTP keep-alive connection is held open.
+        limits: connection and request head bounds (default: those of a default ``http`` config).
     """
+    limits = limits or Limits.of()
     sock = bind(host, port)
     config = uvicorn.Config(
         app,
@@ -88,6 +95,8 @@ async def serve(
         ws=ws,
         ws_ping_interval=ws_ping_interval,
         timeout_keep_alive=timeout_keep_alive,
+        http=protocol(limits),
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
     server = _QuietServer(config)
     logging.getLogger("uvicorn.error").setLevel(log_level.upper())

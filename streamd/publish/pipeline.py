@@ -254,8 +254,10 @@ class Pipeline:
         self.max_record_bytes = max_record_bytes
         self.delivery_timeout = delivery_timeout
         self.spool_after = spool_after
+        self.acks_seen = 0  # deliveries Kafka acknowledged: progress, for spool_after
         self.component = component
         self._outage_logged = False
+        self._refused: list[int] | None = None  # while the spool refuses: [refused, lost] events
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
         self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
         self._open: list[Unit] = []
@@ -309,7 +311,7 @@ class Pipeline:
                 if not batch.records:
                     batch.records = [self._encode(e, batch.source) for e in batch.events]
             if not self.spool.count:
-                unit.deadline = anyio.current_time() + self.spool_after
+                unit.deadline = anyio.current_time() + self.delivery_timeout
                 unit.spooled_before = self._spooled_units
                 unit.deliveries = await self._send_records(unit.records)
             await self._inflight_send.send(unit)
@@ -352,10 +354,21 @@ class Pipeline:
     async def _send_records(self, records: Sequence[Record]) -> list[Delivery] | None:
         try:
             await self.sender.ensure_topics(sorted({r.topic for r in records}))
-            return await self.sender.send_many(records)
+            deliveries = await self.sender.send_many(records)
         except PublishError as exc:
             self._outage(f"send failed: {exc}")
             return None
+        for future, _ in deliveries:
+            future.add_done_callback(self._acknowledged)
+        return deliveries
+
+    def _acks(self) -> int:
+        return self.acks_seen
+
+    def _acknowledged(self, future: asyncio.Future[Any]) -> None:
+        """Kafka answered a delivery: it is not down (see ``_settle``'s ``quiet``)."""
+        if not future.cancelled() and future.exception() is None:
+            self.acks_seen += 1
 
     # -- ack loop: the only writer to the spool, in publish order --------------------------------
 
@@ -368,7 +381,7 @@ class Pipeline:
         if unit.deliveries is None:
             await self._spool_unit(unit)
         else:
-            retry, rejected = await _settle(unit.deliveries, unit.deadline)
+            retry, rejected = await _settle(unit.deliveries, unit.deadline, self.spool_after, self._acks)
             # Spool it too when an earlier unit was spooled after this one was sent: even if the
             # drain has emptied the spool meanwhile, this unit's values must land after that one's.
             behind = self.spool.count or self._spooled_units != unit.spooled_before
@@ -417,10 +430,10 @@ class Pipeline:
                 await anyio.to_thread.run_sync(self.spool.append, records)
                 self._spooled_units += 1
             except PublishError as exc:
-                log.error("%d events of %s lost: %s", len(records), batch.source, exc)
-                t.count_error(batch.source, "publish", "spool_failed", len(records))
+                self._spool_refuses(batch, len(records), exc)
                 batch.error = exc
             else:
+                self._spool_has_room()
                 for topic, n in Counter(r.topic for r in records).items():
                     t.EVENTS_SPOOLED.labels(topic).inc(n)
                 t.SPOOL_DEPTH.set(self.spool.count)
@@ -430,6 +443,38 @@ class Pipeline:
                     self.ahead.settled(batch)
             if batch.done is not None:
                 batch.done.set()
+
+    def _spool_refuses(self, batch: Batch, n: int, exc: PublishError) -> None:
+        """Count what the spool refused; log once when it starts refusing, once at the first loss.
+
+        A durable caller (``await emit``: webhooks, pollers) gets the error and retries, so it
+        loses nothing (``spool_refused``); a push batch that cannot be spooled is lost
+        (``spool_failed``).
+        """
+        lost = batch.done is None
+        t.count_error(batch.source, "publish", "spool_failed" if lost else "spool_refused", n)
+        if self._refused is None:
+            self._refused = [0, 0]
+            log.error(
+                "outage spool refuses events: %s; webhooks answer 503 and pollers retry (nothing lost),"
+                " push sources' events that cannot be spooled are lost",
+                exc,
+            )
+        if lost and not self._refused[1]:
+            log.error("%s: events lost: the outage spool refuses them", batch.source)
+        self._refused[int(lost)] += n
+
+    def _spool_has_room(self) -> None:
+        """The spool took events or gave space back: one line if it was refusing."""
+        if self._refused is not None:
+            refused, lost = self._refused
+            self._refused = None
+            log.info(
+                "outage spool has room again: %d events were refused meanwhile (durable callers retry),"
+                " %d events of push sources lost",
+                refused,
+                lost,
+            )
 
     async def _reject(self, rejected: Sequence[tuple[Record, BaseException]]) -> None:
         """Records Kafka refuses for good become dead letters (spooled, so they are sent in order)."""
@@ -507,6 +552,7 @@ class Pipeline:
             return False
         await self._reject(rejected)
         await anyio.to_thread.run_sync(self.spool.delete_through, rows[-1][0], records)
+        self._spool_has_room()
         refused = {id(r) for r, _ in rejected}
         for (source, topic), n in Counter(
             (_source_of(r), r.topic.removeprefix(self.prefix)) for r in records if id(r) not in refused
@@ -526,21 +572,34 @@ class Pipeline:
 
 
 async def _settle(
-    deliveries: Sequence[Delivery], deadline: float
+    deliveries: Sequence[Delivery],
+    deadline: float,
+    quiet: float | None = None,
+    acks: Callable[[], int] | None = None,
 ) -> tuple[str | None, list[tuple[Record, BaseException]]]:
     """Wait for every delivery until ``deadline``: the first retriable failure (or None), and
     the records refused for good with their error.
 
     The deadline is streamd's own: an idempotent aiokafka producer retries a batch forever while
-    Kafka is down, so its futures alone would hold durable callers for the whole outage. A record
-    delivered after its deadline was spooled as well: a duplicate, never a loss.
+    Kafka is down, so its futures alone would hold durable callers for the whole outage. With
+    ``quiet`` (``kafka.spool_after``), waiting also ends once Kafka acknowledged nothing at all
+    (``acks()``, a count of every acknowledged delivery, did not move) for ``quiet`` seconds:
+    Kafka has stopped acknowledging, so the caller spools at once, while a Kafka that is merely
+    busy (acknowledging other deliveries) gets until ``deadline``. A record delivered after its
+    wait ended was spooled as well: a duplicate, never a loss.
     """
     retry: str | None = None
     rejected: list[tuple[Record, BaseException]] = []
     for future, records in deliveries:
-        if not future.done():
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        while not future.done():
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                break
+            seen = acks() if acks is not None else 0
+            with anyio.move_on_after(min(left, quiet) if quiet is not None else left):
                 await asyncio.wait([future])  # never cancels the future itself
+            if not future.done() and acks is not None and acks() == seen:
+                break  # nothing acknowledged for `quiet` seconds: Kafka stopped answering
         if not future.done():
             future.add_done_callback(_consume)
             retry = retry or "not acknowledged in time"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -18,7 +19,7 @@ from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator, serve_app
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
-from streamd.sources.o2g.webhook import WebhookReceiver, cookie_candidates
+from streamd.sources.o2g.webhook import BATCH_FACTOR, WebhookReceiver, cookie_candidates
 from streamd.telemetry import ERRORS
 from tests.helpers import MemoryWebhooks, running, source_deps
 
@@ -167,3 +168,68 @@ def errors_counted(source: str) -> float:
         and s.labels.get("source") == source
         and s.labels.get("stage") == "webhook"
     )
+
+
+@asynccontextmanager
+async def receiver_served(
+    emit: object, max_event_size: int = 1024
+) -> AsyncIterator[tuple[WebhookReceiver, str]]:
+    """A bare receiver (subscription ``sub-1``) behind the real uvicorn server."""
+    receiver = WebhookReceiver(source="pbx1", emit=emit, deadline=0.2, max_event_size=max_event_size)  # type: ignore[arg-type]
+    receiver.subscription_ids = {"sub-1"}
+    app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
+    async with serve_app(app) as base:
+        yield receiver, f"{base}/hook"
+
+
+async def test_webhook_bodies_beyond_the_cap_are_answered_413_without_being_read_whole() -> None:
+    emit = MemoryEmit()
+    event = b'{"eventName":"OnCtiLinkUp","nodeId":"1"}'
+    async with receiver_served(emit) as (receiver, url):
+        assert receiver.max_body == 1024 * BATCH_FACTOR
+        big = b" " * (receiver.max_body + 1 - len(event)) + event  # valid JSON, one byte too many
+
+        async def chunks(n: int) -> AsyncIterator[bytes]:
+            for _ in range(n):
+                yield b" " * 1000
+
+        cookie = {"Cookie": "sub-1"}
+        async with httpx.AsyncClient(timeout=10) as http:
+            declared = await http.post(url, content=big, headers=cookie)
+            streamed = await http.post(url, content=chunks(1000), headers=cookie)  # chunked, 1 MB
+            unauthenticated = await http.post(url, content=chunks(1000))  # 403 before reading
+            fits = await http.post(url, content=big[1:], headers=cookie)  # the same connection still works
+    assert (declared.status_code, streamed.status_code) == (413, 413)
+    assert declared.text == f"Content-Length {len(big)} exceeds the limit of {receiver.max_body} bytes\n"
+    assert streamed.text == f"the body exceeds the limit of {receiver.max_body} bytes\n"
+    assert (unauthenticated.status_code, fits.status_code) == (403, 200)
+    assert len(emit.events) == 1  # only from the POST within the cap
+
+
+async def test_webhook_refusals_log_one_line_per_transition(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="streamd.sources.o2g")
+    emit = RefusingEmit()
+    body = b'{"eventName":"OnCtiLinkUp","nodeId":"1"}'
+    async with receiver_served(emit) as (_, url), httpx.AsyncClient(timeout=10) as http:
+        emit.refusal = PublishError("outage spool full (2 of 1 bytes)")  # the pipeline logs that
+        spool_full = [
+            (await http.post(url, content=body, headers={"Cookie": "sub-1"})).status_code for _ in range(3)
+        ]
+        emit.refusal = anyio.ClosedResourceError()
+        closing = [
+            (await http.post(url, content=body, headers={"Cookie": "sub-1"})).status_code for _ in range(3)
+        ]
+        emit.refusal = None
+        accepted = [
+            (await http.post(url, content=body, headers={"Cookie": "sub-1"})).status_code for _ in range(2)
+        ]
+    assert (spool_full, closing, accepted) == ([503] * 3, [503] * 3, [200] * 2)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno > logging.DEBUG]
+    assert lines == [
+        (
+            logging.WARNING,
+            "o2g pbx1: answering webhook POSTs 503 (O2G resends them): events not accepted: streamd is"
+            " shutting down",
+        ),
+        (logging.INFO, "o2g pbx1: webhook POSTs accepted again"),
+    ]

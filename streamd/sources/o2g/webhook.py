@@ -10,11 +10,19 @@ Rules:
    URL-decoded or not. The seed's example POST carries the *session's* ``AlcUserId%3D<JWT>``
    instead (004 L2254), so the live session's ``AlcUserId`` is accepted too: both are secrets
    only O2G and streamd know. Anything else: 403.
-3. An unparseable body answers 400, after the body was put on the dead-letter topic.
-4. 2xx only once the events are durable (``await emit(events)``: Kafka ack or spool), within
+3. Only then is the body read, and at most ``max_event_size`` x :data:`BATCH_FACTOR` bytes of it
+   (O2G posts one event per request): a larger declared Content-Length is answered 413 before
+   anything is read, a larger body (chunked) as soon as it has grown beyond the cap; counted
+   (``body_too_large``), never held whole (:func:`streamd.http.limits.read_body`).
+4. An unparseable body answers 400, after the body was put on the dead-letter topic.
+5. 2xx only once the events are durable (``await emit(events)``: Kafka ack or spool), within
    ``deadline`` seconds; past it, when Kafka and the spool refuse (``PublishError``) or when the
-   emitter is already closed (a POST during shutdown): 503, counted, one warning line and no
-   traceback, so O2G retries. Keepalives answer 200 at once.
+   emitter is already closed (a POST during shutdown): 503, counted and no traceback, so O2G
+   retries. Keepalives answer 200 at once.
+6. One line per transition, not per POST: a warning when POSTs start being refused for a missed
+   deadline or the shutdown, an info line when one is accepted again. A refusal by Kafka and the
+   spool (spool full) is the pipeline's to log (once when the spool starts refusing, once when it
+   has room again), so it is only a debug line here.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from starlette.responses import Response
 
 from streamd.errors import PublishError, VendorProtocolError
 from streamd.events import Event
+from streamd.http.limits import BodyTooLarge, read_body
 from streamd.sources.base import Emit
 from streamd.sources.o2g.chunk import dead_letter, to_events
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
@@ -38,6 +47,8 @@ log = logging.getLogger("streamd.sources.o2g")
 
 SECRET_HEADER = "X-Streamd-Secret"
 SECRET_PARAM = "secret"
+BATCH_FACTOR = 4
+"""A webhook body may hold this many events of ``max_event_size`` (rule 3)."""
 
 
 def cookie_candidates(header: str) -> set[str]:
@@ -78,6 +89,12 @@ class WebhookReceiver:
         self.secret = secret
         self.subscription_ids: set[str] = set()
         self.session_tokens: set[str] = set()
+        self._refusing: str | None = None  # why POSTs are refused, once that was logged (rule 6)
+
+    @property
+    def max_body(self) -> int:
+        """The largest body accepted, in bytes (rule 3)."""
+        return self.max_event_size * BATCH_FACTOR
 
     async def handle(self, request: Request) -> Response:
         """Handle one POST from O2G (see the module rules for the answers)."""
@@ -89,7 +106,11 @@ class WebhookReceiver:
         if not self._known_subscription(request.headers.get("cookie", "")):
             count_error(self.source, "webhook", "unknown_subscription")
             return Response("unknown subscription", status_code=403)
-        body = await request.body()
+        try:
+            body = await read_body(request, self.max_body)
+        except BodyTooLarge as exc:
+            count_error(self.source, "webhook", "body_too_large")
+            return Response(f"{exc}\n", status_code=413)
         items = self._parse(body)
         if items is None:
             events = [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
@@ -117,9 +138,16 @@ class WebhookReceiver:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             error_type, why = "shutting_down", "not accepted: streamd is shutting down"
         else:
+            if self._refusing is not None:
+                log.info("o2g %s: webhook POSTs accepted again", self.source)
+                self._refusing = None
             return None
         count_error(self.source, "webhook", error_type, len(events))
-        log.warning("o2g %s: webhook events %s", self.source, why)
+        if error_type == "publish_failed" or error_type == self._refusing:
+            log.debug("o2g %s: webhook events %s", self.source, why)  # the pipeline logs spool full
+        else:
+            log.warning("o2g %s: answering webhook POSTs 503 (O2G resends them): events %s", self.source, why)
+            self._refusing = error_type
         return error_type
 
     def _secret_ok(self, request: Request) -> bool:
