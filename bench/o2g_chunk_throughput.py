@@ -27,11 +27,12 @@ from streamd.publish.encoding import Record, encode
 from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
+from streamd.runtime import Jobs
 from streamd.sources.base import SourceDeps
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.normalize import normalize
 from streamd.sources.o2g.source import O2GSource
-from streamd.telemetry import EVENTS_PUBLISHED, Component
+from streamd.telemetry import EVENTS_PUBLISHED
 
 SOURCE = "o2g-bench"
 PREFIX = "bench.o2g."
@@ -84,14 +85,14 @@ async def prepare(url: str, n: int) -> list[Record]:
     return [encode(e, PREFIX) for e in events]
 
 
-def bench_source(url: str, prefix: str) -> O2GSource:
+def bench_source(url: str) -> O2GSource:
     """The O2G source the benches run against the simulator (agent, pilot, telephony; no snapshot)."""
     config = O2GSourceConfig(
         name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
         snapshot=False,
     )  # fmt: skip
-    # The chunk channel needs no cursors, webhooks or Kafka settings.
-    deps = SourceDeps(Component(SOURCE), cast(Any, None), cast(Any, None), cast(Any, None), prefix)
+    # The chunk channel needs no cursors or webhooks.
+    deps = SourceDeps(Jobs.standalone(SOURCE), cast(Any, None), cast(Any, None))
     return O2GSource(config, deps)
 
 
@@ -101,7 +102,7 @@ async def streamd_run(bootstrap: str, url: str, expected: int) -> float:
     await publisher.start()
     try:
         pipeline = Pipeline(publisher, Spool(":memory:"), PREFIX)
-        source = bench_source(url, PREFIX)
+        source = bench_source(url)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=60) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))
