@@ -1,7 +1,7 @@
 """The runtime layer: one supervisor for everything long-running (see :mod:`.supervisor`), and
 the one place that unwraps exception groups (:mod:`.failures`)."""
 
-from streamd.runtime.failures import EXPECTED, describe, error_type, leading_error, task_group, unwrap
+from streamd.runtime.failures import EXPECTED, describe, error_type, leading_error, task_group
 from streamd.runtime.supervisor import (
     FAILED_RETRY,
     Connected,
@@ -33,5 +33,4 @@ __all__ = [
     "retry_until",
     "run_job",
     "task_group",
-    "unwrap",
 ]

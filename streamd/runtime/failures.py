@@ -51,11 +51,6 @@ def leading_error(
     return next((e for e in found if isinstance(e, FatalError)), found[0])
 
 
-def unwrap(exc: BaseException) -> BaseException:
-    """``exc`` itself, or the error a group stands for (see :func:`leading_error`)."""
-    return leading_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
-
-
 @asynccontextmanager
 async def task_group(expected: tuple[type[BaseException], ...] = EXPECTED) -> AsyncIterator[TaskGroup]:
     """An anyio task group whose failure surfaces as the leading error itself, not as a group.
