@@ -113,7 +113,7 @@ async def run(rows: int, repeat: int) -> None:
 
 
 def main() -> None:
-    tune_gc()  # the daemon's GC settings (run_daemon applies them)
+    tune_gc()  # the daemon's GC settings (`streamd run` applies them)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)

@@ -34,11 +34,12 @@ from streamd.publish.encoding import Record, encode
 from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
+from streamd.runtime import Jobs
 from streamd.sources.base import SourceDeps
 from streamd.sources.o2g.chunk import to_events
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
-from streamd.telemetry import EVENTS_PUBLISHED, Component
+from streamd.telemetry import EVENTS_PUBLISHED
 
 SOURCE = "o2g-bench"
 PREFIX = "bench.o2g."
@@ -92,14 +93,14 @@ async def prepare(url: str, n: int, bad: float = 0.0) -> tuple[int, list[Record]
     return len(lines), [encode(e, PREFIX) for e in to_events(SOURCE, (orjson.loads(line) for line in lines))]
 
 
-def bench_source(url: str, prefix: str) -> O2GSource:
+def bench_source(url: str) -> O2GSource:
     """The O2G source the benches run against the simulator (agent, pilot, telephony; no snapshot)."""
     config = O2GSourceConfig(
         name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
         snapshot=False,
     )  # fmt: skip
-    # The chunk channel needs no cursors, webhooks or Kafka settings.
-    deps = SourceDeps(Component(SOURCE), cast(Any, None), cast(Any, None), cast(Any, None), prefix)
+    # The chunk channel needs no cursors or webhooks.
+    deps = SourceDeps(Jobs.standalone(SOURCE), cast(Any, None), cast(Any, None))
     return O2GSource(config, deps)
 
 
@@ -118,7 +119,7 @@ async def streamd_run(
         pipeline = Pipeline(
             publisher, spool, PREFIX, write_ahead=defaults.commit_interval if write_ahead else None
         )
-        source = bench_source(url, PREFIX)
+        source = bench_source(url)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=60) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))

@@ -219,7 +219,7 @@ async def streamd_run(
     await publisher.start()
     try:
         pipeline = Pipeline(publisher, Spool(":memory:"), OURS_PREFIX, listeners=[acks.listener])
-        source = bench_source(url, OURS_PREFIX)
+        source = bench_source(url)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=10) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from streamd.app import Runtime, run_daemon
+from streamd.app import Runtime, run_daemon, tune_gc
 from streamd.config import Config
 from streamd.embedded import free_port
 from streamd.http.server import serve
@@ -186,6 +186,7 @@ def summary(name: str, result: dict[str, Any]) -> str:
 
 
 async def main(seconds: float, concurrency: int, kafka: dict[str, Any], profile: str | None) -> None:
+    tune_gc()  # what `streamd run` does before run_daemon: both sides get the daemon's GC settings
     with tempfile.TemporaryDirectory() as tmp:
         async with O2GSimulator(agents=20) as sim, daemon(Path(tmp), sim, kafka) as (_, hook):
             (sid,) = sim.subscriptions()

@@ -1,7 +1,7 @@
 """Memory of the wallboard hub: RSS for N agents (default 50,000) next to an empty baseline.
 
 Run: ``python bench/wallboard_memory.py [--agents 50000] [--queues 200]``. Agents go through the
-same path as in the daemon (JSON value from the ``agent-state`` topic -> ``decode_agent`` ->
+same path as in the daemon (JSON value from the ``agent-state`` topic -> ``AgentState.from_json`` ->
 ``StateHub.update_agent``), each with a name, a vendor state, two queues and a ``since``; every
 agent then changes state once, so the replay buffer is full. Exits 1 above the 250 MB target.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from streamd.events import AgentState, QueueMetric, State
 from streamd.publish.encoding import dumps
-from streamd.wallboard.consumer import decode_agent, decode_metric
+from streamd.wallboard.consumer import decode_metric
 from streamd.wallboard.hub import StateHub
 
 TARGET_MB = 250
@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     baseline = rss_bytes()
 
     for i in range(args.agents):
-        hub.update_agent(decode_agent(agent_value(i, STATES[i % 5], t0, args.queues)))
+        hub.update_agent(AgentState.from_json(agent_value(i, STATES[i % 5], t0, args.queues)))
     for i in range(args.agents):  # one change each: the replay buffer fills up
-        hub.update_agent(decode_agent(agent_value(i, STATES[(i + 1) % 5], t0, args.queues)))
+        hub.update_agent(AgentState.from_json(agent_value(i, STATES[(i + 1) % 5], t0, args.queues)))
     gc.collect()
     with_agents = rss_bytes()
 

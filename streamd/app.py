@@ -1,7 +1,10 @@
 """Composition root: one anyio task group, start order, ordered shutdown (DESIGN §2, STYLE 10).
 
 Start: embedded broker (if configured) -> publisher (connected within ``startup_timeout``) ->
-HTTP -> pipeline -> sources and sinks, each awaited until it signals readiness.
+HTTP -> pipeline -> sources and sinks, each awaited until it signals readiness. Every
+long-running job is run by the one :class:`~streamd.runtime.Supervisor`: a component that fails
+for good is ``failed`` and retried every ``failed_retry`` while the others go on, so only an
+invalid config and Kafka unreachable at start-up (or a bug) stop the daemon.
 
 Stop (SIGTERM/SIGINT, or ``stop`` set): ``/readyz`` says draining; the sources' scope is
 cancelled (each source's ``finally`` unsubscribes and closes its emitter); the pipeline drains
@@ -14,9 +17,10 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -27,12 +31,14 @@ from streamd.config import Config
 from streamd.embedded import EmbeddedBroker
 from streamd.errors import FatalError
 from streamd.http.app import Webhooks, build_app
+from streamd.http.limits import Limits
 from streamd.http.server import serve
 from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
 from streamd.publish.spool import Spool
-from streamd.retry import leading_error
-from streamd.sources.base import Source, SourceDeps
+from streamd.runtime import Policy, Supervisor, task_group
+from streamd.sinks.base import SinkContext
+from streamd.sources.base import Emit, Source, SourceDeps
 from streamd.telemetry import ComponentState, Health, published_total
 from streamd.wallboard.plugin import wallboard_plugin
 
@@ -40,9 +46,9 @@ log = logging.getLogger("streamd")
 
 
 class Sink(Protocol):
-    """A runtime sink: runs until cancelled, signals readiness."""
+    """A runtime sink: runs until cancelled, signals readiness, publishes its dead letters to ``emit``."""
 
-    async def run(self, *, task_status: TaskStatus[None]) -> None: ...
+    async def run(self, emit: Emit, *, task_status: TaskStatus[None]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -53,15 +59,16 @@ class Runtime:
     bootstrap: str = ""
     http_port: int = 0
     health: Health = field(default_factory=Health)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     ready: anyio.Event = field(default_factory=anyio.Event)
     stop: anyio.Event = field(default_factory=anyio.Event)
     listeners: list[Listener] = field(default_factory=list)
     extra_routes: list[BaseRoute] = field(default_factory=list)
-    fatal: BaseException | None = None
 
 
 def tune_gc() -> None:
-    """Make the cyclic garbage collector fit a long-running event pipeline.
+    """Make the cyclic garbage collector fit a long-running event pipeline (``run`` and ``demo``
+    call it; ``run_daemon`` does not, so embedders and tests keep Python's own settings).
 
     Start-up objects (modules, config, models) are frozen out of collection, and generation 0 is
     collected every 50,000 net allocations instead of 700: with thousands of short-lived events in
@@ -84,10 +91,12 @@ async def run_daemon(
     """Run streamd until stopped; returns the runtime after a clean shutdown.
 
     Raises:
-        FatalError: a component failed in a way retrying cannot fix (one clear line).
+        FatalError: Kafka stayed unreachable at start-up, or the HTTP port cannot be bound (one
+            clear line). A component failing later never stops the daemon: it is ``failed``.
     """
-    tune_gc()
     rt = runtime or Runtime(config)
+    rt.health.readiness = config.readiness
+    rt.supervisor = sup = Supervisor(rt.health, Policy(failed_retry=config.failed_retry))
     publisher_health = rt.health.add("kafka", "publisher")
     async with AsyncExitStack() as stack:
         rt.bootstrap = (
@@ -96,7 +105,7 @@ async def run_daemon(
             else config.kafka.bootstrap_servers
         )
         publisher = KafkaPublisher(config.kafka, rt.bootstrap, embedded=config.kafka.embedded)
-        await publisher.start()
+        await publisher.start()  # retried until kafka.startup_timeout, then one clear line
         stack.push_async_callback(_stop_publisher, publisher, config.shutdown_grace)
         await publisher.ensure_topics(publisher.default_topics())
         publisher_health.set(ComponentState.RUNNING)
@@ -119,11 +128,14 @@ async def run_daemon(
             component=publisher_health,
         )
         webhooks = Webhooks()
-        deps = [_deps(rt, spool, webhooks, s.name) for s in config.sources]
-        sources: list[Source] = [s.build(d) for s, d in zip(config.sources, deps, strict=True)]
-        emitters = [pipeline.emitter(s.name) for s in config.sources]
+        kafka = config.kafka.model_copy(update={"bootstrap_servers": rt.bootstrap})
+        sources: list[Source] = [
+            s.build(SourceDeps(sup.jobs(s.name), spool, webhooks)) for s in config.sources
+        ]
+        sinks: list[Sink] = [s.build(SinkContext(sup.jobs(s.name, "sink"), kafka)) for s in config.sinks]
+        emitters = [pipeline.emitter(c.name) for c in [*config.sources, *config.sinks]]
 
-        async with anyio.create_task_group() as root:
+        async with task_group() as root:  # what fails at start-up surfaces as itself: one line
             if handle_signals:
                 root.start_soon(_watch_signals, rt, root)
             for plugin in plugins:
@@ -131,7 +143,9 @@ async def run_daemon(
             pipeline.listeners.extend(rt.listeners)
             app = build_app(rt.health, webhooks, rt.extra_routes)
             try:
-                rt.http_port = await root.start(serve, app, config.http.host, config.http.port)
+                rt.http_port = await root.start(
+                    partial(serve, limits=Limits.of(config.http)), app, config.http.host, config.http.port
+                )
             except OSError as exc:
                 raise FatalError(
                     f"http.listen {config.http.listen}: cannot listen: {exc.strerror or exc}"
@@ -140,106 +154,41 @@ async def run_daemon(
             root.start_soon(_run_pipeline, pipeline, pipeline_done, pipeline_scope)
 
             async with anyio.create_task_group() as workers:
-                workers.start_soon(_drain_on_stop, rt, workers.cancel_scope)
-                for source, emit in zip(sources, emitters, strict=True):
-                    await workers.start(_run_source, rt, source, emit)
-                for sink_cfg in config.sinks:
-                    sink: Sink = sink_cfg.build(_deps(rt, spool, webhooks, sink_cfg.name, kind="sink"))
-                    await workers.start(_run_sink, rt, sink)
+                workers.start_soon(_stop_on_request, rt, workers.cancel_scope)
+                for component, emit in zip([*sources, *sinks], emitters, strict=True):
+                    await workers.start(_run_component, component, emit)
                 rt.ready.set()
                 log.info("streamd running: %d sources, http on port %d", len(sources), rt.http_port)
 
-            for emit in emitters:  # also those of sources a stop during start-up never reached
+            for emit in emitters:  # also those of components a stop during start-up never reached
                 await emit.aclose()
             # Sources and sinks are stopped: the pipeline drains what they queued and the producer
             # flushes, both within one shutdown grace (the chart's termination period is above it).
-            grace_ends = anyio.current_time() + config.shutdown_grace
-            with anyio.move_on_at(grace_ends) as grace:
-                await pipeline_done.wait()
-            if grace.cancelled_caught:
-                log.error(
-                    "shutdown grace %.1fs elapsed with events in flight: spooling them", config.shutdown_grace
-                )
-                pipeline_scope.cancel()  # the pipeline spools what it holds (shielded) as it exits
-                await pipeline_done.wait()
+            grace = sup.grace(config.shutdown_grace)
+            await grace.wait(pipeline_done, pipeline_scope, "events in flight: spooling them")
             publisher_health.set(ComponentState.DRAINING)
-            await _stop_publisher(publisher, max(1.0, grace_ends - anyio.current_time()))
+            await _stop_publisher(publisher, grace.remaining(floor=1.0))
             root.cancel_scope.cancel()  # the HTTP server stops last
     log.info("streamd stopped: %d events acknowledged by Kafka", published_total())
-    if rt.fatal is not None:
-        raise rt.fatal
     return rt
 
 
-def _deps(rt: Runtime, spool: Spool, webhooks: Webhooks, name: str, kind: str = "source") -> SourceDeps:
-    cfg = rt.config.kafka
-    return SourceDeps(
-        rt.health.add(name, kind),
-        spool,
-        webhooks,
-        cfg.model_copy(update={"bootstrap_servers": rt.bootstrap}),
-        cfg.topic_prefix,
-    )
-
-
-class _Readiness:
-    """A ``TaskStatus`` that remembers whether readiness was signalled."""
-
-    def __init__(self, status: TaskStatus[None]) -> None:
-        self._status, self.signalled = status, False
-
-    def started(self, value: None = None) -> None:
-        if not self.signalled:
-            self.signalled = True
-            self._status.started()
-
-
-async def _run_source(
-    rt: Runtime, source: Source, emit: SourceEmit, *, task_status: TaskStatus[None]
+async def _run_component(
+    component: Source | Sink, emit: SourceEmit, *, task_status: TaskStatus[None]
 ) -> None:
-    readiness = _Readiness(task_status)
+    """Run one source or sink until cancelled; its emitter is closed whatever happens."""
     try:
-        async with _fatal_stops_daemon(rt, readiness):
-            await source.run(emit, task_status=readiness)
+        await component.run(emit, task_status=task_status)
     finally:
         with anyio.CancelScope(shield=True):
             await emit.aclose()
 
 
-async def _run_sink(rt: Runtime, sink: Sink, *, task_status: TaskStatus[None]) -> None:
-    readiness = _Readiness(task_status)
-    async with _fatal_stops_daemon(rt, readiness):
-        await sink.run(task_status=readiness)
-
-
-@asynccontextmanager
-async def _fatal_stops_daemon(rt: Runtime, readiness: _Readiness) -> AsyncIterator[None]:
-    """A fatal error in one component stops the daemon through the ordered shutdown (so what the
-    other sources queued is still published or spooled), then ``run_daemon`` raises it."""
-    try:
-        yield
-    except FatalError as exc:
-        fatal: BaseException = exc
-    except BaseExceptionGroup as group:
-        fatal = leading_error(group)  # re-raises groups holding anything unexpected
-        if not isinstance(fatal, FatalError):
-            raise
-    else:
-        return
-    if rt.fatal is None:
-        rt.fatal = fatal
-    rt.stop.set()
-    readiness.started()
-
-
-async def _drain_on_stop(rt: Runtime, workers: anyio.CancelScope) -> None:
+async def _stop_on_request(rt: Runtime, workers: anyio.CancelScope) -> None:
     """On stop (even while sources are still starting): report draining, stop sources and sinks."""
     await rt.stop.wait()
     log.info("shutting down: stopping sources")
-    rt.health.draining = True
-    for c in rt.health.components.values():
-        if c.kind != "publisher" and c.state is not ComponentState.FAILED:
-            c.set(ComponentState.DRAINING)
+    rt.supervisor.stop()
     workers.cancel()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import anyio
 import orjson
 
-from streamd.errors import ConfigError, FatalError, StreamdError
+from streamd.errors import ConfigError, StreamdError
 
 log = logging.getLogger("streamd")
 
@@ -66,11 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BaseException as exc:
-        fatal = _find_fatal(exc)
-        if fatal is None:
-            raise
-        print(f"streamd: fatal: {fatal}", file=sys.stderr)
+    except StreamdError as exc:  # the daemon raises the error itself, never a group of them
+        print(f"streamd: fatal: {exc}", file=sys.stderr)
         return 1
 
 
@@ -88,32 +85,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if args.command == "run":
-        from streamd.app import run_daemon
+        from streamd.app import run_daemon, tune_gc
 
         cfg = load_config(args.config)
+        tune_gc()
         anyio.run(lambda: run_daemon(cfg))
         return 0
     if args.command == "demo":
+        from streamd.app import tune_gc
         from streamd.demo import run_demo
 
+        tune_gc()
         anyio.run(lambda: run_demo(port=args.port, agents=args.agents, duration=args.duration))
         return 0
     from streamd.tail import run_tail
 
     anyio.run(lambda: run_tail(args))
     return 0
-
-
-def _find_fatal(exc: BaseException) -> StreamdError | None:
-    """The streamd error to print as one line, or None when ``exc`` holds anything else (a bug:
-    its traceback must show). Exception groups count only when every leaf is a streamd error."""
-    if isinstance(exc, StreamdError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [_find_fatal(inner) for inner in exc.exceptions]
-        if leaves and all(leaf is not None for leaf in leaves):
-            return next((leaf for leaf in leaves if isinstance(leaf, FatalError)), leaves[0])
-    return None
 
 
 if __name__ == "__main__":

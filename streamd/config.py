@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -58,6 +58,17 @@ class Config(StrictModel):
     wallboard: WallboardConfig = WallboardConfig()
     shutdown_grace: Duration = Field(10.0, description="Time allowed to flush Kafka on shutdown.")
     queue_size: int = Field(1024, ge=1, description="Batches buffered between sources and the publisher.")
+    failed_retry: Duration = Field(
+        300.0,
+        gt=0,
+        description="How often a failed source, sink or poller job (refused credentials, a 403, a scope "
+        "that no longer exists) is tried again; the rest of the daemon goes on meanwhile.",
+    )
+    readiness: Literal["all", "any"] = Field(
+        "any",
+        description="/readyz: any = ready while Kafka is usable and at least one source runs (or none "
+        "is configured); all = every source and sink must be running or retrying.",
+    )
     sources: list[SourceConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
 

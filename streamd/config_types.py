@@ -15,9 +15,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    SecretStr,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$"
+_DURATION = re.compile(_DURATION_PATTERN)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -36,9 +48,35 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+_NUMBER_KEYWORDS = ("type", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+
+
+class _DurationJsonSchema:
+    """A duration's JSON Schema accepts what :func:`parse_duration` accepts (rule 2).
+
+    Input (validation) schema: ``anyOf`` a non-negative number, keeping the field's own bounds
+    (``gt=0`` becomes ``exclusiveMinimum``), or a string like ``"5s"``. Output (serialization):
+    a number of seconds.
+    """
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        number = handler(schema)
+        if handler.mode == "serialization":
+            return number
+        bounds = {k: v for k, v in number.items() if k in _NUMBER_KEYWORDS}
+        if "minimum" not in bounds and "exclusiveMinimum" not in bounds:
+            bounds["minimum"] = 0
+        annotations = {k: v for k, v in number.items() if k not in _NUMBER_KEYWORDS}
+        text = {"type": "string", "pattern": _DURATION_PATTERN}
+        return {**annotations, "anyOf": [bounds, text]}
+
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
+    _DurationJsonSchema(),
     PlainSerializer(lambda v: v, return_type=float),
     Field(json_schema_extra={"examples": ["500ms", "5s", "15m", 30]}),
 ]

@@ -18,6 +18,7 @@ import anyio
 
 from streamd.app import Runtime, run_daemon
 from streamd.config import Config
+from streamd.runtime import task_group
 from streamd.telemetry import published_total
 
 log = logging.getLogger("streamd.demo")
@@ -61,7 +62,7 @@ async def run_demo(port: int = 8080, agents: int = 20, duration: float | None = 
             }
         )
         runtime = Runtime(config)
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:  # a fatal start-up error surfaces as itself (one line)
             tg.start_soon(_report, runtime, len(sources), duration)
             await run_daemon(config, runtime=runtime)
             tg.cancel_scope.cancel()

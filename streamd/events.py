@@ -12,6 +12,10 @@ Rules:
    and get a random id when encoded.
 6. Hot paths may build events with :func:`new_event`: the same frozen :class:`Event`, without
    the frozen ``__init__``'s cost.
+7. Readers of the canonical topics decode with :meth:`AgentState.from_json`, the inverse of the
+   encoder (:func:`streamd.publish.encoding.encode`): unknown fields are ignored and an unknown
+   state is ``unknown`` (a newer producer), anything else wrong raises
+   :class:`~streamd.errors.NormalizationError` naming the field.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
+
+from streamd.errors import NormalizationError
 
 AGENT_STATE_TOPIC = "agent-state"
 QUEUE_METRICS_TOPIC = "queue-metrics"
@@ -136,6 +144,39 @@ class AgentState:
     since: datetime | None = None
     queue_ids: tuple[str, ...] = ()
 
+    @classmethod
+    def from_json(cls, value: bytes | str | None) -> AgentState:
+        """Decode the Kafka value of a ``streamd.agent.State`` event (rule 7).
+
+        Raises:
+            NormalizationError: not a JSON object, or a required field missing or mistyped
+                (``error_type`` ``invalid_payload``).
+        """
+        try:
+            obj = orjson.loads(value or b"")
+        except orjson.JSONDecodeError as exc:
+            raise NormalizationError(f"agent state: not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise NormalizationError("agent state: not a JSON object")
+        try:
+            state = State(str(obj.get("state")))
+        except ValueError:
+            state = State.UNKNOWN
+        queues = obj.get("queue_ids") or []
+        if not isinstance(queues, list):
+            raise NormalizationError("agent state: queue_ids is not a list")
+        return cls(
+            vendor=_required(obj, "vendor"),
+            source=_required(obj, "source"),
+            agent_id=_required(obj, "agent_id"),
+            state=state,
+            agent_name=_text(obj, "agent_name"),
+            vendor_state=_text(obj, "vendor_state"),
+            reason_code=_text(obj, "reason_code"),
+            since=_timestamp(obj, "since"),
+            queue_ids=tuple(str(q) for q in queues),
+        )
+
     def to_event(self, *, time: datetime | None = None, snapshot: bool = False) -> Event:
         """Wrap this state in an :class:`Event` for the canonical topic."""
         key = f"{self.source}:{self.agent_id}"
@@ -150,6 +191,37 @@ class AgentState:
             id=stable_id(key, self.state, self.vendor_state, self.reason_code, _isoformat(when)),
             snapshot=snapshot,
         )
+
+
+def _text(obj: dict[str, Any], name: str) -> str | None:
+    """A string field of a decoded value (numbers become text: ids written as numbers)."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise NormalizationError(f"agent state: {name} is not a string")
+    return str(value)
+
+
+def _required(obj: dict[str, Any], name: str) -> str:
+    text = _text(obj, name)
+    if text is None:
+        raise NormalizationError(f"agent state: {name} is missing")
+    return text
+
+
+def _timestamp(obj: dict[str, Any], name: str) -> datetime | None:
+    """An RFC 3339 field of a decoded value; a naive time is taken as UTC."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise NormalizationError(f"agent state: {name} is not a timestamp: {value!r}")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,14 +7,20 @@ Rules (STYLE 13):
 2. Reconnect cycles log once at WARNING on the first failure and once at INFO on recovery;
    retries in between go to DEBUG.
 3. Health reuses the same state: :class:`Component` objects feed ``/readyz`` and the
-   ``streamd_component_state`` gauge.
+   ``streamd_component_state`` gauge. A component with several jobs lists them (:class:`JobHealth`,
+   silent: the component logs and exports their aggregate, see :mod:`streamd.runtime`).
+4. Readiness (:meth:`Health.ready`) follows the ``readiness`` setting: ``any`` (default) is ready
+   while the publisher works and at least one source runs (or none is configured); ``all`` needs
+   every source and sink running or retrying. Feeds (the wallboard) never affect readiness.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -72,7 +78,7 @@ SPOOL_BYTES = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     "streamd_queue_depth_events",
-    "Batches waiting between the sources and the publisher.",
+    "Events handed to the pipeline and not yet taken by the publisher (queued or blocked on a full queue).",
     registry=REGISTRY,
 )
 PUBLISH_LATENCY = Histogram(
@@ -90,13 +96,31 @@ COMPONENT_STATE = Gauge(
 
 
 class ComponentState(enum.StrEnum):
-    """Lifecycle state of a source, sink or the publisher."""
+    """Lifecycle state of a source, sink, feed or the publisher (or of one job of it)."""
 
     STARTING = "starting"
     RUNNING = "running"
     RETRYING = "retrying"
     FAILED = "failed"
     DRAINING = "draining"
+
+
+@dataclass(slots=True)
+class JobHealth:
+    """One job of a component: its state and reason for ``/readyz``; silent (no log, no gauge)."""
+
+    name: str
+    state: ComponentState = ComponentState.STARTING
+    detail: str = ""
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def set(self, state: ComponentState, detail: str = "") -> None:
+        """Record the state; the component re-aggregates (``on_change``) when it changed."""
+        if state is self.state and detail == self.detail:
+            return
+        self.state, self.detail = state, detail
+        if self.on_change is not None:
+            self.on_change()
 
 
 @dataclass(slots=True)
@@ -107,24 +131,25 @@ class Component:
     kind: str = "source"
     state: ComponentState = ComponentState.STARTING
     detail: str = ""
+    jobs: dict[str, JobHealth] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._export()
 
     def set(self, state: ComponentState, detail: str = "") -> None:
-        """Move to ``state``; logs only when the state actually changes."""
+        """Move to ``state``; logs only when the state or its reason actually changes."""
         if state is self.state and detail == self.detail:
             return
         previous, self.state, self.detail = self.state, state, detail
         self._export()
         level = logging.WARNING if state in (ComponentState.RETRYING, ComponentState.FAILED) else logging.INFO
+        change = f"still {state.value}" if state is previous else f"{previous.value} -> {state.value}"
         log.log(
             level,
-            "%s %s: %s -> %s%s",
+            "%s %s: %s%s",
             self.kind,
             self.name,
-            previous.value,
-            state.value,
+            change,
             f" ({detail})" if detail else "",
             extra={"component": self.name, "state": state.value},
         )
@@ -134,12 +159,17 @@ class Component:
             COMPONENT_STATE.labels(self.name, s.value).set(1 if s is self.state else 0)
 
 
+Readiness = Literal["all", "any"]
+OK_STATES = frozenset({ComponentState.RUNNING, ComponentState.RETRYING})
+
+
 @dataclass(slots=True)
 class Health:
     """All components, for ``/readyz``."""
 
     components: dict[str, Component] = field(default_factory=dict)
     draining: bool = False
+    readiness: Readiness = "any"
 
     def add(self, name: str, kind: str) -> Component:
         """Register a component and return it."""
@@ -148,16 +178,24 @@ class Health:
         return component
 
     def ready(self) -> bool:
-        """True when every component is running or retrying and nothing is draining.
+        """True when the daemon should receive traffic (module rule 4); never while draining.
 
         The publisher counts as ready while it is retrying: Kafka is unreachable but events are
         spooled durably, so webhooks must keep being accepted (a not-ready pod would be taken out
-        of its Service and the vendor's webhooks refused).
+        of its Service and the vendor's webhooks refused). For the same reason one failed source
+        does not make the pod unready by default (``readiness: any``): the others still publish.
         """
         if self.draining or not self.components:
             return False
-        ok = {ComponentState.RUNNING, ComponentState.RETRYING}
-        return all(c.state in ok for c in self.components.values())
+        by_kind: dict[str, list[Component]] = {}
+        for c in self.components.values():
+            by_kind.setdefault(c.kind, []).append(c)
+        if not all(c.state in OK_STATES for c in by_kind.get("publisher", [])):
+            return False
+        sources = by_kind.get("source", [])
+        if self.readiness == "all":
+            return all(c.state in OK_STATES for c in sources + by_kind.get("sink", []))
+        return not sources or any(c.state in OK_STATES for c in sources)
 
 
 def count_error(source: str, stage: str, error_type: str, n: int = 1) -> None:

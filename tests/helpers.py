@@ -7,7 +7,7 @@ when its block ends (task groups live in async context managers the test enters,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from streamd.config_core import KafkaConfig
 from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
+from streamd.retry import backoff
+from streamd.runtime import Jobs
 from streamd.sources.base import CursorStore, Source, SourceDeps, WebhookHandler, WebhookRegistry
-from streamd.telemetry import Component
 
 T = TypeVar("T")
 
@@ -67,16 +67,19 @@ def source_deps(
     *,
     cursors: CursorStore | None = None,
     webhooks: WebhookRegistry | None = None,
-    kafka: KafkaConfig | None = None,
-    topic_prefix: str = "streamd.",
+    delays: Callable[[], Iterator[float]] = backoff,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    failed_retry: float | None = None,
 ) -> SourceDeps:
-    """``SourceDeps`` for a source named ``name`` with in-memory cursors and webhooks."""
+    """``SourceDeps`` for a source named ``name`` with in-memory cursors and webhooks.
+
+    Its jobs are standalone: a fatal error is raised from ``run`` (unless ``failed_retry``), and
+    retries wait ``delays`` with ``sleep``.
+    """
     return SourceDeps(
-        component=Component(name),
+        jobs=Jobs.standalone(name, delays=delays, sleep=sleep, failed_retry=failed_retry),
         cursors=cursors if cursors is not None else MemoryCursors(),
         webhooks=webhooks if webhooks is not None else MemoryWebhooks(),
-        kafka=kafka if kafka is not None else KafkaConfig(),
-        topic_prefix=topic_prefix,
     )
 
 

@@ -1,7 +1,8 @@
 """The ASGI application on streamd's one HTTP port.
 
-Routes: ``/livez`` (the event loop answers), ``/readyz`` (per-component state; 503 until every
-source is running or retrying and the publisher is connected, and while draining), ``/metrics``
+Routes: ``/livez`` (the event loop answers), ``/readyz`` (every component's state and reason, and
+its jobs'; 503 while not ready by the ``readiness`` setting, see
+:meth:`~streamd.telemetry.Health.ready`, and while draining), ``/metrics``
 (Prometheus text format), ``POST /webhooks/{vendor}/{source}`` (dispatched through
 :class:`Webhooks`), plus whatever extra routes the wallboard adds.
 """
@@ -9,6 +10,7 @@ source is running or retrying and the publisher is connected, and while draining
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -17,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from streamd.sources.base import WebhookHandler
-from streamd.telemetry import REGISTRY, Health, count_error
+from streamd.telemetry import REGISTRY, Component, Health, count_error
 
 
 class Webhooks:
@@ -54,10 +56,8 @@ def build_app(health: Health, webhooks: Webhooks, extra_routes: Sequence[BaseRou
         body = {
             "ready": health.ready(),
             "draining": health.draining,
-            "components": {
-                name: {"kind": c.kind, "state": c.state.value, "detail": c.detail}
-                for name, c in health.components.items()
-            },
+            "readiness": health.readiness,
+            "components": {name: _component(c) for name, c in health.components.items()},
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
@@ -72,3 +72,11 @@ def build_app(health: Health, webhooks: Webhooks, extra_routes: Sequence[BaseRou
         *extra_routes,
     ]
     return Starlette(routes=routes)
+
+
+def _component(c: Component) -> dict[str, Any]:
+    """One component in ``/readyz``: kind, state, reason, and its jobs when it has several."""
+    out: dict[str, Any] = {"kind": c.kind, "state": c.state.value, "detail": c.detail}
+    if c.jobs:
+        out["jobs"] = {name: {"state": j.state.value, "detail": j.detail} for name, j in c.jobs.items()}
+    return out

@@ -5,7 +5,8 @@ Rules:
 1. Every Kafka client streamd makes (producer, admin, the sink's and wallboard's consumers) takes
    its connection settings from :func:`client_kwargs`, so SASL/TLS is configured in one place.
 2. Idempotence is automatic: on for real Kafka, off for the embedded broker (no InitProducerId).
-3. Start-up retries the connection until ``startup_timeout`` and then fails with one clear line.
+3. Start-up is one attempt (:meth:`KafkaPublisher.connect`), retried by the supervisor
+   (:func:`streamd.runtime.retry_until`) until ``startup_timeout``, then one clear line.
 4. Topics are created on first use with the configured partitions/replication; the canonical
    latest-state topics get ``cleanup.policy=compact``. A broker that refuses topic creation is
    left to auto-create, with one logged notice.
@@ -20,7 +21,6 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import anyio
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -37,6 +37,8 @@ from streamd.config_core import KafkaConfig
 from streamd.errors import FatalError, PublishError
 from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, QUEUE_METRICS_TOPIC
 from streamd.publish.encoding import Record
+from streamd.retry import backoff
+from streamd.runtime import retry_until
 
 log = logging.getLogger("streamd.kafka")
 
@@ -126,31 +128,31 @@ class KafkaPublisher:
         self._by_key: dict[tuple[str, bytes], int] = {}
 
     async def start(self) -> None:
-        """Connect, retrying until ``startup_timeout``.
+        """Connect; the supervisor retries until ``startup_timeout`` (rule 3).
 
         Raises:
             FatalError: Kafka stayed unreachable (one clear line).
         """
-        deadline = anyio.current_time() + self.cfg.startup_timeout
-        delay = 0.2
-        last = ""
-        while True:
-            producer = AIOKafkaProducer(**producer_kwargs(self.cfg, self.bootstrap, embedded=self.embedded))
-            try:
-                await producer.start()
-            except (KafkaError, OSError) as exc:
-                await producer.stop()
-                last = f"{type(exc).__name__}: {exc}"
-                if anyio.current_time() + delay > deadline:
-                    raise FatalError(
-                        f"Kafka at {self.bootstrap} unreachable for {self.cfg.startup_timeout:g}s: {last}"
-                    ) from None
-                log.debug("kafka not reachable yet (%s); retrying in %.1fs", last, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._producer = producer
-            return
+        await retry_until(
+            self.connect,
+            within=self.cfg.startup_timeout,
+            what=f"Kafka at {self.bootstrap}",
+            delays=lambda: backoff(0.2, 2.0, 5.0, rng=lambda: 1.0),  # 0.2, 0.4, ... 5 s: no jitter
+        )
+
+    async def connect(self) -> None:
+        """One attempt to start the producer.
+
+        Raises:
+            PublishError: Kafka is not reachable (retriable).
+        """
+        producer = AIOKafkaProducer(**producer_kwargs(self.cfg, self.bootstrap, embedded=self.embedded))
+        try:
+            await producer.start()
+        except (KafkaError, OSError) as exc:
+            await producer.stop()
+            raise PublishError(f"{type(exc).__name__}: {exc}") from None
+        self._producer = producer
 
     async def stop(self) -> None:
         """Flush and close the producer (callers shield this within the grace period)."""

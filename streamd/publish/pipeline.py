@@ -29,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ from streamd.errors import PublishError
 from streamd.events import DEADLETTER_TOPIC, DeadLetter, Event
 from streamd.publish.encoding import Record, encode
 from streamd.publish.spool import Spool
+from streamd.runtime import Connected, Job, Policy, run_job
 from streamd.telemetry import Component, ComponentState
 
 log = logging.getLogger("streamd.pipeline")
@@ -142,7 +144,12 @@ class SourceEmit:
             for e in batch.events:
                 if isinstance(e.data, DeadLetter):
                     t.EVENTS_DEADLETTERED.labels(self.source, e.data.stage, e.data.error_type).inc()
-        await self._stream.send(batch)
+        t.QUEUE_DEPTH.inc(len(batch.events))  # until the publish loop takes them (also while blocked)
+        try:
+            await self._stream.send(batch)
+        except BaseException:
+            t.QUEUE_DEPTH.dec(len(batch.events))
+            raise
 
     async def aclose(self) -> None:
         """Close this source's clone of the stream."""
@@ -277,7 +284,7 @@ class Pipeline:
         try:
             async with anyio.create_task_group() as tg:
                 drain_scope, ahead_scope = anyio.CancelScope(), anyio.CancelScope()
-                tg.start_soon(self._drain_loop, drain_scope)
+                tg.start_soon(self._drain, drain_scope)
                 if self.ahead is not None:
                     tg.start_soon(self._write_ahead_loop, ahead_scope)
                 async with anyio.create_task_group() as publishing:
@@ -306,7 +313,7 @@ class Pipeline:
                 return
             unit = Unit(self._coalesce(first, receive))
             self._open.append(unit)
-            t.QUEUE_DEPTH.set(receive.statistics().current_buffer_used)
+            t.QUEUE_DEPTH.dec(sum(len(b.events) for b in unit.batches))
             for batch in unit.batches:
                 if not batch.records:
                     batch.records = [self._encode(e, batch.source) for e in batch.events]
@@ -501,6 +508,7 @@ class Pipeline:
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
             batch.records = [self._encode(e, batch.source) for e in batch.events]
+            t.QUEUE_DEPTH.dec(len(batch.events))
             units.append(Unit([batch]))
         self._receive.close()
         for unit in units:
@@ -520,21 +528,29 @@ class Pipeline:
 
     # -- drain loop ------------------------------------------------------------------------------
 
-    async def _drain_loop(self, scope: anyio.CancelScope, retry_every: float = 1.0) -> None:
+    async def _drain(self, scope: anyio.CancelScope, retry_every: float = 1.0) -> None:
+        """The drain as a supervised job: an attempt Kafka does not take is retried every second."""
+        job = Job("drain", self._drain_session, stage=None, delays=lambda: itertools.repeat(retry_every))
         with scope:
-            while True:
-                if not self.spool.count:
-                    await self._spool_wakeup.wait()
-                    self._spool_wakeup = anyio.Event()
-                    continue
-                try:
-                    drained = await self.drain_once()
-                except PublishError as exc:  # the spool database failed: try again, never crash
-                    log.error("outage spool: %s", exc)
-                    t.count_error("spool", "publish", "spool_failed")
-                    drained = False
-                if not drained:
-                    await anyio.sleep(retry_every)
+            await run_job(job, policy=Policy(), owner="spool")
+
+    async def _drain_session(self, connected: Connected) -> None:
+        """Send spooled records (oldest first) whenever the spool holds any; raise when Kafka did
+        not take them (the supervisor tries again)."""
+        while True:
+            if not self.spool.count:
+                await self._spool_wakeup.wait()
+                self._spool_wakeup = anyio.Event()
+                continue
+            try:
+                drained = await self.drain_once()
+            except PublishError as exc:  # the spool database failed: try again, never crash
+                log.error("outage spool: %s", exc)
+                t.count_error("spool", "publish", "spool_failed")
+                raise
+            if not drained:
+                raise PublishError("spooled events not acknowledged by Kafka yet")
+            connected()
 
     async def drain_once(self, limit: int = 500) -> bool:
         """Send the oldest spooled records; True when none is left to retry among them."""

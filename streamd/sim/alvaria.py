@@ -12,7 +12,8 @@ Rules:
    answers 401 without a body), the ``x-api-key`` (403 otherwise), the scope parameters (400).
 4. Faults are scripted per query (or ``"*"``, or ``"token"``) with :meth:`AlvariaSimulator.fail`:
    429 with ``Retry-After`` (seconds or HTTP date), 408, 503, 5xx, slow answers; tokens can be
-   expired or revoked at any time. Every request lands in :attr:`AlvariaSimulator.log` with a
+   expired or revoked at any time, and :meth:`AlvariaSimulator.refuse_client` makes the token
+   endpoint refuse the client for good (401 ``invalid_client``) until it is switched back. Every request lands in :attr:`AlvariaSimulator.log` with a
    timestamp from the injected clock.
 5. ``deviate`` (0..1, default 0) makes that share of the rows of every answer deviate from seed 003
    the way real servers do (:func:`deviate_row`): numbers as text or as ``5.0``, text where a number
@@ -441,6 +442,7 @@ class AlvariaSimulator:
         self.max_in_flight: dict[str, int] = {}
         self._faults: dict[str, deque[Fault]] = {}
         self._tokens = _Tokens()
+        self._client_refused = False
         self._stack: AsyncExitStack | None = None
         self.url = ""
         self.app = Starlette(
@@ -461,6 +463,13 @@ class AlvariaSimulator:
     def fail(self, query: str, *faults: Fault) -> None:
         """Answer the next requests of ``query`` (a query name, ``"token"`` or ``"*"``) with ``faults``."""
         self._faults.setdefault(query, deque()).extend(faults)
+
+    def refuse_client(self, refused: bool = True) -> None:
+        """From now on the token endpoint answers 401 ``invalid_client`` (as for a revoked client
+        secret), and every issued token is revoked; ``refuse_client(False)`` accepts it again."""
+        self._client_refused = refused
+        if refused:
+            self.revoke_tokens()
 
     def expire_tokens(self) -> None:
         """Every issued token is expired from now on (the next data call gets 401)."""
@@ -524,7 +533,7 @@ class AlvariaSimulator:
         client_id, secret = self._credentials(request, form)
         if form.get("grant_type") != "client_credentials":
             return self._json(request, "token", 400, {"error": "unsupported_grant_type"})
-        if client_id != self.client_id or secret != self.client_secret:
+        if self._client_refused or client_id != self.client_id or secret != self.client_secret:
             return self._json(request, "token", 401, {"error": "invalid_client"})
         if "reportingapi" not in str(form.get("scope", "")).split():
             return self._json(request, "token", 400, {"error": "invalid_scope"})

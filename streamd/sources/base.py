@@ -5,11 +5,13 @@ Rules (DESIGN §2, STYLE 2):
 1. A source is one coroutine, ``async def run(self, emit, *, task_status)``, that runs until
    cancelled. Cancellation *is* stop; there is no start/stop API.
 2. It signals readiness (subscribed, connected, first poll done) with ``task_status.started()``,
-   which :func:`streamd.retry.run_forever` does on the first ``connected()`` call.
+   which its :class:`~streamd.runtime.Jobs` does once every job called ``connected()`` or failed.
 3. It pushes events with ``await emit(events)`` (returns once every event is acknowledged by
    Kafka or safely spooled: pollers move their cursor only after it) or
    ``await emit.push(events)`` (returns once queued; for push sources that cannot replay anyway).
-4. It contains no retry loop: one *session* function, wrapped by ``run_forever``.
+4. It contains no retry loop: it opens what its jobs share (an HTTP client, an auth), then runs
+   one *session* function per job with ``await deps.jobs.run(Job(...), ...)``; the supervisor
+   retries each job, and a job that fails for good is ``failed`` alone (the others go on).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from streamd.config_core import KafkaConfig
     from streamd.events import Event
+    from streamd.runtime import Jobs
     from streamd.telemetry import Component
 
 
@@ -66,11 +68,14 @@ class WebhookRegistry(Protocol):
 class SourceDeps:
     """What the application hands to ``SourceConfig.build``."""
 
-    component: Component
+    jobs: Jobs
     cursors: CursorStore
     webhooks: WebhookRegistry
-    kafka: KafkaConfig
-    topic_prefix: str
+
+    @property
+    def component(self) -> Component:
+        """This source's health (what its jobs report to)."""
+        return self.jobs.component
 
 
 class Source(Protocol):

@@ -6,7 +6,7 @@ Rules:
    pile-up (the next cycle starts at the next interval boundary still in the future).
 2. The cursor moves only after ``emit`` returned, i.e. after Kafka acknowledged (or the spool
    holds) every event of the cycle; then it is persisted, if the spec persists it.
-3. Errors leave the loop (the session ends); :func:`streamd.retry.run_forever` decides.
+3. Errors leave the loop (the session ends); the supervisor (:mod:`streamd.runtime`) decides.
 4. A per-vendor :class:`PollSpec` supplies ``fetch`` and the cursor codec; nothing else.
 """
 
@@ -55,7 +55,7 @@ class PollSpec(Protocol[C]):
 
 @dataclass(slots=True)
 class Poller(Generic[C]):
-    """Drives a :class:`PollSpec` as a ``run_forever`` session."""
+    """Drives a :class:`PollSpec` as one supervised job's session."""
 
     spec: PollSpec[C]
     source: str

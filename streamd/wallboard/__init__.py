@@ -2,6 +2,7 @@
 
 Modules: :mod:`~streamd.wallboard.hub` (state, sequence numbers, subscribers),
 :mod:`~streamd.wallboard.consumer` (fed from the compacted canonical topics),
-:mod:`~streamd.wallboard.api` (``/api/v1/state``, ``/api/v1/stream``, ``/wallboard``),
-:mod:`~streamd.wallboard.plugin` (wires them into ``run_daemon``).
+:mod:`~streamd.wallboard.api` (``/api/v1/state``, ``/api/v1/openapi.json``, ``/wallboard``),
+:mod:`~streamd.wallboard.sse` (``/api/v1/stream``), :mod:`~streamd.wallboard.openapi` (the
+generated OpenAPI document), :mod:`~streamd.wallboard.plugin` (wires them into ``run_daemon``).
 """

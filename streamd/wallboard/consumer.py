@@ -2,45 +2,45 @@
 
 Rules:
 
-1. One aiokafka consumer without a group (``assign()`` of every partition, nothing committed),
-   configured through :func:`~streamd.publish.kafka.client_kwargs` like every streamd client. It
-   reads ``{prefix}agent-state`` and ``{prefix}queue-metrics`` from the earliest offset, so a
-   restarted daemon rebuilds the board from the compacted topics at once, then follows live.
+1. One :class:`~streamd.publish.consume.TopicReader` without a group (every partition assigned,
+   nothing committed) reads ``{prefix}agent-state`` and ``{prefix}queue-metrics`` from the
+   earliest offset, so a restarted daemon rebuilds the board from the compacted topics at once,
+   then follows live.
 2. A topic that does not exist yet is looked for again every ``poll_interval`` until it does.
-3. Decoding is pure (:func:`decode_agent`, :func:`decode_metric`): unknown fields are ignored
-   (newer producers), a value that is not a valid canonical event is skipped and counted
+3. Decoding is pure (:meth:`AgentState.from_json <streamd.events.AgentState.from_json>`,
+   :func:`decode_metric`): unknown fields are ignored (newer producers), a value that is not a
+   valid canonical event is skipped and counted
    (``streamd_errors_total{source="wallboard",stage="decode"}``), a tombstone removes the entry.
-4. The feed is auxiliary: any failure (Kafka down, a bug) is logged once, retried with backoff,
-   and never stops the daemon or the pipeline. The backoff resets once a session has assigned
-   partitions, and the recovery is logged once.
+4. :func:`feed_session` is one plain session: it raises on any failure (Kafka down, a bug) and
+   never retries; whoever runs it does (the feed is auxiliary: it never stops the daemon).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from anyio.abc import TaskStatus
 
 from streamd.config_core import KafkaConfig
-from streamd.events import AGENT_STATE_TOPIC, QUEUE_METRICS_TOPIC, AgentState, QueueMetric, State
-from streamd.publish.encoding import header_dict
-from streamd.publish.kafka import client_kwargs
-from streamd.retry import backoff
+from streamd.errors import NormalizationError
+from streamd.events import AGENT_STATE_TOPIC, QUEUE_METRICS_TOPIC, AgentState, QueueMetric
+from streamd.publish.consume import TopicReader
+from streamd.retry import Retry, backoff
+from streamd.runtime import Job, Jobs
 from streamd.telemetry import count_error
 from streamd.wallboard.hub import StateHub
 
 log = logging.getLogger("streamd.wallboard")
 
 
-class DecodeError(ValueError):
+class DecodeError(NormalizationError):
     """A record that is not a valid canonical event."""
 
 
@@ -78,33 +78,6 @@ def _object(value: bytes) -> dict[str, Any]:
     return obj
 
 
-def decode_agent(value: bytes) -> AgentState:
-    """An ``agent-state`` record value back into an :class:`AgentState`.
-
-    Raises:
-        DecodeError: not JSON, or a required field is missing or mistyped.
-    """
-    obj = _object(value)
-    try:
-        state = State(str(obj.get("state")))
-    except ValueError:
-        state = State.UNKNOWN
-    queues = obj.get("queue_ids") or []
-    if not isinstance(queues, list):
-        raise DecodeError("queue_ids is not a list")
-    return AgentState(
-        vendor=_str(obj, "vendor", True) or "",
-        source=_str(obj, "source", True) or "",
-        agent_id=_str(obj, "agent_id", True) or "",
-        state=state,
-        agent_name=_str(obj, "agent_name"),
-        vendor_state=_str(obj, "vendor_state"),
-        reason_code=_str(obj, "reason_code"),
-        since=_time(obj, "since"),
-        queue_ids=tuple(str(q) for q in queues),
-    )
-
-
 def decode_metric(value: bytes) -> QueueMetric:
     """A ``queue-metrics`` record value back into a :class:`QueueMetric`.
 
@@ -127,13 +100,13 @@ def decode_metric(value: bytes) -> QueueMetric:
     )
 
 
-def record_time(headers: Any, timestamp_ms: int | None) -> datetime | None:
+def record_time(headers: Mapping[str, bytes] | None, timestamp_ms: int | None) -> datetime | None:
     """When the record's event happened: ``ce_time``, else the Kafka timestamp."""
-    ce_time = header_dict(headers).get("ce_time")
+    ce_time = (headers or {}).get("ce_time")
     if ce_time:
         try:
-            return datetime.fromisoformat(ce_time)
-        except ValueError:
+            return datetime.fromisoformat(ce_time.decode())
+        except (ValueError, UnicodeDecodeError):
             pass
     if timestamp_ms is not None and timestamp_ms > 0:
         return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
@@ -145,7 +118,7 @@ def apply_record(
     kind: str,
     key: bytes | None,
     value: bytes | None,
-    headers: Any = None,
+    headers: Mapping[str, bytes] | None = None,
     timestamp_ms: int | None = None,
 ) -> bool:
     """Apply one record of the ``agent-state`` (kind ``agent``) or ``queue-metrics`` topic.
@@ -159,110 +132,75 @@ def apply_record(
                 raise DecodeError("tombstone without a key")
             return hub.remove("agent" if kind == "agent" else "metric", text_key)
         if kind == "agent":
-            agent = decode_agent(value)
+            agent = AgentState.from_json(value)
             return hub.update_agent(agent, observed=record_time(headers, timestamp_ms), key=text_key)
         return hub.update_metric(decode_metric(value), key=text_key)
-    except DecodeError as exc:
+    except NormalizationError as exc:
         count_error("wallboard", "decode", "invalid_event")
         log.debug("skipping an undecodable %s record: %s", kind, exc)
         return False
 
 
-async def run_feed(
-    hub: StateHub,
-    kafka: KafkaConfig,
-    bootstrap: str,
-    *,
-    poll_interval: float = 1.0,
-    delays: Callable[[], Iterator[float]] = lambda: backoff(cap=10.0),
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+async def feed_session(
+    hub: StateHub, kafka: KafkaConfig, connected: Callable[[], None], *, poll_interval: float = 1.0
 ) -> None:
-    """Feed ``hub`` from Kafka until cancelled; reports started at once, reconnects forever.
+    """Feed ``hub`` until something fails (rule 4); ``connected()`` once partitions are assigned.
 
-    The backoff restarts from its first delay once a session has assigned partitions (a healthy
-    session), so a feed that ran for hours reconnects at once after its first failure.
+    Args:
+        hub: the state hub to update.
+        kafka: the Kafka section, with the resolved bootstrap servers.
+        connected: called each time topics were assigned (the session is healthy).
+        poll_interval: how often to look for topics that do not exist yet.
+
+    Raises:
+        TransientError: Kafka failed.
     """
-    task_status.started()
-    waits = delays()
-    failing = False
-
-    def assigned() -> None:
-        nonlocal waits, failing
-        waits = delays()
-        if failing:
-            log.info("wallboard feed from Kafka recovered")
-            failing = False
-
-    while True:
-        try:
-            await _session(hub, kafka, bootstrap, poll_interval, assigned)
-        except Exception as exc:  # auxiliary: never take the daemon down
-            detail = f"{type(exc).__name__}: {exc}"
-            if not failing:
-                log.warning("wallboard feed from Kafka failed (%s); retrying", detail)
-                failing = True
-            else:
-                log.debug("wallboard feed still failing (%s)", detail)
-            count_error("wallboard", "consume", type(exc).__name__)
-        await anyio.sleep(next(waits))
-
-
-async def _session(
-    hub: StateHub, kafka: KafkaConfig, bootstrap: str, poll_interval: float, on_assigned: Callable[[], None]
-) -> None:
     kinds = {
         kafka.topic_prefix + AGENT_STATE_TOPIC: "agent",
         kafka.topic_prefix + QUEUE_METRICS_TOPIC: "metric",
     }
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(kafka, bootstrap),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=200,
-    )
-    try:
-        await consumer.start()
-        assigned: set[TopicPartition] = set()
+    async with TopicReader(kafka, list(kinds)) as reader:
         next_check = 0.0
-        logged = False
         while True:
-            if len({tp.topic for tp in assigned}) < len(kinds) and anyio.current_time() >= next_check:
+            if reader.missing and anyio.current_time() >= next_check:
                 next_check = anyio.current_time() + poll_interval
-                assigned = await _assign(consumer, kinds, assigned)
-                if assigned and not logged:
-                    log.info("wallboard feed reading %s", ", ".join(sorted({tp.topic for tp in assigned})))
-                    logged = True
-                    on_assigned()  # a healthy session: the next reconnect starts the backoff afresh
-            if not assigned:
-                await anyio.sleep(poll_interval)
-                continue
-            batch = await consumer.getmany(timeout_ms=int(min(poll_interval, 1.0) * 1000), max_records=5000)
-            for tp, messages in batch.items():
-                kind = kinds[tp.topic]
-                for m in messages:
-                    apply_record(hub, kind, m.key, m.value, m.headers, m.timestamp)
-    finally:
-        with anyio.CancelScope(shield=True):
-            # let aiokafka's no-group task start first, or stop() raises CancelledError
-            await anyio.lowlevel.checkpoint()
-            await consumer.stop()
+                if added := await reader.assign():
+                    log.info("wallboard feed reading %s", ", ".join(added))
+                    connected()
+            records = await reader.read(wait=min(poll_interval, 1.0), max_records=5000)
+            for r in records:
+                apply_record(hub, kinds[r.topic], r.key, r.value, r.headers, r.timestamp_ms)
 
 
-async def _assign(
-    consumer: AIOKafkaConsumer, kinds: dict[str, str], assigned: set[TopicPartition]
-) -> set[TopicPartition]:
-    """Assign every partition of the topics that exist, keeping positions already reached."""
-    # What consumer.topics() does, keeping the partitions (aiokafka has no public call for it).
-    cluster = await consumer._client.fetch_all_metadata()
-    wanted = set(assigned)
-    for topic in kinds:
-        for p in cluster.partitions_for_topic(topic) or ():
-            wanted.add(TopicPartition(topic, p))
-    if wanted == assigned:
-        return assigned
-    positions = {tp: await consumer.position(tp) for tp in assigned}
-    consumer.assign(sorted(wanted))
-    for tp, offset in positions.items():
-        consumer.seek(tp, offset)
-    return wanted
+def feed_job(
+    hub: StateHub,
+    kafka: KafkaConfig,
+    *,
+    poll_interval: float = 1.0,
+    delays: Callable[[], Iterator[float]] = lambda: backoff(cap=10.0),
+) -> Job:
+    """:func:`feed_session` as a supervised job: any failure, a bug included, is retried with
+    ``delays`` (the feed is auxiliary: it never fails for good and never stops the daemon)."""
+    return Job(
+        "feed",
+        partial(feed_session, hub, kafka, poll_interval=poll_interval),
+        decide=lambda _: Retry(),
+        delays=delays,
+        catch=(Exception,),
+    )
+
+
+async def run_feed(
+    hub: StateHub,
+    kafka: KafkaConfig,
+    *,
+    jobs: Jobs | None = None,
+    poll_interval: float = 1.0,
+    delays: Callable[[], Iterator[float]] = lambda: backoff(cap=10.0),
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run :func:`feed_job` under ``jobs`` (default: standalone) until cancelled; reports started
+    at once, so a daemon never waits for Kafka or the topics to show the wallboard."""
+    task_status.started()
+    jobs = jobs or Jobs.standalone("wallboard", "feed")
+    await jobs.run(feed_job(hub, kafka, poll_interval=poll_interval, delays=delays))

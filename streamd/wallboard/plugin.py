@@ -8,6 +8,7 @@ browsers do not hold the HTTP shutdown for its grace period).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from anyio.abc import TaskGroup
@@ -37,11 +38,8 @@ async def wallboard_plugin(rt: Runtime, tg: TaskGroup) -> StateHub | None:
         build_routes(hub, token=token, cors_origins=http.cors_origins, heartbeat=cfg.heartbeat)
     )
     kafka = rt.config.kafka.model_copy(update={"bootstrap_servers": rt.bootstrap})
-    await tg.start(
-        lambda task_status: run_feed(
-            hub, kafka, rt.bootstrap, poll_interval=cfg.topic_poll, task_status=task_status
-        )
-    )
+    jobs = rt.supervisor.jobs("wallboard", "feed")  # in /readyz; never affects readiness
+    await tg.start(partial(run_feed, hub, kafka, jobs=jobs, poll_interval=cfg.topic_poll))
     tg.start_soon(_close_on_stop, rt, hub)
     return hub
 

@@ -5,13 +5,15 @@ Rules checked: every rendered manifest is valid Kubernetes (kubernetes-validate,
 lints clean; the rendered streamd config passes ``streamd check-config``; the pod is hardened
 (non-root, read-only root FS, no capabilities, seccomp RuntimeDefault) with probes on /livez and
 /readyz; ``terminationGracePeriodSeconds`` exceeds ``shutdown_grace``; one replica, Recreate; every
-``${env:}`` / ``${file:}`` in the config is wired to a Secret; values.schema.json rejects typos.
+``${env:}`` / ``${file:}`` in the config is wired to a Secret; values.schema.json rejects typos, and
+its config part is the one generated from the config models.
 Rendering uses helm-python-sdk (Helm v4 as a shared library; no helm binary, no cluster).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -24,9 +26,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streamd.config import Config, SinkConfig, SourceConfig
+from streamd.config import Config, SourceConfig
 from streamd.config_core import HttpConfig, KafkaConfig, SecurityConfig, SpoolConfig, TopicsConfig
 from streamd.config_types import parse_duration
+from streamd.schemas import chart_values_schema
+from streamd.schemas import render as render_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "streamd"
@@ -353,22 +357,55 @@ def _keys(model: type[Any], *, minus: frozenset[str] | set[str] = frozenset()) -
     return {f.alias or name for name, f in model.model_fields.items()} - minus
 
 
-def test_schema_config_keys_match_the_config_models() -> None:
-    """values.schema.json mirrors the core config sections; a renamed/added field must be added there too."""
+def test_schema_config_part_is_generated_from_the_config_models() -> None:
+    """values.schema.json's config part is what ``python -m streamd.schemas --write`` generates, and
+    Helm loads exactly that file; the keys the chart sets itself are left out."""
+    text = (CHART / "values.schema.json").read_text(encoding="utf-8")
+    assert text == render_schema(chart_values_schema(json.loads(text))), (
+        "values.schema.json is stale: run python -m streamd.schemas --write"
+    )
     with helm.Chart.load(CHART) as chart:
         schema = chart.schema
-    assert schema is not None
-    config = schema["properties"]["config"]["properties"]
-    kafka = config["kafka"]["properties"]
-    assert set(config) == _keys(Config, minus={"shutdown_grace"})
-    assert set(kafka) == _keys(KafkaConfig)
-    assert set(kafka["security"]["properties"]) == _keys(SecurityConfig)
-    assert set(kafka["topics"]["properties"]) == _keys(TopicsConfig)
-    assert set(config["http"]["properties"]) == _keys(HttpConfig, minus={"listen"})
-    assert set(config["spool"]["properties"]) == _keys(SpoolConfig, minus={"path"})
-    source_kinds = config["sources"]["items"]["properties"]["kind"]["enum"]
-    assert set(source_kinds) == _kinds(SourceConfig)
-    assert set(config["sinks"]["items"]["properties"]["kind"]["enum"]) == _kinds(SinkConfig)
+    assert schema == json.loads(text)
+    definitions = schema["definitions"]
+    assert set(schema["properties"]["config"]["properties"]) == _keys(Config, minus={"shutdown_grace"})
+    assert set(definitions["config.KafkaConfig"]["properties"]) == _keys(KafkaConfig)
+    assert set(definitions["config.SecurityConfig"]["properties"]) == _keys(SecurityConfig)
+    assert set(definitions["config.TopicsConfig"]["properties"]) == _keys(TopicsConfig)
+    assert set(definitions["config.HttpConfig"]["properties"]) == _keys(HttpConfig, minus={"listen"})
+    assert set(definitions["config.SpoolConfig"]["properties"]) == _keys(SpoolConfig, minus={"path"})
+    sources = schema["properties"]["config"]["properties"]["sources"]["items"]["oneOf"]
+    kinds = {definitions[s["$ref"].rsplit("/", 1)[1]]["properties"]["kind"]["const"] for s in sources}
+    assert kinds == _kinds(SourceConfig)
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"config": {"kafka": {"linger": "5ms", "startup_timeout": 30}}}, None),
+        ({"config": {"kafka": {"linger": "soon"}}}, "linger"),
+        ({"config": {"sources": [{"kind": "o2g", "name": "pbx1"}]}}, "url"),
+        (
+            {
+                "config": {
+                    "sources": [
+                        {"kind": "xima", "name": "cr1", "url": "https://x", "api_key": "k", "intervall": "5s"}
+                    ]
+                }
+            },
+            "intervall",
+        ),
+    ],
+    ids=["durations", "bad-duration", "missing-required", "typo-in-a-source"],
+)
+def test_schema_validates_sources_and_durations_like_the_config_models(
+    values: dict[str, Any], where: str | None
+) -> None:
+    if where is None:
+        render(values)
+        return
+    with pytest.raises(helm.HelmValuesError, match=where):
+        render(values)
 
 
 def _kinds(annotated: Any) -> set[str]:

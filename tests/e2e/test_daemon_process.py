@@ -37,7 +37,11 @@ def test_run_ready_metrics_and_clean_sigterm(tmp_path: Path) -> None:
     daemon = Daemon(config, port, tmp_path / "daemon.log").start()
     try:
         ready = daemon.wait_ready()
-        assert ready["components"] == {"kafka": {"kind": "publisher", "state": "running", "detail": ""}}
+        components = ready["components"]
+        assert isinstance(components, dict)
+        assert components["kafka"] == {"kind": "publisher", "state": "running", "detail": ""}
+        assert set(components) == {"kafka", "wallboard"}  # the feed is listed, never holds readiness
+        assert ready["readiness"] == "any"
         assert httpx.get(daemon.url("/livez")).text == "ok\n"
         metrics = httpx.get(daemon.url("/metrics")).text
         assert 'streamd_component_state{component="kafka",state="running"} 1.0' in metrics

@@ -14,9 +14,10 @@ import pytest
 
 from streamd.app import Runtime, run_daemon
 from streamd.config import Config
+from streamd.events import AgentState
 from streamd.sim.calabrio import CalabrioSimulator, rtdc_sink_config
 from streamd.sim.o2g import O2GSimulator
-from streamd.sinks.calabrio_rtdc import RtdcMapping, decode_agent_state, to_record
+from streamd.sinks.calabrio_rtdc import RtdcMapping, to_record
 from tests.kafka_helpers import read_back
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
@@ -59,7 +60,8 @@ async def test_sink_delivers_exactly_the_o2g_agent_states(tmp_path: Path) -> Non
                     expected = [
                         rec.wire()
                         for r in states
-                        if (rec := to_record(decode_agent_state(r.value), mapping, fallback_ms=0)) is not None
+                        if (rec := to_record(AgentState.from_json(r.value), mapping, fallback_ms=0))
+                        is not None
                     ]
                     if expected and len(wfm.captured) >= len(expected):
                         break

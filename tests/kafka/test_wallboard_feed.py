@@ -11,8 +11,9 @@ import pytest
 
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
+from streamd.errors import TransientError
 from streamd.events import AgentState, QueueMetric, State
-from streamd.wallboard.consumer import run_feed
+from streamd.wallboard.consumer import feed_session, run_feed
 from streamd.wallboard.hub import StateHub
 from tests.harness import publishing
 from tests.helpers import until
@@ -31,7 +32,7 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
         kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix=PREFIX)
         first = StateHub()
         async with anyio.create_task_group() as tg:
-            await tg.start(partial(run_feed, first, kafka, bootstrap, poll_interval=0.1))
+            await tg.start(partial(run_feed, first, kafka, poll_interval=0.1))
             await anyio.sleep(0.3)  # the feed is polling for topics that do not exist yet
             assert first.seq == 0
             async with publishing(bootstrap, prefix=PREFIX) as emit:
@@ -51,7 +52,7 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
 
                 # a restarted daemon: a new hub rebuilds everything from the beginning at once
                 second = StateHub()
-                await tg.start(partial(run_feed, second, kafka, bootstrap, poll_interval=0.1))
+                await tg.start(partial(run_feed, second, kafka, poll_interval=0.1))
                 await until(  # (OrderedDicts: compare as dicts, the order depends on partitions)
                     lambda: (
                         dict(second.agents) == dict(first.agents)
@@ -101,9 +102,7 @@ async def test_backoff_restarts_after_a_session_that_had_assigned_partitions() -
         async with anyio.create_task_group() as tg:
             async with publishing(bootstrap, prefix="wb2.") as emit:
                 await emit([agent(0, State.AVAILABLE).to_event()])
-                await tg.start(
-                    partial(run_feed, hub, kafka, bootstrap, poll_interval=0.1, delays=first_quick_then_slow)
-                )
+                await tg.start(partial(run_feed, hub, kafka, poll_interval=0.1, delays=first_quick_then_slow))
                 await until(lambda: "sim:a0" in hub.agents, timeout=10, interval=0.02)
                 await emit([agent(1, State.AVAILABLE).to_event()])  # fails the healthy session: wait 0
                 await until(lambda: "sim:a1" in hub.agents, timeout=10, interval=0.02)
@@ -111,3 +110,25 @@ async def test_backoff_restarts_after_a_session_that_had_assigned_partitions() -
                 await emit([agent(2, State.AVAILABLE).to_event()])
                 await until(lambda: "sim:a2" in hub.agents, timeout=5, interval=0.02)
             tg.cancel_scope.cancel()
+
+
+async def test_feed_session_is_plain_it_raises_what_failed_after_reporting_healthy() -> None:
+    """The session has no retry loop: a bug ends it with that very error (its runner retries)."""
+    async with EmbeddedBroker() as bootstrap:
+        kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="wb3.")
+        hub = BuggyHub("a1")
+        healthy: list[bool] = []
+        async with publishing(bootstrap, prefix="wb3.") as emit:
+            await emit([agent(0, State.AVAILABLE).to_event(), agent(1, State.AVAILABLE).to_event()])
+            with anyio.fail_after(10), pytest.raises(RuntimeError, match="bug on a1"):
+                await feed_session(hub, kafka, lambda: healthy.append(True), poll_interval=0.1)
+        assert healthy == [True]  # both topics exist (the publisher made them): one assignment
+        assert "sim:a1" not in hub.agents  # the failed update changed nothing
+
+
+async def test_feed_session_fails_as_a_transient_error_when_kafka_is_unreachable() -> None:
+    async with EmbeddedBroker() as bootstrap:
+        pass  # started and stopped: nothing listens there any more
+    kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="wb4.")
+    with anyio.fail_after(30), pytest.raises(TransientError):
+        await feed_session(StateHub(), kafka, lambda: None)

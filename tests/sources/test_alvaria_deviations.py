@@ -28,7 +28,7 @@ SOURCE = "deviant1"  # its own name: the deviation counter is process-wide
 def make_source(sim: AlvariaSimulator, **overrides: Any) -> AlvariaSource:
     overrides.setdefault("timeout", "2s")
     cfg = AlvariaSourceConfig.model_validate(sim.source_config(SOURCE, **overrides))
-    return AlvariaSource(cfg, source_deps(SOURCE), delays=lambda: itertools.repeat(0), jitter=0)
+    return AlvariaSource(cfg, source_deps(SOURCE, delays=lambda: itertools.repeat(0)), jitter=0)
 
 
 def served(sim: AlvariaSimulator) -> set[tuple[str, str]]:

@@ -99,7 +99,7 @@ async def test_every_routable_activity_is_published_once_with_its_deviations() -
             scripted.add((str(agent), ts))
         src = source(sim, clock, cursors)
         async with src.client() as client:
-            poller, _ = src.pollers(client)
+            poller = src.activity_poller(client)
             while clock.now < T0 + 700_000:
                 clock.now += rng.randrange(5_000, 40_000)
                 await poller.session(emit, lambda: None)
@@ -127,7 +127,8 @@ async def test_every_adherence_row_is_published_with_its_deviations() -> None:
     async with CalabrioSimulator(agents=12, clock_ms=clock, deviate=0.5, seed=2) as sim:
         sim.add_activity(101, T0 - 1_000, "TALK")
         src = source(sim, clock, MemoryCursors(), adherence=True, adherence_page_size=5)
-        await src.session(emit, lambda: None)
+        for job in src.jobs(emit):
+            await job.session(lambda: None)
     assert not [e for e in emit.events if e.topic == DEADLETTER_TOPIC]
     rows = [e for e in emit.events if e.topic == ADHERENCE_TOPIC]
     assert [e.key for e in rows] == [f"wfm-dev:{101 + i}" for i in range(12)]

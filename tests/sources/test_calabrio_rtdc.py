@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from streamd.config_core import KafkaConfig
 from streamd.errors import BackOff, TransientError
 from streamd.events import DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.calabrio import CalabrioSimulator
-from streamd.sinks.calabrio_rtdc import CalabrioRtdcSink, CalabrioRtdcSinkConfig, RtdcDelivery
+from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig, RtdcDelivery
+from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
 from streamd.sources.calabrio.auth import auth_for
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.source import CalabrioSource
@@ -112,7 +114,7 @@ async def test_server_errors_are_raised_for_retry_and_nothing_is_dead_lettered()
             sim.fail_next(429, path=CAPTURE, retry_after="7")
             with pytest.raises(BackOff) as info:
                 await delivery.deliver(states(2))
-            await delivery.deliver(states(2))  # the retry (run_forever re-reads from the commit)
+            await delivery.deliver(states(2))  # the retry (the next session re-reads from the commit)
     assert info.value.delay == 7
     assert dead.events == []
     assert len(sim.captured) == 2
@@ -138,7 +140,7 @@ async def test_source_and_sink_log_in_through_the_one_auth_factory() -> None:
         source_cfg = CalabrioSourceConfig.model_validate({"kind": "calabrio", "name": "wfm", **login})
         sink_cfg = config(sim, **login)
         source = CalabrioSource(source_cfg, source_deps("wfm"))
-        sink = CalabrioRtdcSink(sink_cfg, bootstrap="127.0.0.1:9", topic="streamd.agent-state")
+        sink = CalabrioRtdcSink(sink_cfg, KafkaConfig(bootstrap_servers="127.0.0.1:9"))
         for auth in (source.auth, sink.auth, auth_for(source_cfg)):
             assert auth.authorize_url == sim.url + "/api/rest/authorize"
             assert auth.idle == 1200.0

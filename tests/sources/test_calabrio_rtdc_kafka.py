@@ -1,4 +1,5 @@
-"""The calabrio-rtdc sink end to end through the embedded broker: Kafka -> sink -> simulator."""
+"""The calabrio-rtdc sink end to end through the embedded broker: Kafka -> sink -> simulator, and its
+dead letters through the pipeline back to Kafka."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.events import AgentState, Event, State
 from streamd.publish.encoding import encode
-from streamd.publish.kafka import client_kwargs
+from streamd.runtime import Jobs
 from streamd.sim.calabrio import CalabrioSimulator
-from streamd.sinks.calabrio_rtdc import CalabrioRtdcSink, CalabrioRtdcSinkConfig
-from tests.harness import kafka_publisher
+from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig
+from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
+from tests.harness import kafka_publisher, publishing
 from tests.kafka_helpers import read_back
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
@@ -63,9 +65,10 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
 async def run_sink_until(
     sink: CalabrioRtdcSink, sim: CalabrioSimulator, bootstrap: str, records: int
 ) -> None:
-    """Run the sink until it committed ``records`` offsets, then stop it."""
-    async with anyio.create_task_group() as tg:
-        await tg.start(sink.run)
+    """Run the sink (its dead letters published through a pipeline) until it committed ``records``
+    offsets, then stop it."""
+    async with publishing(bootstrap, prefix="it.", source=sink.name) as emit, anyio.create_task_group() as tg:
+        await tg.start(sink.run, emit)
         with anyio.fail_after(15):
             while await committed(bootstrap, "rtdc-test", "it.agent-state") < records:
                 await anyio.sleep(0.05)
@@ -76,7 +79,7 @@ async def test_sink_forwards_one_sources_states_commits_and_resumes_after_restar
     garbage = Event(topic="agent-state", type="streamd.agent.State", source="pbx1", key="pbx1:x", data="nope")
     first = [*agent_states("pbx1", 6), *agent_states("other", 3), garbage]
     async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2) as sim:
-        kafka = KafkaConfig(bootstrap_servers=bootstrap)
+        kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
         await publish(bootstrap, first)
         cfg = CalabrioRtdcSinkConfig.model_validate(
             {"kind": "calabrio-rtdc", "from": "pbx1", "url": sim.url, "username": sim.username,
@@ -84,14 +87,8 @@ async def test_sink_forwards_one_sources_states_commits_and_resumes_after_restar
         )  # fmt: skip
 
         def sink() -> CalabrioRtdcSink:
-            return CalabrioRtdcSink(
-                cfg,
-                bootstrap=bootstrap,
-                topic="it.agent-state",
-                topic_prefix="it.",
-                kafka_kwargs=client_kwargs(kafka, bootstrap),
-                delays=lambda: itertools.repeat(0.05),
-            )
+            jobs = Jobs.standalone(cfg.name, "sink", delays=lambda: itertools.repeat(0.05))
+            return CalabrioRtdcSink(cfg, kafka, jobs=jobs)
 
         await run_sink_until(sink(), sim, bootstrap, len(first))
         after_first = list(sim.captured)

@@ -16,7 +16,8 @@ from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.models import ACTIVITY_TOPIC, ADHERENCE_TOPIC
 from streamd.sources.calabrio.source import AdherenceSpec, CalabrioSource
-from tests.helpers import Clock, MemoryCursors, no_sleep, running, source_deps
+from streamd.telemetry import ComponentState
+from tests.helpers import Clock, MemoryCursors, no_sleep, running, source_deps, until
 
 pytestmark = pytest.mark.anyio
 
@@ -39,15 +40,14 @@ def source(sim: CalabrioSimulator, clock: Clock[int], cursors: MemoryCursors, **
             **cfg,
         }
     )
-    deps = source_deps("wfm", cursors=cursors)
-    return CalabrioSource(
-        config, deps, now_ms=clock, sleep=no_sleep, delays=lambda: itertools.repeat(0), cycles=1
-    )
+    deps = source_deps("wfm", cursors=cursors, delays=lambda: itertools.repeat(0))
+    return CalabrioSource(config, deps, now_ms=clock, sleep=no_sleep, cycles=1)
 
 
 async def cycle(src: CalabrioSource, emit: MemoryEmit) -> None:
-    """One acknowledged poll cycle (the pollers stop after ``cycles=1``)."""
-    await src.session(emit, lambda: None)
+    """One acknowledged poll cycle of each poller (they stop after ``cycles=1``)."""
+    for job in src.jobs(emit):
+        await job.session(lambda: None)
 
 
 def activities(emit: MemoryEmit) -> list[tuple[str, int, str]]:
@@ -252,6 +252,34 @@ async def test_adherence_is_published_as_a_snapshot_then_only_changes() -> None:
     assert pages == ["1", "2"] * 4
 
 
+async def test_adherence_without_permission_fails_alone_and_activities_go_on() -> None:
+    emit = MemoryEmit()
+    async with CalabrioSimulator(agents=2) as sim:
+        cfg = CalabrioSourceConfig.model_validate(
+            {
+                "kind": "calabrio",
+                "name": "wfm",
+                "url": sim.url,
+                "username": sim.username,
+                "password": sim.password,
+                "interval": 0.05,
+                "timeout": 0.04,
+                "adherence": True,
+                "adherence_interval": 0.05,
+            }
+        )
+        src = CalabrioSource(cfg, source_deps("wfm", failed_retry=3600))  # a daemon's policy
+        sim.fail_next(403, path="/api/rest/scheduling/adherence/agent", times=10_000)  # for good
+        async with running(src, emit, start_timeout=5):
+            await until(lambda: len(sim.calls(ACTIVITY)) >= 5)  # the activity job polls on
+            component = src.deps.component
+            assert component.jobs["adherence"].state is ComponentState.FAILED
+            assert component.jobs["activity"].state is ComponentState.RUNNING
+            assert component.state is ComponentState.RETRYING
+            assert component.detail.startswith("adherence failed: ")
+    assert not [e for e in emit.events if e.topic == ADHERENCE_TOPIC]
+
+
 async def test_demo_simulator_config_validates_and_streams_real_time() -> None:
     emit = MemoryEmit()
     async with demo_source(4) as cfg_dict:
@@ -285,7 +313,7 @@ async def test_random_late_activities_and_restarts_publish_each_activity_exactly
         while clock.now < T0 + 700_000:
             src = source(sim, clock, cursors, initial_lookback=0)  # a (re)start: only the cursor survives
             async with src.client() as client:  # one client per process, as in a session
-                poller, _ = src.pollers(client)
+                poller = src.activity_poller(client)
                 while clock.now < T0 + 700_000:
                     clock.now += rng.randrange(1_000, 40_000)
                     await poller.session(emit, lambda: None)

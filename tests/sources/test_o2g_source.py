@@ -40,7 +40,7 @@ def make_source(sim: O2GSimulator, **overrides: Any) -> O2GSource:
     }
     fields.update(overrides)
     config = O2GSourceConfig.model_validate(fields)
-    return O2GSource(config, source_deps("pbx1"), delays=lambda: itertools.repeat(0.0))
+    return O2GSource(config, source_deps("pbx1", delays=lambda: itertools.repeat(0.0)))
 
 
 def running(source: O2GSource, emit: MemoryEmit) -> AbstractAsyncContextManager[None]:

@@ -46,7 +46,7 @@ async def webhook_source(sim: O2GSimulator, emit: MemoryEmit) -> AsyncIterator[t
             webhook_secret=SECRET,
             request_timeout=2.0,
         )
-        source = O2GSource(config, source_deps("pbx1", webhooks=hooks), delays=lambda: itertools.repeat(0.0))
+        source = O2GSource(config, source_deps("pbx1", webhooks=hooks, delays=lambda: itertools.repeat(0.0)))
         async with running(source, emit, start_timeout=2):
             yield source, hook_url
         assert hooks.handlers == {}  # unregistered on the way out

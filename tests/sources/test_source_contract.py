@@ -13,11 +13,11 @@ import pytest
 from pydantic import TypeAdapter
 
 from streamd.config import SourceConfig
-from streamd.config_core import KafkaConfig
 from streamd.errors import AuthError
 from streamd.http.app import Webhooks
 from streamd.publish.memory import MemoryEmit
 from streamd.publish.spool import Spool
+from streamd.runtime import Jobs
 from streamd.sim import alvaria, calabrio, o2g, xima
 from streamd.sources.base import SourceDeps
 from streamd.telemetry import Component, ComponentState
@@ -39,9 +39,9 @@ _ADAPTER: TypeAdapter[Any] = TypeAdapter(SourceConfig)
 
 def _build(block: dict[str, Any]) -> tuple[Any, Component]:
     config = _ADAPTER.validate_python(block)
-    component = Component(config.name)
-    deps = SourceDeps(component, Spool(":memory:"), Webhooks(), KafkaConfig(), "contract.")
-    return config.build(deps), component
+    jobs = Jobs.standalone(config.name)
+    deps = SourceDeps(jobs, Spool(":memory:"), Webhooks())
+    return config.build(deps), jobs.component
 
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))

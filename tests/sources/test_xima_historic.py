@@ -93,7 +93,7 @@ async def test_cursor_advances_only_after_the_events_were_acknowledged() -> None
     clock = Clock(T0 + timedelta(hours=1))
     async with XimaSimulator() as sim:
         failing = FailingEmit(ok=2)
-        # The failed emit ends the session (run_forever retries it); the cursor stayed at 00:30.
+        # The failed emit ends the session (the supervisor retries it); the cursor stayed at 00:30.
         async with running(historic_source(sim, cursors, clock), failing):
             await until(lambda: len(periods(failing)) == 4)
         assert periods(failing) == [f"2026-01-01T00:{m:02d}:00.000+00:00" for m in (0, 15, 30, 45)]

@@ -147,7 +147,7 @@ async def test_socket_closed_right_after_accept_does_not_reset_the_backoff() -> 
 
     def delays() -> Iterator[float]:
         nonlocal resets
-        resets += 1  # run_forever asks for a fresh sequence at start and on each healthy connection
+        resets += 1  # the supervisor asks for a fresh sequence at start and on each healthy connection
         return itertools.repeat(0.0)
 
     async with XimaSimulator(init_requests=0) as sim:

@@ -39,9 +39,9 @@ def make_source(
     }
     fields.update(cfg)
     config = XimaSourceConfig.model_validate(fields)
-    deps = source_deps("cr1", cursors=cursors)
+    deps = source_deps("cr1", cursors=cursors, delays=delays)
     extra: dict[str, Any] = {"now": now} if now is not None else {}
-    return XimaSource(config, deps, delays=delays, **extra)
+    return XimaSource(config, deps, **extra)
 
 
 def values(emit: MemoryEmit) -> list[Event]:

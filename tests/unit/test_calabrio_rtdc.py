@@ -8,14 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from streamd.events import DEADLETTER_TOPIC, AgentState, State
-from streamd.publish.encoding import encode
+from streamd.publish.consume import ConsumedRecord
+from streamd.publish.encoding import Record, encode
 from streamd.sinks.calabrio_rtdc import (
     CalabrioRtdcSinkConfig,
-    InRecord,
     RtdcMapping,
     RtdcRecord,
     batches,
-    decode_agent_state,
     select_states,
     to_record,
 )
@@ -92,10 +91,19 @@ def test_wire_shape() -> None:
     }
 
 
-def test_agent_state_round_trips_through_the_kafka_encoding() -> None:
-    original = state(State.NOT_READY, "PAUSE", "4", agent_name="Ana", queue_ids=("q1",))
-    record = encode(original.to_event(), "streamd.")
-    assert decode_agent_state(record.value) == original
+def consumed(
+    record: Record | None, value: bytes | None = None, *, headers: bool = True, ms: int = 0
+) -> ConsumedRecord:
+    """A record as the reader returns it (``record=None``: only ``value``, no headers)."""
+    return ConsumedRecord(
+        topic="streamd.agent-state",
+        partition=0,
+        offset=ms,
+        key=record.key if record else None,
+        value=record.value if record else value,
+        headers=dict(record.headers) if record and headers else {},
+        timestamp_ms=ms,
+    )
 
 
 def test_select_states_keeps_the_configured_source_and_dead_letters_garbage() -> None:
@@ -103,16 +111,19 @@ def test_select_states_keeps_the_configured_source_and_dead_letters_garbage() ->
     other = encode(
         AgentState(vendor="x", source="other", agent_id="9", state=State.BUSY).to_event(), "streamd."
     )
+    undated = encode(AgentState(vendor="o2g", source="pbx1", agent_id="2", state=State.BUSY).to_event(), "")
     records = [
-        InRecord(mine.value, dict(mine.headers), 1),
-        InRecord(other.value, dict(other.headers), 2),
-        InRecord(other.value, {}, 3),  # no headers: filtered on the value's source
-        InRecord(b"{not json", {}, 4),
+        consumed(mine, ms=1),
+        consumed(other, ms=2),
+        consumed(other, headers=False, ms=3),  # no headers: filtered on the value's source
+        consumed(None, b"{not json", ms=4),
+        consumed(None, None, ms=5),  # a tombstone on the compacted topic: nothing to send
+        consumed(None, undated.value, ms=6),  # no since, no ce_time: the Kafka timestamp
     ]
     states, dead = select_states(records, "pbx1", "calabrio-rtdc-pbx1")
-    assert [(s.agent_id, ms) for s, ms in states] == [("1001", SINCE_MS)]
+    assert [(s.agent_id, ms) for s, ms in states] == [("1001", SINCE_MS), ("2", 6)]
     assert [d.topic for d in dead] == [DEADLETTER_TOPIC]
-    assert dead[0].data.stage == "sink"
+    assert (dead[0].data.stage, dead[0].data.raw) == ("sink", "{not json")
 
 
 def test_batches_keep_order_and_size() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -37,12 +39,45 @@ def test_json_log_line_carries_extras() -> None:
     assert data["time"].endswith("+00:00")
 
 
-def test_cli_prints_streamd_errors_as_one_line_but_keeps_bug_tracebacks() -> None:
-    from streamd.cli import _find_fatal
-    from streamd.errors import AuthError, TransientError
+def test_cli_prints_streamd_errors_as_one_line_but_keeps_bug_tracebacks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamd import cli
+    from streamd.errors import AuthError
 
-    fatal = AuthError("bad password")
-    assert _find_fatal(fatal) is fatal
-    assert _find_fatal(ExceptionGroup("g", [TransientError("t"), ExceptionGroup("h", [fatal])])) is fatal
-    assert _find_fatal(ExceptionGroup("g", [fatal, KeyError("bug")])) is None
-    assert _find_fatal(KeyError("bug")) is None
+    def fails(exc: BaseException) -> Callable[[object], int]:
+        def dispatch(_: object) -> int:
+            raise exc
+
+        return dispatch
+
+    monkeypatch.setattr(cli, "_dispatch", fails(AuthError("bad password")))
+    assert cli.main(["check-config", "-c", "x.yaml"]) == 1
+    assert capsys.readouterr().err == "streamd: fatal: bad password\n"
+    bug = ExceptionGroup("g", [AuthError("bad password"), KeyError("bug")])
+    monkeypatch.setattr(cli, "_dispatch", fails(bug))
+    with pytest.raises(ExceptionGroup):  # a bug keeps its traceback
+        cli.main(["check-config", "-c", "x.yaml"])
+
+
+def test_run_and_demo_tune_the_gc_before_the_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import streamd.app
+    import streamd.demo
+    from streamd import cli
+
+    calls: list[str] = []
+
+    async def daemon(_: object) -> None:
+        calls.append("daemon")
+
+    async def demo(**_: object) -> None:
+        calls.append("demo")
+
+    monkeypatch.setattr(streamd.app, "tune_gc", lambda: calls.append("gc"))
+    monkeypatch.setattr(streamd.app, "run_daemon", daemon)
+    monkeypatch.setattr(streamd.demo, "run_demo", demo)
+    config = tmp_path / "streamd.yaml"
+    config.write_text("kafka: {bootstrap_servers: 'kafka:9092'}\n")
+    assert cli.main(["run", "-c", str(config)]) == 0
+    assert cli.main(["demo", "--duration", "0"]) == 0
+    assert calls == ["gc", "daemon", "gc", "demo"]  # run_daemon itself leaves the GC alone

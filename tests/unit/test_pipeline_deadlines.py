@@ -19,6 +19,7 @@ from streamd.events import Event
 from streamd.publish.encoding import Record
 from streamd.publish.pipeline import Delivery, Pipeline
 from streamd.publish.spool import Spool
+from streamd.telemetry import REGISTRY
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +137,20 @@ async def test_a_unit_sent_before_an_earlier_one_failed_is_resent_after_it() -> 
     ]
     assert delivered[-1] == "new"
     assert delivered == ["new", "old", "new"]
+
+
+def _queue_depth() -> float:
+    return float(REGISTRY.get_sample_value("streamd_queue_depth_events") or 0.0)
+
+
+async def test_queue_depth_counts_the_events_waiting_not_the_batches() -> None:
+    pipeline = Pipeline(AckingKafka(), Spool(":memory:"), "p.")
+    emit = pipeline.emitter("s")
+    before = _queue_depth()
+    await emit.push(_events(3))
+    await emit.push(_events(2))
+    assert _queue_depth() == before + 5  # two batches, five events
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pipeline.run)
+        await emit.aclose()  # the publish loop takes both batches, then ends
+    assert _queue_depth() == before

@@ -16,9 +16,11 @@ import pytest
 from streamd.events import AgentState, QueueMetric, State
 from streamd.http.app import Webhooks, build_app
 from streamd.http.server import serve
+from streamd.publish.encoding import dumps
 from streamd.telemetry import Health
-from streamd.wallboard.api import build_routes, openapi_document
+from streamd.wallboard.api import build_routes
 from streamd.wallboard.hub import CLIENTS_DROPPED, StateHub
+from streamd.wallboard.openapi import COMMITTED, openapi_document
 
 pytestmark = pytest.mark.anyio
 
@@ -219,7 +221,7 @@ async def test_page_and_static_files_are_served() -> None:
     assert 'src="wallboard/static/wallboard.js"' in page.text
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
-    assert doc["openapi"] == "3.1.0"
+    assert doc == orjson.loads(COMMITTED.read_bytes())  # what is served is the committed document
 
 
 def test_openapi_document_is_valid_openapi_31() -> None:
@@ -230,6 +232,34 @@ def test_openapi_document_is_valid_openapi_31() -> None:
         validator.validate(doc)
         assert set(doc["paths"]) == {"/api/v1/state", "/api/v1/stream"}
     assert "securitySchemes" in openapi_document(auth=True)["components"]
+    assert "securitySchemes" not in openapi_document()["components"]
+
+
+def test_served_bodies_match_the_documented_schemas() -> None:
+    """The snapshot and deltas the API sends validate against the document's (generated) schemas,
+    and a body of the wrong shape does not."""
+    from jsonschema import Draft202012Validator
+
+    components = openapi_document()["components"]
+
+    def validator(name: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components})
+
+    hub = StateHub()
+    hub.update_agent(agent(1, State.NOT_READY, queues=("q1",)))
+    hub.update_metric(QueueMetric(vendor="t", source="s1", queue_id="q1", metric="waiting", value=3))
+    hub.update_metric(QueueMetric(vendor="t", source="s1", queue_id="q1", metric="open", value=True))
+    hub.remove("agent", "s1:1")
+    snapshot = orjson.loads(dumps(hub.snapshot()))
+    assert snapshot["metrics"]
+    validator("Snapshot").validate(snapshot)
+    deltas = [orjson.loads(change.payload()) for change in hub.since(f"{hub.epoch}.0") or []]
+    assert [d["kind"] for d in deltas] == ["agent", "metric", "metric", "agent"]
+    assert deltas[-1]["value"] is None
+    for delta in deltas:
+        validator("Delta").validate(delta)
+    assert not validator("Delta").is_valid({**deltas[0], "kind": "queue"})
+    assert not validator("Snapshot").is_valid({**snapshot, "agents": [{"agent_id": "1"}]})
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_counted() -> None:

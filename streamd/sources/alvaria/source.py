@@ -1,10 +1,12 @@
-"""The Alvaria runtime: one generic :class:`Poller` per query, all in one task group.
+"""The Alvaria runtime: one generic :class:`Poller` per query, each a supervised job.
 
 Rules:
 
 1. Each enabled query has a :class:`QuerySpec` (a ``PollSpec``) whose cycle GETs every scope of the
    query one after the other, so requests of one query never overlap; the poller skips missed
-   slots, so a slow answer never causes a pile-up. Each query has its own ``run_forever``.
+   slots, so a slow answer never causes a pile-up. Each query is its own job under the
+   supervisor (:class:`streamd.runtime.Jobs`), sharing one HTTP client, one OAuth2 token and the
+   rate gate.
 2. The cursor is the per-scope :class:`ScopeState` map, kept in memory: the poller hands the new
    state back only after ``emit`` returned, and a restarted session resumes from the last
    acknowledged state (``load_cursor``), so a failed publish re-diffs instead of losing changes.
@@ -15,19 +17,19 @@ Rules:
    a 403 for one scope (one the client may not see) are counted, logged once per transition, and
    that scope is skipped, so one stale or hidden id does not stop the others. A 403 on every scope
    of a query in one cycle (a wrong API key, an org-wide query refused) is an ``AuthError``: fatal,
-   as are the token endpoint's refusals.
+   as are the token endpoint's refusals. Fatal means that query's job is ``failed`` (retried on
+   the supervisor's slow schedule); the other queries go on.
 4. Bad bodies and unroutable rows never crash the source: they become ``DeadLetter`` events and
    are counted (``count_error(source, "processing", error_type)``). A routable row is published
    however else it deviates from its model (tolerant reading, :mod:`.diff` rule 3).
-5. Each query's ``run_forever`` reports to a silent per-query :class:`QueryHealth`; the source's
-   own component shows the aggregate (failed > retrying > running), so one throttled query does
-   not make the source's state, and its log line, flap every cycle.
+5. The supervisor reports each query as a job of the source's component (``/readyz``) and the
+   component's state as their aggregate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -40,7 +42,7 @@ from anyio.abc import TaskStatus
 
 from streamd.errors import AuthError, BackOff, NormalizationError
 from streamd.events import DeadLetter, Event, utcnow
-from streamd.retry import backoff, run_forever
+from streamd.runtime import Job
 from streamd.sources.alvaria.auth import AlvariaAuth
 from streamd.sources.alvaria.config import AlvariaSourceConfig, QueryName
 from streamd.sources.alvaria.diff import (
@@ -62,7 +64,7 @@ from streamd.sources.alvaria.normalize import (
 from streamd.sources.base import Emit, SourceDeps
 from streamd.sources.http import check_status, httpx_errors
 from streamd.sources.poller import Poller, PollResult
-from streamd.telemetry import Component, ComponentState, count_error
+from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.alvaria")
 
@@ -297,34 +299,6 @@ def _raw(item: BadRow | Any) -> bytes:
         return repr(item.row).encode()
 
 
-@dataclass(slots=True)
-class QueryHealth(Component):
-    """One query's health: no gauge, no log line; every change re-computes the source's state."""
-
-    query: str = ""
-    on_change: Callable[[], None] | None = None
-
-    def set(self, state: ComponentState, detail: str = "") -> None:
-        """Record the state and let the source aggregate it."""
-        self.state, self.detail = state, detail
-        if self.on_change is not None:
-            self.on_change()
-
-    def _export(self) -> None:
-        return  # the source's own component exports the aggregate
-
-
-def aggregate(component: Component, queries: list[QueryHealth]) -> None:
-    """Set ``component`` from its queries: any failed, else any retrying, else all running."""
-    for state in (ComponentState.FAILED, ComponentState.RETRYING):
-        bad = [q for q in queries if q.state is state]
-        if bad:
-            component.set(state, "; ".join(f"{q.query}: {q.detail}" for q in bad))
-            return
-    if all(q.state is ComponentState.RUNNING for q in queries):
-        component.set(ComponentState.RUNNING)
-
-
 class AlvariaSource:
     """Polls the enabled Alvaria queries of one organisation until cancelled."""
 
@@ -337,7 +311,6 @@ class AlvariaSource:
         clock: Callable[[], float] | None = None,
         wallclock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        delays: Callable[[], Iterator[float]] = backoff,
         jitter: float = 0.1,
     ) -> None:
         self.name = config.name
@@ -347,7 +320,6 @@ class AlvariaSource:
         self._clock = clock or anyio.current_time
         self._wallclock = wallclock
         self._sleep = sleep
-        self._delays = delays
         self._jitter = jitter
 
     def auth(self) -> AlvariaAuth:
@@ -365,40 +337,27 @@ class AlvariaSource:
         )
 
     async def run(self, emit: Emit, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run one poller per enabled query; ready once each has polled (or is retrying)."""
+        """Run one poller job per enabled query; ready once each has polled, is retrying or failed."""
         c = self.config
-        timeout = httpx.Timeout(max(c.timeout_of(q) for q in c.enabled_queries()))
         queries = c.enabled_queries()
-        health: list[QueryHealth] = []
-        for query in queries:
-            health.append(QueryHealth(c.name, query=query))
-            health[-1].on_change = partial(aggregate, self.deps.component, health)
-        async with (
-            httpx.AsyncClient(auth=self.auth(), timeout=timeout, transport=self._transport) as client,
-            anyio.create_task_group() as tg,
-        ):
+        timeout = httpx.Timeout(max(c.timeout_of(q) for q in queries))
+        async with httpx.AsyncClient(auth=self.auth(), timeout=timeout, transport=self._transport) as client:
             gate = RateGate(self._clock)
-            for query, query_health in zip(queries, health, strict=True):
-                spec = QuerySpec(
-                    query, config=c, client=client, clock=self._clock, wallclock=self._wallclock, gate=gate
-                )
-                poller: Poller[Cursor] = Poller(
-                    spec,
-                    source=c.name,
-                    interval=c.interval_of(query),
-                    timeout=c.timeout_of(query),
-                    jitter=self._jitter,
-                    clock=self._clock,
-                    sleep=self._sleep,
-                )
-                session = partial(poller.session, emit)
-                await tg.start(
-                    partial(
-                        run_forever,
-                        session,
-                        component=query_health,
-                        delays=self._delays,
-                        sleep=self._sleep,
-                    )
-                )
-            task_status.started()
+            jobs = [Job(query, partial(self.poller(query, client, gate).session, emit)) for query in queries]
+            await self.deps.jobs.run(*jobs, task_status=task_status)
+
+    def poller(self, query: QueryName, client: httpx.AsyncClient, gate: RateGate) -> Poller[Cursor]:
+        """The poller of one query."""
+        c = self.config
+        spec = QuerySpec(
+            query, config=c, client=client, clock=self._clock, wallclock=self._wallclock, gate=gate
+        )
+        return Poller(
+            spec,
+            source=c.name,
+            interval=c.interval_of(query),
+            timeout=c.timeout_of(query),
+            jitter=self._jitter,
+            clock=self._clock,
+            sleep=self._sleep,
+        )

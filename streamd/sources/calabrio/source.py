@@ -2,9 +2,11 @@
 
 Rules:
 
-1. One ``run_forever`` session opens one httpx client with the shared :class:`CalabrioAuth`
-   (the session cookie survives reconnects) and runs the activity poller and, when configured,
-   the adherence poller in one task group: an error in either ends the session.
+1. The activity poller and, when configured, the adherence poller are two jobs of the supervisor
+   (:class:`streamd.runtime.Jobs`): each session opens its own httpx client with the shared
+   :class:`CalabrioAuth` (the session cookie survives reconnects and is shared by both), and an
+   error ends only that job's session. Adherence without permission is ``failed`` alone while
+   activities go on.
 2. Both are :class:`~streamd.sources.poller.Poller` specs. The activity window cursor moves and
    is saved only after ``await emit(...)`` returned (the poller's rule), so a restart resumes
    from the last acknowledged window without gap or repeat (see :mod:`.window`).
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -35,7 +37,7 @@ from anyio.abc import TaskStatus
 
 from streamd.errors import StreamdError
 from streamd.events import DEADLETTER_TOPIC, Event
-from streamd.retry import backoff, run_forever
+from streamd.runtime import Connected, Job
 from streamd.sources import base
 from streamd.sources.calabrio import normalize, window
 from streamd.sources.calabrio.auth import auth_for, logout
@@ -233,7 +235,6 @@ class CalabrioSource:
         deps: application services (cursor store, component health, topic prefix).
         now_ms: epoch-ms clock for windows and dates (tests share one with the simulator).
         sleep: the pollers' sleep (tests may inject a fast one).
-        delays: ``run_forever`` backoff delays.
         cycles: stop each poller after this many cycles (tests).
     """
 
@@ -244,7 +245,6 @@ class CalabrioSource:
         *,
         now_ms: Callable[[], int] = wall_ms,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        delays: Callable[[], Iterator[float]] = backoff,
         cycles: int | None = None,
     ) -> None:
         self.name = cfg.name
@@ -252,7 +252,6 @@ class CalabrioSource:
         self.deps = deps
         self.now_ms = now_ms
         self.sleep = sleep
-        self.delays = delays
         self.cycles = cycles
         self.auth = auth_for(cfg)
         self.reference = ReferenceCache(cfg, time.monotonic)
@@ -260,77 +259,56 @@ class CalabrioSource:
     async def run(
         self, emit: base.Emit, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Poll until cancelled; ready after the first acknowledged activity window."""
+        """Poll until cancelled; ready once each poller has polled, is retrying or failed."""
         try:
-            await run_forever(
-                partial(self.session, emit),
-                component=self.deps.component,
-                delays=self.delays,
-                task_status=task_status,
-            )
+            await self.deps.jobs.run(*self.jobs(emit), task_status=task_status)
         finally:
             with anyio.move_on_after(2, shield=True):
                 await self.logout()
+
+    def jobs(self, emit: base.Emit) -> list[Job]:
+        """The activity poller's job and, when configured, the adherence poller's (rule 1)."""
+        jobs = [Job("activity", partial(self._poll, emit, self.activity_poller))]
+        if self.cfg.adherence:
+            jobs.append(Job("adherence", partial(self._poll, emit, self.adherence_poller)))
+        return jobs
 
     def client(self) -> httpx.AsyncClient:
         """A client for the tenant with the session auth (one per session)."""
         return httpx.AsyncClient(base_url=self.cfg.url, auth=self.auth, timeout=self.cfg.timeout)
 
-    def pollers(
-        self, client: httpx.AsyncClient
-    ) -> tuple[Poller[WindowCursor], Poller[AdherenceState | None] | None]:
-        """The activity poller and, when configured, the adherence poller."""
-        common: dict[str, Any] = {"source": self.name, "timeout": self.cfg.timeout, "sleep": self.sleep}
+    def activity_poller(self, client: httpx.AsyncClient) -> Poller[WindowCursor]:
+        """The activity poller (window cursor, persisted)."""
         spec = ActivitySpec(self.cfg, client, self.reference, self.now_ms)
-        activity = Poller(
-            spec, interval=self.cfg.interval, cursors=self.deps.cursors, cycles=self.cycles, **common
-        )
-        if not self.cfg.adherence:
-            return activity, None
-        adherence = Poller(
-            AdherenceSpec(self.cfg, client, self.now_ms),
-            interval=self.cfg.adherence_interval,
+        return Poller(
+            spec,
+            source=self.name,
+            interval=self.cfg.interval,
+            timeout=self.cfg.timeout,
+            cursors=self.deps.cursors,
+            sleep=self.sleep,
             cycles=self.cycles,
-            **common,
         )
-        return activity, adherence
 
-    async def session(self, emit: base.Emit, connected: Callable[[], None]) -> None:
-        """One session: both pollers on one client until an error (rule 1).
+    def adherence_poller(self, client: httpx.AsyncClient) -> Poller[AdherenceState | None]:
+        """The adherence poller (state in memory)."""
+        spec = AdherenceSpec(self.cfg, client, self.now_ms)
+        return Poller(
+            spec,
+            source=self.name,
+            interval=self.cfg.adherence_interval,
+            timeout=self.cfg.timeout,
+            sleep=self.sleep,
+            cycles=self.cycles,
+        )
 
-        Raises:
-            StreamdError: the first poller's error, unwrapped from the task group's group so
-            ``run_forever`` can classify it.
-        """
+    async def _poll(
+        self, emit: base.Emit, poller: Callable[[httpx.AsyncClient], Poller[Any]], connected: Connected
+    ) -> None:
+        """One session of one poller on a client of its own."""
         async with self.client() as client:
-            activity, adherence = self.pollers(client)
-            if adherence is None:
-                await activity.session(emit, connected)
-                return
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(adherence.session, emit, _ignore)
-                    await activity.session(emit, connected)
-            except ExceptionGroup as group:
-                raise _first(group) from group
+            await poller(client).session(emit, connected)
 
     async def logout(self) -> None:
         """Destroy the Calabrio session, best effort (002 L540-548)."""
         await logout(self.auth)
-
-
-def _first(group: ExceptionGroup[Exception]) -> Exception:
-    """The error to report from a task group: the first streamd error, else the first error."""
-    leaves: list[Exception] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            stack[:0] = exc.exceptions
-        elif isinstance(exc, Exception):
-            leaves.append(exc)
-    return next((e for e in leaves if isinstance(e, StreamdError)), leaves[0] if leaves else group)
-
-
-def _ignore() -> None:
-    """The adherence poller does not decide readiness (the activity poller does)."""

@@ -12,15 +12,20 @@ Rules:
    read timeout is the idle timeout: no byte for ``idle_timeout`` raises) and are never published.
 4. A malformed object becomes a dead letter (and a counted error); the stream goes on.
 5. The channel ending (clean close, cut mid-event, idle timeout, oversize event) is reopened on
-   the *same* subscription at once: O2G queues its events meanwhile (004 L2138-2145). Failing to
-   *open* it propagates (:class:`~streamd.sources.o2g.client.SubscriptionGone`, a dead session, a
-   server that is down) and so does a channel that keeps closing without delivering a byte.
+   the *same* subscription at once: O2G queues its events meanwhile (004 L2138-2145). A channel
+   that closes cleanly after delivering data is simply the long poll going on; one that fails or
+   closes without a byte is a :class:`ChannelEnded`, which the supervisor's job
+   (:func:`streamd.runtime.run_job`) reopens at once, up to ``MAX_FRUITLESS_REOPENS`` in a row.
+   Failing to *open* it propagates (:class:`~streamd.sources.o2g.client.SubscriptionGone`, a dead
+   session, a server that is down) and so does a channel that keeps ending without data.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -30,6 +35,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from streamd.errors import NormalizationError, StreamdError, TransientError, VendorProtocolError
 from streamd.events import DeadLetter, Event, utcnow
+from streamd.retry import Decision, Fatal, Retry
+from streamd.runtime import Connected, Job, Policy, run_job, task_group
 from streamd.sources.base import Emit
 from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.client import O2GClient
@@ -45,6 +52,14 @@ STOP_GRACE = 1.0
 """Seconds a stop waits for the events already read to be pushed (then the teardown's 2 s follow)."""
 MAX_FRUITLESS_REOPENS = 3
 """Consecutive channels that end without a single byte before the session is given up."""
+
+
+class ChannelEnded(TransientError):
+    """The chunk channel failed or closed without data: reopen it on the same subscription."""
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> Event:
@@ -103,18 +118,18 @@ async def pump(
         VendorProtocolError: an oversize event, or the stream ended inside an event.
     """
     send, receive = anyio.create_memory_object_stream[list[Event]](max_buffer_size=PUSH_QUEUE)
-    failures: list[StreamdError] = []
+    failure: StreamdError | None = None
     received = 0
     pushed = anyio.Event()
     pusher = anyio.CancelScope(shield=True)  # only a stop's grace (below) cancels it
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_push_coalesced, receive, emit, failures, tg.cancel_scope, pusher, pushed)
+    async with task_group() as tg:  # a failed push surfaces as itself
+        tg.start_soon(_push_coalesced, receive, emit, pusher, pushed)
         try:
             try:
                 async with send:
                     received = await _read(response, send, source, max_event_size)
             except (TransientError, VendorProtocolError) as exc:
-                failures.insert(0, exc)
+                failure = exc
             await pushed.wait()  # the channel ended: push everything read (backpressure applies)
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(stop_grace, shield=True):
@@ -124,8 +139,8 @@ async def pump(
                 log.warning("o2g %s: events read before the stop not pushed within %.1fs", source, stop_grace)
             pusher.cancel()
             raise
-    if failures:
-        raise failures[0]
+    if failure is not None:
+        raise failure
     return received
 
 
@@ -149,8 +164,6 @@ async def _read(
 async def _push_coalesced(
     receive: MemoryObjectReceiveStream[list[Event]],
     emit: Emit,
-    failures: list[StreamdError],
-    scope: anyio.CancelScope,
     pusher: anyio.CancelScope,
     pushed: anyio.Event,
 ) -> None:
@@ -163,12 +176,7 @@ async def _push_coalesced(
                         batch.extend(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                try:
-                    await emit.push(batch)
-                except StreamdError as exc:  # surfaces unwrapped from pump(), not as an ExceptionGroup
-                    failures.append(exc)
-                    scope.cancel()
-                    return
+                await emit.push(batch)
     finally:
         pushed.set()
 
@@ -180,7 +188,7 @@ async def read_subscription(
     *,
     on_open: Callable[[], Awaitable[None]],
 ) -> None:
-    """Keep the subscription's chunk channel open, reopening it whenever it ends.
+    """Keep the subscription's chunk channel open, reopening it whenever it ends (rule 5).
 
     Args:
         client: the session's client.
@@ -193,29 +201,49 @@ async def read_subscription(
         SessionExpired: the session is gone: log in again.
         TransientError: the server is unreachable, or channels keep ending without data.
     """
+    first = [True]
+    channels = partial(_channels, client, polling_url, emit, on_open, first)
+    job = Job(
+        "channel",
+        channels,
+        decide=_reopen,
+        delays=lambda: itertools.repeat(0.0),
+        stage="chunk",
+        escalate_after=MAX_FRUITLESS_REOPENS,
+    )
+    await run_job(job, policy=Policy(), owner=client.config.name)
+
+
+async def _channels(
+    client: O2GClient,
+    polling_url: str,
+    emit: Emit,
+    on_open: Callable[[], Awaitable[None]],
+    first: list[bool],
+    connected: Connected,
+) -> None:
+    """Channels one after the other while each delivers data; :class:`ChannelEnded` otherwise."""
     source = client.config.name
-    opened = False
-    fruitless = 0
     while True:
-        received = 0
-        reason = "closed"
         async with client.open_channel(polling_url) as response:
-            if not opened:
-                opened = True
+            if first[0]:
+                first[0] = False
                 await on_open()
             try:
                 received = await pump(
                     response, emit, source=source, max_event_size=client.config.max_event_size
                 )
             except (TransientError, VendorProtocolError) as exc:
-                reason = _reason(exc)
                 log.info("o2g %s: chunk channel ended (%s); reopening", source, exc)
-                count_error(source, "chunk", reason)
-        fruitless = 0 if received else fruitless + 1
-        if fruitless >= MAX_FRUITLESS_REOPENS:
-            raise TransientError(
-                f"o2g {source}: chunk channel ended {fruitless} times without data ({reason})"
-            )
+                raise ChannelEnded(f"o2g {source}: chunk channel ended ({exc})", _reason(exc)) from exc
+        if not received:
+            raise ChannelEnded(f"o2g {source}: chunk channel closed without data", "closed")
+        connected()  # a channel that delivered: the long poll goes on
+
+
+def _reopen(exc: BaseException) -> Decision:
+    """Reopen after :class:`ChannelEnded`; anything else is the session's to handle."""
+    return Retry() if isinstance(exc, ChannelEnded) else Fatal()
 
 
 def _reason(exc: Exception) -> str:

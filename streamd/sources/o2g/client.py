@@ -10,7 +10,7 @@ Rules:
    L2184-2205), choosing the private or public one per ``config.network``.
 3. HA (004 L340): :class:`Servers` remembers which server of the pair is active across sessions;
    :meth:`O2GClient.connect` tries the active one, then the other; a failure of both raises and
-   :func:`streamd.retry.run_forever` backs off. So the source fails over and back, with backoff.
+   the supervisor backs off. So the source fails over and back, with backoff.
 4. One :class:`O2GClient` per session (``async with``): a new login, a new cookie jar, a new
    connection pool. It holds no retry loop.
 """
@@ -27,7 +27,8 @@ import anyio
 import httpx
 import orjson
 
-from streamd.errors import AuthError, BackOff, FatalError, SourceError, StreamdError, TransientError
+from streamd.errors import AuthError, BackOff, FatalError, SourceError, TransientError
+from streamd.runtime import task_group
 from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.auth import O2GAuth
 from streamd.sources.o2g.config import O2GSourceConfig, api_root, selectors_for
@@ -41,6 +42,8 @@ DEFAULT_TTL = 1800.0  # 004 L269
 
 class SubscriptionGone(TransientError):
     """The subscription no longer exists (its channel answered 4xx): subscribe again."""
+
+    error_type = "subscription_gone"
 
 
 def raise_for_status(response: httpx.Response, what: str, *, login: bool = False) -> None:
@@ -366,24 +369,15 @@ class O2GClient:
         states: dict[str, dict[str, Any]] = {}
         limit = anyio.Semaphore(self.config.snapshot_concurrency)
 
-        failures: list[StreamdError] = []
-
-        async def one(login: str, scope: anyio.CancelScope) -> None:
-            try:
-                async with limit:
-                    state = await self.agent_state(login)
-            except StreamdError as exc:  # surfaces unwrapped below, not as an ExceptionGroup
-                failures.append(exc)
-                scope.cancel()
-                return
+        async def one(login: str) -> None:
+            async with limit:
+                state = await self.agent_state(login)
             if state is not None:
                 states[login] = state
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:  # the first failure stops the others and surfaces as itself
             for login in logins:
-                tg.start_soon(one, login, tg.cancel_scope)
-        if failures:
-            raise failures[0]
+                tg.start_soon(one, login)
         return {login: states[login] for login in logins if login in states}
 
     async def pilots(self) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The O2G source: one session at a time, wrapped by :func:`streamd.retry.run_forever`.
+"""The O2G source: one session at a time, a job of the supervisor (:class:`streamd.runtime.Jobs`).
 
 A session (spec o2g.md §0, §5.3, §8.0):
 
@@ -11,26 +11,29 @@ A session (spec o2g.md §0, §5.3, §8.0):
    ``GET /acd/{node}/pilots``, each configured pilot's monitoring started) are read over REST.
    A part the login has no right or licence for is skipped with a warning;
 4. chunk: reopen the channel whenever it ends; a subscription that is gone is re-created
-   (and re-snapshotted) in the same session; webhook: wait, the receiver does the work;
+   (and re-snapshotted) in the same session, once (both are jobs nested in the session, whose
+   failures the session's job handles); webhook: wait, the receiver does the work;
 5. always, also on cancellation: unsubscribe and delete the session, shielded, 2 s at most.
 
-Rules: no retry loop here (``run_forever`` owns it); no httpx exception is caught here; every
+Rules: no retry loop here (the supervisor owns it); no httpx exception is caught here; every
 snapshot is published with ``snapshot=True`` through ``await emit(...)`` (durable).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from functools import partial
 from urllib.parse import urlencode
 
 import anyio
 from anyio.abc import TaskStatus
 
-from streamd.errors import FatalError, NormalizationError, StreamdError, TransientError
+from streamd.errors import FatalError, NormalizationError, StreamdError
 from streamd.events import Event
-from streamd.retry import backoff, run_forever
+from streamd.retry import Decision, Fatal, Retry
+from streamd.runtime import Connected, Job, Policy, run_job, task_group
 from streamd.sources.base import Emit, SourceDeps
 from streamd.sources.o2g.chunk import dead_letter, read_subscription
 from streamd.sources.o2g.client import O2GClient, Servers, SubscriptionGone
@@ -52,23 +55,19 @@ class O2GSource:
         self,
         config: O2GSourceConfig,
         deps: SourceDeps,
-        *,
-        delays: Callable[[], Iterator[float]] = backoff,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.name = config.name
         self.config = config
         self.deps = deps
         self.servers = Servers.of(config)
         self.receiver: WebhookReceiver | None = None
-        self._delays = delays
-        self._sleep = sleep
 
     async def run(self, emit: Emit, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Stream events until cancelled; readiness once subscribed and snapshotted.
 
         Raises:
-            FatalError: e.g. credentials rejected on the first login, subscription refused.
+            FatalError: e.g. credentials rejected on the first login, subscription refused (only
+                under a standalone :class:`~streamd.runtime.Jobs`; a daemon marks it failed).
         """
         if self.config.delivery == "webhook":
             secret = self.config.webhook_secret
@@ -81,13 +80,7 @@ class O2GSource:
             )
             self.deps.webhooks.register(VENDOR, self.name, self.receiver.handle)
         try:
-            await run_forever(
-                partial(self._session, emit),
-                component=self.deps.component,
-                delays=self._delays,
-                sleep=self._sleep,
-                task_status=task_status,
-            )
+            await self.deps.jobs.run(Job("session", partial(self._session, emit)), task_status=task_status)
         finally:
             if self.receiver is not None:
                 self.deps.webhooks.unregister(VENDOR, self.name)
@@ -97,9 +90,10 @@ class O2GSource:
             subscription: list[str] = []
             try:
                 await client.connect()
-                await _with_background(
-                    self._subscribed(client, emit, connected, subscription), client.keepalive_forever()
-                )
+                async with task_group() as tg:  # a failed keepalive ends the session
+                    tg.start_soon(client.keepalive_forever)
+                    await self._subscribed(client, emit, connected, subscription)
+                    tg.cancel_scope.cancel()
             finally:
                 with anyio.move_on_after(TEARDOWN_DEADLINE, shield=True):
                     await self._teardown(client, subscription)
@@ -110,22 +104,35 @@ class O2GSource:
         if self.config.delivery == "webhook":
             await self._webhook(client, emit, connected, subscription)
             return
-        gone_in_a_row = 0
-        while True:
-            sub = await client.subscribe()
-            subscription[:] = [sub.id]
-            if sub.polling_url is None:
-                raise FatalError(f"o2g {self.name}: the subscription has no polling URL")
-            try:
-                await read_subscription(
-                    client, sub.polling_url, emit, on_open=partial(self._ready, client, emit, connected)
-                )
-            except SubscriptionGone as exc:
-                gone_in_a_row += 1
-                if gone_in_a_row > 1:
-                    raise
-                log.info("o2g %s: subscription gone (%s); subscribing again", self.name, exc)
-                count_error(self.name, "chunk", "subscription_gone")
+        job = Job(
+            "subscription",
+            partial(self._subscription, client, emit, connected, subscription),
+            decide=_resubscribe,
+            delays=lambda: itertools.repeat(0.0),
+            stage="chunk",
+            escalate_after=2,  # gone again right after subscribing anew: the session is given up
+        )
+        await run_job(job, policy=Policy(), owner=self.name)
+
+    async def _subscription(
+        self,
+        client: O2GClient,
+        emit: Emit,
+        connected: Connected,
+        subscription: list[str],
+        _: Connected,
+    ) -> None:
+        sub = await client.subscribe()
+        subscription[:] = [sub.id]
+        if sub.polling_url is None:
+            raise FatalError(f"o2g {self.name}: the subscription has no polling URL")
+        try:
+            await read_subscription(
+                client, sub.polling_url, emit, on_open=partial(self._ready, client, emit, connected)
+            )
+        except SubscriptionGone as exc:
+            log.info("o2g %s: subscription gone (%s)", self.name, exc)
+            raise
 
     async def _webhook(
         self, client: O2GClient, emit: Emit, connected: Callable[[], None], subscription: list[str]
@@ -220,23 +227,6 @@ class O2GSource:
             self.receiver.session_tokens.discard(client.auth.token or "")
 
 
-async def _with_background(main: Awaitable[None], background: Awaitable[None]) -> None:
-    """Run ``main`` while ``background`` runs; the first to fail (or ``main`` ending) stops both.
-
-    Exceptions surface unwrapped (no ``ExceptionGroup``), so ``run_forever`` classifies them.
-    """
-    failure: list[BaseException] = []
-
-    async def guard(aw: Awaitable[None], scope: anyio.CancelScope) -> None:
-        try:
-            await aw
-        except (StreamdError, OSError, TimeoutError) as exc:
-            failure.append(exc)
-        scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(guard, background, tg.cancel_scope)
-        await guard(main, tg.cancel_scope)
-    if failure:
-        raise failure[0]
-    raise TransientError("o2g session ended")  # pragma: no cover - main never returns
+def _resubscribe(exc: BaseException) -> Decision:
+    """Subscribe anew when the subscription is gone; anything else is the session's to handle."""
+    return Retry() if isinstance(exc, SubscriptionGone) else Fatal()

@@ -10,7 +10,7 @@ Rules:
    accepts and immediately closes gets a growing backoff, not a tight reconnect loop.
 2. Liveness is websocket ping/pong: the client pings every ``ping_interval`` and the connection
    fails when a pong is ``ping_timeout`` late. A close, a missed pong or any socket error ends the
-   session with ``TransientError``; ``run_forever`` reconnects with backoff and resubscribes.
+   session with ``TransientError``; the supervisor reconnects with backoff and resubscribes.
 3. While keys are still initializing, the REST values are re-polled every ``initializing_retry``;
    a full snapshot is published every ``refresh_every`` from the last values (no request); when
    the metric list changes the socket is re-opened with the new ids.
@@ -28,18 +28,18 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 
 import anyio
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from streamd.errors import AuthError, BackOff, FatalError, NormalizationError, StreamdError, TransientError
+from streamd.errors import AuthError, BackOff, FatalError, NormalizationError, TransientError
 from streamd.events import Event
+from streamd.runtime import EXPECTED, task_group
 from streamd.sources.base import Emit
 from streamd.sources.xima.auth import websocket_query
 from streamd.sources.xima.client import SUBSCRIPTION_PATH
@@ -164,7 +164,7 @@ async def receive(ws: ClientConnection, source: str) -> str | bytes:
 
 @dataclass(slots=True)
 class RealtimeWebsocket:
-    """The websocket-mode realtime session (one ``run_forever`` session per call)."""
+    """The websocket-mode realtime session (one supervised session per call)."""
 
     core: RealtimeCore
     url_root: str
@@ -193,7 +193,6 @@ class RealtimeWebsocket:
     async def _subscribe(self, emit: Emit, connected: Callable[[], None], ids: list[str]) -> None:
         cfg = self.core.cfg
         url = f"{self.url_root}{SUBSCRIPTION_PATH}?{websocket_query(ids, cfg.api_key)}"
-        failure: BaseException | None = None
         async with (
             open_subscription(
                 url,
@@ -203,28 +202,17 @@ class RealtimeWebsocket:
                 open_timeout=cfg.timeout,
                 verify_tls=cfg.verify_tls,
             ) as ws,
-            anyio.create_task_group() as tg,
+            task_group((*EXPECTED, _Resubscribe)) as tg,  # the first to fail ends the others
         ):
-
-            async def guarded(job: Callable[[], Awaitable[None]]) -> None:
-                nonlocal failure
-                try:
-                    await job()
-                except (StreamdError, _Resubscribe) as exc:
-                    failure = failure or exc
-                tg.cancel_scope.cancel()
-
             healthy = anyio.Event()
             grace = StopGrace(STOP_GRACE)
             tg.start_soon(grace.watch)
-            tg.start_soon(guarded, partial(self._housekeeping, emit, ids))
-            tg.start_soon(guarded, partial(self._read, ws, emit, healthy, grace))
+            tg.start_soon(self._housekeeping, emit, ids)
+            tg.start_soon(self._read, ws, emit, healthy, grace)
             with anyio.move_on_after(min(cfg.ping_interval, 5.0)):
                 await healthy.wait()
             connected()
-        if failure is not None:
-            raise failure
-        raise TransientError(f"xima {self.core.source}: websocket ended")
+        raise TransientError(f"xima {self.core.source}: websocket ended")  # pragma: no cover - never returns
 
     async def _read(self, ws: ClientConnection, emit: Emit, healthy: anyio.Event, grace: StopGrace) -> None:
         while True:

@@ -1,0 +1,71 @@
+"""Sink ``calabrio-rtdc``: canonical agent states of one source -> Calabrio real-time data capture.
+
+This makes streamd the bridge from an ACD (e.g. an O2G PBX) to Calabrio adherence: it consumes
+``{prefix}agent-state``, keeps the states of the source named ``from``, maps each to a real-time
+data capture record and POSTs them in batches to ``/api/rest/scheduling/gis/realTimeAgentState``
+(spec §4, 002 L4642-4704) with the Calabrio session cookie (:mod:`streamd.sources.calabrio.auth`).
+
+Canonical state -> ``gisStateIdentifier`` (002 L4674-4682; configurable):
+
+==================  ====  ==========================================================
+State               code  note
+==================  ====  ==========================================================
+``logged_out``      1     Logout
+``not_ready``       2     Not Ready (``reason_code`` sent as ``reasonCode``)
+``available``       3     Ready
+``busy``            4     Talking; ``vendor_state_codes`` refines it (``HOLD`` -> 10)
+``after_call_work`` 6     Work Ready by default (``after_call_work_code: 5`` = Work Not Ready)
+``unknown``         -     not sent; counted as ``errors{stage="processing",error_type="unmapped_state"}``
+==================  ====  ==========================================================
+
+Modules: :mod:`.config` (the config section), :mod:`.mapping` (pure: state -> record, selection,
+batching), :mod:`.delivery` (HTTP), :mod:`.sink` (the Kafka side; imported on ``build``, so
+loading a config does not load aiokafka).
+
+Rules:
+
+1. Three layers, each testable alone: **pure** mapping and selection (:func:`to_record`,
+   :func:`select_states`, :func:`batches`; values are decoded by
+   :meth:`streamd.events.AgentState.from_json`); **delivery** (:class:`RtdcDelivery`: HTTP
+   batches, rejection handling, dead letters) fed with ``AgentState`` objects; the **Kafka
+   side** (``sink.CalabrioRtdcSink``), one session that reads, filters, hands batches to the
+   delivery and commits offsets.
+2. The record body is a JSON array of ``{acdAgentId, gisStateIdentifier, timestamp, reasonCode}``
+   (the seed's example is missing; ``body: object`` sends one record per request instead).
+3. A batch answered 400/422 is split in halves until the rejected records are isolated; each
+   rejected record goes to ``{prefix}deadletter`` (stage ``sink``) and the rest is delivered.
+   Dead letters go through the pipeline's ``emit`` like every event (Kafka, or the spool).
+4. Offsets are committed only after a batch was delivered or dead-lettered: at least once.
+   A transient failure (5xx, timeout, 429) ends the session; whoever runs it retries, and the
+   next session resumes from the last commit (Calabrio tolerates the repeats; records are
+   idempotent). The Calabrio session outlives a failed session; the sink logs out as it stops.
+5. Per-agent order is kept: one agent's states share a partition and are sent in offset order.
+6. The topic is read with :class:`streamd.publish.consume.TopicReader`: every partition
+   assigned, offsets committed under ``group_id`` without joining the group. Partitions added
+   later are picked up at the next session.
+"""
+
+from streamd.sinks.calabrio_rtdc.config import CalabrioRtdcSinkConfig
+from streamd.sinks.calabrio_rtdc.delivery import DeliveryReport, RtdcDelivery
+from streamd.sinks.calabrio_rtdc.mapping import (
+    GIS_CODES,
+    RtdcMapping,
+    RtdcRecord,
+    batches,
+    gis_code,
+    select_states,
+    to_record,
+)
+
+__all__ = [
+    "GIS_CODES",
+    "CalabrioRtdcSinkConfig",
+    "DeliveryReport",
+    "RtdcDelivery",
+    "RtdcMapping",
+    "RtdcRecord",
+    "batches",
+    "gis_code",
+    "select_states",
+    "to_record",
+]
