@@ -6,17 +6,62 @@ Rules:
 2. :func:`check_status` is the one mapping from an HTTP status to the streamd error tree;
    vendors with special bodies (Xima 400 "initializing", O2G RestErrorInfo) look at the
    response first and call it for everything else.
+3. TLS is configured the same way for every vendor client (:class:`TlsSettings` fields in its
+   config, :func:`tls_verify` for httpx): a CA bundle, or verification off with one warning at
+   start. A certificate that does not verify is a :class:`FatalError` naming the cause (the
+   component goes ``failed`` and is retried on the slow schedule), never an endless retry.
 """
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
+from pydantic import Field
 
+from streamd.config_types import StrictModel
 from streamd.errors import AuthError, BackOff, FatalError, TransientError, map_errors
 from streamd.retry import parse_retry_after
+
+log = logging.getLogger("streamd.sources")
+
+
+class TlsSettings(StrictModel):
+    """TLS fields of a vendor client's config (mixed into each source/sink config)."""
+
+    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate (keep it on).")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) to verify the server's certificate with."
+    )
+
+
+def tls_verify(settings: TlsSettings, what: str) -> ssl.SSLContext | bool:
+    """httpx's ``verify=`` for ``settings``; logs one warning when verification is off.
+
+    Raises:
+        FatalError: the CA bundle cannot be read.
+    """
+    if not settings.verify_tls:
+        log.warning(
+            "%s: TLS certificate verification is OFF (verify_tls: false): anyone on the path can read and change the traffic",
+            what,
+        )
+        return False
+    if settings.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise FatalError(f"{what}: cannot use ca_file {settings.ca_file}: {exc}") from None
+
+
+class CertificateError(FatalError):
+    """The server's TLS certificate did not verify: retrying will not change it."""
+
 
 _HTTPX_MAP: dict[type[BaseException], type[TransientError]] = {
     httpx.TimeoutException: TransientError,
@@ -28,9 +73,18 @@ _HTTPX_MAP: dict[type[BaseException], type[TransientError]] = {
 
 @contextmanager
 def httpx_errors() -> Iterator[None]:
-    """Translate httpx transport errors into :class:`TransientError`."""
-    with map_errors(_HTTPX_MAP):
-        yield
+    """Translate httpx transport errors into :class:`TransientError`, and a certificate that
+    does not verify into :class:`CertificateError` (fatal: rule 3)."""
+    try:
+        with map_errors(_HTTPX_MAP):
+            yield
+    except TransientError as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise CertificateError(f"TLS certificate not trusted: {cause.verify_message or cause}") from exc
+        raise
 
 
 def check_status(response: httpx.Response, what: str, *, default_backoff: float = 5.0) -> None:
