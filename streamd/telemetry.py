@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger("streamd")
@@ -85,6 +86,12 @@ PUBLISH_LATENCY = Histogram(
     "streamd_publish_latency_seconds",
     "Time from an event entering the pipeline to its Kafka acknowledgement.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+LOOP_LAG = Histogram(
+    "streamd_event_loop_lag_seconds",
+    "How late the event loop ran a ticker that asked to wake up every 50 ms (anything that blocks the loop).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,
 )
 COMPONENT_STATE = Gauge(
@@ -213,3 +220,13 @@ def published_total() -> int:
     return int(
         sum(s.value for m in EVENTS_PUBLISHED.collect() for s in m.samples if s.name.endswith("_total"))
     )
+
+
+async def watch_event_loop(interval: float = 0.05) -> None:
+    """Measure the event loop's lag until cancelled: a ticker that sleeps ``interval`` and records
+    how much later than that it woke (``streamd_event_loop_lag_seconds``)."""
+    clock = anyio.current_time
+    while True:
+        asked = clock() + interval
+        await anyio.sleep(interval)
+        LOOP_LAG.observe(max(0.0, clock() - asked))

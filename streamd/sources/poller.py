@@ -80,7 +80,11 @@ class Poller(Generic[C]):
 
     async def session(self, emit: Emit, connected: Callable[[], None]) -> None:
         """Poll until an error (or ``cycles`` cycles, for tests)."""
-        saved = self.cursors.load(self.source, self.spec.name) if self.cursors else None
+        saved = (
+            await anyio.to_thread.run_sync(self.cursors.load, self.source, self.spec.name)
+            if self.cursors
+            else None
+        )
         cursor = self.spec.load_cursor(saved)
         # A random offset spreads many pollers over the interval (HA's random-offset idea).
         next_start = self.clock() + self.rng() * self.jitter * self.interval
@@ -97,8 +101,8 @@ class Poller(Generic[C]):
             cursor = result.cursor
             if self.cursors is not None:
                 dumped = self.spec.dump_cursor(cursor)
-                if dumped is not None:
-                    self.cursors.save(self.source, self.spec.name, dumped)
+                if dumped is not None:  # SQLite, fsync'd: off the event loop
+                    await anyio.to_thread.run_sync(self.cursors.save, self.source, self.spec.name, dumped)
             connected()
             done += 1
             next_start = self._next_start(started, result.next_in)

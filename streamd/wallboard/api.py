@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from streamd.publish.encoding import dumps
-from streamd.wallboard.hub import Filter, StateHub
+from streamd.wallboard.hub import Filter, StateHub, encode_snapshot
 from streamd.wallboard.openapi import openapi_document
 from streamd.wallboard.sse import open_stream
 
@@ -69,7 +69,8 @@ def build_routes(
         if not authorized(request, token):
             return _unauthorized()
         flt = Filter.parse(request.query_params.multi_items())
-        return _JSON(hub.snapshot(flt), headers={"Cache-Control": "no-store"})
+        body = await encode_snapshot(hub, hub.freeze(flt))  # in slices: the loop keeps running
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def stream(request: Request) -> Response:
         if not authorized(request, token):

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from streamd.publish.encoding import dumps
-from streamd.wallboard.hub import Filter, StateHub, Subscription
+from streamd.wallboard.hub import Filter, Frozen, StateHub, Subscription, encode_snapshot
 
 SSE_RETRY_MS = 1000
 
@@ -38,7 +38,9 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, first: list[bytes], sub: Subscription, epoch: str, heartbeat: float) -> None:
+    def __init__(
+        self, first: list[bytes | Frozen], sub: Subscription, hub: StateHub, heartbeat: float
+    ) -> None:
         # Not Response.__init__: it would declare a Content-Length for an endless body.
         self.status_code = 200
         self.background = None
@@ -47,7 +49,7 @@ class EventStream(Response):
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
-        self.first, self.sub, self.epoch, self.heartbeat = first, sub, epoch, heartbeat
+        self.first, self.sub, self.hub, self.epoch, self.heartbeat = first, sub, hub, hub.epoch, heartbeat
         self.ping = sse("ping", dumps({"heartbeat": heartbeat}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,7 +69,11 @@ class EventStream(Response):
             self.sub.release()
 
     async def _stream(self, send: Send) -> None:
-        first = b"".join([*self.first, self.ping])
+        parts = [
+            sse("snapshot", await encode_snapshot(self.hub, p), p.id) if isinstance(p, Frozen) else p
+            for p in self.first
+        ]
+        first = b"".join([*parts, self.ping])
         await send({"type": "http.response.body", "body": first, "more_body": True})
         receive = self.sub.receive
         while True:
@@ -93,14 +99,13 @@ def open_stream(hub: StateHub, flt: Filter, last_event_id: str | None, heartbeat
     """The stream of one client: the snapshot or the missed deltas, then live deltas (rule 1)."""
     # No await between reading the state and subscribing: nothing can slip in between.
     missed = hub.since(last_event_id)
-    first = [f"retry: {SSE_RETRY_MS}\n".encode()]
+    first: list[bytes | Frozen] = [f"retry: {SSE_RETRY_MS}\n".encode()]
     if missed is None:
-        snap = hub.snapshot(flt)
-        first.append(sse("snapshot", dumps(snap), snap["id"]))
+        first.append(hub.freeze(flt))  # encoded in slices once the response starts
     else:
         for change in missed:
             payload = change.for_filter(flt)
             if payload is not None:
                 first.append(sse("delta", payload, f"{hub.epoch}.{change.seq}"))
         first.append(sse("resumed", dumps({"id": hub.event_id}), hub.event_id))
-    return EventStream(first, hub.subscribe(flt), hub.epoch, heartbeat)
+    return EventStream(first, hub.subscribe(flt), hub, heartbeat)

@@ -161,3 +161,42 @@ async def _slow(hub: StateHub, slow: Subscription, fast: Subscription, before: f
     assert hub.subscribers == 0
     with pytest.raises(anyio.EndOfStream):
         await fast.receive.receive()
+
+
+@pytest.mark.anyio
+async def test_a_big_snapshot_is_encoded_in_slices_from_a_frozen_state() -> None:
+    from streamd.publish.encoding import dumps
+    from streamd.wallboard import hub as hub_module
+
+    hub = StateHub()
+    for i in range(5 * hub_module.SLICE + 7):
+        hub.update_agent(agent(i, State.BUSY if i % 3 else State.AVAILABLE, queue_ids=("q1",)), observed=T0)
+    hub.update_metric(metric("q1", "waiting_calls", 3))
+    flt = Filter(states=frozenset({"available"}))
+    frozen = hub.freeze(flt)
+    yields = 0
+
+    async def count_yields() -> None:
+        nonlocal yields
+        while True:
+            await anyio.sleep(0)
+            yields += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(count_yields)
+        await anyio.sleep(0)
+        hub.update_agent(agent(0, State.BUSY), observed=T0)  # after the freeze: not in it
+        body = await hub_module.encode_snapshot(hub, frozen)
+        tg.cancel_scope.cancel()
+    assert yields >= 5  # the loop ran between the slices
+    expected = orjson.loads(dumps(hub.snapshot(flt)))
+    got = orjson.loads(body)
+    assert got["id"] == frozen.id != hub.event_id
+    assert len(got["agents"]) == len(expected["agents"]) + 1  # agent 0 was still available then
+    assert got["metrics"] == expected["metrics"]
+    again = hub.freeze(flt)
+    assert again.encoded is None  # a change since: encoded again
+    await hub_module.encode_snapshot(hub, again)
+    cached = hub.freeze(flt)
+    assert cached.encoded is not None  # nothing changed: clients reconnecting together share one
+    assert orjson.loads(await hub_module.encode_snapshot(hub, cached))["agents"] == expected["agents"]
