@@ -32,207 +32,27 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from streamd import telemetry as t
 from streamd.errors import PublishError
 from streamd.events import DEADLETTER_TOPIC, DeadLetter, Event
+from streamd.publish.delivery import settle, source_of
 from streamd.publish.encoding import Record, encode
 from streamd.publish.spool import Spool
+from streamd.publish.units import Batch, Delivery, Listener, Sender, SourceEmit, Unit
+from streamd.publish.write_ahead import WriteAhead
 from streamd.runtime import Connected, Job, Policy, run_job
 from streamd.telemetry import Component, ComponentState
 
 log = logging.getLogger("streamd.pipeline")
 
-Delivery = tuple["asyncio.Future[Any]", list[Record]]
-"""One per-partition batch handed to the producer: its future and the records it carries."""
-
-
-class Sender(Protocol):
-    """What the pipeline needs from a producer (:class:`~streamd.publish.kafka.KafkaPublisher`)."""
-
-    async def send_many(self, records: Sequence[Record]) -> list[Delivery]: ...
-
-    async def ensure_topics(self, topics: Sequence[str]) -> None: ...
-
-
-@dataclass(slots=True)
-class Batch:
-    """Events from one ``emit`` call; ``done`` is set once they are durable."""
-
-    source: str
-    events: Sequence[Event]
-    created: float
-    done: anyio.Event | None = None
-    error: PublishError | None = None
-    records: list[Record] = field(default_factory=list)
-    held: anyio.Event | None = None
-    """Push batches only: set once the batch is written ahead, acknowledged or spooled."""
-    settled: bool = False
-    """Acknowledged by Kafka or in the spool: the write-ahead copy is no longer needed."""
-    written: tuple[int, int] | None = None
-    """The write-ahead rows holding this batch (first and last sequence number)."""
-
-
-@dataclass(slots=True)
-class Unit:
-    """Batches published together; ``deliveries`` is None when they must go to the spool."""
-
-    batches: list[Batch]
-    deliveries: list[Delivery] | None = None
-    deadline: float = float("inf")
-    spooled_before: int = 0  # units spooled before this one was sent (see ``_finish``)
-    finished: bool = False
-
-    @property
-    def records(self) -> list[Record]:
-        return [r for b in self.batches for r in b.records]
-
-
-Listener = Callable[[Sequence[Event]], None]
-
-
-class SourceEmit:
-    """The :class:`~streamd.sources.base.Emit` handed to one source (owns a send clone)."""
-
-    def __init__(
-        self, source: str, stream: MemoryObjectSendStream[Batch], ahead: WriteAhead | None = None
-    ) -> None:
-        self.source = source
-        self._stream = stream
-        self._ahead = ahead
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        """Queue and wait until durable.
-
-        Raises:
-            PublishError: neither Kafka nor the spool took the events.
-        """
-        if not events:
-            return
-        batch = Batch(self.source, events, anyio.current_time(), anyio.Event())
-        await self._send(batch)
-        assert batch.done is not None
-        await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-
-    async def push(self, events: Sequence[Event]) -> None:
-        """Queue without waiting for Kafka; with a write-ahead, return once the events are
-        written ahead (group commit), acknowledged or spooled, whichever comes first."""
-        if not events:
-            return
-        if self._ahead is None:
-            await self._send(Batch(self.source, events, anyio.current_time()))
-            return
-        batch = Batch(self.source, events, anyio.current_time(), held=anyio.Event())
-        batch.records = self._ahead.encode(batch)
-        await self._send(batch)
-        await self._ahead.hold(batch)
-
-    async def _send(self, batch: Batch) -> None:
-        counts = Counter(e.topic for e in batch.events)
-        for topic, n in counts.items():
-            t.EVENTS_RECEIVED.labels(self.source, topic).inc(n)
-        if DEADLETTER_TOPIC in counts:  # every source's dead letters are counted here, once
-            for e in batch.events:
-                if isinstance(e.data, DeadLetter):
-                    t.EVENTS_DEADLETTERED.labels(self.source, e.data.stage, e.data.error_type).inc()
-        t.QUEUE_DEPTH.inc(len(batch.events))  # until the publish loop takes them (also while blocked)
-        try:
-            await self._stream.send(batch)
-        except BaseException:
-            t.QUEUE_DEPTH.dec(len(batch.events))
-            raise
-
-    async def aclose(self) -> None:
-        """Close this source's clone of the stream."""
-        await self._stream.aclose()
-
-
-class WriteAhead:
-    """What push sources read is durable before it counts as received (group commit).
-
-    A push batch waits (in :meth:`hold`) until the next commit, at most ``interval`` later,
-    unless Kafka acknowledged it or it was spooled first; then it is skipped, so at low latency
-    most batches never touch the disk. Acknowledged or spooled batches that were written are
-    deleted in a later commit. A crash loses at most the last ``interval`` of push traffic; what
-    was written ahead is moved into the spool when the database is opened again.
-    """
-
-    def __init__(self, spool: Spool, encode: Callable[[Event, str], Record], interval: float) -> None:
-        self.spool = spool
-        self.interval = interval
-        self._encode = encode
-        self._pending: list[Batch] = []
-        self._forget: list[tuple[int, int]] = []
-        self._wake = anyio.Event()
-        self._failing = False
-
-    def encode(self, batch: Batch) -> list[Record]:
-        """The batch's records (encoded once: the publish loop reuses them)."""
-        return [self._encode(e, batch.source) for e in batch.events]
-
-    async def hold(self, batch: Batch) -> None:
-        """Queue ``batch`` for the next commit and wait until it is durable somewhere."""
-        self._pending.append(batch)
-        self._wake.set()
-        assert batch.held is not None
-        await batch.held.wait()
-
-    def settled(self, batch: Batch) -> None:
-        """``batch`` is acknowledged or spooled: release its source, forget its copy."""
-        batch.settled = True
-        if batch.held is not None:
-            batch.held.set()
-        if batch.written is not None:
-            self._forget.append(batch.written)
-            self._wake.set()
-
-    async def run(self) -> None:
-        """Commit every ``interval`` while there is anything to write or forget."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            await anyio.sleep(self.interval)
-            await self.commit()
-
-    async def commit(self) -> None:
-        """Write the pending batches that are not settled yet, and forget settled ones."""
-        batches = [b for b in self._pending if not b.settled]
-        self._pending = []
-        forget, self._forget = self._forget, []
-        records = [r for b in batches for r in b.records]
-        if not records and not forget:
-            return
-        try:
-            first = await anyio.to_thread.run_sync(self.spool.write_ahead, records, forget)
-        except PublishError as exc:  # durability lost for these batches, never the events
-            if not self._failing:
-                log.error(
-                    "write-ahead of push sources failing, events only in memory until Kafka has them: %s", exc
-                )
-            self._failing = True
-            t.count_error("spool", "write_ahead", "spool_failed", len(records))
-        else:
-            if self._failing:
-                log.info("write-ahead of push sources works again")
-            self._failing = False
-            for batch in batches:
-                batch.written = (first, first + len(batch.records) - 1)
-                first += len(batch.records)
-                if batch.settled:  # acknowledged while being written: forget it next time
-                    self._forget.append(batch.written)
-                    self._wake.set()
-        for batch in batches:
-            assert batch.held is not None
-            batch.held.set()
+__all__ = ["Batch", "Delivery", "Listener", "Pipeline", "Sender", "SourceEmit", "Unit", "WriteAhead"]
 
 
 class Pipeline:
@@ -388,7 +208,7 @@ class Pipeline:
         if unit.deliveries is None:
             await self._spool_unit(unit)
         else:
-            retry, rejected = await _settle(unit.deliveries, unit.deadline, self.spool_after, self._acks)
+            retry, rejected = await settle(unit.deliveries, unit.deadline, self.spool_after, self._acks)
             # Spool it too when an earlier unit was spooled after this one was sent: even if the
             # drain has emptied the spool meanwhile, this unit's values must land after that one's.
             behind = self.spool.count or self._spooled_units != unit.spooled_before
@@ -487,7 +307,7 @@ class Pipeline:
         """Records Kafka refuses for good become dead letters (spooled, so they are sent in order)."""
         letters: list[Record] = []
         for record, exc in rejected:
-            source, error_type = _source_of(record), type(exc).__name__
+            source, error_type = source_of(record), type(exc).__name__
             error = f"kafka refused a record for {record.topic}: {exc}"
             letter = self._dead_letter(source, "publish", error_type, error, record.value)
             if record.topic != self.prefix + DEADLETTER_TOPIC:  # else: logged and counted, no more
@@ -563,7 +383,7 @@ class Pipeline:
         deliveries = await self._send_records(records)
         if deliveries is None:
             return False
-        retry, rejected = await _settle(deliveries, deadline)
+        retry, rejected = await settle(deliveries, deadline)
         if retry is not None:
             return False
         await self._reject(rejected)
@@ -571,7 +391,7 @@ class Pipeline:
         self._spool_has_room()
         refused = {id(r) for r, _ in rejected}
         for (source, topic), n in Counter(
-            (_source_of(r), r.topic.removeprefix(self.prefix)) for r in records if id(r) not in refused
+            (source_of(r), r.topic.removeprefix(self.prefix)) for r in records if id(r) not in refused
         ).items():
             t.EVENTS_PUBLISHED.labels(source, topic).inc(n)
         t.SPOOL_DEPTH.set(self.spool.count)
@@ -585,59 +405,3 @@ class Pipeline:
             else:
                 log.info("outage spool drained; publishing directly again")
         return True
-
-
-async def _settle(
-    deliveries: Sequence[Delivery],
-    deadline: float,
-    quiet: float | None = None,
-    acks: Callable[[], int] | None = None,
-) -> tuple[str | None, list[tuple[Record, BaseException]]]:
-    """Wait for every delivery until ``deadline``: the first retriable failure (or None), and
-    the records refused for good with their error.
-
-    The deadline is streamd's own: an idempotent aiokafka producer retries a batch forever while
-    Kafka is down, so its futures alone would hold durable callers for the whole outage. With
-    ``quiet`` (``kafka.spool_after``), waiting also ends once Kafka acknowledged nothing at all
-    (``acks()``, a count of every acknowledged delivery, did not move) for ``quiet`` seconds:
-    Kafka has stopped acknowledging, so the caller spools at once, while a Kafka that is merely
-    busy (acknowledging other deliveries) gets until ``deadline``. A record delivered after its
-    wait ended was spooled as well: a duplicate, never a loss.
-    """
-    retry: str | None = None
-    rejected: list[tuple[Record, BaseException]] = []
-    for future, records in deliveries:
-        while not future.done():
-            left = deadline - anyio.current_time()
-            if left <= 0:
-                break
-            seen = acks() if acks is not None else 0
-            with anyio.move_on_after(min(left, quiet) if quiet is not None else left):
-                await asyncio.wait([future])  # never cancels the future itself
-            if not future.done() and acks is not None and acks() == seen:
-                break  # nothing acknowledged for `quiet` seconds: Kafka stopped answering
-        if not future.done():
-            future.add_done_callback(_consume)
-            retry = retry or "not acknowledged in time"
-            continue
-        exc = None if future.cancelled() else future.exception()
-        if future.cancelled() or exc is None:
-            if future.cancelled():
-                retry = retry or "delivery cancelled"
-            continue
-        if getattr(exc, "retriable", True) or isinstance(exc, TimeoutError | OSError):
-            retry = retry or f"{type(exc).__name__}: {exc}"
-        else:
-            rejected.extend((r, exc) for r in records)
-    return retry, rejected
-
-
-def _source_of(record: Record) -> str:
-    """The source name a record's ``ce_source`` header names."""
-    return dict(record.headers).get("ce_source", b"streamd/unknown").decode().removeprefix("streamd/")
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve a late future's outcome (it was spooled already), so asyncio does not warn."""
-    if not future.cancelled():
-        future.exception()

@@ -1,0 +1,96 @@
+"""The write-ahead of push sources (:class:`WriteAhead`): durable before it counts as received."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from streamd import telemetry as t
+from streamd.errors import PublishError
+from streamd.events import Event
+from streamd.publish.encoding import Record
+from streamd.publish.spool import Spool
+from streamd.publish.units import Batch
+
+log = logging.getLogger("streamd.pipeline")
+
+
+class WriteAhead:
+    """What push sources read is durable before it counts as received (group commit).
+
+    A push batch waits (in :meth:`hold`) until the next commit, at most ``interval`` later,
+    unless Kafka acknowledged it or it was spooled first; then it is skipped, so at low latency
+    most batches never touch the disk. Acknowledged or spooled batches that were written are
+    deleted in a later commit. A crash loses at most the last ``interval`` of push traffic; what
+    was written ahead is moved into the spool when the database is opened again.
+    """
+
+    def __init__(self, spool: Spool, encode: Callable[[Event, str], Record], interval: float) -> None:
+        self.spool = spool
+        self.interval = interval
+        self._encode = encode
+        self._pending: list[Batch] = []
+        self._forget: list[tuple[int, int]] = []
+        self._wake = anyio.Event()
+        self._failing = False
+
+    def encode(self, batch: Batch) -> list[Record]:
+        """The batch's records (encoded once: the publish loop reuses them)."""
+        return [self._encode(e, batch.source) for e in batch.events]
+
+    async def hold(self, batch: Batch) -> None:
+        """Queue ``batch`` for the next commit and wait until it is durable somewhere."""
+        self._pending.append(batch)
+        self._wake.set()
+        assert batch.held is not None
+        await batch.held.wait()
+
+    def settled(self, batch: Batch) -> None:
+        """``batch`` is acknowledged or spooled: release its source, forget its copy."""
+        batch.settled = True
+        if batch.held is not None:
+            batch.held.set()
+        if batch.written is not None:
+            self._forget.append(batch.written)
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Commit every ``interval`` while there is anything to write or forget."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await anyio.sleep(self.interval)
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Write the pending batches that are not settled yet, and forget settled ones."""
+        batches = [b for b in self._pending if not b.settled]
+        self._pending = []
+        forget, self._forget = self._forget, []
+        records = [r for b in batches for r in b.records]
+        if not records and not forget:
+            return
+        try:
+            first = await anyio.to_thread.run_sync(self.spool.write_ahead, records, forget)
+        except PublishError as exc:  # durability lost for these batches, never the events
+            if not self._failing:
+                log.error(
+                    "write-ahead of push sources failing, events only in memory until Kafka has them: %s", exc
+                )
+            self._failing = True
+            t.count_error("spool", "write_ahead", "spool_failed", len(records))
+        else:
+            if self._failing:
+                log.info("write-ahead of push sources works again")
+            self._failing = False
+            for batch in batches:
+                batch.written = (first, first + len(batch.records) - 1)
+                first += len(batch.records)
+                if batch.settled:  # acknowledged while being written: forget it next time
+                    self._forget.append(batch.written)
+                    self._wake.set()
+        for batch in batches:
+            assert batch.held is not None
+            batch.held.set()
