@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, StrictModel
+from streamd.config_types import Duration, Secret, StrictModel, host_port
 
 
 class SecurityConfig(StrictModel):
@@ -51,6 +51,20 @@ class KafkaConfig(StrictModel):
     )
     topic_prefix: str = Field("streamd.", pattern=r"^[A-Za-z0-9._-]*$")
     client_id: str = "streamd"
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_are_host_ports(cls, value: str) -> str:
+        if value.strip() == "embedded":
+            return value
+        servers = [s.strip() for s in value.split(",")]
+        if not all(servers):
+            raise ValueError(f"an empty entry in {value!r}: expected host:port,host:port")
+        for server in servers:
+            host, _ = host_port(server)
+            if not host:
+                raise ValueError(f"expected host:port, got {server!r}")
+        return value
     acks: Literal["all", "1", "0", 1, 0, -1] = Field(
         "all", description="all (default) waits for every in-sync replica; 1 or 0 trade safety for latency."
     )
@@ -97,7 +111,9 @@ class KafkaConfig(StrictModel):
 class HttpConfig(StrictModel):
     """The one HTTP port: health, metrics, webhooks, wallboard."""
 
-    listen: str = Field("0.0.0.0:8080", pattern=r"^[^:]*:\d{1,5}$", description="host:port to bind.")
+    listen: str = Field(
+        "0.0.0.0:8080", description="host:port to bind (IPv6: [::]:8080); port 0 = any free port."
+    )
     auth_token: Secret | None = Field(
         None, description="Bearer token required by the feed API and wallboard."
     )
@@ -124,15 +140,21 @@ class HttpConfig(StrictModel):
         description="Largest request line plus headers; larger is answered 431.",
     )
 
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        host_port(value)
+        return value
+
     @property
     def host(self) -> str:
         """The bind address."""
-        return self.listen.rsplit(":", 1)[0] or "0.0.0.0"
+        return host_port(self.listen)[0] or "0.0.0.0"
 
     @property
     def port(self) -> int:
         """The bind port (0 = any free port)."""
-        return int(self.listen.rsplit(":", 1)[1])
+        return host_port(self.listen)[1]
 
 
 class SpoolConfig(StrictModel):

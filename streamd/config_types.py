@@ -29,7 +29,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 _DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$"
-_DURATION = re.compile(_DURATION_PATTERN)
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")  # "-5s" parses, to be refused as -5 is
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -80,6 +80,43 @@ Duration = Annotated[
     PlainSerializer(lambda v: v, return_type=float),
     Field(json_schema_extra={"examples": ["500ms", "5s", "15m", 30]}),
 ]
+
+
+def host_port(value: str, *, what: str = "host:port") -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:8080`` for IPv6); a clear ``ValueError`` otherwise."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"expected {what}, got {value!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535) in {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host or ":" not in host:
+            raise ValueError(f"expected an IPv6 address between the brackets in {value!r}")
+    elif ":" in host or any(c.isspace() for c in host):
+        raise ValueError(f"expected {what} (an IPv6 host goes in brackets: [::]:8080), got {value!r}")
+    return host, port
+
+
+def _check_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    if any(c.isspace() for c in value):
+        raise ValueError(f"a URL cannot contain spaces: {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError:
+        raise ValueError(f"the port in {value!r} is not a number between 0 and 65535") from None
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_url), Field(json_schema_extra={"format": "uri"})]
+"""An http(s) URL with a host and no spaces (kept as the string the user wrote)."""
 
 
 def _not_empty(secret: SecretStr) -> SecretStr:
