@@ -9,7 +9,7 @@ snapshot diff (validating new/changed rows), ``alvaria.userActivity`` events and
 - ``refresh``: the ``refresh_every`` snapshot (every row published again, none changed).
 
 The anchor is a plain ``orjson.loads`` of the same payload, timed in the same run.
-Target (DESIGN §7): < 200 ms CPU per cycle; moonshot 50 ms.
+Target: < 200 ms CPU per cycle; moonshot 50 ms.
 
 Run: ``python bench/alvaria_diff.py [--rows 10000] [--repeat 7]``
 """
@@ -109,7 +109,7 @@ async def run(rows: int, repeat: int) -> None:
         median = statistics.median(values)
         events = counts.get(name, 0)
         print(f"{name:<14}{median * 1000:>9.1f}{median / anchor:>16.1f}{events:>9}")
-    print("target: < 200 ms CPU per cycle (DESIGN §7)")
+    print("target: < 200 ms CPU per cycle")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Latency from vendor write to consumer receipt at a steady 2,000 O2G events/s (DESIGN §7).
+"""Latency from vendor write to consumer receipt at a steady 2,000 O2G events/s.
 
 streamd: the O2G simulator (its own process, ``--stamp``) generates events at the rate, paced by
 the clock in 1 ms ticks, and puts ``time.time_ns()`` into each event (an extra field, which the
@@ -282,7 +282,7 @@ async def main(rate: float, seconds: float, agents: int, kafka: dict[str, Any]) 
     print(
         f"O2G events at {rate:.0f}/s for {seconds:.0f} s ({agents} agents), latency write -> consumer receipt"
     )
-    print("write -> consumer receipt (the DESIGN §7 figure)")
+    print("write -> consumer receipt (the figure users see)")
     print(summary("  raw aiokafka producer", raw[0], seconds))
     print(summary("  streamd O2G chunk", ours[0], seconds))
     print("write -> Kafka acknowledgement (durable; no consumer fetch in it)")

@@ -1,4 +1,4 @@
-"""O2G webhook delivery, 2xx only after durability, 32 concurrent senders (DESIGN §7).
+"""O2G webhook delivery, 2xx only after durability, 32 concurrent senders.
 
 streamd: the daemon runs in process (``run_daemon``: embedded broker, publisher, pipeline, HTTP
 server, an O2G source with ``delivery: webhook`` and a shared secret) against the O2G simulator,

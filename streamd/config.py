@@ -1,4 +1,4 @@
-"""Configuration: one YAML file validated by pydantic before anything starts (DESIGN §4).
+"""Configuration: one YAML file validated by pydantic before anything starts (README "Configuration"; every field: ``streamd schema``).
 
 Rules:
 

@@ -1,6 +1,6 @@
 """Tolerant reading: a vendor payload that deviates from its document is still published.
 
-One rule for every vendor (DESIGN §3 "Tolerant reading"):
+One rule for every vendor (README "The Kafka contract", docs/architecture.md "Tolerant reading"):
 
 1. An input is published on its vendor topic whenever it can be *routed*: the fields its topic,
    key and event type need are present and usable. Which fields those are is the vendor's

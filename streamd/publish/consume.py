@@ -5,7 +5,7 @@ Rules:
 1. One aiokafka consumer per :class:`TopicReader`, configured through
    :func:`~streamd.publish.kafka.client_kwargs` like every streamd client. It never joins a
    consumer group: it assigns itself every partition of its topics (no rebalance wait; streamd
-   runs one active replica, DESIGN §5). With a ``group_id`` it still commits offsets under that
+   runs one active replica). With a ``group_id`` it still commits offsets under that
    group and resumes from them (the RTDC sink); without one it commits nothing and reads from
    the earliest offset (the wallboard, which rebuilds from the compacted topics).
 2. Partitions are found with the public admin call ``describe_topics()`` over *all* topics: a

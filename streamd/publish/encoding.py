@@ -1,4 +1,4 @@
-"""Pure encoding of events into Kafka records (DESIGN §3, the contract consumers code against).
+"""Pure encoding of events into Kafka records (README "The Kafka contract": what consumers code against).
 
 Rules:
 

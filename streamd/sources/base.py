@@ -1,6 +1,6 @@
 """The source interface.
 
-Rules (DESIGN §2, STYLE 2):
+Rules (docs/architecture.md "Sources"):
 
 1. A source is one coroutine, ``async def run(self, emit, *, task_status)``, that runs until
    cancelled. Cancellation *is* stop; there is no start/stop API.

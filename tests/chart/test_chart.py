@@ -40,7 +40,7 @@ SECRETS_DIR = "/etc/streamd/secrets"
 VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
 DEPLOY_DOCS = [
     p
-    for p in (ROOT / "README.md", ROOT / "docs" / "deploy.md")
+    for p in (ROOT / "README.md",)
     if p.exists() and "## Deploy on Kubernetes" in p.read_text(encoding="utf-8")
 ]
 CASES: list[tuple[str, Path | None]] = [
