@@ -27,6 +27,7 @@ import httpx
 import orjson
 
 from bench.raw import raw_produce
+from bench.report import record
 from streamd.app import tune_gc
 from streamd.config_core import KafkaConfig, SpoolConfig
 from streamd.embedded import EmbeddedBroker, free_port
@@ -168,6 +169,30 @@ async def main(n: int, agents: int) -> None:
     print(f"10 % bad events       : {bad_rate:10.0f} records/s ({len(bad_records)} records)")
     print(f"CPU per event         : {clean_us:10.1f} us clean, {bad_us:.1f} us with 10 % bad")
     print(f"bad / clean CPU ratio : {bad_us / clean_us:10.2f}  (target <= 1.5)")
+    record(
+        "O2G chunk -> Kafka, records/s (anchor: raw producer)",
+        ours,
+        raw,
+        unit="rec/s",
+        target="ratio >= 0.9",
+        ok=ours / raw >= 0.9,
+    )
+    record(
+        "write-ahead: records/s with / without",
+        ours,
+        no_ahead,
+        unit="rec/s",
+        target="ratio >= 0.9",
+        ok=ours / no_ahead >= 0.9,
+    )
+    record(
+        "10 % bad events: CPU/event, bad vs clean",
+        bad_us,
+        clean_us,
+        unit="us",
+        target="ratio <= 1.5",
+        ok=bad_us / clean_us <= 1.5,
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.report import record
 from streamd.events import AgentState, QueueMetric, State
 from streamd.publish.encoding import dumps
 from streamd.wallboard.consumer import decode_metric
@@ -91,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"target                     RSS < {TARGET_MB} MB: {'ok' if total < TARGET_MB * mb else 'EXCEEDED'}"
+    )
+    record(
+        "wallboard RSS MB, 50k agents (anchor: empty hub)",
+        total / mb,
+        baseline / mb,
+        unit="MB",
+        target=f"< {TARGET_MB} MB",
+        ok=total < TARGET_MB * mb,
     )
     return 0 if total < TARGET_MB * mb else 1
 
