@@ -32,6 +32,7 @@ from bench.report import record
 from streamd.embedded import EmbeddedBroker, free_port
 from streamd.events import AgentState, QueueMetric, State
 from streamd.publish.encoding import encode
+from tests.faults.proxy import FaultProxy  # run from the repository root, as every bench
 
 PREFIX = "lag."
 
@@ -105,13 +106,10 @@ async def seed_wallboard(bootstrap: str, agents: int) -> None:
 
 
 async def main(seconds: float, agents: int, n_clients: int) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.faults.proxy import FaultProxy
-
     broker_port, proxy_port, port, sim_port = free_port(), free_port(), free_port(), free_port()
     proxy = FaultProxy(proxy_port, broker_port).start()
     url = f"http://127.0.0.1:{port}"
-    sim = subprocess.Popen(
+    sim = subprocess.Popen(  # noqa: ASYNC220
         [
             sys.executable,
             "-m",
@@ -140,7 +138,7 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
                     f"  - {{kind: o2g, name: pbx, url: 'http://127.0.0.1:{sim_port}', username: admin,"
                     " password: admin, packages: [agent, telephony, pilot]}\n"
                 )
-                daemon = subprocess.Popen(
+                daemon = subprocess.Popen(  # noqa: ASYNC220
                     [sys.executable, "-m", "streamd", "run", "-c", str(config)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -158,7 +156,7 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
                                     pass
                                 await anyio.sleep(0.5)
                     before = lag_buckets(url)
-                    load = subprocess.Popen(
+                    load = subprocess.Popen(  # noqa: ASYNC220
                         [sys.executable, "-m", "bench.loop_lag", "clients", url, str(seconds), str(n_clients)]
                     )
                     await anyio.sleep(5)
