@@ -10,15 +10,22 @@ What it serves (paths as in spec/calabrio.md, seed 002):
   began before ``fromTime`` and was left inside the window (002 L4590-4603). An activity becomes
   visible at its ``visible_at`` (late capture), which may be after its ``timestamp``.
 - ``GET /api/rest/scheduling/adherence/agent?date=&pageSize=&pageNumber=`` (pageSize <= 200).
-- ``GET /api/rest/scheduling/agent``: the agent reference list.
+- ``GET /api/rest/scheduling/agent``: the agent reference list. As the guide says (002 L671-686),
+  only ``fullDetail=true`` returns every field (``acdId``, ``services``, teams...); without it a
+  row holds the basic detail only: the id, first and last name and employee number.
 - ``POST /api/rest/scheduling/gis/realTimeAgentState``: the real-time data capture endpoint.
   It records accepted records in :attr:`CalabrioSimulator.captured`; a request containing an
   invalid or scripted-to-reject record is refused as a whole with 400 (nothing recorded).
+  ``capture_body`` makes it take only one body shape (the seed leaves the shape undocumented,
+  002 L4686-4690): ``"array"`` refuses a single object, ``"object"`` an array, with 400.
 
-Scripting: :meth:`add_activity`, :meth:`expire_sessions`, ``expire_after`` (a session dies
-after N API calls), :meth:`fail_next` (status + optional ``Retry-After`` on the next matching
-requests), ``reject_acd_ids``; :attr:`requests` logs every request. With ``auto=True`` agents
-change state on their own (the demo).
+Scripting: :meth:`add_activity` (``visible_at`` after ``timestamp``: an activity captured late),
+:meth:`expire_sessions`, ``expire_after`` (a session dies after N API calls), :meth:`fail_next`
+(status + optional ``Retry-After`` on the next matching requests), :meth:`garble_next` (a 200
+whose body cannot be read: not JSON, not an array, an HTML login page), ``ignore_page_number``
+(adherence pages ignore ``pageNumber``: every page is the first), ``reject_acd_ids``,
+``capture_body``; :attr:`requests` logs every request. With ``auto=True`` agents change state on
+their own (the demo).
 
 Deviations (tolerant reading): ``deviate`` (a share, 0.0-1.0) makes that share of the
 activities, of the agents' activity rows (their fields besides the activities), of the adherence
@@ -39,7 +46,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import orjson
@@ -93,8 +100,15 @@ class SimAgent:
     last_name: str
     services: tuple[int, ...] = (1,)
 
-    def reference(self) -> dict[str, Any]:
-        """The Agent API row."""
+    def reference(self, *, full: bool = True) -> dict[str, Any]:
+        """The Agent API row: every field with ``fullDetail=true``, else the basic detail (002 L680)."""
+        if not full:
+            return {
+                "agentId": self.agent_id,
+                "firstName": self.first_name,
+                "lastName": self.last_name,
+                "employeeNumber": f"E{self.agent_id}",
+            }
         return {
             "agentId": self.agent_id,
             "acdId": self.acd_id,
@@ -135,12 +149,27 @@ class RequestRecord:
     body: Any = None
 
 
+GARBLED: dict[str, tuple[bytes, str]] = {
+    "not_json": (b'[{"agentId": 101, "realTimeActivities": [{"agentState": "TA', "application/json"),
+    "not_array": (b'{"errorMessage": "The service is busy, try again later"}', "application/json"),
+    "login_page": (
+        b"<!DOCTYPE html><html><head><title>Calabrio ONE</title></head><body>"
+        b'<form action="/login" method="post"><input name="username"></form></body></html>',
+        "text/html;charset=UTF-8",
+    ),
+}
+"""The bodies :meth:`CalabrioSimulator.garble_next` answers 200 with: a truncated JSON array (a
+proxy that cut the answer), an object where an array is documented, an HTML login page (an SSO
+proxy in front of the tenant)."""
+
+
 @dataclass(slots=True)
 class _Fault:
     status: int
     path: str | None
     times: int
     retry_after: str | None
+    body: tuple[bytes, str] | None = None
 
 
 @dataclass(slots=True)
@@ -157,6 +186,8 @@ class CalabrioSimulator:
     expire_after: int | None = None
     session_idle_ms: int | None = None
     reject_acd_ids: set[str] = field(default_factory=set)
+    capture_body: Literal["any", "array", "object"] = "any"
+    ignore_page_number: bool = False
     deviate: float = 0.0
     host: str = "127.0.0.1"
     port: int = 0
@@ -230,6 +261,16 @@ class CalabrioSimulator:
     ) -> None:
         """Answer the next ``times`` requests (to ``path``, if given) with ``status``."""
         self._faults.append(_Fault(status, path, times, retry_after))
+
+    def garble_next(self, kind: str, *, path: str | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` requests (to ``path``, if given) 200 with an unreadable body.
+
+        Args:
+            kind: a key of :data:`GARBLED`: ``not_json``, ``not_array`` or ``login_page``.
+        """
+        if kind not in GARBLED:
+            raise ValueError(f"unknown garble {kind!r}; one of {sorted(GARBLED)}")
+        self._faults.append(_Fault(200, path, times, None, GARBLED[kind]))
 
     def set_adherence(self, agent_id: int, **fields: Any) -> None:
         """Override adherence figures of one agent (e.g. ``scheduleAdherence=91.5``)."""
@@ -350,6 +391,8 @@ class CalabrioSimulator:
             return self._log(request, _error(400, "pageSize and pageNumber must be numbers"))
         if "date" not in query or not 1 <= size <= 200 or page < 1:
             return self._log(request, _error(400, "date is required; pageSize 1-200; pageNumber >= 1"))
+        if self.ignore_page_number:  # a server that always serves the first page
+            page = 1
         rows = []
         for agent in self._agents[(page - 1) * size : page * size]:
             row = self._adherence_row(agent)
@@ -394,9 +437,10 @@ class CalabrioSimulator:
     async def _agents_route(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
+        full = request.query_params.get("fullDetail", "").lower() == "true"
         rows = []
         for agent in self._agents:
-            row = agent.reference()
+            row = agent.reference(full=full)
             deviating = self._deviated(row, REFERENCE_GUIDE, "agent", agent.agent_id)
             rows.append(row if deviating is None else deviating)
         return self._log(request, _json(rows))
@@ -405,6 +449,11 @@ class CalabrioSimulator:
         if (denied := self._guard(request)) is not None:
             return denied
         body = await _body(request, keep_lists=True)
+        shape = "array" if isinstance(body, list) else "object"
+        if self.capture_body not in ("any", shape):
+            self.rejected.extend(body if isinstance(body, list) else [body])
+            message = f"Invalid request body: expected a JSON {self.capture_body}, got a JSON {shape}"
+            return self._log(request, _error(400, message), body)
         records = body if isinstance(body, list) else [body]
         problems = [(i, why) for i, rec in enumerate(records) if (why := self._invalid(rec)) is not None]
         if problems:
@@ -480,6 +529,8 @@ class CalabrioSimulator:
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)
+                if fault.body is not None:
+                    return Response(fault.body[0], status_code=fault.status, media_type=fault.body[1])
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
                 return _error(fault.status, "scripted fault", headers)
         return None

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from streamd.config_core import KafkaConfig
-from streamd.errors import BackOff, TransientError
+from streamd.errors import BackOff, FatalError, TransientError
 from streamd.events import DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.calabrio import CalabrioSimulator
-from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig, RtdcDelivery
+from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig, RtdcDelivery, SystematicRejection
+from streamd.sinks.calabrio_rtdc.delivery import Rejections
 from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
 from streamd.sources.calabrio.auth import auth_for
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.source import CalabrioSource
+from streamd.sources.http import CertificateError
 from tests.helpers import source_deps
+from tests.sources.calabrio_tls import CA_FILE, tls_front
 
 pytestmark = pytest.mark.anyio
 
@@ -146,3 +150,89 @@ async def test_source_and_sink_log_in_through_the_one_auth_factory() -> None:
             assert auth.idle == 1200.0
             assert auth.credentials == auth_for(sink_cfg).credentials
         assert auth_for(sink_cfg).credentials.body()["userId"] == sim.username
+
+
+# --- a systematic rejection (issue 15 item 11) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "accepts", "posts"),
+    [
+        ("object", "array", 16),  # one request per record, each refused
+        ("array", "object", 31),  # one batch refused, split down to every record once
+    ],
+)
+async def test_a_wrong_body_setting_fails_the_delivery_instead_of_dead_lettering_every_record(
+    body: str, accepts: str, posts: int
+) -> None:
+    dead = MemoryEmit()
+    async with CalabrioSimulator(agents=3, capture_body=accepts) as sim:  # type: ignore[arg-type]
+        cfg = config(sim, body=body, batch_size=16)  # and the default reject_limit (10)
+        async with client(cfg) as c:
+            with pytest.raises(SystematicRejection) as info:
+                await RtdcDelivery(cfg, c, dead).deliver(states(16))
+        refused = [p.status for p in sim.calls(CAPTURE)]
+    assert refused == [400] * posts
+    assert dead.events == []  # nothing dead-lettered: the sink fails, the batch is sent again later
+    assert isinstance(info.value, FatalError)
+    message = str(info.value)
+    assert message.startswith("calabrio-rtdc-pbx1: Calabrio rejected the last 16 records and accepted none")
+    assert f"expected a JSON {accepts}, got a JSON {body}" in message  # Calabrio's own answer
+    assert f"check body ({body})" in message
+
+
+async def test_rejections_below_the_limit_are_dead_lettered_and_an_accepted_record_resets_the_count() -> None:
+    dead = MemoryEmit()
+    async with CalabrioSimulator(agents=3, reject_acd_ids={"1001", "1002"}) as sim:
+        cfg = config(sim, reject_limit=3)
+        async with client(cfg) as c:
+            delivery = RtdcDelivery(cfg, c, dead)
+            rejected, accepted = states(2), states(3)[2:]  # agents 1001, 1002; then 1003
+            await delivery.deliver(rejected)  # 2 in a row: below the limit
+            await delivery.deliver(accepted)  # accepted: the count starts again
+            await delivery.deliver(rejected)
+            assert delivery.rejections.in_a_row == 2
+            with pytest.raises(SystematicRejection, match="rejected the last 3 records"):
+                await delivery.deliver(states(1))
+    assert len(dead.events) == 4  # the two batches below the limit; not the one that failed
+    assert [r["acdAgentId"] for r in sim.captured] == ["1003"]
+
+
+async def test_a_retried_session_that_is_rejected_again_fails_at_once() -> None:
+    dead = MemoryEmit()
+    async with CalabrioSimulator(agents=3, capture_body="array") as sim:
+        cfg = config(sim, body="object", reject_limit=5)
+        rejections = Rejections()  # the sink's, kept across its sessions
+        for batch in (states(5), states(1)):  # the first session's batch; the retry's first record
+            async with client(cfg) as c:
+                with pytest.raises(SystematicRejection):
+                    await RtdcDelivery(cfg, c, dead, rejections).deliver(batch)
+    assert len(sim.calls(CAPTURE)) == 5 + 1  # the retry failed at its first rejected record
+    assert dead.events == []
+
+
+# --- TLS (issue 16 item 9) -------------------------------------------------------------------------
+
+
+async def test_the_sink_refuses_an_untrusted_certificate_and_trusts_its_ca_file(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
+    async with CalabrioSimulator(agents=1) as sim, tls_front(sim.url) as https:
+        untrusted = CalabrioRtdcSink(config(sim, url=https), kafka)
+        async with untrusted.client() as c:
+            with pytest.raises(CertificateError, match="TLS certificate not trusted"):
+                await RtdcDelivery(untrusted.cfg, c, MemoryEmit()).deliver(states(2))
+        assert sim.requests == []
+        trusted = CalabrioRtdcSink(config(sim, url=https, ca_file=str(CA_FILE)), kafka)
+        unverified = CalabrioRtdcSink(config(sim, url=https, verify_tls=False), kafka)
+        with caplog.at_level(logging.WARNING):
+            for sink in (trusted, unverified):
+                async with sink.client() as c:
+                    report = await RtdcDelivery(sink.cfg, c, MemoryEmit()).deliver(states(2))
+                assert report.sent == 2
+    assert len(sim.captured) == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        "calabrio-rtdc sink calabrio-rtdc-pbx1: TLS certificate verification is OFF (verify_tls: false): "
+        "anyone on the path can read and change the traffic"
+    ]

@@ -19,8 +19,10 @@ from streamd.runtime import Jobs
 from streamd.sim.calabrio import CalabrioSimulator
 from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig
 from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
+from streamd.telemetry import ComponentState
 from tests.harness import kafka_publisher, publishing
 from tests.kafka_helpers import read_back
+from tests.sources.calabrio_tls import tls_front
 
 pytestmark = [pytest.mark.anyio, pytest.mark.kafka]
 
@@ -111,3 +113,54 @@ async def test_sink_forwards_one_sources_states_commits_and_resumes_after_restar
     letter = orjson.loads(dead[0].value or b"")
     assert (letter["source"], letter["stage"], letter["raw"]) == ("calabrio-rtdc-pbx1", "sink", '"nope"')
     assert sim.requests[-1].method == "DELETE"
+
+
+async def run_sink_until_failed(sink: CalabrioRtdcSink, bootstrap: str) -> str:
+    """Run the sink under a daemon's policy until it is ``failed``; its reason."""
+    async with publishing(bootstrap, prefix="it.", source=sink.name) as emit, anyio.create_task_group() as tg:
+        await tg.start(sink.run, emit)
+        with anyio.fail_after(15):
+            while sink.component.state is not ComponentState.FAILED:
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    return sink.component.detail
+
+
+def failing_sink(cfg: CalabrioRtdcSinkConfig, kafka: KafkaConfig) -> CalabrioRtdcSink:
+    jobs = Jobs.standalone(cfg.name, "sink", delays=lambda: itertools.repeat(0.05), failed_retry=3600)
+    return CalabrioRtdcSink(cfg, kafka, jobs=jobs)
+
+
+async def test_a_systematic_rejection_fails_the_sink_with_calabrios_answer() -> None:
+    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2, capture_body="array") as sim:
+        kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
+        await publish(bootstrap, agent_states("pbx1", 30))
+        cfg = CalabrioRtdcSinkConfig.model_validate(
+            {"kind": "calabrio-rtdc", "from": "pbx1", "url": sim.url, "username": sim.username,
+             "password": sim.password, "flush_interval": 0.1, "group_id": "rtdc-rejected",
+             "body": "object"}  # the simulated tenant takes arrays only: every record is refused
+        )  # fmt: skip
+        reason = await run_sink_until_failed(failing_sink(cfg, kafka), bootstrap)
+        done = await committed(bootstrap, "rtdc-rejected", "it.agent-state")
+        dead = await anyio.to_thread.run_sync(read_back, bootstrap, "it.deadletter", 30, 2.0)
+    assert reason.startswith("calabrio-rtdc-pbx1: Calabrio rejected the last")
+    assert "expected a JSON array, got a JSON object" in reason
+    assert sim.captured == []
+    assert done < 30  # the batch that failed is read again when the sink is retried
+    assert len(dead) < cfg.reject_limit  # not one dead letter per record, for ever
+    assert sim.requests[-1].method == "DELETE"
+
+
+async def test_an_untrusted_certificate_fails_the_sink_with_its_cause() -> None:
+    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2) as sim, tls_front(sim.url) as https:
+        kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
+        await publish(bootstrap, agent_states("pbx1", 4))
+        cfg = CalabrioRtdcSinkConfig.model_validate(
+            {"kind": "calabrio-rtdc", "from": "pbx1", "url": https, "username": sim.username,
+             "password": sim.password, "flush_interval": 0.1, "group_id": "rtdc-tls"}
+        )  # fmt: skip
+        reason = await run_sink_until_failed(failing_sink(cfg, kafka), bootstrap)
+        done = await committed(bootstrap, "rtdc-tls", "it.agent-state")
+    assert reason.startswith("TLS certificate not trusted")
+    assert sim.requests == []
+    assert done == 0

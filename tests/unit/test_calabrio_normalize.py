@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import jsonschema  # type: ignore[import-untyped]
@@ -9,8 +10,10 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from streamd.errors import VendorProtocolError
 from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.encoding import dumps
+from streamd.retry import Retry, classify
 from streamd.sources.calabrio import normalize
 from streamd.sources.calabrio.models import (
     ACTIVITY_TOPIC,
@@ -93,14 +96,43 @@ def test_bad_rows_are_dead_lettered_and_good_rows_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "error_type"), [(b"<html>", "invalid_json"), (b'{"a": 1}', "invalid_payload")]
+    ("raw", "says"),
+    [
+        (b"<html><body>Please log in</body></html>", "an HTML page (a login page"),
+        (b"  \n<!DOCTYPE html>", "an HTML page"),
+        (b'[{"agentId": 7, "realTimeActivities": [', "not JSON"),  # truncated
+        (b'[{"agentId": "\xff"}]', "not JSON"),  # not UTF-8
+        (b"", "not JSON"),
+        (b'{"errorMessage": "busy"}', "JSON an object, not an array"),
+        (b'"busy"', "JSON a string, not an array"),
+        (b"null", "JSON null, not an array"),
+    ],
 )
-def test_unusable_body_is_one_dead_letter(raw: bytes, error_type: str) -> None:
-    acts, dead = normalize.parse_activities("wfm", raw)
-    assert acts == []
-    assert len(dead) == 1
-    assert dead[0].data.error_type == error_type
-    assert dead[0].data.raw == raw.decode()
+@pytest.mark.parametrize("parse", ["activities", "agents", "adherence"])
+def test_an_unreadable_answer_raises_instead_of_becoming_a_dead_letter(
+    raw: bytes, says: str, parse: str
+) -> None:
+    """A whole answer that cannot be read says nothing about its rows: the caller must ask again
+    (a dead letter would let the activity window move past the data it should have carried)."""
+    calls = {
+        "activities": lambda: normalize.parse_activities("wfm", raw),
+        "agents": lambda: normalize.parse_agents("wfm", raw),
+        "adherence": lambda: normalize.parse_adherence("wfm", raw, "2026-01-01"),
+    }
+    with pytest.raises(normalize.UnreadableAnswer, match=f"calabrio .*: the answer is {re.escape(says)}"):
+        calls[parse]()
+
+
+def test_an_unreadable_answer_is_retryable_and_quotes_what_was_received() -> None:
+    with pytest.raises(VendorProtocolError) as info:
+        normalize.parse_activities("wfm", b"<html>" + b"x" * 500)
+    assert isinstance(classify(info.value), Retry)
+    assert "'<html>xxx" in str(info.value)
+    assert len(str(info.value)) < 300  # the start of the body, not all of it
+
+
+def test_an_empty_array_is_a_readable_answer() -> None:
+    assert normalize.parse_activities("wfm", b"[]") == ([], [])
 
 
 def test_activity_events_are_enriched_from_reference_data() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -141,3 +142,11 @@ def test_config_reads_from_and_names_itself() -> None:
         config(batch_size=0)
     with pytest.raises(ValidationError):
         config(surprise=1)
+
+
+def test_config_bounds_the_rejection_streak_and_takes_the_shared_tls_fields() -> None:
+    cfg = config()
+    assert (cfg.reject_limit, cfg.verify_tls, cfg.ca_file) == (10, True, None)
+    assert config(verify_tls=False, ca_file="/etc/ca.pem").ca_file == Path("/etc/ca.pem")
+    with pytest.raises(ValidationError, match="reject_limit"):
+        config(reject_limit=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,8 +110,39 @@ def test_cursor_survives_a_restart_through_its_string_form() -> None:
     assert window.load(window.dump(window.start(5, 1))) == WindowCursor(end=4, initial=True)
 
 
+def test_a_late_activity_is_new_but_not_canonical() -> None:
+    cursor = WindowCursor(end=1_000_000, latest=MappingProxyType({"101": 990_000}))
+    keys = [key(980_000), key(985_000, "102"), key(995_000), key(995_000, state="HOLD"), key(999_000)]
+    assert window.canonical(cursor, keys) == [False, True, True, False, True]
+
+
+def test_the_newest_published_timestamp_per_agent_moves_with_the_cursor_only() -> None:
+    cursor = WindowCursor(end=1_000_000, latest=MappingProxyType({"101": 990_000, "103": 5}))
+    win = window.plan(cursor, 1_010_000, OVERLAP, SPAN)
+    moved = window.advance(cursor, win, [key(995_000), key(980_000), key(1_001_000, "102")], OVERLAP)
+    assert dict(moved.latest) == {"101": 995_000, "102": 1_001_000, "103": 5}
+    assert dict(cursor.latest) == {"101": 990_000, "103": 5}  # the old cursor is unchanged
+    assert window.advance(moved, win, [key(900_000)], OVERLAP).latest == moved.latest  # late: no regress
+
+
+def test_the_newest_timestamps_survive_a_restart_and_an_old_cursor_still_loads() -> None:
+    cursor = WindowCursor(end=1_060_000, seen=frozenset({key(1_050_000)}), latest=MappingProxyType({"7": 3}))
+    assert window.load(window.dump(cursor)) == cursor
+    before = '{"v": 1, "end": 1060000, "initial": false, "seen": [["101", 1050000, "TALK", null]]}'
+    assert window.load(before) == WindowCursor(end=1_060_000, seen=frozenset({key(1_050_000)}))
+
+
 def test_unreadable_cursor_loads_as_none() -> None:
-    for text in (None, "", "nope", '{"v": 99, "end": 1}', '{"v": 1}', '{"v": 1, "end": 1, "seen": [[1]]}'):
+    for text in (
+        None,
+        "",
+        "nope",
+        '{"v": 99, "end": 1}',
+        '{"v": 1}',
+        '{"v": 1, "end": 1, "seen": [[1]]}',
+        '{"v": 2, "end": 1, "latest": {"7": "soon"}}',
+        '{"v": 2, "end": 1, "latest": [1]}',
+    ):
         assert window.load(text) is None
 
 
@@ -147,11 +180,20 @@ def test_every_activity_is_published_exactly_once(
     now = start
     cursor = window.start(now, 0)
     published: list[ActivityKey] = []
+    states: dict[str, list[int]] = {}  # the canonical states published, per agent
+
+    def publish(new: list[ActivityKey]) -> None:
+        new = sorted(new, key=lambda k: (k[1], k[0]))
+        published.extend(new)
+        for k, canonical in zip(new, window.canonical(cursor, new), strict=True):
+            if canonical:
+                states.setdefault(k[0], []).append(k[1])
+
     for advance_by, restart in steps:
         now += advance_by
         win = window.plan(cursor, now, OVERLAP, SPAN)
         new = window.select(cursor, win, serve(activities, win, now))
-        published += new
+        publish(new)
         cursor = window.advance(cursor, win, new, OVERLAP)
         if restart:
             cursor = window.load(window.dump(cursor)) or cursor
@@ -160,10 +202,13 @@ def test_every_activity_is_published_exactly_once(
     while True:
         win = window.plan(cursor, now, OVERLAP, SPAN)
         new = window.select(cursor, win, serve(activities, win, now))
-        published += new
+        publish(new)
         cursor = window.advance(cursor, win, new, OVERLAP)
         if win.to_ms >= now:
             break
     expected = sorted(key(ts, a) for a, ts, _ in activities if ts >= start)
     assert sorted(published) == expected
     assert len(published) == len(set(published))
+    for agent, timestamps in states.items():  # an agent's state never goes back in time ...
+        assert timestamps == sorted(set(timestamps))
+        assert timestamps[-1] == max(ts for a, ts, _ in activities if a == agent)  # ... and ends newest

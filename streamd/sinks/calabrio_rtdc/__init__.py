@@ -34,7 +34,8 @@ Rules:
    (the seed's example is missing; ``body: object`` sends one record per request instead).
 3. A batch answered 400/422 is split in halves until the rejected records are isolated; each
    rejected record goes to ``{prefix}deadletter`` (stage ``sink``) and the rest is delivered.
-   Dead letters go through the pipeline's ``emit`` like every event (Kafka, or the spool).
+   Dead letters go through the pipeline's ``emit`` like every event (Kafka, or the spool), once
+   the whole batch was sent.
 4. Offsets are committed only after a batch was delivered or dead-lettered: at least once.
    A transient failure (5xx, timeout, 429) ends the session; whoever runs it retries, and the
    next session resumes from the last commit (Calabrio tolerates the repeats; records are
@@ -43,10 +44,19 @@ Rules:
 6. The topic is read with :class:`streamd.publish.consume.TopicReader`: every partition
    assigned, offsets committed under ``group_id`` without joining the group. Partitions added
    later are picked up at the next session.
+7. A systematic rejection is not bad data: once ``reject_limit`` records in a row were rejected
+   over batches of which Calabrio accepted nothing (a wrong ``body`` or ``path``, a tenant that
+   knows none of the ids), the session raises :class:`SystematicRejection` (fatal): the sink
+   goes ``failed`` with Calabrio's answer, the batch is neither dead-lettered nor committed, and
+   it is sent again when the supervisor retries the sink (``failed_retry``). The streak is kept
+   across sessions, so a retry that is rejected again fails at once. Rejections below the
+   limit, or in a batch of which some records were accepted, are dead-lettered (rule 3).
+8. TLS as for every vendor client (:func:`~streamd.sources.http.tls_verify`: ``verify_tls``,
+   ``ca_file``); a certificate that does not verify fails the sink with the cause.
 """
 
 from streamd.sinks.calabrio_rtdc.config import CalabrioRtdcSinkConfig
-from streamd.sinks.calabrio_rtdc.delivery import DeliveryReport, RtdcDelivery
+from streamd.sinks.calabrio_rtdc.delivery import DeliveryReport, RtdcDelivery, SystematicRejection
 from streamd.sinks.calabrio_rtdc.mapping import (
     GIS_CODES,
     RtdcMapping,
@@ -64,6 +74,7 @@ __all__ = [
     "RtdcDelivery",
     "RtdcMapping",
     "RtdcRecord",
+    "SystematicRejection",
     "batches",
     "gis_code",
     "select_states",

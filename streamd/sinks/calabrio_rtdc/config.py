@@ -6,15 +6,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from streamd.config_types import Duration, SourceName, StrictModel
+from streamd.config_types import Duration, SourceName
+from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
     from streamd.sinks.base import SinkDeps
     from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
 
 
-class CalabrioRtdcSinkConfig(StrictModel):
-    """Push the canonical agent states of another source into Calabrio real-time data capture."""
+class CalabrioRtdcSinkConfig(TlsSettings):
+    """Push the canonical agent states of another source into Calabrio real-time data capture
+    (TLS: ``verify_tls``, ``ca_file`` as for every vendor client)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -36,6 +38,14 @@ class CalabrioRtdcSinkConfig(StrictModel):
     timeout: Duration = Field(10.0, gt=0, description="Per-request timeout.")
     body: Literal["array", "object"] = Field(
         "array", description="array = one request per batch (JSON array); object = one request per record."
+    )
+    reject_limit: int = Field(
+        10,
+        ge=1,
+        description="Fail the sink (state failed, with Calabrio's answer) once this many records in a row "
+        "were rejected, counted over batches of which Calabrio accepted nothing: a systematic rejection "
+        "(a wrong body or path, ids Calabrio does not know) is a setting to fix, not bad records to "
+        "dead-letter. Fewer rejected records are dead-lettered and the rest delivered.",
     )
     agent_map: dict[str, str] = Field(
         default_factory=dict,

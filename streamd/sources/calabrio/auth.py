@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -216,8 +217,12 @@ class CalabrioAuth(httpx.Auth):
         return request
 
 
-async def logout(auth: CalabrioAuth) -> None:
+async def logout(auth: CalabrioAuth, *, verify: ssl.SSLContext | bool = True) -> None:
     """Destroy the session, best effort (002 L540-548); the only I/O in this module.
+
+    Args:
+        auth: the session to destroy (nothing is sent without one).
+        verify: httpx's ``verify=``, the same as the session's client used.
 
     A failure is logged at DEBUG: the session then simply times out on Calabrio's side.
     """
@@ -225,7 +230,7 @@ async def logout(auth: CalabrioAuth) -> None:
     if request is None:
         return
     try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=2.0, verify=verify) as client:
             with httpx_errors():
                 await client.send(request)
     except StreamdError as exc:

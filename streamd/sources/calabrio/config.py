@@ -5,7 +5,9 @@ Rules:
 1. Field names follow DESIGN §4 (``url``, ``username``, ``password``, ``interval``, ``adherence``);
    everything else is added, never renamed.
 2. Every vendor path is a config value: the seed prints several URIs ambiguously (spec §1.1).
-3. ``build`` imports the runtime lazily so validating a config never imports httpx clients.
+3. ``build`` imports the runtime lazily so validating a config never builds httpx clients.
+4. TLS is configured like every vendor client's (:class:`~streamd.sources.http.TlsSettings`:
+   ``verify_tls``, ``ca_file``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName
+from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 MAX_WINDOW_SECONDS = 31 * 86400.0  # the activity API serves at most 31 days per request (002 L4571)
 
 
-class CalabrioSourceConfig(StrictModel):
+class CalabrioSourceConfig(TlsSettings):
     """Poll Calabrio ONE real-time agent states (and optionally adherence) with a session cookie."""
 
     kind: Literal["calabrio"] = Field(description="Selects the Calabrio ONE source.")
@@ -74,6 +77,13 @@ class CalabrioSourceConfig(StrictModel):
         description="Publish every adherence row again (as a snapshot) this often; else changes only.",
     )
     adherence_page_size: int = Field(200, ge=1, le=200, description="pageSize (the API caps it at 200).")
+    adherence_max_pages: int = Field(
+        50,
+        ge=1,
+        le=500,
+        description="Most adherence pages read per cycle (the API gives no total; a short page is the "
+        "last). Rows beyond it are not read, with a warning: raise it for very large tenants.",
+    )
     tenant_timezone: str = Field(
         "UTC", description="IANA zone of the tenant: adherence is computed midnight-to-midnight in it."
     )

@@ -34,10 +34,12 @@ Rules:
    the one path outside the value is ``$.realTimeActivities``, listed when the row gave its
    activities as a single object instead of a list (it is read as that one activity).
 4. Dead letters (:class:`~streamd.events.DeadLetter`, stage ``processing``; the caller counts
-   them) only for what cannot be routed: a response that is not JSON or not an array
-   (``invalid_json``/``invalid_payload``), a row or activity that is not an object, or whose
-   ``realTimeActivities`` is neither a list nor an object (``invalid_payload``), and a routing
-   field that is missing or unusable (``missing_key``).
+   them) only for the parts of a readable answer that cannot be routed: a row or activity that
+   is not an object, or whose ``realTimeActivities`` is neither a list nor an object
+   (``invalid_payload``), and a routing field that is missing or unusable (``missing_key``).
+   An answer that cannot be read as a whole (not JSON, not an array, an HTML page such as a
+   login page) raises :class:`UnreadableAnswer`: it says nothing about the data it should have
+   carried, so the caller must ask again (a dead letter would let the window move past it).
 5. Keys are ``{source}:{agentId}`` with Calabrio's WFM ``agentId``, which never changes; names
    and ACD ids from the reference data enrich the values, not the keys (a rename must not move
    an agent to another compacted key).
@@ -57,6 +59,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from streamd.errors import VendorProtocolError
 from streamd.events import AgentState, DeadLetter, Event, State, stable_id
 from streamd.sources.calabrio.models import (
     ACTIVITY_TOPIC,
@@ -132,14 +135,40 @@ def dead_letter(source: str, error_type: str, error: str, raw: bytes | str | Any
     ).to_event()
 
 
-def _json_list(source: str, body: bytes, what: str) -> tuple[list[Any] | None, list[Event]]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return None, [dead_letter(source, "invalid_json", f"{what}: {exc}", body)]
-    if not isinstance(data, list):
-        return None, [dead_letter(source, "invalid_payload", f"{what}: expected a JSON array", body)]
-    return data, []
+_JSON_KINDS: Final[Mapping[type, str]] = {
+    dict: "an object",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
+class UnreadableAnswer(VendorProtocolError):
+    """A 200 answer whose body cannot be read as the documented JSON array (rule 4): retried."""
+
+
+def json_array(body: bytes, what: str) -> list[Any]:
+    """The JSON array ``body`` holds (rule 4).
+
+    Raises:
+        UnreadableAnswer: ``body`` is an HTML page, not JSON, or JSON but not an array; the
+            message names which, with the start of what was received.
+    """
+    if body.lstrip()[:1] == b"<":
+        problem = "an HTML page (a login page or a proxy's error page?), not JSON"
+    else:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            problem = f"not JSON ({exc})"
+        else:
+            if isinstance(data, list):
+                return data
+            problem = f"JSON {_JSON_KINDS.get(type(data), 'a value')}, not an array"
+    received = body[:120].decode("utf-8", "replace")
+    raise UnreadableAnswer(f"{what}: the answer is {problem}: {received!r}")
 
 
 def parse_activities(source: str, body: bytes) -> tuple[list[Activity], list[Event]]:
@@ -147,10 +176,14 @@ def parse_activities(source: str, body: bytes) -> tuple[list[Activity], list[Eve
 
     Returns:
         The routable activities in response order, and one dead-letter event per unroutable part.
+
+    Raises:
+        UnreadableAnswer: the answer cannot be read as a whole (rule 4).
     """
-    rows, dead = _json_list(source, body, "real-time activity detail")
+    rows = json_array(body, "calabrio real-time activity detail")
+    dead: list[Event] = []
     out: list[Activity] = []
-    for row in rows or []:
+    for row in rows:
         if not isinstance(row, dict):
             dead.append(dead_letter(source, "invalid_payload", "activity row: expected an object", row))
             continue
@@ -220,8 +253,19 @@ def canonical_state(state: str) -> State:
     return STATE_MAP.get(state, State.UNKNOWN)
 
 
-def activity_events(source: str, activity: Activity, ref: AgentRef | None) -> list[Event]:
-    """The vendor event and the canonical :class:`AgentState` event of one new activity.
+def activity_events(
+    source: str, activity: Activity, ref: AgentRef | None, *, canonical: bool = True
+) -> list[Event]:
+    """The vendor event and, when ``canonical``, the canonical :class:`AgentState` event of one
+    new activity.
+
+    Args:
+        source: the source name.
+        activity: the activity.
+        ref: its agent's reference data, if known.
+        canonical: False for an activity older than the agent's newest published state (it
+            arrived late): it is the vendor's history, not the agent's current state
+            (:func:`streamd.sources.calabrio.window.canonical`).
 
     A deviating activity is counted here (call this once per published activity).
     """
@@ -247,7 +291,9 @@ def activity_events(source: str, activity: Activity, ref: AgentRef | None) -> li
     )
     if activity.deviations:
         count_deviation(source, ACTIVITY_TYPE)
-    canonical = AgentState(
+    if not canonical:
+        return [vendor]
+    state = AgentState(
         vendor=VENDOR,
         source=source,
         agent_id=activity.agent_id,
@@ -258,7 +304,7 @@ def activity_events(source: str, activity: Activity, ref: AgentRef | None) -> li
         since=since,
         queue_ids=tuple(str(s) for s in ref.services) if ref else (),
     )
-    return [vendor, canonical.to_event()]
+    return [vendor, state.to_event()]
 
 
 def parse_agents(source: str, body: bytes) -> tuple[dict[str, AgentRef], list[Event]]:
@@ -267,10 +313,14 @@ def parse_agents(source: str, body: bytes) -> tuple[dict[str, AgentRef], list[Ev
     Rows are read tolerantly: a deviating field is left out of the typed reference (it only
     enriches, nothing of it is published, so its deviations are not counted); a row without a
     usable agent id, or that is not an object, is a dead letter.
+
+    Raises:
+        UnreadableAnswer: the answer cannot be read as a whole (rule 4).
     """
-    rows, dead = _json_list(source, body, "agents")
+    rows = json_array(body, "calabrio agents")
+    dead: list[Event] = []
     agents: dict[str, AgentRef] = {}
-    for row in rows or []:
+    for row in rows:
         if not isinstance(row, dict):
             dead.append(dead_letter(source, "invalid_payload", "agent: expected an object", row))
             continue
@@ -290,10 +340,14 @@ def parse_adherence(source: str, body: bytes, date: str) -> tuple[list[Adherence
     A row is published whenever its ``agentId`` is usable (rule 2); the ids are published as
     text, ``details`` as a list (an object becomes its one element, null an empty list) and the
     deviation paths follow that shape (``$.details[0].actuals``).
+
+    Raises:
+        UnreadableAnswer: the answer cannot be read as a whole (rule 4).
     """
-    rows, dead = _json_list(source, body, "adherence")
+    rows = json_array(body, "calabrio adherence")
+    dead: list[Event] = []
     out: list[AdherenceRow] = []
-    for row in rows or []:
+    for row in rows:
         if not isinstance(row, dict):
             dead.append(dead_letter(source, "invalid_payload", "adherence row: expected an object", row))
             continue

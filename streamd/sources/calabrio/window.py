@@ -19,19 +19,28 @@ Rules:
 4. The cursor moves only with :func:`advance`, which the poller calls after ``emit`` returned;
    :func:`dump`/:func:`load` make it a string for the cursor store, so a restart resumes without
    gap or repeat. ``seen`` is pruned to the next overlap, so it stays small.
+5. The cursor also holds ``latest``: per agent, the timestamp of the newest activity published
+   as the agent's canonical state. An activity that arrives late (captured after a newer one
+   was published) is still new for the vendor topic, but it is not the agent's current state:
+   :func:`canonical` tells which new activities become canonical states (only those newer than
+   ``latest``), so the compacted agent-state topic never goes back in time. ``latest`` is saved
+   with the window (one entry per agent in view) and survives restarts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import orjson
 
 ActivityKey = tuple[str, int, str, str | None]
 """``(agentId, timestamp ms, agentState, reasonCode)`` of one real-time activity."""
 
-_VERSION = 1
+_VERSION = 2
+_READABLE = (1, 2)
+"""Cursor versions :func:`load` reads (1: before ``latest``; it loads with none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,8 @@ class WindowCursor:
     end: int
     seen: frozenset[ActivityKey] = field(default_factory=frozenset)
     initial: bool = False
+    latest: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """agentId -> timestamp (ms) of the newest activity published as its canonical state (rule 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +103,24 @@ def select(cursor: WindowCursor, window: Window, keys: Iterable[ActivityKey]) ->
     return out
 
 
+def canonical(cursor: WindowCursor, keys: Iterable[ActivityKey]) -> list[bool]:
+    """For each new key (in the order given), whether it becomes its agent's canonical state:
+    its timestamp is after the newest one published for the agent, counting the keys before it
+    (rule 5). Pass the keys oldest first, as they are published."""
+    newest = dict(cursor.latest)
+    out: list[bool] = []
+    for agent, ts, _, _ in keys:
+        newer = agent not in newest or ts > newest[agent]
+        if newer:
+            newest[agent] = ts
+        out.append(newer)
+    return out
+
+
 def advance(
     cursor: WindowCursor, window: Window, published: Iterable[ActivityKey], overlap_ms: int
 ) -> WindowCursor:
-    """The cursor after the events of ``window`` were acknowledged (rule 4).
+    """The cursor after the events of ``window`` were acknowledged (rules 4 and 5).
 
     Args:
         cursor: the cursor the window was planned from.
@@ -103,32 +128,45 @@ def advance(
         published: the keys published for it (what :func:`select` returned).
         overlap_ms: the overlap the next window will re-read; older keys are pruned.
     """
+    published = list(published)
     end = max(cursor.end, window.to_ms)
     horizon = end - overlap_ms
     seen = frozenset(k for k in (*cursor.seen, *published) if k[1] >= horizon)
-    return WindowCursor(end=end, seen=seen, initial=False)
+    latest = dict(cursor.latest)
+    for agent, ts, _, _ in published:
+        latest[agent] = max(ts, latest.get(agent, ts))
+    return WindowCursor(end=end, seen=seen, initial=False, latest=MappingProxyType(latest))
 
 
 def dump(cursor: WindowCursor) -> str:
     """Serialise for the cursor store (sorted, so equal cursors give equal strings)."""
     seen = sorted(cursor.seen, key=lambda k: (k[1], k[0], k[2], k[3] or ""))
-    return orjson.dumps({"v": _VERSION, "end": cursor.end, "initial": cursor.initial, "seen": seen}).decode()
+    latest = dict(sorted(cursor.latest.items()))
+    data = {"v": _VERSION, "end": cursor.end, "initial": cursor.initial, "seen": seen, "latest": latest}
+    return orjson.dumps(data).decode()
 
 
 def load(text: str | None) -> WindowCursor | None:
     """Parse :func:`dump`'s output; None when absent or unreadable (then the source starts afresh).
 
-    An unreadable cursor is a bug or a downgrade; starting afresh re-reads ``initial_lookback``.
+    A version-1 cursor (written before ``latest`` existed) loads with ``latest`` empty. An
+    unreadable cursor is a bug or a downgrade; starting afresh re-reads ``initial_lookback``.
     """
     if not text:
         return None
     try:
         data = orjson.loads(text)
-        if data.get("v") != _VERSION:
+        if data.get("v") not in _READABLE:
             return None
         seen = frozenset(
             (str(a), int(t), str(s), None if r is None else str(r)) for a, t, s, r in data.get("seen", [])
         )
-        return WindowCursor(end=int(data["end"]), seen=seen, initial=bool(data.get("initial", False)))
+        latest = {str(a): int(t) for a, t in (data.get("latest") or {}).items()}
+        return WindowCursor(
+            end=int(data["end"]),
+            seen=seen,
+            initial=bool(data.get("initial", False)),
+            latest=MappingProxyType(latest),
+        )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
