@@ -6,10 +6,14 @@ long-running job is run by the one :class:`~streamd.runtime.Supervisor`: a compo
 for good is ``failed`` and retried every ``failed_retry`` while the others go on, so only an
 invalid config and Kafka unreachable at start-up (or a bug) stop the daemon.
 
-Stop (SIGTERM/SIGINT, or ``stop`` set): ``/readyz`` says draining; the sources' scope is
-cancelled (each source's ``finally`` unsubscribes and closes its emitter); the pipeline drains
-what is queued and in flight; the producer is flushed and stopped inside ``shutdown_grace``,
-shielded; the HTTP server stops last. A second signal skips the grace period.
+Stop (SIGTERM, SIGINT or SIGHUP, or ``stop`` set): ``/readyz`` says draining; the sources' scope
+is cancelled (each source's ``finally`` unsubscribes and closes its emitter; a webhook route whose
+source has stopped answers 503); the pipeline drains what is queued and in flight; the producer is
+flushed and stopped inside ``shutdown_grace``, shielded; the HTTP server stops last. A stop during
+start-up cancels the start (Kafka not reached yet) or becomes this ordered stop (sources starting).
+A second signal ends the grace at once (:meth:`~streamd.runtime.Supervisor.hurry`): the pipeline
+spools what it holds, the producer is not waited for; shielded clean-ups keep their own short bounds
+(an O2G unsubscribe: 2 s). Signals are watched from the start: see :mod:`streamd.runtime.lifecycle`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -36,13 +40,15 @@ from streamd.http.server import serve
 from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
 from streamd.publish.spool import Spool
-from streamd.runtime import Policy, Supervisor, task_group
+from streamd.runtime import Grace, Policy, Supervisor, task_group, watch_signals
 from streamd.sinks.base import SinkContext
 from streamd.sources.base import Emit, Source, SourceDeps
 from streamd.telemetry import ComponentState, Health, published_total
 from streamd.wallboard.plugin import wallboard_plugin
 
 log = logging.getLogger("streamd")
+
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -90,24 +96,33 @@ async def run_daemon(
 ) -> Runtime:
     """Run streamd until stopped; returns the runtime after a clean shutdown.
 
+    Stop signals are watched from the start (:mod:`streamd.runtime.lifecycle`): one during start-up
+    stops it cleanly too, and a second one cuts the shutdown grace short.
+
     Raises:
         FatalError: Kafka stayed unreachable at start-up, or the HTTP port cannot be bound (one
             clear line). A component failing later never stops the daemon: it is ``failed``.
     """
     rt = runtime or Runtime(config)
     rt.health.readiness = config.readiness
-    rt.supervisor = sup = Supervisor(rt.health, Policy(failed_retry=config.failed_retry))
+    rt.supervisor = Supervisor(rt.health, Policy(failed_retry=config.failed_retry))
+    async with task_group() as lifecycle:
+        if handle_signals:
+            await lifecycle.start(watch_signals, partial(_on_signal, rt))
+        await _run(rt, plugins)
+        lifecycle.cancel_scope.cancel()
+    log.info("streamd stopped: %d events acknowledged by Kafka", published_total())
+    return rt
+
+
+async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any]]) -> None:
+    config, sup = rt.config, rt.supervisor
     publisher_health = rt.health.add("kafka", "publisher")
     async with AsyncExitStack() as stack:
-        rt.bootstrap = (
-            await stack.enter_async_context(EmbeddedBroker())
-            if config.kafka.embedded
-            else config.kafka.bootstrap_servers
-        )
-        publisher = KafkaPublisher(config.kafka, rt.bootstrap, embedded=config.kafka.embedded)
-        await publisher.start()  # retried until kafka.startup_timeout, then one clear line
-        stack.push_async_callback(_stop_publisher, publisher, config.shutdown_grace)
-        await publisher.ensure_topics(publisher.default_topics())
+        publisher = await _unless_stopped(rt, partial(_start_kafka, rt, stack))
+        if publisher is None:
+            log.info("stopped during start-up, before Kafka was reached")
+            return
         publisher_health.set(ComponentState.RUNNING)
 
         spool = Spool(config.spool.path, config.spool.max_bytes)
@@ -136,8 +151,6 @@ async def run_daemon(
         emitters = [pipeline.emitter(c.name) for c in [*config.sources, *config.sinks]]
 
         async with task_group() as root:  # what fails at start-up surfaces as itself: one line
-            if handle_signals:
-                root.start_soon(_watch_signals, rt, root)
             for plugin in plugins:
                 await plugin(rt, root)
             pipeline.listeners.extend(rt.listeners)
@@ -165,12 +178,45 @@ async def run_daemon(
             # Sources and sinks are stopped: the pipeline drains what they queued and the producer
             # flushes, both within one shutdown grace (the chart's termination period is above it).
             grace = sup.grace(config.shutdown_grace)
+            log.info(
+                "sources stopped: publishing what is queued, then flushing the producer (within %.1fs)",
+                grace.remaining(),
+            )
             await grace.wait(pipeline_done, pipeline_scope, "events in flight: spooling them")
             publisher_health.set(ComponentState.DRAINING)
-            await _stop_publisher(publisher, grace.remaining(floor=1.0))
+            await _stop_publisher(publisher, grace)
             root.cancel_scope.cancel()  # the HTTP server stops last
-    log.info("streamd stopped: %d events acknowledged by Kafka", published_total())
-    return rt
+
+
+async def _start_kafka(rt: Runtime, stack: AsyncExitStack) -> KafkaPublisher:
+    """The embedded broker (if configured) and a connected publisher, both stopped by ``stack``."""
+    config = rt.config
+    rt.bootstrap = (
+        await stack.enter_async_context(EmbeddedBroker())
+        if config.kafka.embedded
+        else config.kafka.bootstrap_servers
+    )
+    publisher = KafkaPublisher(config.kafka, rt.bootstrap, embedded=config.kafka.embedded)
+    log.info("connecting to Kafka at %s (for up to %gs)", rt.bootstrap, config.kafka.startup_timeout)
+    await publisher.start()  # retried until kafka.startup_timeout, then one clear line
+    stack.push_async_callback(_stop_publisher_late, publisher, rt.supervisor, config.shutdown_grace)
+    await publisher.ensure_topics(publisher.default_topics())
+    return publisher
+
+
+async def _unless_stopped(rt: Runtime, start: Callable[[], Awaitable[T]]) -> T | None:
+    """``await start()``, cancelled when a stop is requested meanwhile: None then."""
+    result: list[T] = []
+
+    async def cancel_on_stop(scope: anyio.CancelScope) -> None:
+        await rt.stop.wait()
+        scope.cancel()
+
+    async with task_group() as tg:
+        tg.start_soon(cancel_on_stop, tg.cancel_scope)
+        result.append(await start())
+        tg.cancel_scope.cancel()
+    return result[0] if result else None
 
 
 async def _run_component(
@@ -200,17 +246,34 @@ async def _run_pipeline(pipeline: Pipeline, done: anyio.Event, scope: anyio.Canc
         done.set()
 
 
-async def _stop_publisher(publisher: KafkaPublisher, grace: float) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(grace):
+async def _stop_publisher(publisher: KafkaPublisher, grace: Grace) -> None:
+    """Flush and stop the producer within the grace (at least 1 s of it, unless it was cut)."""
+    with grace.bound(floor=1.0, shield=True):
         await publisher.stop()
 
 
-async def _watch_signals(rt: Runtime, root: TaskGroup) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if rt.stop.is_set():
-                log.warning("second %s: stopping now", signal.Signals(signum).name)
-                root.cancel_scope.cancel()
-                return
-            log.info("received %s", signal.Signals(signum).name)
-            rt.stop.set()
+async def _stop_publisher_late(publisher: KafkaPublisher, sup: Supervisor, seconds: float) -> None:
+    """The exit stack's stop of a producer not stopped in order (a stop during start-up, an error)."""
+    await _stop_publisher(publisher, sup.grace(seconds))
+
+
+def _on_signal(rt: Runtime, signum: int) -> None:
+    """The first stop signal stops cleanly, a second one at once (README "Operations")."""
+    name = signal.Signals(signum).name
+    if not rt.stop.is_set():
+        log.info(
+            "received %s: stopping cleanly (within shutdown_grace %gs; a second signal stops at once)%s",
+            name,
+            rt.config.shutdown_grace,
+            " - SIGHUP stops streamd like SIGTERM, it does not reload the config"
+            if signum == signal.SIGHUP
+            else "",
+        )
+        rt.stop.set()
+    elif not rt.supervisor.hurried:
+        log.warning(
+            "second signal (%s): stopping now, without waiting for the shutdown grace; what Kafka "
+            "has not acknowledged stays in the spool",
+            name,
+        )
+        rt.supervisor.hurry()

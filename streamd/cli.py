@@ -1,7 +1,8 @@
 """Command line: ``streamd run | check-config | schema | demo | tail`` (thin: parse, call, exit).
 
-Exit codes: 0 clean stop; 1 fatal runtime error (one line on stderr, no traceback);
-2 invalid configuration or usage (one line per problem).
+Exit codes: 0 clean stop (``run``: after SIGTERM, SIGINT or SIGHUP, also during start-up or after a
+second signal cut the shutdown grace short); 1 fatal runtime error (one line on stderr, no
+traceback); 2 invalid configuration or usage (one line per problem).
 """
 
 from __future__ import annotations
@@ -85,12 +86,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if args.command == "run":
-        from streamd.app import run_daemon, tune_gc
-
-        cfg = load_config(args.config)
-        tune_gc()
-        anyio.run(lambda: run_daemon(cfg))
-        return 0
+        return _run(args.config)
     if args.command == "demo":
         from streamd.app import tune_gc
         from streamd.demo import run_demo
@@ -101,6 +97,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     from streamd.tail import run_tail
 
     anyio.run(lambda: run_tail(args))
+    return 0
+
+
+def _run(path: str) -> int:
+    """``streamd run``: a stop signal from here on is a clean stop, exit 0 (lifecycle rule 2)."""
+    import signal
+
+    from streamd.runtime import catch_early_signals
+
+    with catch_early_signals() as early:
+        from streamd.app import run_daemon, tune_gc
+        from streamd.config import load_config
+
+        cfg = load_config(path)
+        if early:
+            log.info("received %s before the start: not starting", signal.Signals(early[0]).name)
+            return 0
+        tune_gc()
+        anyio.run(lambda: run_daemon(cfg))
     return 0
 
 

@@ -4,7 +4,10 @@ Routes: ``/livez`` (the event loop answers), ``/readyz`` (every component's stat
 its jobs'; 503 while not ready by the ``readiness`` setting, see
 :meth:`~streamd.telemetry.Health.ready`, and while draining), ``/metrics``
 (Prometheus text format), ``POST /webhooks/{vendor}/{source}`` (dispatched through
-:class:`Webhooks`), plus whatever extra routes the wallboard adds.
+:class:`Webhooks`; 503 once its source has stopped), plus whatever extra routes the wallboard adds.
+
+``/livez``, ``/readyz`` and ``/metrics`` need no token by design: they carry states, reasons and
+counts, never secrets or agent names. ``http.auth_token`` protects the wallboard's page and feed.
 """
 
 from __future__ import annotations
@@ -21,29 +24,49 @@ from starlette.routing import BaseRoute, Route
 from streamd.sources.base import WebhookHandler
 from streamd.telemetry import REGISTRY, Component, Health, count_error
 
+RETRY_AFTER = 5
+"""Seconds a webhook POST refused during the shutdown is told to wait (``Retry-After``)."""
+
 
 class Webhooks:
-    """The :class:`~streamd.sources.base.WebhookRegistry` behind ``/webhooks/{vendor}/{source}``."""
+    """The :class:`~streamd.sources.base.WebhookRegistry` behind ``/webhooks/{vendor}/{source}``.
+
+    Rules:
+
+    1. A POST goes to the handler registered for its route; a route no source ever registered
+       answers 404 (a wrong URL: nothing to retry).
+    2. A route whose source has stopped (unregistered: the daemon is shutting down) answers 503 with
+       ``Retry-After``, never 404: O2G treats a 4xx as final and drops the events, a 503 it resends.
+    """
 
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str], WebhookHandler] = {}
+        self._known: set[tuple[str, str]] = set()  # every route registered once (rule 2)
 
     def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
         """Install a handler."""
         self._handlers[(vendor, source)] = handler
+        self._known.add((vendor, source))
 
     def unregister(self, vendor: str, source: str) -> None:
-        """Remove a handler."""
+        """Remove a handler: its route answers 503 from now on (rule 2)."""
         self._handlers.pop((vendor, source), None)
 
     async def dispatch(self, request: Request) -> Response:
-        """Route a webhook POST to its source, 404 when none is registered."""
+        """Route a webhook POST to its source: 404 when none ever registered, 503 once it stopped."""
         vendor, source = request.path_params["vendor"], request.path_params["source"]
         handler = self._handlers.get((vendor, source))
-        if handler is None:
-            count_error("webhook", "webhook", "no_route")  # path parts are not bounded: no labels
-            return JSONResponse({"error": f"no webhook source {vendor}/{source}"}, status_code=404)
-        return await handler(request)
+        if handler is not None:
+            return await handler(request)
+        if (vendor, source) in self._known:
+            count_error(source, "webhook", "shutting_down")  # a configured source name: bounded
+            return JSONResponse(
+                {"error": f"webhook source {vendor}/{source} has stopped (streamd is shutting down): retry"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
+        count_error("webhook", "webhook", "no_route")  # path parts are not bounded: no labels
+        return JSONResponse({"error": f"no webhook source {vendor}/{source}"}, status_code=404)
 
 
 def build_app(health: Health, webhooks: Webhooks, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:

@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import anyio
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -152,6 +153,10 @@ class KafkaPublisher:
         except (KafkaError, OSError) as exc:
             await producer.stop()
             raise PublishError(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:  # cancelled mid-connect (a stop during start-up): close it, quietly
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await producer.stop()
+            raise
         self._producer = producer
 
     async def stop(self) -> None:

@@ -81,7 +81,7 @@ class Pipeline:
         self.max_record_bytes = max_record_bytes
         self.delivery_timeout = delivery_timeout
         self.spool_after = spool_after
-        self.acks_seen = 0  # deliveries Kafka acknowledged: progress, for spool_after
+        self.last_ack = anyio.current_time() if _in_loop() else 0.0  # when Kafka last acknowledged anything
         self.component = component
         self._outage_logged = False
         self._refused: list[int] | None = None  # while the spool refuses: [refused, lost] events
@@ -138,7 +138,8 @@ class Pipeline:
                 if not batch.records:
                     batch.records = [self._encode(e, batch.source) for e in batch.events]
             if not self.spool.count:
-                unit.deadline = anyio.current_time() + self.delivery_timeout
+                unit.sent = anyio.current_time()
+                unit.deadline = unit.sent + self.delivery_timeout
                 unit.spooled_before = self._spooled_units
                 unit.deliveries = await self._send_records(unit.records)
             await self._inflight_send.send(unit)
@@ -189,13 +190,13 @@ class Pipeline:
             future.add_done_callback(self._acknowledged)
         return deliveries
 
-    def _acks(self) -> int:
-        return self.acks_seen
+    def _last_ack(self) -> float:
+        return self.last_ack
 
     def _acknowledged(self, future: asyncio.Future[Any]) -> None:
-        """Kafka answered a delivery: it is not down (see ``_settle``'s ``quiet``)."""
+        """Kafka answered a delivery: it is not down (see ``settle``'s ``quiet``)."""
         if not future.cancelled() and future.exception() is None:
-            self.acks_seen += 1
+            self.last_ack = future.get_loop().time()
 
     # -- ack loop: the only writer to the spool, in publish order --------------------------------
 
@@ -208,7 +209,13 @@ class Pipeline:
         if unit.deliveries is None:
             await self._spool_unit(unit)
         else:
-            retry, rejected = await settle(unit.deliveries, unit.deadline, self.spool_after, self._acks)
+            retry, rejected = await settle(
+                unit.deliveries,
+                unit.deadline,
+                quiet=self.spool_after,
+                last_ack=self._last_ack,
+                sent=unit.sent,
+            )
             # Spool it too when an earlier unit was spooled after this one was sent: even if the
             # drain has emptied the spool meanwhile, this unit's values must land after that one's.
             behind = self.spool.count or self._spooled_units != unit.spooled_before
@@ -405,3 +412,11 @@ class Pipeline:
             else:
                 log.info("outage spool drained; publishing directly again")
         return True
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -57,6 +57,7 @@ class Unit:
     batches: list[Batch]
     deliveries: list[Delivery] | None = None
     deadline: float = float("inf")
+    sent: float = 0.0  # when it was handed to the producer (see ``delivery.settle``'s ``quiet``)
     spooled_before: int = 0  # units spooled before this one was sent (see ``_finish``)
     finished: bool = False
 

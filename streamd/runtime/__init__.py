@@ -1,7 +1,9 @@
-"""The runtime layer: one supervisor for everything long-running (see :mod:`.supervisor`), and
-the one place that unwraps exception groups (:mod:`.failures`)."""
+"""The runtime layer: one supervisor for everything long-running (see :mod:`.supervisor`), the
+one place that unwraps exception groups (:mod:`.failures`), and the stop signals
+(:mod:`.lifecycle`)."""
 
 from streamd.runtime.failures import EXPECTED, describe, error_type, leading_error, task_group
+from streamd.runtime.lifecycle import STOP_SIGNALS, catch_early_signals, watch_signals
 from streamd.runtime.supervisor import (
     FAILED_RETRY,
     Connected,
@@ -19,6 +21,7 @@ from streamd.runtime.supervisor import (
 __all__ = [
     "EXPECTED",
     "FAILED_RETRY",
+    "STOP_SIGNALS",
     "Connected",
     "Grace",
     "Job",
@@ -27,10 +30,12 @@ __all__ = [
     "Session",
     "Supervisor",
     "aggregate",
+    "catch_early_signals",
     "describe",
     "error_type",
     "leading_error",
     "retry_until",
     "run_job",
     "task_group",
+    "watch_signals",
 ]

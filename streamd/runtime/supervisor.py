@@ -21,8 +21,11 @@ Rules:
    starting -> starting; else running. The
    component logs one line per transition and exports the gauge; jobs themselves are silent and
    listed in ``/readyz``.
-4. The stop: :meth:`Supervisor.stop` marks everything ``draining``; a :class:`Grace` bounds every
-   later step of the ordered shutdown with one deadline.
+4. The stop: :meth:`Supervisor.stop` marks everything ``draining``; one :class:`Grace` bounds every
+   later step of the ordered shutdown with one deadline. :meth:`Supervisor.hurry` (a second stop
+   signal) ends that grace at once: every step bounded by it moves on now (the pipeline still
+   spools what it holds; shielded clean-ups with bounds of their own, such as an O2G unsubscribe,
+   still run).
 5. Start-up steps that must succeed before anything else runs (the Kafka producer) are retried by
    :func:`retry_until` until their deadline, then fail with one clear line.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, TypeVar
@@ -289,10 +293,37 @@ async def retry_until(
 
 @dataclass(slots=True)
 class Grace:
-    """One deadline shared by the steps of an ordered stop (the ``shutdown_grace``)."""
+    """One deadline shared by the steps of an ordered stop (the ``shutdown_grace``).
+
+    Attributes:
+        seconds: the grace it started with.
+        ends: when it ends (now, once :meth:`end` cut it short).
+        cut: True once :meth:`end` was called (a second stop signal).
+    """
 
     seconds: float
     ends: float
+    cut: bool = False
+    _scopes: set[anyio.CancelScope] = field(default_factory=set, repr=False)
+
+    def end(self) -> None:
+        """End the grace now: every step bounded by it (:meth:`bound`, :meth:`wait`) moves on."""
+        self.cut = True
+        self.ends = min(self.ends, anyio.current_time())
+        for scope in list(self._scopes):
+            scope.deadline = self.ends
+
+    @contextmanager
+    def bound(self, *, floor: float = 0.0, shield: bool = False) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that ends with the grace (at ``floor`` seconds from now at the earliest,
+        unless the grace was cut); ``shield`` protects it from any other cancellation."""
+        deadline = self.ends if self.cut else max(self.ends, anyio.current_time() + floor)
+        with anyio.CancelScope(deadline=deadline, shield=shield) as scope:
+            self._scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
 
     async def wait(self, done: anyio.Event, cancel: anyio.CancelScope, what: str) -> bool:
         """Wait for ``done`` until the grace ends; past it cancel ``cancel`` and wait for ``done``.
@@ -301,16 +332,21 @@ class Grace:
             True when ``done`` came in time; False when the work had to be cancelled (it then
             finishes its shielded clean-up, e.g. the pipeline spools what it holds).
         """
-        with anyio.move_on_at(self.ends):
+        with self.bound():
             await done.wait()
             return True
-        log.error("shutdown grace %.1fs elapsed with %s", self.seconds, what)
+        if self.cut:
+            log.warning("shutdown cut short with %s", what)
+        else:
+            log.error("shutdown grace %.1fs elapsed with %s", self.seconds, what)
         cancel.cancel()
         await done.wait()
         return False
 
     def remaining(self, floor: float = 0.0) -> float:
-        """Seconds left (at least ``floor``)."""
+        """Seconds left (at least ``floor``, unless the grace was cut: then 0)."""
+        if self.cut:
+            return 0.0
         return max(floor, self.ends - anyio.current_time())
 
 
@@ -320,11 +356,16 @@ class Supervisor:
     Args:
         health: where components are registered (``/readyz``).
         policy: how every component's jobs are retried (``failed_retry`` set in a daemon).
+
+    Attributes:
+        hurried: True once :meth:`hurry` was called.
     """
 
     def __init__(self, health: Health | None = None, policy: Policy | None = None) -> None:
         self.health = health if health is not None else Health()
         self.policy = policy if policy is not None else Policy()
+        self.hurried = False
+        self._grace: Grace | None = None
 
     def jobs(self, name: str, kind: str = "source") -> Jobs:
         """Register component ``name`` and return its handle."""
@@ -339,5 +380,16 @@ class Supervisor:
                 c.set(ComponentState.DRAINING)
 
     def grace(self, seconds: float) -> Grace:
-        """A stop grace of ``seconds`` starting now."""
-        return Grace(seconds, anyio.current_time() + seconds)
+        """The stop's grace: ``seconds`` from the first call; later calls return the same one
+        (already ended after :meth:`hurry`)."""
+        if self._grace is None:
+            self._grace = Grace(seconds, anyio.current_time() + seconds)
+            if self.hurried:
+                self._grace.end()
+        return self._grace
+
+    def hurry(self) -> None:
+        """Stop at once (module rule 4): the grace ends now, or as soon as it starts."""
+        self.hurried = True
+        if self._grace is not None:
+            self._grace.end()

@@ -19,13 +19,14 @@ from tests.kafka_helpers import read_back
 pytestmark = pytest.mark.kafka
 
 
-def write_config(workdir: Path, port: int, kafka: str, *lines: str) -> Path:
-    """``streamd.yaml`` in ``workdir``: the ``kafka`` section (a YAML flow mapping), HTTP on ``port``,
-    the spool in ``workdir``, then ``lines`` as they are."""
+def write_config(workdir: Path, port: int, kafka: str, *lines: str, http: str = "") -> Path:
+    """``streamd.yaml`` in ``workdir``: the ``kafka`` section (a YAML flow mapping), HTTP on ``port``
+    (``http``: more entries of that flow mapping, e.g. ``"auth_token: x"``), the spool in
+    ``workdir``, then ``lines`` as they are."""
     config = workdir / "streamd.yaml"
     config.write_text(
         f"kafka: {kafka}\n"
-        f"http: {{listen: '127.0.0.1:{port}'}}\n"
+        f"http: {{listen: '127.0.0.1:{port}'{', ' + http if http else ''}}}\n"
         f"spool: {{path: '{workdir / 'spool.db'}'}}\n" + "".join(f"{line}\n" for line in lines)
     )
     return config
@@ -50,8 +51,15 @@ def test_run_ready_metrics_and_clean_sigterm(tmp_path: Path) -> None:
     finally:
         daemon.kill()
     assert code == 0, daemon.log()
-    assert "streamd stopped: 0 events acknowledged by Kafka" in daemon.log()
-    assert "Traceback" not in daemon.log()
+    log = daemon.log_path.read_text()
+    assert "streamd stopped: 0 events acknowledged by Kafka" in log
+    assert "Traceback" not in log
+    # No auth_token: one warning at start naming what is open, and where.
+    warnings = [line for line in log.splitlines() if "http.auth_token is not set" in line]
+    assert len(warnings) == 1, log
+    assert "WARNING" in warnings[0]
+    for what in (f"127.0.0.1:{port}", "/wallboard", "/api/v1/state", "/api/v1/stream"):
+        assert what in warnings[0], warnings[0]
 
 
 def test_unreachable_kafka_exits_nonzero_with_one_line(tmp_path: Path) -> None:

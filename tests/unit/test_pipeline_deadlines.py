@@ -154,3 +154,19 @@ async def test_queue_depth_counts_the_events_waiting_not_the_batches() -> None:
         tg.start_soon(pipeline.run)
         await emit.aclose()  # the publish loop takes both batches, then ends
     assert _queue_depth() == before
+
+
+async def test_units_in_flight_when_kafka_goes_silent_are_spooled_together() -> None:
+    """Kafka silent: the units behind the first do not each wait spool_after again in turn."""
+    spool = Spool(":memory:")
+    pipeline = Pipeline(StuckKafka(), spool, "p.", delivery_timeout=30, spool_after=0.2, coalesce=1)
+    emit = pipeline.emitter("s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pipeline.run)
+        for i in range(40):
+            await emit.push(_events(1, unit=i))  # 40 units in flight
+        with anyio.fail_after(4):  # ~0.2 s; one after the other it would take 40 x 0.2 s
+            while spool.count < 40:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    await emit.aclose()

@@ -343,6 +343,78 @@ async def test_grace_cancels_work_still_running_when_it_ends_and_lets_it_clean_u
     assert "shutdown grace 0.0s elapsed with events in flight" in caplog.text
 
 
+async def test_hurry_ends_the_grace_at_once_and_bounded_steps_move_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second stop signal: the step waiting on the grace (the pipeline) is cancelled now, the
+    next one bounded by it (the producer's flush, shielded, with a floor) gets no time at all."""
+    sup = Supervisor()
+    done, scope, cleaned = anyio.Event(), anyio.CancelScope(), []
+
+    async def work() -> None:
+        try:
+            with scope:
+                await anyio.sleep_forever()
+        finally:
+            cleaned.append(True)
+            done.set()
+
+    grace = sup.grace(3600.0)
+    assert sup.grace(1.0) is grace  # one grace per stop
+    with anyio.fail_after(5):  # not the 3600 s of the grace
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work)
+            tg.start_soon(_hurry_soon, sup)
+            assert not await grace.wait(done, scope, "events in flight: spooling them")
+    assert cleaned == [True]
+    assert grace.cut
+    assert grace.remaining(floor=1.0) == 0.0
+    assert "shutdown cut short with events in flight" in caplog.text
+    assert "elapsed" not in caplog.text
+    with grace.bound(floor=1.0, shield=True) as bound:
+        await anyio.sleep_forever()  # the flush: cancelled at once, not after the floor
+    assert bound.cancelled_caught
+
+
+async def _hurry_soon(sup: Supervisor) -> None:
+    await anyio.sleep(0)
+    sup.hurry()
+
+
+async def test_a_shielded_step_bounded_by_the_grace_moves_on_when_it_is_cut() -> None:
+    sup = Supervisor()
+    grace = sup.grace(3600.0)
+    reached, outer, finished = anyio.Event(), anyio.CancelScope(), []
+
+    async def flush() -> None:
+        with outer, grace.bound(floor=1.0, shield=True) as bound:
+            reached.set()
+            await anyio.sleep_forever()
+        finished.append(bound.cancelled_caught)
+
+    with anyio.fail_after(5):  # not the 3600 s of the grace
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flush)
+            await reached.wait()
+            outer.cancel()  # shielded: an ordinary cancellation does not end it...
+            for _ in range(10):
+                await anyio.sleep(0)
+            assert finished == []
+            sup.hurry()  # ...the grace being cut does
+    assert finished == [True]
+
+
+async def test_hurry_before_the_grace_starts_gives_a_grace_already_over() -> None:
+    sup = Supervisor()
+    sup.hurry()
+    grace = sup.grace(3600.0)
+    assert grace.cut
+    assert grace.remaining(floor=1.0) == 0.0
+    with grace.bound(floor=1.0) as bound:
+        await anyio.sleep_forever()
+    assert bound.cancelled_caught
+
+
 # -- exception groups, unwrapped in one place -------------------------------------------------
 
 
