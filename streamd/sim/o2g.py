@@ -9,11 +9,22 @@ Rules:
    subscription id as the Cookie header, and the REST state the snapshot reads.
 2. Events are queued per subscription and leave the queue only once written to a channel (or
    acknowledged 2xx by a webhook), so a client that reconnects to the same subscription loses
-   nothing; a deleted or expired subscription loses its queue, as O2G's does (004 L2313-2314).
-3. Faults are scripted through methods (:meth:`O2GSimulator.fail_next`, :meth:`cut_next_event`,
-   :meth:`expire_sessions`, :meth:`silence`, :attr:`down`, a wrong :attr:`password`); every request
-   is in :attr:`requests`.
-4. ``deviate=0.1`` makes that share of the published events deviate from the guide the way real
+   nothing; a deleted or expired subscription loses its queue, as O2G's does (004 L2313-2314),
+   and so does a chunk subscription whose channel stayed closed for ``reopen_window`` seconds
+   (one minute: 004 L2142, L2145).
+3. Selectors match as the guide says: ``"*"`` stands for every *user* (004 L2107), so it matches
+   no ``pilot``/``rsi`` event, whose ids are pilot / RSI numbers (004 L2102-2103); pilot events
+   exist only for pilots a live session monitors (``POST /acd/pilotmonitoring/{pilot}``, or the
+   pre-2.7.2 ``/{nodeId}/{pilot}`` form, 004 L14349-14469); ``OnServerStart`` goes only to a
+   webhook subscription that names it (004 L8950). Pilots are spread over ``nodes`` PBX nodes.
+4. Faults are scripted through methods (:meth:`O2GSimulator.fail_next` (``error="tomcat"``: an
+   HTML 404), :meth:`cut_next_event` (after some whole events), :meth:`end_next_channels` (empty
+   channels), :meth:`close_channels`, :meth:`drop_subscriptions`, :meth:`expire_sessions`,
+   :meth:`silence`, :meth:`set_down`, :meth:`set_deploying` (Tomcat's 404 while the webapp
+   deploys after a restart), :meth:`post_early` (a webhook POST before the subscription's
+   answer), ``legacy=True`` (a server older than 2.7.2), a wrong :attr:`password`); every request
+   is in :attr:`requests`. ``scheme="https"`` makes the URLs it returns fit a TLS front.
+5. ``deviate=0.1`` makes that share of the published events deviate from the guide the way real
    servers do (:mod:`streamd.sim.deviate`: a missing field, a number as a string, an unknown
    field...), never in their routing fields; :attr:`deviated` lists the changed paths.
 
@@ -56,7 +67,16 @@ _EVENT_PACKAGES: dict[str, list[str]] = {}
 for _package, _events in PACKAGE_EVENTS.items():
     for _event in _events:
         _EVENT_PACKAGES.setdefault(_event, []).append(_package)
-_ID_FIELD = {"pilot": "pilot", "rti": "number", "rsi": "rsi"}
+_ID_FIELD = {"pilot": "pilot", "rti": "number", "rsi": "rsiPoint"}
+_NUMBERED = frozenset({"pilot", "rsi"})  # ids are pilot / RSI numbers: "*" (all users) matches none
+SERVER_START = "OnServerStart"
+EARLY_WAIT = 0.5
+"""Seconds a webhook subscription's answer waits for its early POST to be answered (:meth:`post_early`)."""
+TOMCAT_404 = (
+    b'<!doctype html><html lang="en"><head><title>HTTP Status 404 \xe2\x80\x93 Not Found</title></head>'
+    b"<body><h1>HTTP Status 404 \xe2\x80\x93 Not Found</h1></body></html>"
+)
+"""What Tomcat answers for the O2G paths while the webapp is still deploying: no RestErrorInfo."""
 _ERRORS = {
     "NOT_READY": (1000, True, "The server is not yet available. Please retry later."),
     "INVALID_SESSION": (1001, True, "No valid session found for the given identifier."),
@@ -93,6 +113,7 @@ class _Session:
     ttl: float
     last_seen: float
     subs: dict[str, _Sub] = field(default_factory=dict)
+    pilots: set[str] = field(default_factory=set)  # the pilots this session monitors
 
 
 @dataclass(eq=False)
@@ -105,19 +126,25 @@ class _Sub:
     wake: anyio.Event = field(default_factory=anyio.Event)
     channel: int = 0
     closed: bool = False
+    reader: int | None = None  # the channel reading it now, if any
+    unread_since: float | None = None  # when it was last left without a reader (chunk mode)
+    answered: anyio.Event = field(default_factory=anyio.Event)  # its first webhook POST was answered
 
     def matches(self, event: dict[str, Any]) -> bool:
         name = str(event.get("eventName", ""))
         packages = _EVENT_PACKAGES.get(name, [])
+        if name == SERVER_START and not self.webhook_url:
+            return False  # "needs a webhook url to be configured" (004 L8950)
         for selector in self.selectors:
             names = selector.get("names") or []
             if name not in names and not any(p in names for p in packages):
                 continue
             ids = selector.get("ids")
-            if not ids or "*" in ids:
-                return True
             package = next((p for p in packages if p in names), packages[0] if packages else "")
-            if str(event.get(_ID_FIELD.get(package, "loginName"), "")) in ids:
+            key = _ID_FIELD.get(package, "loginName")
+            if not ids or ("*" in ids and package not in _NUMBERED) or key not in event:
+                return True  # no key field: an unroutable event injected for streamd to dead-letter
+            if str(event.get(key, "")) in ids:
                 return True
         return False
 
@@ -143,6 +170,7 @@ class O2GSimulator:
         *,
         agents: int = 10,
         pilots: int = 2,
+        nodes: int = 1,
         rate: float = 0.0,
         username: str = "admin",
         password: str = "admin",
@@ -153,6 +181,9 @@ class O2GSimulator:
         stamp: str | None = None,
         deviate: float = 0.0,
         seed: int | None = 0,
+        reopen_window: float = 60.0,
+        legacy: bool = False,
+        scheme: str = "http",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -165,23 +196,29 @@ class O2GSimulator:
         self.deviate = deviate  # this share of published events deviates from the guide (sim.deviate)
         self.deviated: list[str] = []  # the JSON path each deviating event changed, in order
         self._deviate_rng = random.Random(seed)
+        self.reopen_window = reopen_window  # a chunk subscription left unread this long is closed
+        self.legacy = legacy  # older than 2.7.2: pilot monitoring only as /acd/pilotmonitoring/{node}/{pilot}
+        self.scheme = scheme  # of the URLs it returns ("https" behind a TLS-terminating proxy)
         self.down = False
+        self.deploying = False
         self.refuse_subscriptions: str | None = None  # a message: every subscription is REFUSED
         self.requests: list[LoggedRequest] = []
         self.webhook_log: list[tuple[str, int]] = []
         self.sessions: dict[str, _Session] = {}
-        self.monitored_pilots: set[str] = set()
         self.rti_context: Any = None
         self.published = 0
         self._prepared: list[dict[str, Any]] = []
         self._faults: list[list[Any]] = []  # [path fragment, status, remaining, error type]
-        self._cut_next = False
+        self._cut_next: int | None = None  # whole events written before the cut, when armed
+        self._early: list[dict[str, Any]] = []
+        self._empty_next = 0
         self._silent = False
         self._closing = False
-        self.nodes = ["1"]
         self.traffic = O2GTraffic(agents=agents, pilots=pilots, seed=seed)
         self.agents = self.traffic.agents
         self.pilots = self.traffic.pilots
+        self.nodes = [str(n + 1) for n in range(max(1, nodes))]
+        self.pilot_nodes = {p: self.nodes[i % len(self.nodes)] for i, p in enumerate(self.pilots)}
         self._serving: AbstractAsyncContextManager[str] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._traffic_running = False
@@ -226,9 +263,17 @@ class O2GSimulator:
         """Answer the next ``count`` requests whose path contains ``path`` with ``status``."""
         self._faults.append([path, status, count, error])
 
-    def cut_next_event(self) -> None:
-        """Abort the connection half-way through the next event written on a chunk channel."""
-        self._cut_next = True
+    def clear_faults(self) -> None:
+        """Forget the faults :meth:`fail_next` scripted and did not use yet."""
+        self._faults.clear()
+
+    def end_next_channels(self, count: int = 1) -> None:
+        """The next ``count`` chunk channels close at once, without writing a byte."""
+        self._empty_next += count
+
+    def cut_next_event(self, after: int = 0) -> None:
+        """Abort the next chunk channel that writes: ``after`` whole events, then half of the next."""
+        self._cut_next = after
 
     def expire_sessions(self) -> None:
         """Expire every session now: their subscriptions and channels are closed."""
@@ -247,6 +292,28 @@ class O2GSimulator:
         self.down = down
         if down:
             self.expire_sessions()
+
+    def set_deploying(self, deploying: bool = True) -> None:
+        """Restart O2G: sessions lost, and until called with False Tomcat answers every request
+        with its HTML 404 (no ``RestErrorInfo``): the webapp is still deploying."""
+        self.deploying = deploying
+        if deploying:
+            self.expire_sessions()
+
+    def post_early(self, *events: dict[str, Any]) -> None:
+        """POST ``events`` to the next webhook subscription *before* answering its creation: O2G
+        delivers as soon as the subscription exists (the answer waits up to :data:`EARLY_WAIT` s
+        for the first POST's answer)."""
+        self._early.extend(events)
+
+    @property
+    def monitored_pilots(self) -> set[str]:
+        """Pilots some live session monitors: only their pilot events exist."""
+        return {p for session in self.sessions.values() for p in session.pilots}
+
+    def filters(self) -> list[list[dict[str, Any]]]:
+        """The selectors of each live subscription."""
+        return [sub.selectors for sub in self._all_subs()]
 
     def drop_subscriptions(self) -> None:
         """Delete every subscription server-side (their channels close; the sessions stay)."""
@@ -270,7 +337,13 @@ class O2GSimulator:
     def publish(self, *events: dict[str, Any]) -> int:
         """Queue events for every subscription whose selectors match; returns how many matched."""
         matched = 0
+        monitored = self.monitored_pilots
         for event in events:
+            pilot = event.get("pilot")
+            if "pilot" in _EVENT_PACKAGES.get(str(event.get("eventName")), ()) and (
+                pilot is not None and str(pilot) not in monitored
+            ):
+                continue  # no monitoring, no event (004 L14343-14360)
             if self.deviate and self._deviate_rng.random() < self.deviate:
                 event, path = deviate(event, self._deviate_rng, GUIDE)
                 self.deviated.append(path)
@@ -323,6 +396,11 @@ class O2GSimulator:
             for token, session in list(self.sessions.items()):
                 if now - session.last_seen > session.ttl:
                     self._drop_session(token)
+                    continue
+                for sid, sub in list(session.subs.items()):
+                    if sub.unread_since is not None and now - sub.unread_since > self.reopen_window:
+                        del session.subs[sid]  # "closed after the socket ... closed for one minute"
+                        _close(sub)
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -342,6 +420,11 @@ class O2GSimulator:
             Route(f"{r}/pbxs", self._pbxs, methods=["GET"]),
             Route(f"{r}/acd/{{node}}/pilots", self._pilot_list, methods=["GET"]),
             Route(f"{r}/acd/pilotmonitoring/{{pilot}}", self._pilot_monitoring, methods=["POST", "DELETE"]),
+            Route(
+                f"{r}/acd/pilotmonitoring/{{node}}/{{pilot}}",
+                self._pilot_monitoring,
+                methods=["POST", "DELETE"],
+            ),
             Route(f"{r}/acd/rti/ctx", self._rti_context, methods=["POST", "PUT", "DELETE"]),
             Route(f"{r}/acd/rti/snapshot", self._rti_snapshot, methods=["POST"]),
             Route("/_sim/{action}", self._control, methods=["POST"]),
@@ -349,15 +432,17 @@ class O2GSimulator:
         return Starlette(routes=routes)
 
     def _base(self, request: Request) -> str:
-        return str(request.base_url).rstrip("/")
+        return str(request.base_url.replace(scheme=self.scheme)).rstrip("/")
 
     def _fault(self, request: Request) -> Response | None:
         if self.down:
             return _error(503, "NOT_READY")
+        if self.deploying:
+            return _tomcat_404()
         for fault in self._faults:
             if fault[0] in request.url.path and fault[2] > 0:
                 fault[2] -= 1
-                return _error(fault[1], fault[3])
+                return _tomcat_404() if fault[3] == "tomcat" else _error(fault[1], fault[3])
         return None
 
     def _session_of(self, request: Request) -> _Session | None:
@@ -442,8 +527,15 @@ class O2GSimulator:
         session.subs[sid] = sub
         if sub.webhook_url:
             assert self._tg is not None
+            early, self._early = self._early, []
+            for event in early:
+                sub.put(orjson.dumps(event) + b"\n")
             self._tg.start_soon(self._deliver, sub)
+            if early:  # O2G delivers before the client has its answer (issue 15 item 5)
+                with anyio.move_on_after(EARLY_WAIT):
+                    await sub.answered.wait()
             return _json({"subscriptionId": sid, "status": "ACCEPTED", "mode": "WEBHOOK", "format": "JSON"})
+        sub.unread_since = time.monotonic()  # the first opening has the same minute (spec ambiguity 4)
         poll = f"{self._base(request)}/OTEvents?subscriptionId={sid}"
         return _json({"subscriptionId": sid, "publicPollingUrl": poll, "privatePollingUrl": poll,
                       "status": "ACCEPTED", "mode": "CHUNK", "format": "JSON"})  # fmt: skip
@@ -471,19 +563,28 @@ class O2GSimulator:
             return _error(404, "NOT_FOUND")
         sub.channel += 1  # one reader per subscription: a new channel closes the old one
         sub.wake.set()
-        return StreamingResponse(self._channel_body(sub, sub.channel), media_type="application/json")
+        return _Channel(sub, sub.channel, self._channel_body(sub, sub.channel))
 
     async def _channel_body(self, sub: _Sub, channel: int) -> AsyncIterator[bytes]:
         def open_() -> bool:
             return not (self._closing or self.down or sub.closed or sub.channel != channel)
+
+        if self._empty_next:
+            self._empty_next -= 1
+            return
 
         while open_():
             if self._silent:
                 await anyio.sleep(0.01)
                 continue
             if sub.pending:
-                if self._cut_next:
-                    self._cut_next = False
+                if self._cut_next is not None:
+                    whole = min(self._cut_next, len(sub.pending) - 1)
+                    self._cut_next = None
+                    if whole:
+                        yield b"".join(sub.pending[i] for i in range(whole))
+                        for _ in range(whole):
+                            sub.pending.popleft()
                     first = sub.pending[0]
                     yield first[: len(first) // 2]
                     raise _Cut("cut mid-event")
@@ -517,6 +618,7 @@ class O2GSimulator:
             except httpx.HTTPError:
                 status = 0
             self.webhook_log.append((sub.id, status))
+            sub.answered.set()
             if 200 <= status < 300 or 400 <= status < 500:
                 sub.pending.popleft()  # delivered, or refused for good
             else:
@@ -586,18 +688,29 @@ class O2GSimulator:
         return self._guarded(request) or _json({"nodeIds": self.nodes})
 
     async def _pilot_list(self, request: Request) -> Response:
-        return self._guarded(request) or _json({"pilotList": list(self.pilots.values())})
-
-    async def _pilot_monitoring(self, request: Request) -> Response:
         if failed := self._guarded(request):
             return failed
+        node = request.path_params["node"]
+        if node not in self.nodes:
+            return _error(404, "NOT_FOUND")
+        pilots = [pilot for number, pilot in self.pilots.items() if self.pilot_nodes[number] == node]
+        return _json({"pilotList": pilots})
+
+    async def _pilot_monitoring(self, request: Request) -> Response:
+        node = request.path_params.get("node")
+        if node is None and self.legacy:
+            return _tomcat_404()  # /acd/pilotmonitoring/{pilotNumber} is "since version 2.7.2"
+        if failed := self._guarded(request):
+            return failed
+        session = self._session_of(request)
+        assert session is not None
         pilot = request.path_params["pilot"]
-        if pilot not in self.pilots:
+        if pilot not in self.pilots or node not in (None, self.pilot_nodes[pilot]):
             return _error(404, "NOT_FOUND")
         if request.method == "POST":
-            self.monitored_pilots.add(pilot)
+            session.pilots.add(pilot)
         else:
-            self.monitored_pilots.discard(pilot)
+            session.pilots.discard(pilot)
         return Response(status_code=204)
 
     async def _rti_context(self, request: Request) -> Response:
@@ -642,6 +755,26 @@ def _close(sub: _Sub) -> None:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _tomcat_404() -> Response:
+    return Response(TOMCAT_404, status_code=404, media_type="text/html;charset=utf-8")
+
+
+class _Channel(StreamingResponse):
+    """A chunk channel's response: it tells its subscription when it is read and when no longer."""
+
+    def __init__(self, sub: _Sub, channel: int, body: AsyncIterator[bytes]) -> None:
+        super().__init__(body, media_type="application/json")
+        self.sub, self.channel = sub, channel
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.sub.reader, self.sub.unread_since = self.channel, None
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.sub.reader == self.channel:
+                self.sub.reader, self.sub.unread_since = None, time.monotonic()
 
 
 def _error(status: int, kind: str) -> Response:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -17,52 +14,21 @@ from streamd.events import AgentState, DeadLetter, Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator
 from streamd.sources.o2g import chunk
-from streamd.sources.o2g.config import O2GSourceConfig
-from streamd.sources.o2g.source import O2GSource
 from streamd.telemetry import ComponentState
-from tests import helpers
-from tests.helpers import GatedEmit, source_deps
+from tests.helpers import GatedEmit
 
-from .o2g_helpers import call, call_refs, until
+from .o2g_helpers import (
+    call,
+    call_refs,
+    logins,
+    make_source,
+    publish_and_expect,
+    resubscribed_after,
+    running,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-def make_source(sim: O2GSimulator, **overrides: Any) -> O2GSource:
-    fields: dict[str, Any] = {
-        "name": "pbx1",
-        "url": sim.url,
-        "username": sim.username,
-        "password": sim.password,
-        "packages": ["agent", "pilot", "telephony"],
-        "idle_timeout": 1.0,
-        "request_timeout": 2.0,
-    }
-    fields.update(overrides)
-    config = O2GSourceConfig.model_validate(fields)
-    return O2GSource(config, source_deps("pbx1", delays=lambda: itertools.repeat(0.0)))
-
-
-def running(source: O2GSource, emit: MemoryEmit) -> AbstractAsyncContextManager[None]:
-    """Run ``source`` for the block; it must be ready (snapshot done) within 2 s."""
-    return helpers.running(source, emit, start_timeout=2)
-
-
-async def publish_and_expect(sim: O2GSimulator, emit: MemoryEmit, refs: list[str]) -> None:
-    await until(lambda: bool(sim.subscriptions()))
-    sim.publish(*(call(r) for r in refs))
-    await until(lambda: set(refs) <= set(call_refs(emit)))
-
-
-async def resubscribed_after(sim: O2GSimulator, lose: Callable[[], None]) -> None:
-    """Call ``lose()`` (it ends the current subscription) and wait until another one is active."""
-    first = sim.subscriptions()
-    lose()
-    await until(lambda: bool(sim.subscriptions()) and sim.subscriptions() != first)
-
-
-def logins(sim: O2GSimulator) -> int:
-    return sum(1 for r in sim.requests if r.path == "/api/rest/authenticate" and r.status == 200)
 
 
 async def test_subscribe_and_chunk_stream_give_snapshot_then_events() -> None:
@@ -212,7 +178,8 @@ async def test_ha_fails_over_to_the_secondary_and_back() -> None:
     emit = MemoryEmit()
     async with O2GSimulator(agents=1) as primary, O2GSimulator(agents=1) as secondary:
         secondary.set_down()
-        async with running(make_source(primary, secondary_url=secondary.url), emit):
+        source = make_source(primary, secondary_url=secondary.url, reopen_window=0.2)
+        async with running(source, emit):  # a server down: its channel is retried 0.2 s, then the other
             await publish_and_expect(primary, emit, ["p1"])
             primary.set_down()
             secondary.set_down(False)

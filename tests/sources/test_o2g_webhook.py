@@ -66,6 +66,19 @@ async def test_webhook_delivery_end_to_end(cookie_style: str) -> None:
     assert any(r.method == "DELETE" and r.path == "/api/rest/1.0/sessions" for r in sim.requests)
 
 
+async def test_a_post_sent_before_the_subscription_answer_is_accepted_once_its_id_is_known() -> None:
+    emit = MemoryEmit()
+    state = {"mainState": "LOG_ON", "subState": "READY"}
+    early = {"eventName": "OnAgentStateChanged", "loginName": "oxe70100", "state": state}
+    async with O2GSimulator(agents=1) as sim:
+        sim.post_early(early)  # O2G POSTs as soon as the subscription exists, before answering
+        async with webhook_source(sim, emit):
+            (sid,) = sim.subscriptions()
+            assert sim.webhook_log[0] == (sid, 200)  # not a 403 (which O2G treats as final)
+            live = [e for e in emit.events if not e.snapshot]
+            assert [e.data for e in live if e.type == "o2g.agent.OnAgentStateChanged"] == [early]
+
+
 async def test_webhook_rejects_forged_cookie_bad_secret_and_bad_body() -> None:
     emit = MemoryEmit()
     async with O2GSimulator(agents=1) as sim, webhook_source(sim, emit) as (_, url):
@@ -151,7 +164,7 @@ async def test_webhook_answers_503_without_a_traceback_when_the_events_cannot_be
         sim.publish(call("r1"))
         await until(lambda: any(status == 503 for _, status in sim.webhook_log))
         emit.refusal = None  # Kafka is back: O2G's retry of the same POST succeeds
-        await until(lambda: call_refs(emit) == ["r1"])
+        await until(lambda: call_refs(emit) == ["r1"] and sim.webhook_log[-1][1] != 503)  # answer logged
         statuses = [status for _, status in sim.webhook_log]
         assert statuses[-1] == 200
         assert set(statuses[:-1]) == {503}

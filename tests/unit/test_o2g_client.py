@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from streamd.errors import AuthError, BackOff, FatalError, TransientError
 from streamd.sources.o2g.auth import O2GAuth
-from streamd.sources.o2g.client import O2GClient, Servers, SubscriptionGone
+from streamd.sources.o2g.client import O2GClient, Servers, SubscriptionGone, again
 from streamd.sources.o2g.config import O2GSourceConfig, api_root, selectors_for
-from streamd.sources.o2g.protocol import SessionExpired
+from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired, error_from_response
 
 BASE: dict[str, Any] = {"name": "pbx1", "url": "https://o2g.example", "username": "admin", "password": "pw"}
 
@@ -44,6 +44,49 @@ def test_selectors_one_per_package_without_ids_for_system_and_pbx_management() -
         {"names": ["pbxManagement"]},
         {"names": ["pilot"], "ids": ["60141"]},
     ]
+
+
+def test_pilot_and_rsi_selectors_get_the_discovered_pilot_numbers_instead_of_the_wildcard() -> None:
+    cfg = config(packages=["pilot", "rsi", "agent"])
+    assert selectors_for(cfg, ["60141", "60142"]) == [
+        {"names": ["pilot"], "ids": ["60141", "60142"]},
+        {"names": ["rsi"], "ids": ["60141", "60142"]},
+        {"names": ["agent"], "ids": ["*"]},
+    ]
+    assert selectors_for(cfg, []) == [{"names": ["agent"], "ids": ["*"]}]  # no pilot: no selector
+    explicit = config(packages=["pilot", "rsi"], package_ids={"rsi": ["65000"], "pilot": ["60141"]})
+    assert selectors_for(explicit, ["60141", "60142"]) == [
+        {"names": ["pilot"], "ids": ["60141"]},
+        {"names": ["rsi"], "ids": ["65000"]},
+    ]
+
+
+def test_on_server_start_is_accepted_under_system_and_warned_about_in_chunk_mode() -> None:
+    cfg = config(packages=["system"], names={"system": ["OnServerStart", "OnCtiLinkDown"]})
+    assert selectors_for(cfg) == [{"names": ["OnServerStart", "OnCtiLinkDown"]}]
+    assert cfg.warnings() == ["names.system OnServerStart: O2G sends it only to a webhook (004 L8950)"]
+    hook = config(
+        packages=["system"],
+        names={"system": ["OnServerStart"]},
+        delivery="webhook",
+        webhook_public_url="https://streamd/webhooks/o2g/pbx1",
+    )
+    assert hook.warnings() == []
+
+
+@pytest.mark.parametrize(("minutes", "warned"), [(0, False), (2, True), (9, True), (10, False), (60, False)])
+def test_subscription_timeouts_the_model_allows_are_accepted_below_ten_with_a_warning(
+    minutes: int, warned: bool
+) -> None:
+    warnings = config(subscription_timeout=minutes).warnings()
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith(f"subscription_timeout {minutes} min: the O2G guide says 10 minutes")
+
+
+def test_tls_settings_are_the_shared_ones() -> None:
+    cfg = config(verify_tls=False, ca_file="/etc/ssl/o2g.pem")
+    assert (cfg.verify_tls, str(cfg.ca_file)) == (False, "/etc/ssl/o2g.pem")
 
 
 @pytest.mark.parametrize(
@@ -98,6 +141,7 @@ class FakeO2G:
     def __init__(self, password: str = "pw") -> None:
         self.password = password
         self.down: set[str] = set()
+        self.not_found: set[str] = set()  # hosts answering Tomcat's 404 (O2G deploying)
         self.calls: list[str] = []
         self.keepalive_status = 204
         self.subscription: dict[str, Any] = {"status": "ACCEPTED", "subscriptionId": "s1"}
@@ -108,6 +152,8 @@ class FakeO2G:
         self.calls.append(f"{request.method} {host}{path}")
         if host in self.down:
             raise httpx.ConnectError("refused", request=request)
+        if host in self.not_found:
+            return httpx.Response(404, text="<html>HTTP Status 404 - Not Found</html>")
         base = f"https://{host}/api/rest"
         if path == "/api/rest":
             url = f"{base}/authenticate?version=1.0"
@@ -189,6 +235,48 @@ async def test_bad_credentials_fatal_on_first_login_backoff_after_success() -> N
     async with client(fake, servers) as c:
         with pytest.raises(BackOff):
             await c.connect()
+
+
+def test_on_reconnect_an_answer_is_transient_unless_o2g_says_it_is_final() -> None:
+    tomcat = error_from_response(404, b"<html>HTTP Status 404</html>", what="discovery")
+    not_found = error_from_response(404, b'{"type": "NOT_FOUND", "code": 1003, "canRetry": true}')
+    final = error_from_response(400, b'{"type": "SOME_NEW_TYPE", "canRetry": false}')
+    assert isinstance(tomcat, O2GRequestError)
+    assert isinstance(not_found, O2GRequestError)
+    assert again(tomcat, reconnecting=False) is tomcat  # the first connection: a wrong url
+    assert isinstance(again(tomcat, reconnecting=True), TransientError)
+    assert isinstance(again(not_found, reconnecting=True), TransientError)
+    assert again(final, reconnecting=True) is final
+    refused = AuthError("NOT_ALLOWED")
+    assert again(refused, reconnecting=True) is refused
+
+
+@pytest.mark.anyio
+async def test_a_fatal_answer_of_the_primary_still_tries_the_secondary() -> None:
+    fake = FakeO2G()
+    fake.not_found.add("o2g.example")
+    servers = Servers.of(config(secondary_url="https://backup.example"))
+    async with client(fake, servers) as c:
+        info = await c.connect()
+    assert info.server == "https://backup.example/api/rest"
+    fake.not_found.add("backup.example")
+    async with client(fake, servers) as c:
+        with pytest.raises(O2GRequestError, match="discovery: HTTP 404"):
+            await c.connect()  # the first connection ever: both 404 is a wrong url, fatal
+    servers.subscribed_once = True
+    async with client(fake, servers) as c:
+        with pytest.raises(TransientError, match="O2G may still be starting"):
+            await c.connect()
+
+
+@pytest.mark.anyio
+async def test_keepalive_404_while_o2g_restarts_means_session_lost() -> None:
+    fake = FakeO2G()
+    fake.keepalive_status = 404
+    async with client(fake) as c:
+        await c.connect()
+        with pytest.raises(SessionExpired):
+            await c.keepalive()
 
 
 @pytest.mark.anyio

@@ -3,6 +3,7 @@
 Sans-IO half: :mod:`.protocol` (chunk-stream decoder, keepalive test, REST error
 classification), :mod:`.models` (a typed model for every catalogued event), :mod:`.normalize`
 (vendor dict -> :class:`streamd.events.Event` list, snapshots) and :mod:`.mapping` (O2G states
--> canonical ``AgentState`` / ``QueueMetric``). The network half (client, session, chunk
-channel, webhook) drives them; none of them does I/O.
+-> canonical ``AgentState`` / ``QueueMetric``). The network half (:mod:`.client` the REST session,
+:mod:`.acd` agent, pilot and RTI reads and pilot monitoring, :mod:`.chunk` the chunk channel,
+:mod:`.webhook` the receiver, :mod:`.source` the session) drives them; none of them does I/O.
 """

@@ -13,18 +13,27 @@ Rules:
 4. A malformed object becomes a dead letter (and a counted error); the stream goes on.
 5. The channel ending (clean close, cut mid-event, idle timeout, oversize event) is reopened on
    the *same* subscription at once: O2G queues its events meanwhile (004 L2138-2145). A channel
-   that closes cleanly after delivering data is simply the long poll going on; one that fails or
-   closes without a byte is a :class:`ChannelEnded`, which the supervisor's job
-   (:func:`streamd.runtime.run_job`) reopens at once, up to ``MAX_FRUITLESS_REOPENS`` in a row.
-   Failing to *open* it propagates (:class:`~streamd.sources.o2g.client.SubscriptionGone`, a dead
-   session, a server that is down) and so does a channel that keeps ending without data.
+   that closes cleanly after delivering data is simply the long poll going on; one that fails is
+   a :class:`ChannelEnded` (with the bytes it delivered), which the supervisor's job
+   (:func:`streamd.runtime.run_job`, decided by :class:`Reopening`) reopens at once. Only channels
+   that deliver *nothing* count towards ``MAX_EMPTY_CHANNELS`` in a row (then the session is
+   given up); an error after data is an ordinary network error.
+6. A reopen that fails for a reason that may pass (5xx, a refused connection, a timeout: a
+   :class:`ChannelNotOpened`) is retried with backoff for ``reopen_window`` seconds since the
+   channel closed: O2G keeps the subscription and its queued events for one minute
+   (004 L2142, L2145). Past it, the subscription is gone anyway: :class:`ChannelLost` gives the
+   session up and makes the other server of an HA pair the first choice. Only O2G saying the
+   subscription is gone (:class:`~streamd.sources.o2g.client.SubscriptionGone`) or the session is
+   (:class:`~streamd.sources.o2g.protocol.SessionExpired`) ends it sooner, and so does an error
+   retrying cannot fix (a certificate, a refusal): they go to the subscription's job unchanged.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -33,15 +42,23 @@ import httpx
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from streamd.errors import NormalizationError, StreamdError, TransientError, VendorProtocolError
+from streamd.errors import (
+    BackOff,
+    FatalError,
+    NormalizationError,
+    SourceError,
+    StreamdError,
+    TransientError,
+    VendorProtocolError,
+)
 from streamd.events import DeadLetter, Event, utcnow
-from streamd.retry import Decision, Fatal, Retry
+from streamd.retry import Decision, Fatal, Retry, Wait
 from streamd.runtime import Connected, Job, Policy, run_job, task_group
 from streamd.sources.base import Emit
 from streamd.sources.http import httpx_errors
-from streamd.sources.o2g.client import O2GClient
+from streamd.sources.o2g.client import O2GClient, SubscriptionGone
 from streamd.sources.o2g.normalize import normalize
-from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
+from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, SessionExpired
 from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.o2g")
@@ -50,16 +67,81 @@ PUSH_QUEUE = 16
 """Decoded chunks waiting for the pusher; a full queue stops reading the socket (backpressure)."""
 STOP_GRACE = 1.0
 """Seconds a stop waits for the events already read to be pushed (then the teardown's 2 s follow)."""
-MAX_FRUITLESS_REOPENS = 3
+MAX_EMPTY_CHANNELS = 3
 """Consecutive channels that end without a single byte before the session is given up."""
 
 
 class ChannelEnded(TransientError):
-    """The chunk channel failed or closed without data: reopen it on the same subscription."""
+    """The chunk channel failed, or closed without data: reopen it on the same subscription.
 
-    def __init__(self, message: str, error_type: str) -> None:
+    Attributes:
+        received: bytes the channel delivered before it ended (0: an empty channel).
+    """
+
+    def __init__(self, message: str, error_type: str, received: int = 0) -> None:
         super().__init__(message)
         self.error_type = error_type
+        self.received = received
+
+
+class ChannelNotOpened(TransientError):
+    """Reopening the channel failed for a reason that may pass (rule 6); ``delay``: O2G's, if any."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class ChannelLost(TransientError):
+    """The channel could not be reopened within the window: the subscription is gone (rule 6)."""
+
+
+@dataclass(slots=True)
+class Reopening:
+    """The state of one subscription's channel between reopens, and the job's decisions (rules 5, 6).
+
+    Attributes:
+        window: seconds a channel that cannot be reopened is retried.
+        clock: monotonic seconds.
+        closed_since: when the channel was last found closed (None while it is open).
+        empty: channels in a row that delivered nothing.
+        expired: the window passed without a reopen.
+    """
+
+    window: float
+    clock: Callable[[], float] = anyio.current_time
+    closed_since: float | None = None
+    empty: int = 0
+    expired: bool = False
+
+    def opened(self) -> None:
+        """The channel is open again: O2G keeps the subscription."""
+        self.closed_since = None
+
+    def delivered(self) -> None:
+        """A channel delivered data: it was not empty."""
+        self.empty = 0
+
+    def decide(self, exc: BaseException) -> Decision:
+        """Reopen at once after a channel ended, with backoff within the window after a failed
+        reopen; anything else (and too many empty channels, or the window passed) is the
+        subscription's job's to handle."""
+        if not isinstance(exc, ChannelEnded | ChannelNotOpened):
+            return Fatal()
+        now = self.clock()
+        if self.closed_since is None:
+            self.closed_since = now
+        if isinstance(exc, ChannelEnded):
+            if exc.received:
+                self.delivered()
+                return Wait(0.0)
+            self.empty += 1
+            return Fatal() if self.empty >= MAX_EMPTY_CHANNELS else Wait(0.0)
+        left = self.window - (now - self.closed_since)
+        if left <= 0:
+            self.expired = True
+            return Fatal()
+        return Retry() if exc.delay is None else Wait(min(exc.delay, left))
 
 
 def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> Event:
@@ -114,12 +196,12 @@ async def pump(
     queue, and the teardown unsubscribes), then it is cancelled.
 
     Raises:
-        TransientError: the read timed out (idle) or the connection broke.
-        VendorProtocolError: an oversize event, or the stream ended inside an event.
+        ChannelEnded: the read timed out (idle), the connection broke, an oversize event, or the
+            stream ended inside an event; it says how many bytes came before.
     """
     send, receive = anyio.create_memory_object_stream[list[Event]](max_buffer_size=PUSH_QUEUE)
     failure: StreamdError | None = None
-    received = 0
+    received = [0]
     pushed = anyio.Event()
     pusher = anyio.CancelScope(shield=True)  # only a stop's grace (below) cancels it
     async with task_group() as tg:  # a failed push surfaces as itself
@@ -127,9 +209,12 @@ async def pump(
         try:
             try:
                 async with send:
-                    received = await _read(response, send, source, max_event_size)
+                    await _read(response, send, source, max_event_size, received)
             except (TransientError, VendorProtocolError) as exc:
-                failure = exc
+                failure = ChannelEnded(
+                    f"o2g {source}: chunk channel ended ({exc})", _reason(exc), received[0]
+                )
+                failure.__cause__ = exc
             await pushed.wait()  # the channel ended: push everything read (backpressure applies)
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(stop_grace, shield=True):
@@ -141,24 +226,26 @@ async def pump(
             raise
     if failure is not None:
         raise failure
-    return received
+    return received[0]
 
 
 async def _read(
-    response: httpx.Response, send: MemoryObjectSendStream[list[Event]], source: str, max_event_size: int
-) -> int:
+    response: httpx.Response,
+    send: MemoryObjectSendStream[list[Event]],
+    source: str,
+    max_event_size: int,
+    received: list[int],
+) -> None:
     decoder = O2GEventDecoder(max_event_size)
-    received = 0
     with httpx_errors():
         async for chunk in response.aiter_bytes():
-            received += len(chunk)
+            received[0] += len(chunk)
             items = decoder.feed(chunk)
             if items:
                 events = to_events(source, items)
                 if events:
                     await send.send(events)
     decoder.feed_eof()
-    return received
 
 
 async def _push_coalesced(
@@ -187,31 +274,44 @@ async def read_subscription(
     emit: Emit,
     *,
     on_open: Callable[[], Awaitable[None]],
+    policy: Policy | None = None,
 ) -> None:
-    """Keep the subscription's chunk channel open, reopening it whenever it ends (rule 5).
+    """Keep the subscription's chunk channel open, reopening it whenever it ends (rules 5, 6).
 
     Args:
         client: the session's client.
         polling_url: the subscription's polling URL.
         emit: where events go (``emit.push``).
-        on_open: awaited once, after the channel first opened (snapshot, readiness).
+        on_open: awaited once, after the channel first opened (snapshot, readiness); a failure
+            is the subscription's job's to handle.
+        policy: how reopens wait (its ``delays`` and ``sleep``; never ``failed_retry``).
 
     Raises:
         SubscriptionGone: opening the channel answered 4xx: subscribe again.
         SessionExpired: the session is gone: log in again.
-        TransientError: the server is unreachable, or channels keep ending without data.
+        ChannelLost: the channel could not be reopened within ``reopen_window``.
+        ChannelEnded: channels keep ending without data.
     """
+    parent = policy or Policy()
+    state = Reopening(client.config.reopen_window)
     first = [True]
-    channels = partial(_channels, client, polling_url, emit, on_open, first)
     job = Job(
         "channel",
-        channels,
-        decide=_reopen,
-        delays=lambda: itertools.repeat(0.0),
+        partial(_channels, client, polling_url, emit, on_open, first, state),
+        decide=state.decide,
         stage="chunk",
-        escalate_after=MAX_FRUITLESS_REOPENS,
     )
-    await run_job(job, policy=Policy(), owner=client.config.name)
+    try:
+        await run_job(job, policy=Policy(delays=parent.delays, sleep=parent.sleep), owner=client.config.name)
+    except ChannelNotOpened as exc:
+        if not state.expired:
+            raise
+        client.servers.prefer_other()
+        lost = ChannelLost(
+            f"o2g {client.config.name}: chunk channel not reopened within {client.config.reopen_window:g}s"
+            f" (O2G has closed the subscription): {exc}"
+        )
+        raise lost from exc
 
 
 async def _channels(
@@ -220,33 +320,50 @@ async def _channels(
     emit: Emit,
     on_open: Callable[[], Awaitable[None]],
     first: list[bool],
+    state: Reopening,
     connected: Connected,
 ) -> None:
-    """Channels one after the other while each delivers data; :class:`ChannelEnded` otherwise."""
+    """Channels one after the other while each delivers data; :class:`ChannelEnded` or
+    :class:`ChannelNotOpened` otherwise."""
     source = client.config.name
     while True:
-        async with client.open_channel(polling_url) as response:
+        async with _opened(client, polling_url) as response:
+            state.opened()
+            connected()  # the backoff starts anew
             if first[0]:
-                first[0] = False
                 await on_open()
+                first[0] = False
             try:
                 received = await pump(
                     response, emit, source=source, max_event_size=client.config.max_event_size
                 )
-            except (TransientError, VendorProtocolError) as exc:
-                log.info("o2g %s: chunk channel ended (%s); reopening", source, exc)
-                raise ChannelEnded(f"o2g {source}: chunk channel ended ({exc})", _reason(exc)) from exc
+            except ChannelEnded as exc:
+                log.info("o2g %s: chunk channel ended (%s); reopening", source, exc.__cause__)
+                raise
         if not received:
             raise ChannelEnded(f"o2g {source}: chunk channel closed without data", "closed")
-        connected()  # a channel that delivered: the long poll goes on
+        state.delivered()  # a channel that delivered: the long poll goes on
 
 
-def _reopen(exc: BaseException) -> Decision:
-    """Reopen after :class:`ChannelEnded`; anything else is the session's to handle."""
-    return Retry() if isinstance(exc, ChannelEnded) else Fatal()
+@asynccontextmanager
+async def _opened(client: O2GClient, polling_url: str) -> AsyncIterator[httpx.Response]:
+    """:meth:`O2GClient.open_channel`, a failure to open that may pass as :class:`ChannelNotOpened`."""
+    opening = True
+    try:
+        async with client.open_channel(polling_url) as response:
+            opening = False
+            yield response
+    except (SubscriptionGone, SessionExpired, FatalError):
+        raise
+    except (TransientError, BackOff) as exc:
+        if not opening:
+            raise
+        delay = exc.delay if isinstance(exc, BackOff) else None
+        log.info("o2g %s: chunk channel not reopened (%s)", client.config.name, exc)
+        raise ChannelNotOpened(f"o2g {client.config.name}: chunk channel not opened: {exc}", delay) from exc
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: SourceError) -> str:
     text = str(exc)
     if isinstance(exc, VendorProtocolError):
         return "protocol_error"

@@ -1,4 +1,6 @@
-"""The O2G REST client: discovery, login, session, keepalive, subscriptions, snapshot reads.
+"""The O2G REST client: discovery, login, session, keepalive, subscriptions, the chunk channel.
+
+The ACD reads built on it (agent states, pilots, pilot monitoring, RTI) are in :mod:`.acd`.
 
 Rules:
 
@@ -9,16 +11,25 @@ Rules:
 2. URLs are followed exactly as O2G returns them at each hop (004 L39-66, L219-232, L264-290,
    L2184-2205), choosing the private or public one per ``config.network``.
 3. HA (004 L340): :class:`Servers` remembers which server of the pair is active across sessions;
-   :meth:`O2GClient.connect` tries the active one, then the other; a failure of both raises and
-   the supervisor backs off. So the source fails over and back, with backoff.
-4. One :class:`O2GClient` per session (``async with``): a new login, a new cookie jar, a new
-   connection pool. It holds no retry loop.
+   :meth:`O2GClient.connect` tries the active one, then the other, whatever the first answered;
+   a failure of both raises (a fatal one first) and the supervisor backs off. So the source fails
+   over and back, with backoff. A chunk channel that could not be reopened in time makes the
+   other server the first choice (:meth:`Servers.prefer_other`).
+4. Once the source has connected (subscribed) before, an O2G answer to discovery, login, session
+   creation or subscription is transient unless O2G says otherwise: a ``RestErrorInfo`` with
+   ``canRetry: false`` (or refused credentials, a ``REFUSED`` subscription). Tomcat answers its
+   own HTML 404 while the O2G webapp deploys after a restart. On the very first connection such
+   an answer stays fatal: it is most likely a wrong ``url``.
+5. One :class:`O2GClient` per session (``async with``): a new login, a new cookie jar, a new
+   connection pool. It holds no retry loop. TLS verification (``verify``) is computed once per
+   source (:func:`~streamd.sources.http.tls_verify`) and handed in.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +39,6 @@ import httpx
 import orjson
 
 from streamd.errors import AuthError, BackOff, FatalError, SourceError, TransientError
-from streamd.runtime import task_group
 from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.auth import O2GAuth
 from streamd.sources.o2g.config import O2GSourceConfig, api_root, selectors_for
@@ -75,6 +85,7 @@ class Servers:
     roots: list[str]
     active: int = 0
     logged_in_once: bool = False
+    subscribed_once: bool = False
 
     @classmethod
     def of(cls, config: O2GSourceConfig) -> Servers:
@@ -87,6 +98,18 @@ class Servers:
     def order(self) -> list[int]:
         """Indexes to try: the active server first, then the other."""
         return [self.active, *(i for i in range(len(self.roots)) if i != self.active)]
+
+    def prefer_other(self) -> None:
+        """Make the other server of an HA pair the first one tried (no-op for a single server)."""
+        if len(self.roots) > 1:
+            self.active = (self.active + 1) % len(self.roots)
+
+
+def again(exc: SourceError, reconnecting: bool) -> SourceError:
+    """Module rule 4: during a reconnect an O2G answer is transient unless ``canRetry: false``."""
+    if reconnecting and isinstance(exc, O2GRequestError) and not exc.final:
+        return TransientError(f"{exc} (retrying: O2G may still be starting)")
+    return exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,21 +139,22 @@ class O2GClient:
         config: O2GSourceConfig,
         servers: Servers,
         *,
+        verify: ssl.SSLContext | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         self.servers = servers
         self.auth = O2GAuth(config.username, config.password.get_secret_value())
         self.session: SessionInfo | None = None
+        self._verify = verify
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> O2GClient:
-        verify: bool | str = self.config.ca_file or self.config.verify_tls
         self._http = httpx.AsyncClient(
             auth=self.auth,
             timeout=httpx.Timeout(self.config.request_timeout),
-            verify=verify,
+            verify=self._verify,
             transport=self._transport,
             headers={"Accept": "application/json"},
         )
@@ -176,26 +200,27 @@ class O2GClient:
 
         Raises:
             AuthError: credentials rejected on the first login ever (fatal).
+            FatalError: a server answered what retrying cannot change (module rule 4), and the
+                other one did not do better.
             SourceError: both servers failed (retry with backoff).
         """
-        failure: SourceError | None = None
+        failures: list[SourceError] = []
         for index in self.servers.order():
+            root = self.servers.roots[index]
             try:
-                info = await self._connect_to(self.servers.roots[index])
-            except FatalError:
-                raise
+                info = await self._connect_to(root)
             except SourceError as exc:
-                log.info("o2g %s: %s unavailable: %s", self.config.name, self.servers.roots[index], exc)
-                failure = exc
+                failure = again(exc, self.servers.subscribed_once)
+                log.info("o2g %s: %s unavailable: %s", self.config.name, root, failure)
+                failures.append(failure)
                 continue
             if index != self.servers.active:
-                log.warning("o2g %s: failed over to %s", self.config.name, self.servers.roots[index])
+                log.warning("o2g %s: failed over to %s", self.config.name, root)
             self.servers.active = index
             self.servers.logged_in_once = True
             self.session = info
             return info
-        assert failure is not None
-        raise failure
+        raise next((f for f in failures if isinstance(f, FatalError)), failures[0])
 
     async def _connect_to(self, root: str) -> SessionInfo:
         auth_url = await self._discover(root)
@@ -208,7 +233,10 @@ class O2GClient:
         versions = [v for v in body.get("versions") or [] if isinstance(v, dict)]
         chosen = next((v for v in versions if v.get("id") == API_VERSION), None)
         if chosen is None:
-            raise FatalError(f"o2g {self.config.name}: {root} offers no API version {API_VERSION}")
+            line = f"o2g {self.config.name}: {root} offers no API version {API_VERSION}"
+            if self.servers.subscribed_once:  # rule 4: e.g. a page of a webapp still deploying
+                raise TransientError(line)
+            raise FatalError(line)
         return self._pick(chosen, "internalUrl", "publicUrl") or f"{root}/authenticate?version={API_VERSION}"
 
     async def _login(self, auth_url: str) -> str:
@@ -263,12 +291,18 @@ class O2GClient:
         return max(0.01, ttl / 3)
 
     async def keepalive(self) -> None:
-        """Refresh the session timer (004 L989-1027); 403 means the session is gone."""
+        """Refresh the session timer (004 L989-1027); 403 (or a 404: O2G restarting) means the
+        session is gone."""
         with httpx_errors():
             response = await self.http.post(self.base_url + "/sessions/keepalive")
         if response.status_code == 403:
             raise SessionExpired(f"o2g {self.config.name}: keepalive: the session no longer exists")
-        raise_for_status(response, f"o2g {self.config.name} keepalive")
+        try:
+            raise_for_status(response, f"o2g {self.config.name} keepalive")
+        except O2GRequestError as exc:
+            if exc.final:
+                raise
+            raise SessionExpired(f"{exc} (the session is gone)") from exc
 
     async def keepalive_forever(self) -> None:
         """Send a keepalive every :attr:`keepalive_interval` until cancelled or it fails."""
@@ -284,26 +318,49 @@ class O2GClient:
 
     # -- subscriptions -------------------------------------------------------------------
 
-    def subscription_request(self, webhook_url: str | None = None) -> dict[str, Any]:
-        """The ``SubscriptionRequest`` body for the configured packages (004 L2385-2410)."""
-        body: dict[str, Any] = {"filter": {"selectors": selectors_for(self.config)}, "version": API_VERSION}
+    def subscription_request(
+        self, webhook_url: str | None = None, pilots: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """The ``SubscriptionRequest`` body for the configured packages (004 L2385-2410); ``pilots``
+        are the discovered pilot numbers (:func:`~streamd.sources.o2g.config.selectors_for`).
+
+        Raises:
+            FatalError: no selector is left (only pilot packages, and no pilot was found).
+        """
+        selectors = selectors_for(self.config, pilots)
+        if not selectors:
+            raise FatalError(f"o2g {self.config.name}: no pilot found on any node: nothing to subscribe to")
+        body: dict[str, Any] = {"filter": {"selectors": selectors}, "version": API_VERSION}
         if webhook_url is not None:
             body["webHookUrl"] = webhook_url
         else:
             body["timeout"] = self.config.subscription_timeout
         return body
 
-    async def subscribe(self, webhook_url: str | None = None) -> Subscription:
-        """Create the subscription; anything but ``ACCEPTED`` is fatal for this configuration."""
-        response = await self.request(
-            "POST", self.base_url + "/subscriptions", "subscribe", json=self.subscription_request(webhook_url)
-        )
+    async def subscribe(
+        self, webhook_url: str | None = None, pilots: Sequence[str] | None = None
+    ) -> Subscription:
+        """Create the subscription; anything but ``ACCEPTED`` is fatal for this configuration.
+
+        Raises:
+            FatalError: ``REFUSED`` (or another status), or an error O2G marks final.
+            TransientError: an error answer after an earlier subscription worked (module rule 4).
+        """
+        request = self.subscription_request(webhook_url, pilots)
+        try:
+            response = await self.request("POST", self.base_url + "/subscriptions", "subscribe", json=request)
+        except O2GRequestError as exc:
+            failure = again(exc, self.servers.subscribed_once)
+            if failure is exc:
+                raise
+            raise failure from exc
         body = _json_or_none(response.content) or {}
         if body.get("status") != "ACCEPTED" or not body.get("subscriptionId"):
             raise FatalError(
                 f"o2g {self.config.name}: subscription {body.get('status', 'UNKNOWN')}: "
                 f"{body.get('message') or 'no reason given'}"
             )
+        self.servers.subscribed_once = True
         polling = self._pick(body, "privatePollingUrl", "publicPollingUrl")
         return Subscription(id=str(body["subscriptionId"]), polling_url=polling, raw=body)
 
@@ -346,68 +403,6 @@ class O2GClient:
         finally:
             with anyio.CancelScope(shield=True), httpx_errors():
                 await response.aclose()
-
-    # -- snapshot reads (004 L1141-1217, L12853-12895, L10683-10715, L13412-13465) -------
-
-    async def agent_logins(self) -> list[str]:
-        """The ACD operators' logins (``GET /logins?onlyACD``)."""
-        body = await self.get_json("/logins", "logins", params={"onlyACD": ""})
-        return [str(x) for x in (body or {}).get("loginNames") or []]
-
-    async def agent_state(self, login: str) -> dict[str, Any] | None:
-        """One agent's ``AgentState``, or ``None`` when O2G does not know the login."""
-        try:
-            body = await self.get_json("/acd/agent/state", "agent state", params={"loginName": login})
-        except O2GRequestError as exc:  # NOT_FOUND / 404 for one item: skip it (spec §7.4)
-            log.debug("o2g %s: no agent state for %s: %s", self.config.name, login, exc)
-            return None
-        return body if isinstance(body, dict) else None
-
-    async def agent_states(self) -> dict[str, dict[str, Any]]:
-        """Every ACD operator's state, read with bounded concurrency."""
-        logins = await self.agent_logins()
-        states: dict[str, dict[str, Any]] = {}
-        limit = anyio.Semaphore(self.config.snapshot_concurrency)
-
-        async def one(login: str) -> None:
-            async with limit:
-                state = await self.agent_state(login)
-            if state is not None:
-                states[login] = state
-
-        async with task_group() as tg:  # the first failure stops the others and surfaces as itself
-            for login in logins:
-                tg.start_soon(one, login)
-        return {login: states[login] for login in logins if login in states}
-
-    async def pilots(self) -> dict[str, dict[str, Any]]:
-        """Every node's ``Pilots`` body (``GET /pbxs`` then ``GET /acd/{nodeId}/pilots``), by node id."""
-        nodes = await self.get_json("/pbxs", "pbxs")
-        result: dict[str, dict[str, Any]] = {}
-        for node in (nodes or {}).get("nodeIds") or []:
-            body = await self.get_json(f"/acd/{node}/pilots", "pilots")
-            result[str(node)] = body if isinstance(body, dict) else {"pilotList": []}
-        return result
-
-    async def activate_rti(self) -> None:
-        """Create/activate the RTI context for every object and attribute, then ask for its snapshot.
-
-        Without a context no ``rti`` event flows (004 L14646-14652); the snapshot's values arrive
-        on the channel as ordinary ``On*RtiChanged`` events (004 L15112-15143).
-        """
-        everything = {"numbers": ["*"], "attributes": ["ALL"]}
-        kinds = ("agentFilter", "pilotFilter", "queueFilter", "pgAgentFilter", "pgOtherFilter")
-        context = {
-            "obsPeriod": self.config.rti_obs_period,
-            "notifFrequency": self.config.rti_notif_frequency,
-            "filter": dict.fromkeys(kinds, everything),
-        }
-        await self.request("POST", self.base_url + "/acd/rti/ctx", "rti context", json=context)
-        await self.request("POST", self.base_url + "/acd/rti/snapshot", "rti snapshot")
-
-    async def monitor_pilot(self, pilot: str) -> None:
-        """Start pilot monitoring (004 L14433-14469), without which no pilot event flows."""
-        await self.request("POST", f"{self.base_url}/acd/pilotmonitoring/{pilot}", "pilot monitoring")
 
 
 def _raise_channel_error(response: httpx.Response, name: str) -> None:

@@ -3,28 +3,38 @@
 Rules:
 
 1. Everything is validated before the daemon starts: package names and event names against the
-   seed's package list (004 L2083-2099), the ``"*"`` wildcard only for an administrator session
-   (004 L2107), ``ids`` never sent for ``system`` / ``pbxManagement`` (004 L2101), the
-   subscription timeout ``0`` or 2..60 minutes (004 L2395), webhook settings only with
-   ``delivery: webhook``.
-2. ``url`` is the server root: streamd discovers ``{url}/api/rest``; a url already ending in
+   seed's package list (004 L2083-2099, plus ``OnServerStart`` under ``system``, 004 L8949), the
+   ``"*"`` wildcard only for an administrator session (004 L2107), ``ids`` never sent for
+   ``system`` / ``pbxManagement`` (004 L2101), the subscription timeout ``0`` or 2..60 minutes
+   (the model, 004 L2395), webhook settings only with ``delivery: webhook``.
+2. What the model allows but the guide's prose advises against is accepted with a warning
+   (:meth:`O2GSourceConfig.warnings`, logged when the source starts): a subscription timeout of
+   2..9 minutes (the prose says 10 minutes minimum, 004 L2116, L2140), ``OnServerStart`` over
+   the chunk channel (it needs a webhook, 004 L8950).
+3. ``pilot`` and ``rsi`` selectors carry pilot numbers, not users (004 L2102-2103): ``"*"`` there
+   stands for the pilots streamd discovers (``GET /pbxs``, ``GET /acd/{node}/pilots``) at each
+   subscription (:func:`selectors_for` takes them).
+4. ``url`` is the server root: streamd discovers ``{url}/api/rest``; a url already ending in
    ``/api/rest`` is used as is. ``secondary_url`` is the other member of an HA pair.
-3. :meth:`O2GSourceConfig.build` imports the runtime lazily, so loading a config never imports
+5. TLS is the shared :class:`~streamd.sources.http.TlsSettings` (``verify_tls``, ``ca_file``).
+6. :meth:`O2GSourceConfig.build` imports the runtime lazily, so loading a config never imports
    httpx/starlette code paths it does not need.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName
+from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
 
-# The seed's package list (004 L2083-2099); OnServerStart (004 L8949) is delivered on system.
+# The seed's package list (004 L2083-2099).
 PACKAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "telephony": (
         "OnCallCreated",
@@ -76,6 +86,10 @@ PACKAGE_EVENTS: dict[str, tuple[str, ...]] = {
     "acdstats": ("OnAcdStatsProgress",),
 }
 
+# Events catalogued under a package but missing from its list: accepted in ``names`` only.
+# OnServerStart is a Maintenance (system) notification (004 L8768, L8949-8954).
+EXTRA_NAMES: dict[str, tuple[str, ...]] = {"system": ("OnServerStart",)}
+
 Package = Literal[
     "telephony",
     "eventSummary",
@@ -96,13 +110,30 @@ Package = Literal[
 NO_IDS_PACKAGES = frozenset({"system", "pbxManagement"})
 # Packages only an administrator session may subscribe to (004 L8749, L10659, L14343, L14639, L15671).
 ADMIN_PACKAGES = frozenset({"system", "pbxManagement", "pilot", "rti", "acdstats", "userManagement"})
+# Packages whose ids are pilot numbers (004 L2102-2103): "*" stands for the pilots discovered.
+PILOT_PACKAGES = frozenset({"pilot", "rsi"})
+GUIDE_MIN_TIMEOUT = 10
+"""The subscription timeout the guide's prose gives as its minimum, in minutes (004 L2116, L2140)."""
 
 
-def selectors_for(config: O2GSourceConfig) -> list[dict[str, list[str]]]:
+def package_ids(config: O2GSourceConfig, package: Package) -> list[str]:
+    """The ids configured for ``package``: ``package_ids[package]``, else ``ids``."""
+    return list(config.package_ids.get(package, config.ids))
+
+
+def discovers_pilots(config: O2GSourceConfig) -> bool:
+    """True when the subscription needs the discovered pilot numbers (a pilot package on ``"*"``)."""
+    return any(p in PILOT_PACKAGES and "*" in package_ids(config, p) for p in config.packages)
+
+
+def selectors_for(config: O2GSourceConfig, pilots: Sequence[str] | None = None) -> list[dict[str, list[str]]]:
     """The subscription selectors: one per package (004 L2100), ``ids`` absent where required.
 
     Args:
         config: the validated source config.
+        pilots: the pilot numbers discovered; a ``pilot``/``rsi`` package configured with ``"*"``
+            gets them as its ids, and no selector at all when there are none (``None``: not
+            discovered, ``"*"`` is sent as configured).
 
     Returns:
         The ``filter.selectors`` list of the ``SubscriptionRequest``.
@@ -112,7 +143,12 @@ def selectors_for(config: O2GSourceConfig) -> list[dict[str, list[str]]]:
         names = list(config.names.get(package, ())) or [package]
         selector: dict[str, list[str]] = {"names": names}
         if package not in NO_IDS_PACKAGES:
-            selector["ids"] = list(config.package_ids.get(package, config.ids))
+            ids = package_ids(config, package)
+            if package in PILOT_PACKAGES and "*" in ids and pilots is not None:
+                ids = list(pilots)
+            if not ids:
+                continue
+            selector["ids"] = ids
         selectors.append(selector)
     return selectors
 
@@ -121,7 +157,7 @@ def _default_packages() -> list[Package]:
     return ["telephony", "agent"]
 
 
-class O2GSourceConfig(StrictModel):
+class O2GSourceConfig(TlsSettings):
     """An ALE OmniPCX Open Gateway: events over the HTTP chunk channel or as webhooks."""
 
     kind: Literal["o2g"] = "o2g"
@@ -148,7 +184,10 @@ class O2GSourceConfig(StrictModel):
     ids: list[str] = Field(
         default_factory=lambda: ["*"],
         min_length=1,
-        description="Selector ids (logins, pilot/RSI/ACD numbers); '*' = all users (admin only).",
+        description=(
+            "Selector ids (logins, pilot/RSI/ACD numbers); '*' = all users (admin only), and for"
+            " pilot/rsi every pilot streamd discovers."
+        ),
     )
     package_ids: dict[Package, list[str]] = Field(
         default_factory=dict,
@@ -171,9 +210,21 @@ class O2GSourceConfig(StrictModel):
     channel_open_timeout: Duration = Field(
         default=30.0, gt=0, description="Deadline to open the chunk channel after subscribing (O2G: 60 s)."
     )
+    reopen_window: Duration = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "How long a chunk channel that cannot be reopened is retried (with backoff) on the same"
+            " subscription: O2G closes a subscription whose channel stayed closed for one minute"
+            " (004 L2145). Then the session is given up and the other server of an HA pair tried first."
+        ),
+    )
     subscription_timeout: int = Field(
         default=0,
-        description="Subscription timeout in minutes: 0 = none (keepalive events), or 2..60 (004 L2395).",
+        description=(
+            "Subscription timeout in minutes: 0 = none (keepalive events), or 2..60 (004 L2395;"
+            " below 10 the guide's prose advises against it: a warning)."
+        ),
     )
     keepalive_interval: Duration | None = Field(
         default=None, gt=0, description="Session keepalive period; default a third of the session TTL."
@@ -182,8 +233,6 @@ class O2GSourceConfig(StrictModel):
         default=None, gt=0, description="Requested session time-to-live in seconds (O2G >= 2.7.4)."
     )
     request_timeout: Duration = Field(default=10.0, gt=0, description="Timeout of each REST request.")
-    verify_tls: bool = Field(default=True, description="Verify the O2G server certificate.")
-    ca_file: str | None = Field(default=None, description="CA bundle to verify the O2G certificate with.")
     application_name: str = Field(
         default="streamd", min_length=1, description="SessionRequest.applicationName (logging/statistics)."
     )
@@ -229,7 +278,8 @@ class O2GSourceConfig(StrictModel):
         if len(set(self.packages)) != len(self.packages):
             problems.append("packages: a package is listed twice")
         for package, events in self.names.items():
-            unknown = sorted(set(events) - set(PACKAGE_EVENTS[package]))
+            known = {*PACKAGE_EVENTS[package], *EXTRA_NAMES.get(package, ())}
+            unknown = sorted(set(events) - known)
             if unknown or not events:
                 problems.append(f"names.{package}: not events of {package}: {unknown or '[]'}")
             if package not in self.packages:
@@ -248,6 +298,19 @@ class O2GSourceConfig(StrictModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def warnings(self) -> list[str]:
+        """What the model allows but the guide's prose advises against (module rule 2)."""
+        found: list[str] = []
+        if self.delivery == "chunk" and 0 < self.subscription_timeout < GUIDE_MIN_TIMEOUT:
+            found.append(
+                f"subscription_timeout {self.subscription_timeout} min: the O2G guide says"
+                f" {GUIDE_MIN_TIMEOUT} minutes minimum (004 L2116), its model 2 (004 L2395);"
+                " a server may refuse or raise it"
+            )
+        if self.delivery == "chunk" and "OnServerStart" in self.names.get("system", ()):
+            found.append("names.system OnServerStart: O2G sends it only to a webhook (004 L8950)")
+        return found
 
     @property
     def api_root(self) -> str:

@@ -292,6 +292,11 @@ class O2GRequestError(FatalError):
         self.status = status
         self.info = info
 
+    @property
+    def final(self) -> bool:
+        """O2G said so: a ``RestErrorInfo`` with ``canRetry: false`` (a bare 404 from Tomcat is not)."""
+        return self.info is not None and self.info.canRetry is False
+
 
 # error type -> code (004 L311-320); the code is used when ``type`` is missing.
 ERROR_CODES: Final = {

@@ -4,40 +4,55 @@ A session (spec o2g.md §0, §5.3, §8.0):
 
 1. connect (discovery, login, session; HA: the active server, else the other one);
 2. session keepalives in the background (a failure ends the session: log in again);
-3. subscribe (chunk: open the channel at once, then snapshot; webhook: subscribe with the
-   public URL, then snapshot), then signal readiness. The snapshot: the RTI context is
-   (re)activated when ``rti`` is subscribed (its values then stream in), agent states
-   (``GET /logins?onlyACD`` + ``GET /acd/agent/state``) and pilots (``GET /pbxs`` +
-   ``GET /acd/{node}/pilots``, each configured pilot's monitoring started) are read over REST.
-   A part the login has no right or licence for is skipped with a warning;
-4. chunk: reopen the channel whenever it ends; a subscription that is gone is re-created
-   (and re-snapshotted) in the same session, once (both are jobs nested in the session, whose
-   failures the session's job handles); webhook: wait, the receiver does the work;
+3. discover the pilots (:mod:`.acd`) when ``pilot`` is subscribed or a ``pilot``/``rsi`` selector
+   needs their numbers, then subscribe (chunk: open the channel at once; webhook: with the public
+   URL, a POST that arrives before the answer waits for it), then: (re)activate the RTI context
+   when ``rti`` is subscribed (its values then stream in); start pilot monitoring when ``pilot``
+   is, whatever ``snapshot`` says, each pilot on its own (those that failed transiently are
+   retried by a job beside the session); with ``snapshot: true`` read agent states
+   (``GET /logins?onlyACD`` + ``GET /acd/agent/state``) and pilots over REST; then signal
+   readiness. A part the login has no right or licence for is skipped with a warning;
+4. chunk: reopen the channel whenever it ends (:mod:`.chunk`: at once, or with backoff within
+   O2G's one-minute window); a subscription O2G says is gone is re-created (and re-snapshotted)
+   in the same session, once in a row (both are jobs nested in the session, whose failures the
+   session's job handles); webhook: wait, the receiver does the work;
 5. always, also on cancellation: unsubscribe and delete the session, shielded, 2 s at most.
 
 Rules: no retry loop here (the supervisor owns it); no httpx exception is caught here; every
-snapshot is published with ``snapshot=True`` through ``await emit(...)`` (durable).
+snapshot is published with ``snapshot=True`` through ``await emit(...)`` (durable); TLS
+verification is set up once, by the first session (one warning when it is off); the config's
+warnings are logged when the source starts.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import urlencode
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from streamd.errors import FatalError, NormalizationError, StreamdError
 from streamd.events import Event
 from streamd.retry import Decision, Fatal, Retry
 from streamd.runtime import Connected, Job, Policy, run_job, task_group
 from streamd.sources.base import Emit, SourceDeps
+from streamd.sources.http import tls_verify
+from streamd.sources.o2g.acd import (
+    PilotMonitor,
+    activate_rti,
+    agent_states,
+    discover_pilots,
+    retry_monitoring,
+)
 from streamd.sources.o2g.chunk import dead_letter, read_subscription
 from streamd.sources.o2g.client import O2GClient, Servers, SubscriptionGone
-from streamd.sources.o2g.config import O2GSourceConfig
+from streamd.sources.o2g.config import O2GSourceConfig, discovers_pilots, package_ids
 from streamd.sources.o2g.normalize import agent_state_snapshot, pilots_snapshot
 from streamd.sources.o2g.webhook import SECRET_PARAM, WebhookReceiver
 from streamd.telemetry import count_error
@@ -46,6 +61,16 @@ log = logging.getLogger("streamd.sources.o2g")
 
 VENDOR = "o2g"
 TEARDOWN_DEADLINE = 2.0
+
+
+@dataclass(slots=True)
+class _Live:
+    """One session: its client, its task group, its pilot monitoring, its subscription ids."""
+
+    client: O2GClient
+    tasks: TaskGroup
+    monitor: PilotMonitor
+    subscriptions: list[str] = field(default_factory=list)
 
 
 class O2GSource:
@@ -61,6 +86,9 @@ class O2GSource:
         self.deps = deps
         self.servers = Servers.of(config)
         self.receiver: WebhookReceiver | None = None
+        self._verify: ssl.SSLContext | bool | None = None
+        # how the jobs nested in a session wait (no failed_retry: their failures go to the session)
+        self.nested = Policy(delays=deps.jobs.policy.delays, sleep=deps.jobs.policy.sleep)
 
     async def run(self, emit: Emit, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Stream events until cancelled; readiness once subscribed and snapshotted.
@@ -69,6 +97,8 @@ class O2GSource:
             FatalError: e.g. credentials rejected on the first login, subscription refused (only
                 under a standalone :class:`~streamd.runtime.Jobs`; a daemon marks it failed).
         """
+        for line in self.config.warnings():
+            log.warning("o2g %s: %s", self.name, line)
         if self.config.delivery == "webhook":
             secret = self.config.webhook_secret
             self.receiver = WebhookReceiver(
@@ -86,78 +116,106 @@ class O2GSource:
                 self.deps.webhooks.unregister(VENDOR, self.name)
 
     async def _session(self, emit: Emit, connected: Callable[[], None]) -> None:
-        async with O2GClient(self.config, self.servers) as client:
-            subscription: list[str] = []
+        if self._verify is None:
+            self._verify = tls_verify(self.config, f"o2g {self.name}")
+        async with O2GClient(self.config, self.servers, verify=self._verify) as client:
+            subscriptions: list[str] = []
             try:
                 await client.connect()
                 async with task_group() as tg:  # a failed keepalive ends the session
                     tg.start_soon(client.keepalive_forever)
-                    await self._subscribed(client, emit, connected, subscription)
+                    live = _Live(client, tg, PilotMonitor(client), subscriptions)
+                    await self._subscribed(live, emit, connected)
                     tg.cancel_scope.cancel()
             finally:
                 with anyio.move_on_after(TEARDOWN_DEADLINE, shield=True):
-                    await self._teardown(client, subscription)
+                    await self._teardown(client, subscriptions)
 
-    async def _subscribed(
-        self, client: O2GClient, emit: Emit, connected: Callable[[], None], subscription: list[str]
-    ) -> None:
+    async def _subscribed(self, live: _Live, emit: Emit, connected: Connected) -> None:
         if self.config.delivery == "webhook":
-            await self._webhook(client, emit, connected, subscription)
+            await self._webhook(live, emit, connected)
             return
         job = Job(
             "subscription",
-            partial(self._subscription, client, emit, connected, subscription),
+            partial(self._subscription, live, emit, connected),
             decide=_resubscribe,
             delays=lambda: itertools.repeat(0.0),
             stage="chunk",
-            escalate_after=2,  # gone again right after subscribing anew: the session is given up
+            escalate_after=2,  # gone again before its channel opened: the session is given up
         )
-        await run_job(job, policy=Policy(), owner=self.name)
+        await run_job(job, policy=self.nested, owner=self.name)
 
     async def _subscription(
-        self,
-        client: O2GClient,
-        emit: Emit,
-        connected: Connected,
-        subscription: list[str],
-        _: Connected,
+        self, live: _Live, emit: Emit, connected: Connected, resubscribed: Connected
     ) -> None:
-        sub = await client.subscribe()
-        subscription[:] = [sub.id]
+        pilots = await self._pilots(live)
+        sub = await live.client.subscribe(pilots=pilots)
+        live.subscriptions[:] = [sub.id]
         if sub.polling_url is None:
             raise FatalError(f"o2g {self.name}: the subscription has no polling URL")
+
+        def ready() -> None:
+            connected()
+            resubscribed()  # its channel opened: the next "gone" is not "gone again"
+
+        on_open = partial(self._ready, live, emit, ready)
         try:
-            await read_subscription(
-                client, sub.polling_url, emit, on_open=partial(self._ready, client, emit, connected)
-            )
+            await read_subscription(live.client, sub.polling_url, emit, on_open=on_open, policy=self.nested)
         except SubscriptionGone as exc:
             log.info("o2g %s: subscription gone (%s)", self.name, exc)
             raise
 
-    async def _webhook(
-        self, client: O2GClient, emit: Emit, connected: Callable[[], None], subscription: list[str]
-    ) -> None:
+    async def _webhook(self, live: _Live, emit: Emit, connected: Connected) -> None:
         assert self.receiver is not None
         assert self.config.webhook_public_url is not None
         url = self.config.webhook_public_url
         if self.config.webhook_secret is not None:
             query = urlencode({SECRET_PARAM: self.config.webhook_secret.get_secret_value()})
             url += ("&" if "?" in url else "?") + query
-        sub = await client.subscribe(webhook_url=url)
-        subscription[:] = [sub.id]
-        self.receiver.subscription_ids = {sub.id}
-        self.receiver.session_tokens = {client.auth.token} if client.auth.token else set()
-        await self._ready(client, emit, connected)
+        pilots = await self._pilots(live)
+        token = live.client.auth.token
+        self.receiver.session_tokens = {token} if token else set()
+        with self.receiver.subscribing():  # O2G may POST before it answers
+            sub = await live.client.subscribe(webhook_url=url, pilots=pilots)
+            live.subscriptions[:] = [sub.id]
+            self.receiver.subscription_ids = {sub.id}
+        await self._ready(live, emit, connected)
         await anyio.sleep_forever()  # the receiver works; keepalive failures end the session
 
-    async def _ready(self, client: O2GClient, emit: Emit, connected: Callable[[], None]) -> None:
+    async def _pilots(self, live: _Live) -> list[str] | None:
+        """Discover the pilots when needed: their numbers for the selectors, the ones to monitor."""
+        packages = set(self.config.packages)
+        if "pilot" not in packages and not discovers_pilots(self.config):
+            return None
+        found = await discover_pilots(live.client)
+        if "pilot" in packages:
+            wanted = package_ids(self.config, "pilot")
+            live.monitor.add(found.nodes if "*" in wanted else {p: found.nodes.get(p) for p in wanted})
+        if not found.nodes and discovers_pilots(self.config):
+            log.warning("o2g %s: no pilot found on any node: no pilot/rsi events this session", self.name)
+        return list(found.nodes)
+
+    async def _ready(self, live: _Live, emit: Emit, connected: Callable[[], None]) -> None:
         if "rti" in self.config.packages:
-            await self._part("rti activation", self._activate_rti, client)
+            await self._part("rti activation", self._activate_rti, live.client)
+        if "pilot" in self.config.packages:
+            await self._monitor_pilots(live)
         if self.config.snapshot:
-            events = await self.snapshot(client)
+            events = await self.snapshot(live.client)
             if events:
                 await emit(events)
         connected()
+
+    async def _monitor_pilots(self, live: _Live) -> None:
+        """Start monitoring every pilot; retry those that failed transiently in a job of their own."""
+        monitor = live.monitor
+        await monitor.start()
+        if monitor.pending and not monitor.retrying:
+            monitor.retrying = True
+            job = Job(
+                "pilot monitoring", monitor.keep_trying, decide=retry_monitoring, stage=None
+            )  # counted per pilot
+            live.tasks.start_soon(partial(run_job, job, policy=self.nested, owner=self.name))
 
     async def snapshot(self, client: O2GClient) -> list[Event]:
         """Current agent states and pilot status read over REST, as ``snapshot=True`` events.
@@ -184,12 +242,12 @@ class O2GSource:
             return []
 
     async def _activate_rti(self, client: O2GClient) -> list[Event]:
-        await client.activate_rti()  # its snapshot arrives as events on the channel
+        await activate_rti(client)  # its snapshot arrives as events on the channel
         return []
 
     async def _agent_snapshot(self, client: O2GClient) -> list[Event]:
         events: list[Event] = []
-        for login, state in (await client.agent_states()).items():
+        for login, state in (await agent_states(client)).items():
             try:
                 events.extend(agent_state_snapshot(self.name, login, state))
             except NormalizationError as exc:
@@ -198,12 +256,7 @@ class O2GSource:
 
     async def _pilot_snapshot(self, client: O2GClient) -> list[Event]:
         events: list[Event] = []
-        configured = self.config.package_ids.get("pilot", self.config.ids)
-        for node, body in (await client.pilots()).items():
-            for pilot in body.get("pilotList") or []:
-                number = str(pilot.get("number", ""))
-                if number and ("*" in configured or number in configured):
-                    await client.monitor_pilot(number)  # pilot events flow only when monitored
+        for node, body in (await discover_pilots(client)).bodies.items():  # a failing node is skipped
             try:
                 events.extend(pilots_snapshot(self.name, node, body))
             except NormalizationError as exc:

@@ -9,7 +9,10 @@ Rules:
    (004 L2126: "as Cookie header the subscriptionId") or the value of any cookie in it,
    URL-decoded or not. The seed's example POST carries the *session's* ``AlcUserId%3D<JWT>``
    instead (004 L2254), so the live session's ``AlcUserId`` is accepted too: both are secrets
-   only O2G and streamd know. Anything else: 403.
+   only O2G and streamd know. O2G may POST as soon as a subscription exists, before its answer
+   gave streamd the id: while a subscription is being created (:meth:`WebhookReceiver.subscribing`)
+   a POST with an unknown cookie waits for the answer (``deadline`` seconds at most) and is then
+   checked again. Anything else: 403.
 3. Only then is the body read, and at most ``max_event_size`` x :data:`BATCH_FACTOR` bytes of it
    (O2G posts one event per request): a larger declared Content-Length is answered 413 before
    anything is read, a larger body (chunked) as soon as it has grown beyond the cap; counted
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote
 
 import anyio
@@ -90,6 +95,18 @@ class WebhookReceiver:
         self.subscription_ids: set[str] = set()
         self.session_tokens: set[str] = set()
         self._refusing: str | None = None  # why POSTs are refused, once that was logged (rule 6)
+        self._subscribing: anyio.Event | None = None  # set once a subscription's id is known (rule 2)
+
+    @contextmanager
+    def subscribing(self) -> Iterator[None]:
+        """While the block runs (a subscription is created and its id added to
+        ``subscription_ids``), POSTs with an unknown cookie wait for it to end (rule 2)."""
+        done = self._subscribing = anyio.Event()
+        try:
+            yield
+        finally:
+            self._subscribing = None
+            done.set()
 
     @property
     def max_body(self) -> int:
@@ -103,7 +120,7 @@ class WebhookReceiver:
         if self.secret is not None and not self._secret_ok(request):
             count_error(self.source, "webhook", "bad_secret")
             return Response("bad or missing secret", status_code=401)
-        if not self._known_subscription(request.headers.get("cookie", "")):
+        if not await self._authorised(request.headers.get("cookie", "")):
             count_error(self.source, "webhook", "unknown_subscription")
             return Response("unknown subscription", status_code=403)
         try:
@@ -154,6 +171,16 @@ class WebhookReceiver:
         assert self.secret is not None
         given = request.query_params.get(SECRET_PARAM) or request.headers.get(SECRET_HEADER) or ""
         return hmac.compare_digest(given.encode(), self.secret.encode())
+
+    async def _authorised(self, header: str) -> bool:
+        if self._known_subscription(header):
+            return True
+        pending = self._subscribing
+        if pending is None or not header:
+            return False
+        with anyio.move_on_after(self.deadline):  # O2G was quicker than its own answer (rule 2)
+            await pending.wait()
+        return self._known_subscription(header)
 
     def _known_subscription(self, header: str) -> bool:
         if not header:
