@@ -88,7 +88,7 @@ class Spool:
         with self._lock:
             if self.bytes + size > self.max_bytes or self._on_disk() + size > self.max_bytes:
                 raise PublishError(f"outage spool full ({self.bytes} of {self.max_bytes} bytes)")
-            self._write("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows)
+            self._write(("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows))
             self.count += len(records)
             self.bytes += size
 
@@ -105,21 +105,11 @@ class Spool:
         rows = [(r.topic, r.key, r.value, _headers(r)) for r in records]
         with self._lock:
             first = self._received_next
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                if rows:
-                    self._db.executemany(
-                        "INSERT INTO received (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
-                        [(first + i, *row) for i, row in enumerate(rows)],
-                    )
-                self._db.executemany("DELETE FROM received WHERE seq BETWEEN ? AND ?", forget)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise PublishError(f"outage spool {self.path}: {exc}") from exc
-            except BaseException:
-                self._rollback()
-                raise
+            self._write(
+                ("INSERT INTO received (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
+                 [(first + i, *row) for i, row in enumerate(rows)]),
+                ("DELETE FROM received WHERE seq BETWEEN ? AND ?", forget),
+            )  # fmt: skip
             self._received_next = first + len(rows)
         return first
 
@@ -129,11 +119,13 @@ class Spool:
             [(left,)] = self._read("SELECT COUNT(*) FROM received")
             if left:
                 self._write(
-                    "INSERT INTO spool (topic, key, value, headers) "
-                    "SELECT topic, key, value, headers FROM received ORDER BY seq",
-                    [()],
-                )
-                self._write("DELETE FROM received", [()])
+                    (
+                        "INSERT INTO spool (topic, key, value, headers) "
+                        "SELECT topic, key, value, headers FROM received ORDER BY seq",
+                        [()],
+                    ),
+                    ("DELETE FROM received", [()]),
+                )  # one transaction: a crash in between repeats nothing
         return int(left)
 
     def peek(self, limit: int) -> list[tuple[int, Record]]:
@@ -157,7 +149,7 @@ class Spool:
             PublishError: the database failed.
         """
         with self._lock:
-            self._write("DELETE FROM spool WHERE seq <= ?", [(seq,)])
+            self._write(("DELETE FROM spool WHERE seq <= ?", [(seq,)]))
             self.count = max(0, self.count - len(records))
             self.bytes = max(
                 0, self.bytes - sum(_row_size((r.topic, r.key, r.value, _headers(r))) for r in records)
@@ -204,11 +196,14 @@ class Spool:
         )
         return int(row[0]), int(row[1]) + int(row[0]) * _ROW_OVERHEAD
 
-    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """One transaction, rolled back on failure; the caller holds the lock."""
+    def _write(self, *statements: tuple[str, Sequence[tuple[object, ...]]]) -> None:
+        """One transaction of ``(sql, rows)`` statements, rolled back on failure; the caller
+        holds the lock."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(sql, rows)
+            for sql, rows in statements:
+                if rows:
+                    self._db.executemany(sql, rows)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -246,9 +241,11 @@ class Spool:
         """
         with self._lock:
             self._write(
-                "INSERT INTO cursors (source, name, value) VALUES (?, ?, ?) "
-                "ON CONFLICT(source, name) DO UPDATE SET value=excluded.value",
-                [(source, name, value)],
+                (
+                    "INSERT INTO cursors (source, name, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT(source, name) DO UPDATE SET value=excluded.value",
+                    [(source, name, value)],
+                )
             )
 
 
