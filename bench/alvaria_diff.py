@@ -30,9 +30,10 @@ import orjson
 from bench.report import record
 from streamd.app import tune_gc
 from streamd.sim.alvaria import AlvariaWorld
+from streamd.sources.alvaria.client import AlvariaClient, RateGate
 from streamd.sources.alvaria.config import AlvariaSourceConfig
 from streamd.sources.alvaria.diff import ScopeState
-from streamd.sources.alvaria.source import Cursor, QuerySpec
+from streamd.sources.alvaria.query import Cursor, QuerySpec
 
 
 def cpu(fn: Callable[[], Any]) -> float:
@@ -70,7 +71,8 @@ async def run(rows: int, repeat: int) -> None:
     clock = {"now": 0.0}
     results: dict[str, list[float]] = {"first": [], "steady": [], "refresh": [], "orjson.loads": []}
     counts: dict[str, int] = {}
-    async with httpx.AsyncClient(transport=transport) as client:
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = AlvariaClient(http, cfg, RateGate(lambda: clock["now"]))
         spec = QuerySpec("userActivity", config=cfg, client=client, clock=lambda: clock["now"])
         for i in range(repeat):
             now = 1_800_000_000.0 + 10 * i

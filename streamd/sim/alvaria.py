@@ -10,10 +10,13 @@ Rules:
    ``/tokenservice/oauth2/access_token``, queries under ``/via/v2/organizations/{orgId}``.
 3. It enforces what the real API requires: a valid, unexpired bearer token (401 otherwise; presence
    answers 401 without a body), the ``x-api-key`` (403 otherwise), the scope parameters (400).
-4. Faults are scripted per query (or ``"*"``, or ``"token"``) with :meth:`AlvariaSimulator.fail`:
-   429 with ``Retry-After`` (seconds or HTTP date), 408, 503, 5xx, slow answers; tokens can be
-   expired or revoked at any time, and :meth:`AlvariaSimulator.refuse_client` makes the token
-   endpoint refuse the client for good (401 ``invalid_client``) until it is switched back. Every request lands in :attr:`AlvariaSimulator.log` with a
+4. Faults are scripted per query (or ``"*"``, or ``"token"``), and per scope, with
+   :meth:`AlvariaSimulator.fail`: 429 with ``Retry-After`` (seconds or HTTP date), 408, 503, 5xx,
+   slow answers, each with the guide's error body (``ErrorResponse`` / ``ErrorResponseObj``);
+   :meth:`~AlvariaSimulator.outage` keeps one scope failing until it is lifted. Tokens can be
+   expired or revoked at any time, :meth:`~AlvariaSimulator.refuse_client` makes the token
+   endpoint refuse the client for good (401 ``invalid_client``) until it is switched back, and
+   ``token_latency`` makes it slow. Every request lands in :attr:`AlvariaSimulator.log` with a
    timestamp from the injected clock.
 5. ``deviate`` (0..1, default 0) makes that share of the rows of every answer deviate from seed 003
    the way real servers do (:func:`deviate_row`): numbers as text or as ``5.0``, text where a number
@@ -21,7 +24,13 @@ Rules:
    one, unknown fields. Key fields are never touched, so every row stays routable. Which rows
    deviate, and how, is a pure function of ``seed``, the query and the row key (deterministic
    whatever the order of requests); :attr:`AlvariaSimulator.deviations` records the JSON paths
-   of each deviating row last served.
+   of each deviating row last served. :meth:`~AlvariaSimulator.omit` serves rows without some
+   fields (every data-query field is optional in the guide, the row keys too).
+6. The world follows the guide where it matters to a client: a user can be associated with several
+   worktypes (presence per ``workTypeId`` lists them under each), and can lose one association
+   while staying logged on (:meth:`AlvariaWorld.unassign`).
+7. The simulator states the guide's fields itself (:data:`GUIDE_FIELDS`, :data:`ROW_KEYS`) and never
+   imports the product's tables, so a field name the product gets wrong fails a test.
 """
 
 from __future__ import annotations
@@ -30,7 +39,6 @@ import base64
 import itertools
 import math
 import random
-import typing
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -48,12 +56,132 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from streamd.sim.server import serving
-from streamd.sources.alvaria.diff import SHAPES
-from streamd.sources.alvaria.models import ROW_MODELS
-from streamd.sources.alvaria.normalize import TEAM_COUNTERS as TEAM_COUNT_FIELDS
 
 QUERIES = ("listActivity", "teamActivity", "userActivity", "channelActivity", "presence")
+SCOPE_PARAMS = {
+    "listActivity": "contactList",
+    "teamActivity": "teamId",
+    "userActivity": "teamId",
+    "channelActivity": "workTypeId",
+}
 TOKEN_PATH = "/tokenservice/oauth2/access_token"
+
+TEAM_COUNT_FIELDS = (
+    "notReadyCount",
+    "parkCount",
+    "parkWarningCount",
+    "idleCount",
+    "pendingActiveCount",
+    "activeCount",
+    "wrapCount",
+    "wrapWarningCount",
+    "multiLineCount",
+    "holdCount",
+    "previewCount",
+)
+"""``teamActivityRows``' counters as seed 003 lists them (L426-459)."""
+
+GUIDE_FIELDS: dict[str, dict[str, str]] = {
+    "listActivity": {
+        "kind": "str",
+        "contactList": "str",
+        **dict.fromkeys(
+            (
+                "recordsAvailable",
+                "recordsAttempted",
+                "recordsInActive",
+                "callsBusy",
+                "passcountPenetration",
+                "passcountSaturation",
+                "listPenetration",
+                "listSaturation",
+            ),
+            "int",
+        ),
+    },
+    "teamActivity": {"teamId": "str", "teamName": "str", **dict.fromkeys(TEAM_COUNT_FIELDS, "int")},
+    "userActivity": {
+        "userId": "str",
+        "teamId": "str",
+        "preferredName": "str",
+        "teamName": "str",
+        "signOnTime": "datetime",
+        "stateId": "str",
+        "stateName": "str",
+        "stateStartTime": "datetime",
+        "reasonId": "str",
+        "reasonName": "str",
+        "interactionCount": "int",
+        "signOnTimeLocal": "datetime",
+        "stateStartTimeLocal": "datetime",
+        "stateDur": "int",
+        "signOnDur": "int",
+    },
+    "channelActivity": {
+        "interactionTypeId": "str",
+        "channelTypeId": "str",
+        "workTypeId": "str",
+        "interactionTypeName": "str",
+        "channelTypeName": "str",
+        "workTypeName": "str",
+        **dict.fromkeys(
+            (
+                "dialCount",
+                "activeCount",
+                "queueCount",
+                "selfServiceCount",
+                "previewCount",
+                "holdCount",
+                "inactiveCount",
+                "wrapCount",
+                "ringCount",
+            ),
+            "int",
+        ),
+        "longestWaitingQueueTime": "datetime",
+        **dict.fromkeys(("selfServiceDur", "queueDur", "activeDur", "previewDur", "maxQueueDur"), "int"),
+    },
+    "presence": {
+        "userId": "str",
+        "firstName": "str",
+        "lastName": "str",
+        "ehubSessionId": "str",
+        "emailAddress": "str",
+    },
+}
+"""Query -> field -> ``int`` / ``datetime`` / ``str``: every row field seed 003 documents (L374-761),
+stated here from the guide, never taken from the product (a wrong name must fail a test)."""
+
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "listActivity": ("contactList",),
+    "teamActivity": ("teamId",),
+    "userActivity": ("teamId", "userId"),
+    "channelActivity": ("workTypeId", "interactionTypeId", "channelTypeId"),
+    "presence": ("userId",),
+}
+"""The row identity of each query (spec section 7, the org id left out)."""
+
+SCOPE_FIELDS: dict[str, str] = {
+    "listActivity": "contactList",
+    "teamActivity": "teamId",
+    "userActivity": "teamId",
+    "channelActivity": "workTypeId",
+}
+"""The row field that repeats the polled scope (presence has none)."""
+
+ERROR_TEXT = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    429: "Throttled",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 STATE_NAMES = {
     "idle": "Idle",
@@ -94,6 +222,9 @@ class Agent:
     last: str
     team_id: str
     work_type_id: str
+    """The worktype whose channelActivity counts this agent's interactions."""
+    work_types: set[str] = field(default_factory=set)
+    """Every worktype the agent is associated with (presence ``workTypeId``); one or more."""
     state_id: str = "idle"
     reason_id: str = ""
     state_start: float = 0.0
@@ -146,18 +277,31 @@ class AlvariaWorld:
         """Sign a new agent on (idle)."""
         i = len(self.agents) if index is None else index
         team = team_id or self.team_ids[i % len(self.team_ids)]
+        work_types = self.work_type_ids
+        home = work_types[i % len(work_types)]
         agent = Agent(
             user_id=user_id,
             first=FIRST[i % len(FIRST)],
             last=LAST[(i // len(FIRST)) % len(LAST)],
             team_id=team,
-            work_type_id=self.work_type_ids[i % len(self.work_type_ids)],
+            work_type_id=home,
+            work_types={home},
             state_start=now,
             sign_on=now,
             session_id=next(self._sessions),
         )
+        if i % 3 == 0:  # a third of the agents also serve the next worktype, as real users do
+            agent.work_types.add(work_types[(i + 1) % len(work_types)])
         self.agents[user_id] = agent
         return agent
+
+    def assign(self, user_id: str, work_type_id: str) -> None:
+        """Associate an agent with one more worktype (it appears on that worktype's presence list)."""
+        self.agents[user_id].work_types.add(work_type_id)
+
+    def unassign(self, user_id: str, work_type_id: str) -> None:
+        """Drop an agent's association with one worktype; it stays logged on for the others."""
+        self.agents[user_id].work_types.discard(work_type_id)
 
     def set_state(self, user_id: str, state_id: str, *, now: float, reason_id: str = "") -> None:
         """Move one agent to ``state_id`` (``loggedoff`` also removes them from presence)."""
@@ -303,20 +447,19 @@ class AlvariaWorld:
                 "emailAddress": f"{a.user_id}@example.com",
             }
             for a in self.agents.values()
-            if a.logged_on and (work_type_id is None or a.work_type_id == work_type_id)
+            if a.logged_on and (work_type_id is None or work_type_id in a.work_types)
         ]
 
 
-def _field_types(query: str) -> dict[str, str]:
-    """Field -> ``int`` / ``datetime`` / ``str``: what the row model documents for it."""
-    types: dict[str, str] = {}
-    for name, info in ROW_MODELS[query].model_fields.items():
-        args = typing.get_args(info.annotation) or (info.annotation,)
-        types[name] = "int" if int in args else "datetime" if datetime in args else "str"
-    return types
-
-
-FIELD_TYPES: dict[str, dict[str, str]] = {query: _field_types(query) for query in QUERIES}
+def row_key(query: str, row: dict[str, Any], scope: str | None) -> str:
+    """The row's identity (:data:`ROW_KEYS`) as ``a:b``; a missing scope field is the polled scope."""
+    parts = []
+    for name in ROW_KEYS[query]:
+        value = row.get(name)
+        if value is None or value == "":
+            value = scope if name == SCOPE_FIELDS.get(query) and scope is not None else ""
+        parts.append(str(value))
+    return ":".join(parts)
 
 
 def _deviant(kind: str, value: Any, rng: random.Random) -> Any:
@@ -336,10 +479,10 @@ def deviate_row(
     """A copy of ``row`` with one to three deviating fields (and maybe an unknown one).
 
     Returns the copy and the JSON paths that deviate (``$.stateDur``); the key fields of the query
-    (:data:`~streamd.sources.alvaria.diff.SHAPES`) are never touched.
+    (:data:`ROW_KEYS`) are never touched.
     """
-    types = FIELD_TYPES[query]
-    keys = set(SHAPES[query].key_fields)
+    types = GUIDE_FIELDS[query]
+    keys = set(ROW_KEYS[query])
     candidates = [name for name in row if name in types and name not in keys]
     out = dict(row)
     paths: list[str] = []
@@ -354,12 +497,28 @@ def deviate_row(
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One scripted answer instead of the real one."""
+    """One scripted answer instead of the real one.
+
+    Without ``body`` the answer carries the guide's error schema: ``ErrorResponse``
+    (``{"error": "Service Unavailable"}``), or ``ErrorResponseObj`` (``{"code", "message",
+    "errors"}``) when ``code`` or ``message`` is given.
+    """
 
     status: int
     retry_after: str | None = None
     body: bytes | None = None
     delay: float = 0.0
+    code: int | None = None
+    message: str | None = None
+
+    def content(self) -> bytes:
+        """The answer's body."""
+        if self.body is not None:
+            return self.body
+        if self.code is None and self.message is None:
+            return orjson.dumps({"error": ERROR_TEXT.get(self.status, f"HTTP {self.status}")})
+        item = {"scope": "reporting", "reason": ERROR_TEXT.get(self.status, ""), "message": self.message}
+        return orjson.dumps({"code": self.code, "message": self.message, "errors": [item]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +532,14 @@ class LoggedRequest:
     params: dict[str, str]
     status: int
     authorization: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The polled teamId / workTypeId / contactList, if any."""
+        for name in ("teamId", "workTypeId", "contactList"):
+            if name in self.params:
+                return self.params[name]
+        return None
 
 
 @dataclass(slots=True)
@@ -440,7 +607,14 @@ class AlvariaSimulator:
         self.log: list[LoggedRequest] = []
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
-        self._faults: dict[str, deque[Fault]] = {}
+        self.token_latency = 0.0
+        """Seconds the token endpoint takes to answer (a real token service is not instant)."""
+        self.latency = 0.0
+        """Seconds every data answer takes (a real reporting store is not instant either)."""
+        self.omitted: dict[str, frozenset[str]] = {}
+        """Query -> fields left out of every served row (:meth:`omit`)."""
+        self._faults: dict[tuple[str, str | None], deque[Fault]] = {}
+        self._outages: dict[tuple[str, str | None], Fault] = {}
         self._tokens = _Tokens()
         self._client_refused = False
         self._stack: AsyncExitStack | None = None
@@ -460,9 +634,23 @@ class AlvariaSimulator:
         )
 
     # -- scripting ---------------------------------------------------------------------------
-    def fail(self, query: str, *faults: Fault) -> None:
-        """Answer the next requests of ``query`` (a query name, ``"token"`` or ``"*"``) with ``faults``."""
-        self._faults.setdefault(query, deque()).extend(faults)
+    def fail(self, query: str, *faults: Fault, scope: str | None = None) -> None:
+        """Answer the next requests of ``query`` (a query name, ``"token"`` or ``"*"``) with ``faults``;
+        with ``scope``, only the requests for that teamId / workTypeId / contactList."""
+        self._faults.setdefault((query, scope), deque()).extend(faults)
+
+    def outage(self, query: str, scope: str | None, fault: Fault | None) -> None:
+        """Answer every request of ``query`` for ``scope`` (None: every scope) with ``fault`` until
+        ``outage(query, scope, None)`` ends it: one team's data store down, the others fine."""
+        if fault is None:
+            self._outages.pop((query, scope), None)
+        else:
+            self._outages[(query, scope)] = fault
+
+    def omit(self, query: str, *fields: str) -> None:
+        """Serve ``query``'s rows without ``fields`` (the guide marks every data-query field as not
+        required, the row keys too); ``omit(query)`` serves them whole again."""
+        self.omitted[query] = frozenset(fields)
 
     def refuse_client(self, refused: bool = True) -> None:
         """From now on the token endpoint answers 401 ``invalid_client`` (as for a revoked client
@@ -526,9 +714,15 @@ class AlvariaSimulator:
 
     # -- handlers ----------------------------------------------------------------------------
     async def _token(self, request: Request) -> Response:
-        fault = self._fault("token")
+        with self._track("token"):
+            return await self._token_answer(request)
+
+    async def _token_answer(self, request: Request) -> Response:
+        fault = self._fault("token", None)
         if fault is not None:
             return await self._answer_fault(request, "token", fault)
+        if self.token_latency:
+            await anyio.sleep(self.token_latency)
         form = dict(parse_qsl((await request.body()).decode(errors="replace")))  # no python-multipart
         client_id, secret = self._credentials(request, form)
         if form.get("grant_type") != "client_credentials":
@@ -555,7 +749,8 @@ class AlvariaSimulator:
     async def _query_data(self, request: Request, query: str) -> Response:
         if query not in QUERIES or query == "presence":
             return self._json(request, query, 404, {"error": "Not Found"})
-        denied = await self._gate(request, query)
+        scope = request.query_params.get(SCOPE_PARAMS.get(query, ""))
+        denied = await self._gate(request, query, scope)
         if denied is not None:
             return denied
         params, now = request.query_params, self.clock()
@@ -569,8 +764,6 @@ class AlvariaSimulator:
                 )
             (row,) = self.deviating(query, name, [self.world.list_row(name)])
             return self._json(request, query, 200, row)
-        scope_param = "workTypeId" if query == "channelActivity" else "teamId"
-        scope = params.get(scope_param)
         if not scope:
             return self._json(request, query, 400, {"error": "Bad Request"})
         known = self.world.work_type_ids if query == "channelActivity" else self.world.team_ids
@@ -601,7 +794,7 @@ class AlvariaSimulator:
             self.in_flight[query] -= 1
 
     async def _presence_data(self, request: Request) -> Response:
-        denied = await self._gate(request, "presence")
+        denied = await self._gate(request, "presence", request.query_params.get("workTypeId"))
         if denied is not None:
             return denied
         if request.query_params.get("state") != "LoggedOn":
@@ -611,9 +804,9 @@ class AlvariaSimulator:
         body = {"kind": "via#presenceDataList", "users": users, "totalItems": len(users)}
         return self._json(request, "presence", 200, body)
 
-    async def _gate(self, request: Request, query: str) -> Response | None:
+    async def _gate(self, request: Request, query: str, scope: str | None) -> Response | None:
         """Faults, then token and api-key checks; None lets the request through."""
-        fault = self._fault(query)
+        fault = self._fault(query, scope)
         if fault is not None:
             return await self._answer_fault(request, query, fault)
         auth = request.headers.get("authorization", "")
@@ -623,18 +816,23 @@ class AlvariaSimulator:
             return self._json(request, query, 401, body)
         if request.headers.get("x-api-key") != self.api_key:
             return self._json(request, query, 403, {"message": "Forbidden"})
+        if self.latency:
+            await anyio.sleep(self.latency)
         if self.auto_advance:
             self.world.step(self.clock())
         return None
 
     def deviating(self, query: str, scope: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``rows`` with the share ``deviate`` of them deviating (module rule 5)."""
+        """``rows`` with the share ``deviate`` of them deviating (module rule 5), without the
+        fields :meth:`omit` leaves out."""
+        omitted = self.omitted.get(query)
+        if omitted:
+            rows = [{k: v for k, v in row.items() if k not in omitted} for row in rows]
         if not self.deviate:
             return rows
-        shape = SHAPES[query]
         out = []
         for row in rows:
-            key = ":".join(shape.key_of(row, scope) or ())
+            key = row_key(query, row, scope)
             rng = random.Random(f"{self.seed}:{query}:{key}")  # str seeds hash stably (sha512)
             if rng.random() < self.deviate:
                 row, paths = deviate_row(query, row, rng)
@@ -642,9 +840,12 @@ class AlvariaSimulator:
             out.append(row)
         return out
 
-    def _fault(self, query: str) -> Fault | None:
-        for name in (query, "*"):
-            queue = self._faults.get(name)
+    def _fault(self, query: str, scope: str | None) -> Fault | None:
+        for where in ((query, scope), (query, None)):
+            if where in self._outages:
+                return self._outages[where]
+        for where in ((query, scope), (query, None), ("*", None)):
+            queue = self._faults.get(where)
             if queue:
                 return queue.popleft()
         return None
@@ -653,9 +854,10 @@ class AlvariaSimulator:
         if fault.delay:
             await anyio.sleep(fault.delay)
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-        body = fault.body if fault.body is not None else orjson.dumps({"error": f"HTTP {fault.status}"})
         self._record(request, query, fault.status)
-        return Response(body, status_code=fault.status, headers=headers, media_type="application/json")
+        return Response(
+            fault.content(), status_code=fault.status, headers=headers, media_type="application/json"
+        )
 
     def _json(self, request: Request, query: str, status: int, body: Any) -> Response:
         self._record(request, query, status)

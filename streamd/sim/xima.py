@@ -14,7 +14,10 @@ Rules:
 4. Faults are scripted, never random: :meth:`fail` (next N answers of an endpoint), ``rejected``
    (metric id → 403/404 for any list containing it), ``api_key`` changes (→ 401),
    ``websocket_enabled`` and :meth:`plan_websocket` (per-connection: reject status, close after N
-   messages, never answer pings). :attr:`requests` logs every request.
+   messages, never answer pings), ``rest_lag`` (REST answers values some versions behind the
+   socket, as a REST node that lags the realtime feed does), :meth:`drop_category` (an admin
+   removes a category value from a metric's selection), ``reports_without_rows`` (the next
+   historic answers lack their ``rows``). :attr:`requests` logs every request.
 5. Never-answering pings is done by a uvicorn websocket protocol subclass that drops the automatic
    pong for connections marked silent (uvicorn exposes no public hook for it).
 6. ``deviate`` (a share, 0..1) makes that share of the served value entries, websocket messages
@@ -184,6 +187,12 @@ class XimaSimulator:
         self.requests: list[LoggedRequest] = []
         self.historic_calls: list[tuple[str, str, str]] = []
         self.values: dict[Key, dict[str, Any]] = {}
+        self.rest_lag = 0
+        """REST values answers serve each value this many versions behind the current one."""
+        self.reports_without_rows = 0
+        """The next this many historic answers come without their ``rows`` array."""
+        self._versions: dict[Key, deque[dict[str, Any]]] = {}
+        self.dropped: set[Key] = set()
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._rng = random.Random(seed)
         self._deviation_rng = random.Random(f"{seed}|deviate")
@@ -219,6 +228,12 @@ class XimaSimulator:
         """Forget every initialization (as after a long gap without requests)."""
         self._seen.clear()
 
+    def drop_category(self, key: Key) -> None:
+        """Remove one category value from its metric (the admin edited the Category Selection):
+        it is no longer listed by the metric list, the values answers or the socket."""
+        self.dropped.add(key)
+        del self.values[key]
+
     def keys_of(self, metric_id: str) -> list[Key]:
         """The value keys of one metric."""
         return [k for k in self.values if k[0] == metric_id]
@@ -242,7 +257,19 @@ class XimaSimulator:
 
     def _set(self, key: Key, value: dict[str, Any]) -> None:
         value["lastUpdateTime"] = self._stamp()
-        self.values[key] = value
+        self._versions.setdefault(key, deque(maxlen=8)).append(value)
+        if key not in self.dropped:  # the contact centre goes on; the metric no longer shows it
+            self.values[key] = value
+
+    def _current(self, key: Key) -> dict[str, Any]:
+        return self._versions[key][-1]
+
+    def rest_value(self, key: Key) -> dict[str, Any]:
+        """The value a REST answer serves: the current one, or ``rest_lag`` versions older."""
+        versions = self._versions.get(key)
+        if not self.rest_lag or not versions:
+            return self.values[key]
+        return versions[max(0, len(versions) - 1 - self.rest_lag)]
 
     def _populate(self) -> None:
         for agent in self.agents:
@@ -282,7 +309,7 @@ class XimaSimulator:
             talking = new == "Talking"
             self._set(("K0STATE1", agent), {"type": "STRING", "value": new})
             self._set(("K0ONCALL", agent), {"type": "BOOLEAN", "value": talking})
-            talk = self.values[("K0TALKMS", agent)]
+            talk = self._current(("K0TALKMS", agent))
             finished = talk["finishedDuration"] + (
                 self._rng.randint(20_000, 300_000) if old == "Talking" else 0
             )
@@ -298,7 +325,7 @@ class XimaSimulator:
             changed += [("K0STATE1", agent), ("K0ONCALL", agent), ("K0TALKMS", agent)]
             if old == "Talking":
                 direction = self._rng.choice(("Inbound", "Outbound", "Internal"))
-                count = self.values[("K0DIRCNT", direction)]["count"] + 1
+                count = self._current(("K0DIRCNT", direction))["count"] + 1
                 self._set(("K0DIRCNT", direction), {"type": "COUNT", "count": count})
                 changed.append(("K0DIRCNT", direction))
         return changed
@@ -309,10 +336,10 @@ class XimaSimulator:
         for group in self.groups:
             waiting = self._rng.randint(0, 4)
             waiting_total += waiting
-            if waiting != self.values[("K0QUEUED", group)]["count"]:
+            if waiting != self._current(("K0QUEUED", group))["count"]:
                 self._set(("K0QUEUED", group), {"type": "COUNT", "count": waiting})
                 changed.append(("K0QUEUED", group))
-            avg = self.values[("K0AVGWT1", group)]
+            avg = self._current(("K0AVGWT1", group))
             answered = self._rng.randint(0, 2)
             if answered:
                 self._set(
@@ -329,7 +356,7 @@ class XimaSimulator:
         longest: dict[str, Any] = {}
         if waiting_total:
             longest = {"type": "DURATION", "finishedDuration": 0, "numCountingUp": 1, "numCountingDown": 0}
-        if {k: v for k, v in self.values[("K0LONGWT", None)].items() if k != "lastUpdateTime"} != longest:
+        if {k: v for k, v in self._current(("K0LONGWT", None)).items() if k != "lastUpdateTime"} != longest:
             self._set(("K0LONGWT", None), longest)
             changed.append(("K0LONGWT", None))
         return changed
@@ -344,7 +371,7 @@ class XimaSimulator:
 
     def _serve(self, where: str, key: Key) -> dict[str, Any]:
         """The entry of ``key`` as served: deviating for a ``deviate`` share of them (rule 6)."""
-        entry = self.entry(key, self.values[key])
+        entry = self.entry(key, self.rest_value(key) if where == "values" else self.values[key])
         if not self.deviate:
             return entry
         paths: tuple[str, ...] = ()
@@ -394,7 +421,7 @@ class XimaSimulator:
 
     def _push(self, changed: list[Key]) -> None:
         for key in dict.fromkeys(changed):
-            if not any(key[0] in ids for ids, _ in self._subscribers):
+            if key in self.dropped or not any(key[0] in ids for ids, _ in self._subscribers):
                 continue
             text = orjson.dumps(self._serve("ws", key)).decode()
             for ids, send in self._subscribers:
@@ -489,6 +516,9 @@ class XimaSimulator:
             return self._answer(request, Response("Malformed JSON request body", 400))
         self.historic_calls.append((key, start, end))
         report = self.report(key, start, end)
+        if self.reports_without_rows:
+            self.reports_without_rows -= 1
+            del report["rows"]
         if self.deviate:
             self._deviate_rows(key, start, report)
         return self._answer(request, JSONResponse(report))

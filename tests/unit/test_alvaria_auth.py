@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 import httpx
 import orjson
 import pytest
 
-from streamd.errors import AuthError, BackOff, TransientError, VendorProtocolError
+from streamd.errors import AuthError, BackOff, StreamdError, TransientError, VendorProtocolError
 from streamd.sources.alvaria.auth import AlvariaAuth
 from tests.helpers import Clock
 
@@ -171,7 +172,9 @@ def test_rejected_client_names_the_cause() -> None:
     server = FakeAlvaria()
     server.token_answers = [httpx.Response(401, json={"error": "invalid_client"})]
     _, _, get = make(server)
-    with pytest.raises(AuthError, match=r"rejected client 'streamd' with HTTP 401 \(invalid_client\)"):
+    with pytest.raises(
+        AuthError, match=r"rejected client 'streamd' with HTTP 401 \(error 'invalid_client'\)"
+    ):
         get()
 
 
@@ -199,3 +202,81 @@ async def test_works_with_the_async_client() -> None:
         server.valid = set()
         assert (await client.get(DATA_URL)).status_code == 200
     assert server.issued == 2
+
+
+class SlowTokens(FakeAlvaria):
+    """A FakeAlvaria whose token endpoint takes a moment (as a real one does), so calls overlap."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.token_calls = 0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL:
+            self.token_calls += 1
+            await anyio.sleep(0.02)
+        return self(request)
+
+
+async def _five_at_once(client: httpx.AsyncClient) -> list[int | BaseException]:
+    results: list[int | BaseException] = []
+
+    async def one() -> None:
+        try:
+            results.append((await client.get(DATA_URL)).status_code)
+        except StreamdError as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(one)
+    return results
+
+
+def _async_client(server: SlowTokens, auth: AlvariaAuth) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(server.handle), auth=auth)
+
+
+@pytest.mark.anyio
+async def test_concurrent_first_calls_make_one_token_request() -> None:
+    server = SlowTokens()
+    async with _async_client(server, new_auth()) as client:
+        assert await _five_at_once(client) == [200] * 5
+    assert server.token_calls == 1
+    assert len(server.data_requests()) == 5
+
+
+@pytest.mark.anyio
+async def test_concurrent_calls_at_expiry_make_one_refresh() -> None:
+    server = SlowTokens(expires_in=600)
+    clock = Clock(1000.0)
+    auth = new_auth(clock)
+    async with _async_client(server, auth) as client:
+        assert (await client.get(DATA_URL)).status_code == 200
+        clock.now += 600  # past expiry (minus the margin)
+        assert await _five_at_once(client) == [200] * 5
+    assert server.token_calls == 2
+    assert set(server.seen_auth[-5:]) == {"Bearer t2"}
+
+
+@pytest.mark.anyio
+async def test_concurrent_401s_make_one_refresh() -> None:
+    server = SlowTokens(expires_in=None)  # no expiry: only a 401 makes the client refresh
+    async with _async_client(server, new_auth()) as client:
+        assert (await client.get(DATA_URL)).status_code == 200
+        server.valid = set()  # the server revoked t1
+        assert await _five_at_once(client) == [200] * 5
+    assert server.token_calls == 2  # t1, then one refresh for the five rejected calls
+    assert server.issued == 2
+
+
+@pytest.mark.anyio
+async def test_calls_that_waited_for_a_failed_refresh_fail_with_it_and_send_nothing() -> None:
+    server = SlowTokens()
+    server.token_answers = [httpx.Response(503, json={"code": 42, "message": "token store down"})]
+    async with _async_client(server, new_auth()) as client:
+        results = await _five_at_once(client)
+    assert server.token_calls == 1
+    assert server.data_requests() == []
+    assert all(isinstance(r, TransientError) for r in results)
+    assert all("HTTP 503 (code 42, message 'token store down')" in str(r) for r in results)

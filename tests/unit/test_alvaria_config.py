@@ -91,3 +91,16 @@ def test_state_map_uses_canonical_states() -> None:
     assert config(state_map={"park": "available"}).state_map["park"].value == "available"
     with pytest.raises(ValidationError):
         config(state_map={"park": "napping"})
+
+
+def test_scopes_are_polled_a_few_at_a_time_each_within_the_timeout() -> None:
+    c = config(team_ids=["t1"], interval="10s")
+    assert (c.scope_concurrency, c.timeout_of("userActivity")) == (4, 8.0)
+    with pytest.raises(ValidationError, match="scope_concurrency"):
+        config(scope_concurrency=0)
+
+
+def test_tls_settings_are_the_shared_ones() -> None:
+    c = config(verify_tls=False, ca_file="/etc/ssl/alvaria.pem")
+    assert (c.verify_tls, str(c.ca_file)) == (False, "/etc/ssl/alvaria.pem")
+    assert config().verify_tls is True

@@ -370,6 +370,15 @@ def test_presence_logoff_is_logged_out() -> None:
     )
 
 
+def test_presence_removal_from_one_worktype_while_on_another_is_no_logoff() -> None:
+    row = SEED_PRESENCE["users"][0]
+    removed = RowChange("removed", ("Keran123",), row, row)
+    events = presence_events(
+        removed, source="s", observed=OBSERVED, snapshot=False, report_logon=True, logged_on_elsewhere=True
+    )
+    assert events == []
+
+
 def test_presence_logon_only_when_user_activity_is_not_polled() -> None:
     row = SEED_PRESENCE["users"][0]
     assert (

@@ -57,6 +57,28 @@ def test_config_rejects(change: dict[str, object]) -> None:
         XimaSourceConfig.model_validate({**BASE, **change})
 
 
+@pytest.mark.parametrize("url", ["ws://10.0.0.5:9080", "wss://cr.example"])
+def test_a_websocket_address_as_url_is_refused_with_where_it_belongs(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        XimaSourceConfig.model_validate({**BASE, "url": url, "mode": "websocket"})
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("url",)
+    assert "url is the REST root and must start with http:// or https://" in error["msg"]
+    assert "put a ws:// / wss:// address in websocket_url" in error["msg"]
+
+
+def test_a_websocket_address_belongs_in_websocket_url() -> None:
+    cfg = XimaSourceConfig.model_validate(
+        {**BASE, "websocket_url": "ws://10.0.0.5:9081/", "mode": "websocket"}
+    )
+    assert (cfg.url, cfg.ws_root()) == ("https://cr.example", "ws://10.0.0.5:9081")
+
+
+def test_tls_settings_are_the_shared_ones() -> None:
+    cfg = XimaSourceConfig.model_validate({**BASE, "verify_tls": False, "ca_file": "/etc/ssl/ca.pem"})
+    assert (cfg.verify_tls, str(cfg.ca_file)) == (False, "/etc/ssl/ca.pem")
+
+
 def client(handler: httpx.MockTransport) -> XimaClient:
     return XimaClient(httpx.AsyncClient(base_url="https://cr.example", transport=handler), "cr1")
 

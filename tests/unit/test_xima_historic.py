@@ -10,15 +10,9 @@ import pytest
 
 from streamd.errors import NormalizationError
 from streamd.sources.xima.config import XimaHistoricReport
-from streamd.sources.xima.historic import (
-    align,
-    next_start,
-    previous_start,
-    report_events,
-    request_body,
-    stamp,
-)
 from streamd.sources.xima.models import HistoricRow, HistoricSummary
+from streamd.sources.xima.periods import align, next_start, previous_start, request_body, stamp
+from streamd.sources.xima.report import report_events
 
 DENVER = ZoneInfo("America/Denver")
 CHICAGO = ZoneInfo("America/Chicago")
@@ -170,8 +164,18 @@ def test_a_body_that_is_not_an_object_is_unroutable(body: object) -> None:
         report_events("cr1", "K", START, END, body)
 
 
-def test_a_report_without_a_rows_array_still_has_its_summary() -> None:
-    [summary] = report_events("cr1", "K", START, END, {**SEED_REPORT, "rows": "x"})
+@pytest.mark.parametrize("rows", ["x", None, {"0": {}}, "absent"])
+def test_a_report_without_a_rows_array_is_not_the_periods_data(rows: object) -> None:
+    body = {k: v for k, v in SEED_REPORT.items() if k != "rows"}
+    if rows != "absent":
+        body["rows"] = rows
+    with pytest.raises(NormalizationError, match="K: the answer has no rows array") as caught:
+        report_events("cr1", "K", START, END, body)
+    assert caught.value.error_type == "missing_rows"
+
+
+def test_an_empty_period_has_its_summary() -> None:
+    [summary] = report_events("cr1", "K", START, END, {**SEED_REPORT, "rows": []})
     assert summary.type == "xima.historic.Summary"
-    assert summary.deviations == ("$.rows",)
-    assert (summary.data.row_count, summary.data.extra) == (0, {"rows": "x"})
+    assert summary.deviations == ()
+    assert summary.data.row_count == 0

@@ -10,7 +10,15 @@ import pytest
 
 from streamd.errors import NormalizationError
 from streamd.events import AgentState, DeadLetter, QueueMetric, State
+from streamd.sources.xima.bodies import parse_metric_list, parse_values_body
 from streamd.sources.xima.canonical import CanonicalRules
+from streamd.sources.xima.metric_events import (
+    agent_index,
+    dead_letters,
+    fold_display,
+    metric_events,
+    parse_agent,
+)
 from streamd.sources.xima.models import (
     EVENT_MODELS,
     AverageDurationValue,
@@ -27,18 +35,11 @@ from streamd.sources.xima.models import (
     UntypedValue,
 )
 from streamd.sources.xima.normalize import (
-    RealtimeState,
-    agent_index,
-    dead_letters,
-    fold_display,
-    metric_events,
-    parse_agent,
     parse_entry,
-    parse_metric_list,
     parse_time_ms,
-    parse_values_body,
     read_value,
 )
+from streamd.sources.xima.state import RealtimeState
 
 # --- the seed's examples, verbatim (000 L765-803, L807-912) -------------------------------------
 SEED_VALUES_BODY: dict[str, Any] = {

@@ -12,7 +12,8 @@ import pytest
 from streamd.publish.encoding import encode
 from streamd.schemas import event_models, event_schema, events_schema
 from streamd.sources.xima.models import EVENT_MODELS, MetricDescriptor
-from streamd.sources.xima.normalize import RealtimeState, parse_entry
+from streamd.sources.xima.normalize import parse_entry
+from streamd.sources.xima.state import RealtimeState
 
 from .test_xima_historic import END, SEED_REPORT, START
 from .test_xima_normalize import (
@@ -31,7 +32,7 @@ def schema_document() -> dict[str, Any]:
 
 
 def xima_events() -> list[object]:
-    from streamd.sources.xima.historic import report_events
+    from streamd.sources.xima.report import report_events
 
     state = RealtimeState("cr1")
     state.descriptors = {"K08ZIKVN": MetricDescriptor(metric_id="K08ZIKVN", category_type="AGENT")}
@@ -45,7 +46,7 @@ def xima_events() -> list[object]:
 
 def deviating_events() -> list[object]:
     """Deviating inputs are published too: their values must match the schema just the same."""
-    from streamd.sources.xima.historic import report_events
+    from streamd.sources.xima.report import report_events
 
     state = RealtimeState("cr1")
     state.descriptors = {"KQUEUE": MetricDescriptor(metric_id="KQUEUE", category_type="GROUP")}

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from streamd.events import QueueMetric
 from streamd.publish.encoding import encode, header_dict
 from streamd.schemas import event_schema, events_schema
-from streamd.sources.xima.historic import report_events
 from streamd.sources.xima.models import (
     HISTORIC_ROW_TYPE,
     HISTORIC_SUMMARY_TYPE,
@@ -29,7 +28,9 @@ from streamd.sources.xima.models import (
     RealtimeMetricValue,
     UntypedValue,
 )
-from streamd.sources.xima.normalize import RealtimeState, parse_entry, parse_time_ms
+from streamd.sources.xima.normalize import parse_entry, parse_time_ms
+from streamd.sources.xima.report import report_events
+from streamd.sources.xima.state import RealtimeState
 from streamd.tolerant import json_path
 
 from .test_xima_historic import END, SEED_REPORT, START

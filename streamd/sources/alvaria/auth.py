@@ -12,20 +12,27 @@ Rules:
    401 raises :class:`AuthError` with one clear line. Token endpoint failures map through
    :func:`~streamd.sources.http.check_status` (a rejected client is an :class:`AuthError`).
 5. Time comes from an injected ``clock`` (seconds, monotonic by default), so expiry is testable.
+6. One refresh at a time (an async client, :meth:`AlvariaAuth.async_auth_flow`): concurrent calls
+   that need a token wait for the one request under way and use its token, at start and at every
+   expiry; a 401 refreshes only when no other call has replaced the rejected token meanwhile; a
+   refresh that failed fails the calls that waited for it with the same error (no request each).
+   The steps are the same pure methods as the sync flow's; only the lock is added.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 import orjson
 
-from streamd.errors import AuthError, VendorProtocolError
+from streamd.errors import AuthError, BackOff, SourceError, TransientError, VendorProtocolError
+from streamd.sources.alvaria.models import error_detail
 from streamd.sources.http import check_status
 
 
@@ -57,6 +64,9 @@ class AlvariaAuth(httpx.Auth):
         self._token: str | None = None
         self._refresh_at: float | None = None
         self.fetches = 0
+        self._lock: anyio.Lock | None = None
+        self._attempts = 0
+        self._failure: SourceError | None = None
 
     def __repr__(self) -> str:
         return f"AlvariaAuth(token_url={self.token_url!r}, client_id={self._client_id!r})"
@@ -93,10 +103,18 @@ class AlvariaAuth(httpx.Auth):
         if response.status_code in (400, 401, 403):
             raise AuthError(
                 f"alvaria token endpoint {self.token_url} rejected client {self._client_id!r} with HTTP "
-                f"{response.status_code}{_error_text(response)}: check client_id, client_secret and scope "
-                f"{self.scope!r}"
+                f"{response.status_code}{error_detail(response.content)}: check client_id, client_secret "
+                f"and scope {self.scope!r}"
             )
-        check_status(response, f"alvaria POST {self.token_url}")
+        what = f"alvaria POST {self.token_url}"
+        try:
+            check_status(response, what)
+        except BackOff as exc:
+            raise BackOff(
+                f"{what}: HTTP {response.status_code}{error_detail(response.content)}", exc.delay
+            ) from None
+        except SourceError as exc:
+            raise type(exc)(f"{what}: HTTP {response.status_code}{error_detail(response.content)}") from None
         body = _json(response)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
@@ -134,11 +152,77 @@ class AlvariaAuth(httpx.Auth):
         response = yield request
         if response.status_code == 401:
             self._token = None
-            raise AuthError(
-                f"alvaria {request.method} {request.url.path}: HTTP 401 even with a fresh token"
-                f"{_error_text(response)}: check the x-api-key and that client {self._client_id!r} "
-                f"has scope {self.scope!r}"
-            )
+            raise self.rejected(request, response)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """:meth:`auth_flow` with one token refresh at a time (rule 6).
+
+        Raises:
+            AuthError: the token endpoint refused the client, or a 401 even with a fresh token.
+            BackOff | TransientError | VendorProtocolError: the token endpoint failed (also for the
+                calls that waited for that refresh).
+        """
+        lock = self._lock = self._lock or anyio.Lock()
+        if self.needs_token():
+            seen = self._attempts
+            async with lock:
+                self._raise_if_failed_since(seen)
+                if self.needs_token():  # nobody refreshed while this call waited
+                    token_request = self._begin_refresh()
+                    await self._stored((yield token_request))
+        used = self._token
+        self.sign(request)
+        response = yield request
+        if response.status_code != 401:
+            return
+        await response.aread()
+        seen = self._attempts
+        async with lock:
+            self._raise_if_failed_since(seen)
+            if self._token in (used, None):  # no other call replaced the rejected token meanwhile
+                self._token = None
+                token_request = self._begin_refresh()
+                await self._stored((yield token_request))
+        used = self._token
+        self.sign(request)
+        response = yield request
+        if response.status_code == 401:
+            await response.aread()
+            if self._token == used:
+                self._token = None
+            raise self.rejected(request, response)
+
+    def _begin_refresh(self) -> httpx.Request:
+        """The token request of one attempt; until its answer is stored, the attempt counts as
+        failed, so one that never ends (cancelled, transport error) fails the calls that waited."""
+        self._attempts += 1
+        self._failure = TransientError(f"alvaria token request to {self.token_url} did not complete")
+        return self.token_request()
+
+    async def _stored(self, response: httpx.Response) -> None:
+        await response.aread()
+        try:
+            self.store_token(response)
+        except SourceError as exc:
+            self._failure = exc
+            raise
+        self._failure = None
+
+    def _raise_if_failed_since(self, seen: int) -> None:
+        """The refresh this call waited for failed: fail with the same error, without a request."""
+        failure = self._failure
+        if self._attempts != seen and failure is not None:
+            if isinstance(failure, BackOff):
+                raise BackOff(str(failure), failure.delay)
+            raise type(failure)(str(failure))
+
+    def rejected(self, request: httpx.Request, response: httpx.Response) -> AuthError:
+        """The error for a data call still answered 401 with a fresh token."""
+        return AuthError(
+            f"alvaria {request.method} {request.url.path}: HTTP 401 even with a fresh token"
+            f"{error_detail(response.content)}: check the x-api-key and that client {self._client_id!r} "
+            f"has scope {self.scope!r}"
+        )
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -149,15 +233,3 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise VendorProtocolError("alvaria token endpoint: the answer is not a JSON object")
     return body
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return ""
-    if isinstance(body, dict):
-        for name in ("error_description", "error", "message"):
-            if isinstance(body.get(name), str):
-                return f" ({body[name][:200]})"
-    return ""

@@ -9,6 +9,8 @@ Rules:
    ``presence_work_type_ids`` narrows it. A query without its scope is a config error.
 3. When ``queries`` is omitted, the queries whose scopes are configured run, plus presence.
 4. Importing this module never imports the runtime (``build`` does that lazily).
+5. TLS is configured like every vendor client's (:class:`~streamd.sources.http.TlsSettings`:
+   ``verify_tls``, ``ca_file``), for the token endpoint and the queries alike.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName, StrictModel
+from streamd.config_types import Duration, Secret, SourceName
 from streamd.events import State
+from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
@@ -34,7 +37,7 @@ ALL_QUERIES: tuple[QueryName, ...] = (
 )
 
 
-class AlvariaSourceConfig(StrictModel):
+class AlvariaSourceConfig(TlsSettings):
     """One Alvaria Cloud organisation polled through the Real-Time Data Query API."""
 
     kind: Literal["alvaria"] = Field(description="Selects the Alvaria Cloud reporting source.")
@@ -69,7 +72,11 @@ class AlvariaSourceConfig(StrictModel):
     )
     timeout: Duration | None = Field(
         None,
-        description="Deadline of one poll cycle of one query (all its scopes); default 0.8 x its interval.",
+        description="Deadline of one request (one scope of one query); a scope that misses it backs "
+        "off alone. Default 0.8 x the query's interval.",
+    )
+    scope_concurrency: int = Field(
+        4, ge=1, description="Scopes (teams, worktypes, lists) of one query polled at the same time."
     )
     team_ids: list[str] = Field(
         default_factory=list, description="teamId scopes for teamActivity/userActivity."
@@ -142,7 +149,7 @@ class AlvariaSourceConfig(StrictModel):
         return self.intervals.get(query, self.interval)
 
     def timeout_of(self, query: QueryName) -> float:
-        """The deadline of one poll cycle of ``query``."""
+        """The deadline of one request of ``query`` (one scope)."""
         return self.timeout if self.timeout is not None else 0.8 * self.interval_of(query)
 
     def build(self, deps: SourceDeps) -> Source:

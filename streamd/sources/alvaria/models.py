@@ -176,11 +176,45 @@ class UsersCollection(VendorModel):
 
 
 class ErrorResponse(VendorModel):
-    """``ErrorResponse`` (and the unreferenced ``ErrorResponseObj``) - parsed leniently."""
+    """``ErrorResponse`` (``error``) and the unreferenced ``ErrorResponseObj`` (``code``,
+    ``message``, ``errors``; 003 L694-725) in one lenient model, plus OAuth2's
+    ``error_description`` from the token endpoint."""
 
     error: str | None = None
-    code: int | None = None
+    code: int | str | None = None
     message: str | None = None
+    errors: list[Any] | str | None = Field(
+        None, description="ErrorResponseItem objects {scope, reason, message}; the example prints a string."
+    )
+    error_description: str | None = None
+
+
+def error_detail(content: bytes) -> str:
+    """What Alvaria said about a refused request, for the error line: `` (error "Bad Request",
+    code 5031, message "...")``; ``""`` when the body says nothing usable (no body, not JSON, no
+    known field). Never raises."""
+    try:
+        answer = ErrorResponse.model_validate_json(content)
+    except ValueError:  # not JSON, not an object, or fields of another type: the raw text says more
+        text = content[:200].decode(errors="replace").strip()
+        return f" ({text})" if text else ""
+    parts = [f"{name} {value!r}" for name, value in _said(answer) if value not in (None, "")]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _said(answer: ErrorResponse) -> list[tuple[str, Any]]:
+    said: list[tuple[str, Any]] = [
+        ("error", answer.error),
+        ("code", answer.code),
+        ("message", answer.message),
+        ("description", answer.error_description),
+    ]
+    items = answer.errors if isinstance(answer.errors, list) else []
+    for item in items[:3]:
+        if isinstance(item, dict):
+            text = " ".join(str(item[k]) for k in ("scope", "reason", "message") if item.get(k))
+            said.append(("detail", text[:200] or None))
+    return said
 
 
 ROW_MODELS: dict[str, type[VendorModel]] = {

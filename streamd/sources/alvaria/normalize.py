@@ -36,7 +36,9 @@ Which row changes produce canonical events:
   and changes touching a state field (stateId, stateName, reasonId, reasonName, stateStartTime,
   preferredName). A removed row produces nothing: it may be a team change or the seed's
   0-rows caveat; presence reports the logoff.
-- **presence** -> ``AgentState(logged_out, vendor_state="LoggedOff")`` when a user disappears.
+- **presence** -> ``AgentState(logged_out, vendor_state="LoggedOff")`` when a user disappears
+  (from every polled worktype's list: one who drops off one worktype but is still on another's
+  is logged on, and gets nothing).
   When userActivity is not polled, an appearing user (or a new ``ehubSessionId``) and snapshot
   rows give ``AgentState(unknown, vendor_state="LoggedOn")``; with userActivity polled they give
   nothing, so presence never overwrites a precise state.
@@ -167,9 +169,19 @@ def user_activity_events(
 
 
 def presence_events(
-    change: RowChange, *, source: str, observed: datetime, snapshot: bool, report_logon: bool
+    change: RowChange,
+    *,
+    source: str,
+    observed: datetime,
+    snapshot: bool,
+    report_logon: bool,
+    logged_on_elsewhere: bool = False,
 ) -> list[Event]:
     """presence row change -> ``AgentState`` logon/logoff events (see the module table).
+
+    Args:
+        logged_on_elsewhere: the user is still on another polled worktype's list, so a removal
+            from this one is no logoff.
 
     Raises:
         NormalizationError: the row has no usable ``userId``.
@@ -180,6 +192,8 @@ def presence_events(
         " ".join(p for p in (row.get("firstName"), row.get("lastName")) if isinstance(p, str) and p) or None
     )
     if change.change == "removed":
+        if logged_on_elsewhere:
+            return []
         state, vendor_state = State.LOGGED_OUT, "LoggedOff"
     elif report_logon and (snapshot or change.change != "unchanged"):
         state, vendor_state = State.UNKNOWN, "LoggedOn"

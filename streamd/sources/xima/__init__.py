@@ -1,7 +1,10 @@
 """Xima / Avaya Call Reporting source: realtime metrics (poll or websocket) and historic report export.
 
 Modules: ``config`` (pydantic config, ``build``), ``auth`` (static Bearer ``httpx.Auth``),
-``client`` (HTTP/websocket adapter: the only place that sees httpx/websockets errors),
-``models`` (typed payloads, ``EVENT_MODELS``), ``normalize`` (pure), ``realtime`` (poll spec),
-``websocket`` (subscription session), ``historic`` (report export poll spec), ``source`` (composition).
+``client`` (REST adapter: the only place that sees httpx errors), ``models`` (typed payloads,
+``EVENT_MODELS``), ``normalize`` and ``bodies`` (pure tolerant reading of entries and of whole
+answers), ``metric_events`` (pure event building), ``canonical`` (pure canonical mapping),
+``state`` (pure change detection), ``realtime`` (poll spec), ``websocket`` (subscription session:
+the only place that sees websockets errors), ``historic`` (report export poll spec), ``periods``
+(pure period arithmetic), ``source`` (composition).
 """

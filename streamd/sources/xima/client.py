@@ -23,7 +23,7 @@ import orjson
 
 from streamd.errors import AuthError, FatalError, VendorProtocolError
 from streamd.sources.http import check_status, httpx_errors
-from streamd.sources.xima.normalize import is_values_body
+from streamd.sources.xima.bodies import is_values_body
 
 METRICS_PATH = "/rest/api/v1/realtime/metrics"
 VALUES_PATH = "/rest/api/v1/realtime/metrics/values"

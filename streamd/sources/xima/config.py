@@ -5,9 +5,12 @@ Rules:
 1. Field names follow DESIGN §4's sketch (``url``, ``api_key``, ``mode``, ``interval``, ``metrics``,
    ``historic: [{key, every}]``); everything else is added, never renamed.
 2. ``url`` is the server root (``https://cr.example`` or ``http://10.0.0.5:9080``); REST paths are
-   appended (``/rest/api/v1/...``). The websocket URL derives from it (``http``→``ws``,
-   ``https``→``wss``) unless ``websocket_url`` is given.
-3. ``build`` imports the runtime lazily, so validating a config never imports httpx or websockets.
+   appended (``/rest/api/v1/...``), so it must be ``http://`` or ``https://`` (a ``ws://`` address
+   there is refused with a line saying where it belongs). The websocket URL derives from it
+   (``http``→``ws``, ``https``→``wss``) unless ``websocket_url`` is given.
+3. ``build`` imports the runtime lazily, so validating a config never imports websockets.
+4. TLS is configured like every vendor client's (:class:`~streamd.sources.http.TlsSettings`:
+   ``verify_tls``, ``ca_file``), for REST and the websocket alike.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from streamd.config_types import Duration, Secret, SourceName, StrictModel
 from streamd.events import State
+from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
@@ -71,7 +75,7 @@ class XimaHistoricReport(StrictModel):
         return v
 
 
-class XimaSourceConfig(StrictModel):
+class XimaSourceConfig(TlsSettings):
     """A Xima / Avaya Call Reporting server: realtime metric values and historic report export."""
 
     kind: Literal["xima"]
@@ -125,19 +129,28 @@ class XimaSourceConfig(StrictModel):
     timeout: Duration = Field(
         default=4.0, description="Timeout of one realtime poll cycle (keep it below interval)."
     )
-    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
     historic: list[XimaHistoricReport] = Field(
         default_factory=list, description="Historic reports to export on a schedule."
     )
 
-    @field_validator("url", "websocket_url")
+    @field_validator("url")
     @classmethod
-    def _http_root(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not v.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must start with http://, https://, ws:// or wss://")
+    def _http_root(cls, v: str) -> str:
+        if v.startswith(("ws://", "wss://")):
+            raise ValueError(
+                "url is the REST root and must start with http:// or https://; the websocket address "
+                "derives from it (http -> ws, https -> wss), or put a ws:// / wss:// address in websocket_url"
+            )
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @field_validator("websocket_url")
+    @classmethod
+    def _ws_root(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must start with ws://, wss://, http:// or https://")
+        return v.rstrip("/") if v is not None else v
 
     @model_validator(mode="after")
     def _unique_reports(self) -> XimaSourceConfig:

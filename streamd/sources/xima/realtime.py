@@ -20,6 +20,10 @@ Rules:
 6. The metric list and the agent mapping are best-effort enrichment: they are re-read every
    ``metrics_refresh`` / ``mapping_refresh``; a failing mapping only logs and is retried later.
    With ``metrics: all`` the list is required (it *is* the set of ids).
+7. An answer lists every category value of the metrics it was asked for; values it no longer
+   lists are dropped from the state (:mod:`.state` rule 5), logged and counted
+   (``errors_total{stage="processing", error_type="category_removed"}``), and never re-published.
+   Nothing is published for them (no tombstone): the topic is not compacted per category.
 """
 
 from __future__ import annotations
@@ -35,16 +39,13 @@ import anyio
 from streamd.errors import AuthError, FatalError, NormalizationError, SourceError, VendorProtocolError
 from streamd.events import Event
 from streamd.sources.poller import PollResult
+from streamd.sources.xima.bodies import parse_metric_list, parse_values_body
 from streamd.sources.xima.canonical import AGENT_STATES, CanonicalRules, fold_state
 from streamd.sources.xima.client import MetricsRejected, XimaClient
 from streamd.sources.xima.config import XimaSourceConfig
-from streamd.sources.xima.normalize import (
-    RealtimeState,
-    agent_index,
-    dead_letters,
-    parse_metric_list,
-    parse_values_body,
-)
+from streamd.sources.xima.metric_events import agent_index, dead_letters
+from streamd.sources.xima.models import MetricKey
+from streamd.sources.xima.state import RealtimeState
 from streamd.telemetry import count_deviation, count_error
 
 log = logging.getLogger("streamd.sources.xima")
@@ -133,34 +134,55 @@ class RealtimeCore:
         self._refresh_due = now + self.cfg.refresh_every
         return True
 
-    async def poll(self, *, snapshot: bool) -> list[Event]:
+    async def poll(self, *, snapshot: bool, monotonic: bool = False) -> list[Event]:
         """One values round over every active id (chunked, bisecting rejected lists).
+
+        Args:
+            snapshot: publish every value as a snapshot.
+            monotonic: newest wins (:mod:`.state` rule 4): the websocket mode's REST polls.
 
         Raises:
             AuthError: every id was rejected with 403 (or the key was rejected: 401).
             FatalError: every id was rejected, some with 404.
         """
         ids = self.active_ids()
-        bodies: list[dict[str, Any]] = []
+        answers: list[tuple[list[str], dict[str, Any]]] = []
         size = self.cfg.max_ids_per_request
         for start in range(0, len(ids), size):
-            bodies += await self._values(ids[start : start + size])
+            answers += await self._values(ids[start : start + size])
         if ids and not self.active_ids():
             self._all_rejected(self._ids)
         out: list[Event] = []
         now_ms = self.now_ms()
         self.state.initializing.clear()  # this round says afresh what is still initializing
-        for body in bodies:
+        for asked, body in answers:
             parsed = parse_values_body(body, now_ms=now_ms)
             out += dead_letters(self.source, parsed.problems)
-            out += self.state.apply(parsed.results, parsed.initializing, now_ms=now_ms, snapshot=snapshot)
+            out += self.state.apply(
+                parsed.results, parsed.initializing, now_ms=now_ms, snapshot=snapshot, monotonic=monotonic
+            )
+            if not parsed.problems:  # an unroutable entry may be a listed key: prune nothing then
+                listed = [e.key for e in parsed.results] + list(parsed.initializing)
+                self._pruned(self.state.prune(asked, listed))
         count_dead(self.source, out)
         count_deviations(self.source, out)
         return out
 
-    async def _values(self, ids: list[str]) -> list[dict[str, Any]]:
+    def _pruned(self, gone: list[MetricKey]) -> None:
+        if gone:
+            count_error(self.source, "processing", "category_removed", len(gone))
+            shown = ", ".join(f"{k.metric_id}:{k.category_value or ''}" for k in gone[:10])
+            log.info(
+                "xima %s: %d value(s) no longer listed by their metric, dropped: %s",
+                self.source,
+                len(gone),
+                shown,
+            )
+
+    async def _values(self, ids: list[str]) -> list[tuple[list[str], dict[str, Any]]]:
+        """``(ids asked, answer)`` per values request; a rejected list is split (rule 3)."""
         try:
-            return [await self.client.metric_values(ids)]
+            return [(ids, await self.client.metric_values(ids))]
         except MetricsRejected as exc:
             if len(ids) == 1:
                 self._reject(ids[0], exc)

@@ -11,11 +11,14 @@ Rules:
 3. In websocket mode, :class:`~.websocket.WebsocketUnavailable` switches this source to polling for
    the rest of its life when ``websocket_fallback`` is on (logged once); otherwise it is fatal.
 4. No retry loops here: sessions raise streamd errors and the supervisor decides.
+5. TLS (``verify_tls``, ``ca_file``) is set up once (:func:`~streamd.sources.http.tls_verify`: one
+   warning when verification is off) and used by the REST client and the websocket alike.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -26,11 +29,13 @@ from anyio.abc import TaskStatus
 
 from streamd.runtime import Connected, Job
 from streamd.sources.base import Emit, SourceDeps
+from streamd.sources.http import tls_verify
 from streamd.sources.poller import Poller
 from streamd.sources.xima.auth import BearerAuth
 from streamd.sources.xima.client import XimaClient
 from streamd.sources.xima.config import XimaSourceConfig
-from streamd.sources.xima.historic import HistoricSpec, utc_now
+from streamd.sources.xima.historic import HistoricSpec
+from streamd.sources.xima.periods import utc_now
 from streamd.sources.xima.realtime import RealtimeCore, RealtimePollSpec
 from streamd.sources.xima.websocket import RealtimeWebsocket, WebsocketUnavailable
 
@@ -55,15 +60,17 @@ class XimaSource:
         self._transport = transport
         self._now = now
         self._poller: Poller[None] | None = None
+        self._verify: ssl.SSLContext | bool = True
 
     async def run(self, emit: Emit, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run every job until cancelled; ready once each is running, retrying or failed."""
         cfg = self.cfg
+        self._verify = tls_verify(cfg, f"xima {cfg.name}")
         async with httpx.AsyncClient(
             base_url=cfg.url,
             auth=BearerAuth(cfg.api_key),
             timeout=cfg.timeout,
-            verify=cfg.verify_tls,
+            verify=self._verify,
             transport=self._transport,
             headers={"accept": "application/json"},
         ) as http:
@@ -85,7 +92,7 @@ class XimaSource:
 
     async def _realtime(self, emit: Emit, core: RealtimeCore, connected: Connected) -> None:
         if self.mode == "websocket":
-            ws = RealtimeWebsocket(core, self.cfg.ws_root())
+            ws = RealtimeWebsocket(core, self.cfg.ws_root(), self._verify)
             try:
                 await ws.session(emit, connected)
                 return

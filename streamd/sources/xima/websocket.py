@@ -12,11 +12,17 @@ Rules:
    fails when a pong is ``ping_timeout`` late. A close, a missed pong or any socket error ends the
    session with ``TransientError``; the supervisor reconnects with backoff and resubscribes.
 3. While keys are still initializing, the REST values are re-polled every ``initializing_retry``;
-   a full snapshot is published every ``refresh_every`` from the last values (no request); when
-   the metric list changes the socket is re-opened with the new ids.
+   every ``refresh_every`` the REST values are re-polled for a full snapshot (values that went
+   missing on the socket come back, category values no longer listed are dropped: :mod:`.state`
+   rule 5); when that re-poll fails the snapshot is published from the values held, and the
+   socket stays up. When the metric list changes the socket is re-opened with the new ids.
+   Every REST poll of this mode is merged by the value's own ``lastUpdateTime`` (newest wins,
+   :mod:`.state` rule 4): a REST answer computed before a socket message never undoes it.
 4. A handshake answered 401/403 is an ``AuthError`` (naming the ids for 403); any other refusal
    (404, 400, 405, 426, 501, a non-websocket answer) is :class:`WebsocketUnavailable`, which the
-   source turns into a fall-back to polling when ``websocket_fallback`` is on.
+   source turns into a fall-back to polling when ``websocket_fallback`` is on. ``wss://`` is
+   verified like every vendor client (``verify_tls``, ``ca_file``); a certificate that does not
+   verify is a :class:`~streamd.sources.http.CertificateError` (fatal), not a reconnect loop.
 5. This module is the only Xima module that sees the ``websockets`` library (STYLE 7). Socket
    messages are pushed with ``emit.push`` (a push source cannot replay); REST baselines use
    ``await emit(...)``. A message already received is still pushed when the session is stopped
@@ -37,13 +43,22 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from streamd.errors import AuthError, BackOff, FatalError, NormalizationError, TransientError
+from streamd.errors import (
+    AuthError,
+    BackOff,
+    FatalError,
+    NormalizationError,
+    TransientError,
+    VendorProtocolError,
+)
 from streamd.events import Event
 from streamd.runtime import EXPECTED, task_group
 from streamd.sources.base import Emit
+from streamd.sources.http import CertificateError
 from streamd.sources.xima.auth import websocket_query
 from streamd.sources.xima.client import SUBSCRIPTION_PATH
-from streamd.sources.xima.normalize import dead_letters, parse_entry
+from streamd.sources.xima.metric_events import dead_letters
+from streamd.sources.xima.normalize import parse_entry
 from streamd.sources.xima.realtime import RealtimeCore, count_dead, count_deviations
 from streamd.telemetry import count_error
 
@@ -103,22 +118,21 @@ async def open_subscription(
     ping_interval: float,
     ping_timeout: float,
     open_timeout: float,
-    verify_tls: bool = True,
+    verify: ssl.SSLContext | bool = True,
 ) -> AsyncIterator[ClientConnection]:
     """Open the subscription socket, translating every ``websockets`` error (the adapter boundary).
 
+    Args:
+        verify: what :func:`~streamd.sources.http.tls_verify` gave (used for ``wss://`` only).
+
     Raises:
         AuthError: handshake refused with 401, or 403 (naming the ids).
+        CertificateError: the server's certificate did not verify.
         WebsocketUnavailable: any other refusal of the endpoint.
         TransientError: connection errors, closes, missed pongs, 5xx.
     """
     what = f"websocket subscription for metrics {', '.join(ids)}"
-    context: ssl.SSLContext | None = None
-    if url.startswith("wss://"):
-        context = ssl.create_default_context()
-        if not verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+    context = ssl_context(verify) if url.startswith("wss://") else None
     try:
         async with connect(
             url,
@@ -147,8 +161,21 @@ async def open_subscription(
         raise WebsocketUnavailable(f"{what}: not a websocket endpoint ({type(exc).__name__})") from None
     except ConnectionClosed as exc:
         raise TransientError(f"{what}: closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise CertificateError(f"{what}: TLS certificate not trusted: {exc.verify_message or exc}") from None
     except (OSError, TimeoutError) as exc:
         raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """The ``ssl`` context for ``wss://`` from httpx's ``verify=`` value (True: the system store)."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def receive(ws: ClientConnection, source: str) -> str | bytes:
@@ -168,6 +195,7 @@ class RealtimeWebsocket:
 
     core: RealtimeCore
     url_root: str
+    verify: ssl.SSLContext | bool = True
 
     async def session(self, emit: Emit, connected: Callable[[], None]) -> None:
         """Baseline, subscribe, stream until the socket fails; resubscribe in place when ids change."""
@@ -185,7 +213,7 @@ class RealtimeWebsocket:
 
     async def _baseline(self, emit: Emit) -> list[str]:
         events = await self.core.prepare()
-        events += await self.core.poll(snapshot=self.core.take_refresh())
+        events += await self.core.poll(snapshot=self.core.take_refresh(), monotonic=True)
         if events:
             await emit(events)
         return self.core.active_ids()
@@ -200,7 +228,7 @@ class RealtimeWebsocket:
                 ping_interval=cfg.ping_interval,
                 ping_timeout=cfg.ping_timeout,
                 open_timeout=cfg.timeout,
-                verify_tls=cfg.verify_tls,
+                verify=self.verify,
             ) as ws,
             task_group((*EXPECTED, _Resubscribe)) as tg,  # the first to fail ends the others
         ):
@@ -255,8 +283,18 @@ class RealtimeWebsocket:
             if core.active_ids() != ids:
                 raise _Resubscribe
             if core.state.initializing:
-                events += await core.poll(snapshot=False)
+                events += await core.poll(snapshot=False, monotonic=True)
             if core.take_refresh():
-                events += core.state.refresh(now_ms=core.now_ms())
+                events += await self._refresh()
             if events:
                 await emit(events)
+
+    async def _refresh(self) -> list[Event]:
+        """The periodic full snapshot: a REST re-poll, else the values held (rule 3)."""
+        core = self.core
+        try:
+            return await core.poll(snapshot=True, monotonic=True)
+        except (TransientError, BackOff, VendorProtocolError) as exc:  # the socket is fine: keep it
+            count_error(core.source, "request", "refresh")
+            log.info("xima %s: refresh re-poll failed (%s); snapshot from the values held", core.source, exc)
+            return core.state.refresh(now_ms=core.now_ms())
