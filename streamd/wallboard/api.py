@@ -4,13 +4,16 @@ Rules:
 
 1. ``GET /api/v1/state``: a JSON snapshot of the hub, filtered by ``source``, ``queue`` and
    ``state`` (repeated or comma-separated). ``GET /api/v1/stream``: Server-Sent Events
-   (:mod:`streamd.wallboard.sse`; ``Last-Event-ID`` or ``?last_event_id=`` resumes). Both are
-   described by the OpenAPI 3.1 document at ``/api/v1/openapi.json``, generated from the models
+   (:mod:`streamd.wallboard.sse`; ``Last-Event-ID`` or ``?last_event_id=`` resumes).
+   ``GET /api/v1/wallboard``: the page's display settings (thresholds, views, stale markers,
+   paging: :class:`~streamd.wallboard.config.DisplaySettings`). All are described by the OpenAPI
+   3.1 document at ``/api/v1/openapi.json``, generated from the models
    (:mod:`streamd.wallboard.openapi`).
 2. With ``http.auth_token`` set, the API and the page need the token: ``Authorization: Bearer``,
    or ``?access_token=`` (EventSource cannot send headers) or ``?token=`` (the page URL). It is
    compared in constant time and never logged; the page is served with ``Referrer-Policy:
-   no-referrer``. Static assets (``/wallboard/static/*``) hold no data and are public.
+   no-referrer``. Static assets (``/wallboard/static/*``, ``/favicon.ico``) hold no data and are
+   public.
 3. CORS: ``http.cors_origins`` applies to ``/api/v1/*`` (GET only).
 """
 
@@ -29,6 +32,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from streamd.publish.encoding import dumps
+from streamd.wallboard.config import DisplaySettings
 from streamd.wallboard.hub import Filter, StateHub, encode_snapshot
 from streamd.wallboard.openapi import openapi_document
 from streamd.wallboard.sse import open_stream
@@ -61,9 +65,16 @@ def _unauthorized() -> Response:
 
 
 def build_routes(
-    hub: StateHub, *, token: str | None = None, cors_origins: Sequence[str] = (), heartbeat: float = 10.0
+    hub: StateHub,
+    *,
+    token: str | None = None,
+    cors_origins: Sequence[str] = (),
+    heartbeat: float = 10.0,
+    settings: DisplaySettings | None = None,
 ) -> list[BaseRoute]:
-    """The feed API and wallboard routes, to add to the daemon's HTTP app."""
+    """The feed API and wallboard routes, to add to the daemon's HTTP app (``settings``: the
+    page's display settings, the defaults when ``None``)."""
+    settings_json = dumps((settings or DisplaySettings()).model_dump(mode="json"))
 
     async def state(request: Request) -> Response:
         if not authorized(request, token):
@@ -78,6 +89,16 @@ def build_routes(
         flt = Filter.parse(request.query_params.multi_items())
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         return open_stream(hub, flt, last, heartbeat)
+
+    async def wallboard_settings(request: Request) -> Response:
+        if not authorized(request, token):
+            return _unauthorized()
+        return Response(settings_json, media_type="application/json", headers={"Cache-Control": "no-cache"})
+
+    icon = (STATIC / "favicon.svg").read_bytes()
+
+    async def favicon(_: Request) -> Response:
+        return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     async def openapi(request: Request) -> Response:
         if not authorized(request, token):
@@ -111,9 +132,11 @@ def build_routes(
         Route("/state", state, methods=["GET"]),
         Route("/stream", stream, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/wallboard", wallboard_settings, methods=["GET"]),
     ]
     return [
         Mount("/api/v1", routes=api, middleware=middleware),
         Route("/wallboard", page, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Mount("/wallboard/static", app=StaticFiles(directory=STATIC), name="wallboard-static"),
     ]

@@ -11,6 +11,8 @@ Rules:
    :func:`decode_metric`): unknown fields are ignored (newer producers), a value that is not a
    valid canonical event is skipped and counted
    (``streamd_errors_total{source="wallboard",stage="decode"}``), a tombstone removes the entry.
+   Each decoded record tells the hub its source was heard from at the record's Kafka timestamp
+   (the stale markers; a restarted daemon knows at once which sources have been silent).
 4. :func:`feed_session` is one plain session: it raises on any failure (Kafka down, a bug) and
    never retries; whoever runs it does (the feed is auxiliary: it never stops the daemon).
 """
@@ -113,6 +115,13 @@ def record_time(headers: Mapping[str, bytes] | None, timestamp_ms: int | None) -
     return None
 
 
+def published_time(timestamp_ms: int | None) -> datetime:
+    """When a record was published (its Kafka timestamp), else now: a source's freshness."""
+    if timestamp_ms is not None and timestamp_ms > 0:
+        return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    return datetime.now(UTC)
+
+
 def apply_record(
     hub: StateHub,
     kind: str,
@@ -123,7 +132,8 @@ def apply_record(
 ) -> bool:
     """Apply one record of the ``agent-state`` (kind ``agent``) or ``queue-metrics`` topic.
 
-    Returns True when the hub changed. Undecodable records are counted and skipped.
+    Returns True when the hub changed. Undecodable records are counted and skipped; every
+    decodable one counts as news from its source (:meth:`StateHub.touch`), changed or not.
     """
     text_key = key.decode("utf-8", "replace") if key else None
     try:
@@ -131,10 +141,14 @@ def apply_record(
             if text_key is None:
                 raise DecodeError("tombstone without a key")
             return hub.remove("agent" if kind == "agent" else "metric", text_key)
+        published = published_time(timestamp_ms)
         if kind == "agent":
             agent = AgentState.from_json(value)
+            hub.touch(agent.source, published)
             return hub.update_agent(agent, observed=record_time(headers, timestamp_ms), key=text_key)
-        return hub.update_metric(decode_metric(value), key=text_key)
+        metric = decode_metric(value)
+        hub.touch(metric.source, published)
+        return hub.update_metric(metric, key=text_key)
     except NormalizationError as exc:
         count_error("wallboard", "decode", "invalid_event")
         log.debug("skipping an undecodable %s record: %s", kind, exc)

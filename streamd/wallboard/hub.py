@@ -25,6 +25,14 @@ Rules:
    :func:`encode_snapshot` filters and encodes it in slices, yielding to the loop between them.
    The encoded lists are cached per filter until the next change, so clients reconnecting
    together cost one encoding.
+8. Sources: every record read counts as news from its source (:meth:`StateHub.touch`, the Kafka
+   record time: when it was published, not the vendor's event time), even when it changed
+   nothing. :meth:`StateHub.sync` (once a second, from the plugin) turns that and the daemon's
+   component states into :class:`SourceStatus` changes (kind ``source``, key the source name):
+   the state when this daemon runs the source, ``None`` when another producer does, and
+   ``last_update`` moved on at most every ``min(5 s, stale_after / 10)``, so a busy source costs
+   one change per few seconds, never one per record. The wallboard feed's own state is one
+   :class:`FeedStatus` (kind ``feed``). At most :data:`MAX_SOURCES` sources are tracked.
 
 Memory: about 600 bytes per agent with typical ids and names (``bench/wallboard_memory.py``
 measured 580: 50,000 agents add ~28 MB RSS over an empty hub, 70 MB in all).
@@ -36,21 +44,24 @@ import dataclasses
 import secrets
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import Counter, Gauge
+from pydantic import Field
 
 from streamd.events import AgentState, QueueMetric, utcnow
 from streamd.publish.encoding import dumps
-from streamd.telemetry import REGISTRY
+from streamd.telemetry import REGISTRY, Component, ComponentState, count_error
 
-Kind = Literal["agent", "metric"]
+Kind = Literal["agent", "metric", "source", "feed"]
+MAX_SOURCES = 1024
+"""Sources tracked at most (rule 8); the records of further ones still update the board."""
 
 EVICTED = Counter(
     "streamd_wallboard_evicted",
@@ -67,6 +78,38 @@ CLIENTS = Gauge("streamd_wallboard_clients", "Live-feed clients connected.", reg
 ENTRIES = Gauge(
     "streamd_wallboard_entries", "Entries held by the wallboard hub.", ["kind"], registry=REGISTRY
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceStatus:
+    """One source as the board sees it (rule 8)."""
+
+    source: Annotated[str, Field(description="The source name.")]
+    state: Annotated[
+        ComponentState | None,
+        Field(description="Its state when this daemon runs it (as in /readyz); null when another does."),
+    ] = None
+    detail: Annotated[
+        str, Field(description="Why it is in that state (e.g. the error of a failed source).")
+    ] = ""
+    last_update: Annotated[
+        datetime | None,
+        Field(description="When the last record of this source was published (null: none seen)."),
+    ] = None
+    stale_after: Annotated[
+        float, Field(description="Seconds without a record after which its data is shown as stale.")
+    ] = 120.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedStatus:
+    """The wallboard's own Kafka feed: while it is not running, nothing on the board moves."""
+
+    state: Annotated[ComponentState, Field(description="The feed's state (as in /readyz).")]
+    detail: Annotated[str, Field(description="Why it is in that state.")] = ""
+
+
+Value = AgentState | QueueMetric | SourceStatus | FeedStatus
 
 
 def agent_key(agent: AgentState) -> str:
@@ -96,16 +139,20 @@ class Filter:
                 found[name].update(v.strip() for v in value.split(",") if v.strip())
         return cls(frozenset(found["source"]), frozenset(found["queue"]), frozenset(found["state"]))
 
-    def matches(self, value: AgentState | QueueMetric | None) -> bool:
-        """Whether ``value`` is wanted (``None`` never is)."""
+    def matches(self, value: Value | None) -> bool:
+        """Whether ``value`` is wanted (``None`` never is; the feed's status always is)."""
         if value is None:
             return False
+        if isinstance(value, FeedStatus):
+            return True
         if self.sources and value.source not in self.sources:
             return False
         if isinstance(value, AgentState):
             if self.states and value.state.value not in self.states:
                 return False
             return not self.queues or not self.queues.isdisjoint(value.queue_ids)
+        if isinstance(value, SourceStatus):
+            return True
         return not self.queues or value.queue_id in self.queues
 
 
@@ -122,8 +169,8 @@ class Change:
         seq: int,
         kind: Kind,
         key: str,
-        value: AgentState | QueueMetric | None,
-        prev: AgentState | QueueMetric | None,
+        value: Value | None,
+        prev: Value | None,
     ) -> None:
         self.seq, self.kind, self.key, self.value, self.prev = seq, kind, key, value, prev
         self._payload: bytes | None = None
@@ -143,7 +190,7 @@ class Change:
         return None
 
 
-def delta_json(seq: int, kind: Kind, key: str, value: AgentState | QueueMetric | None) -> bytes:
+def delta_json(seq: int, kind: Kind, key: str, value: Value | None) -> bytes:
     """``{"seq", "kind", "key", "value"}`` as JSON."""
     return dumps({"seq": seq, "kind": kind, "key": key, "value": value})
 
@@ -201,6 +248,8 @@ class StateHub:
         max_metrics: int = 100_000,
         replay: int = 4096,
         client_buffer: int = 256,
+        stale_after: float = 120.0,
+        stale_after_per_source: Mapping[str, float] | None = None,
     ) -> None:
         self.max_agents = max_agents
         self.max_metrics = max_metrics
@@ -213,6 +262,11 @@ class StateHub:
         self._subscribers: dict[int, Subscription] = {}
         self._encoded: dict[Filter, tuple[int, bytes]] = {}  # filter -> (seq, encoded lists)
         self.closed = False
+        self.stale_after = stale_after
+        self.stale_after_per_source = dict(stale_after_per_source or {})
+        self.sources: dict[str, SourceStatus] = {}  # as last published (rule 8)
+        self.feed: FeedStatus | None = None
+        self._seen: dict[str, datetime] = {}  # source -> newest record time
 
     # --- updates -----------------------------------------------------------------------------
 
@@ -264,12 +318,66 @@ class StateHub:
         ENTRIES.labels(kind).set(len(table))
         return True
 
+    def touch(self, source: str, when: datetime) -> None:
+        """Note a record of ``source`` published at ``when`` (rule 8; cheap: every record calls it)."""
+        seen = self._seen.get(source)
+        if seen is None:
+            if len(self._seen) >= MAX_SOURCES:
+                count_error("wallboard", "sources", "too_many_sources")
+                return
+            self._seen[source] = when
+        elif when > seen:
+            self._seen[source] = when
+
+    def sync(self, components: Mapping[str, Component] | None = None) -> int:
+        """Publish what changed about the sources and the feed (rule 8); returns how many changes.
+
+        Args:
+            components: the daemon's components (``Health.components``); those of kind ``source``
+                give their state, the one of kind ``feed`` the feed's. ``None`` keeps the states.
+        """
+        now = utcnow()
+        local: dict[str, Component] = {}
+        changes = 0
+        for name, component in (components or {}).items():
+            if component.kind == "source":
+                local[name] = component
+            elif component.kind == "feed":
+                feed = FeedStatus(state=component.state, detail=component.detail)
+                if feed != self.feed:
+                    prev, self.feed = self.feed, feed
+                    self._publish("feed", "feed", feed, prev)
+                    changes += 1
+        for name in [*local, *(n for n in self._seen if n not in local)]:
+            prev_status = self.sources.get(name)
+            stale_after = self.stale_after_per_source.get(name, self.stale_after)
+            last = prev_status.last_update if prev_status else None
+            seen = self._seen.get(name)
+            if seen is not None:
+                seen = min(seen, now)
+                if last is None or (seen - last).total_seconds() >= min(5.0, stale_after / 10):
+                    last = seen
+            if components is None:
+                state, detail = (prev_status.state, prev_status.detail) if prev_status else (None, "")
+            elif name in local:
+                state, detail = local[name].state, local[name].detail
+            else:
+                state, detail = None, ""
+            status = SourceStatus(
+                source=name, state=state, detail=detail, last_update=last, stale_after=stale_after
+            )
+            if status != prev_status:
+                self.sources[name] = status
+                self._publish("source", name, status, prev_status)
+                changes += 1
+        return changes
+
     def _publish(
         self,
         kind: Kind,
         key: str,
-        value: AgentState | QueueMetric | None,
-        prev: AgentState | QueueMetric | None,
+        value: Value | None,
+        prev: Value | None,
     ) -> None:
         self.seq += 1
         change = Change(self.seq, kind, key, value, prev)
@@ -289,14 +397,25 @@ class StateHub:
         the HTTP API uses :meth:`freeze` and :func:`encode_snapshot`)."""
         agents = [a for a in self.agents.values() if flt.matches(a)]
         metrics = [m for m in self.metrics.values() if flt.matches(m)]
-        return {"id": self.event_id, "seq": self.seq, "now": utcnow(), "agents": agents, "metrics": metrics}
+        sources = [s for s in self.sources.values() if flt.matches(s)]
+        return {
+            "id": self.event_id,
+            "seq": self.seq,
+            "now": utcnow(),
+            "sources": sources,
+            "feed": self.feed,
+            "agents": agents,
+            "metrics": metrics,
+        }
 
     def freeze(self, flt: Filter = ALL) -> Frozen:
         """The state as of now, to encode later without blocking the loop (rule 7)."""
         cached = self._encoded.get(flt)
+        sources = [s for s in self.sources.values() if flt.matches(s)]
         if cached is not None and cached[0] == self.seq:
-            return Frozen(self.event_id, self.seq, flt, [], [], cached[1])
-        return Frozen(self.event_id, self.seq, flt, list(self.agents.values()), list(self.metrics.values()))
+            return Frozen(self.event_id, self.seq, flt, sources, self.feed, [], [], cached[1])
+        agents, metrics = list(self.agents.values()), list(self.metrics.values())
+        return Frozen(self.event_id, self.seq, flt, sources, self.feed, agents, metrics)
 
     def remember(self, frozen: Frozen, lists: bytes) -> None:
         """Keep ``frozen``'s encoded lists while nothing changes (a few filters at most)."""
@@ -353,6 +472,8 @@ class Frozen:
     id: str
     seq: int
     flt: Filter
+    sources: list[SourceStatus]
+    feed: FeedStatus | None
     agents: list[AgentState]
     metrics: list[QueueMetric]
     encoded: bytes | None = None
@@ -364,15 +485,17 @@ SLICE = 2000
 
 
 async def encode_snapshot(hub: StateHub, frozen: Frozen) -> bytes:
-    """The JSON snapshot of ``frozen`` (``id``, ``seq``, ``now``, ``agents``, ``metrics``), built
-    in slices so the event loop keeps running (rule 7)."""
+    """The JSON snapshot of ``frozen`` (``id``, ``seq``, ``now``, ``sources``, ``feed``, ``agents``,
+    ``metrics``), built in slices so the event loop keeps running (rule 7)."""
     lists = frozen.encoded
     if lists is None:
         agents = await _encode_list(frozen.agents, frozen.flt)
         metrics = await _encode_list(frozen.metrics, frozen.flt)
         lists = b'"agents":' + agents + b',"metrics":' + metrics
         hub.remember(frozen, lists)
-    head = dumps({"id": frozen.id, "seq": frozen.seq, "now": utcnow()})
+    head = dumps(
+        {"id": frozen.id, "seq": frozen.seq, "now": utcnow(), "sources": frozen.sources, "feed": frozen.feed}
+    )
     return head[:-1] + b"," + lists + b"}"
 
 

@@ -1,15 +1,22 @@
-"""Headless Chromium for the browser tests (Debian's ``chromium`` package, not Playwright's build)."""
+"""Headless Chromium for the browser tests (Debian's ``chromium`` package, not Playwright's build),
+the daemon with a ``wallboard:`` section, and screenshots attached to the test output."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
+
+from streamd.app import Runtime, run_daemon
+from streamd.config import Config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -23,6 +30,7 @@ ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
+TV = {"width": 1920, "height": 1080}
 
 
 @asynccontextmanager
@@ -39,3 +47,45 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def wallboard_daemon(
+    bootstrap: str,
+    port: int,
+    workdir: Path,
+    *sources: Mapping[str, Any],
+    wallboard: Mapping[str, Any] | None = None,
+    **http: Any,
+) -> AsyncIterator[Runtime]:
+    """The daemon (in process, default plugins) serving the wallboard on ``port`` with this
+    ``wallboard:`` section, against an external (embedded) broker; stopped cleanly on exit."""
+    config = Config.model_validate(
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "idempotence": False, "linger": "1ms"},
+            "http": {"listen": f"127.0.0.1:{port}", **http},
+            "spool": {"path": str(workdir / "spool.db")},
+            "shutdown_grace": "2s",
+            "wallboard": dict(wallboard or {}),
+            "sources": [dict(s) for s in sources],
+        }
+    )
+    runtime = Runtime(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(run_daemon, config, runtime=runtime, handle_signals=False))
+        try:
+            with anyio.fail_after(20):
+                await runtime.ready.wait()
+            yield runtime
+        finally:
+            runtime.stop.set()
+
+
+async def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
+    """Save a screenshot under the test's tmp dir (and tests/browser/artifacts/), print its path."""
+    shot = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(shot))
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / shot.name)
+    print(f"screenshot: {shot} (copy: {ARTIFACTS / shot.name})")
+    return shot

@@ -1,9 +1,10 @@
-"""The wallboard hub fed from the embedded broker: waits for the topics, rebuilds, follows live."""
+"""The wallboard hub fed from the embedded broker: waits for the topics, rebuilds (with when each
+source last published), follows live."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import anyio
@@ -12,7 +13,7 @@ import pytest
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.errors import TransientError
-from streamd.events import AgentState, QueueMetric, State
+from streamd.events import AgentState, QueueMetric, State, utcnow
 from streamd.wallboard.consumer import feed_session, run_feed
 from streamd.wallboard.hub import StateHub
 from tests.harness import publishing
@@ -43,7 +44,9 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
                         vendor="sim", source="sim", queue_id="q1", metric="waiting_calls", value=3
                     ).to_event()
                 )
+                published = utcnow()
                 await emit(events)
+                acknowledged = utcnow()
                 await until(
                     lambda: len(first.agents) == 20 and len(first.metrics) == 1, timeout=10, interval=0.02
                 )
@@ -61,6 +64,13 @@ async def test_feed_waits_for_the_topics_rebuilds_on_restart_and_follows_live() 
                     timeout=10,
                     interval=0.02,
                 )
+                # and knows when the source last published (the Kafka time), not when it read it
+                second.sync()
+                last = second.sources["sim"].last_update
+                assert last is not None
+                assert published - timedelta(seconds=1) <= last <= acknowledged  # ms precision
+                await anyio.sleep(0.05)
+                assert second.sync() == 0
 
                 # then both follow live changes
                 await emit([agent(7, State.NOT_READY).to_event()])

@@ -1,4 +1,5 @@
-"""The feed API and page over real HTTP on loopback (uvicorn, no Kafka): snapshot, SSE, auth, CORS."""
+"""The feed API and page over real HTTP on loopback (uvicorn, no Kafka): snapshot, SSE, settings,
+auth, CORS."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import httpx
 import orjson
 import pytest
 
-from streamd.events import AgentState, QueueMetric, State
+from streamd.events import AgentState, QueueMetric, State, utcnow
 from streamd.http.app import Webhooks, build_app
 from streamd.http.server import serve
 from streamd.publish.encoding import dumps
-from streamd.telemetry import Health
+from streamd.telemetry import ComponentState, Health
 from streamd.wallboard.api import build_routes
+from streamd.wallboard.config import WallboardConfig
 from streamd.wallboard.hub import CLIENTS_DROPPED, StateHub
 from streamd.wallboard.openapi import COMMITTED, openapi_document
 
@@ -230,7 +232,7 @@ def test_openapi_document_is_valid_openapi_31() -> None:
     for auth in (False, True):
         doc = openapi_document(auth=auth)
         validator.validate(doc)
-        assert set(doc["paths"]) == {"/api/v1/state", "/api/v1/stream"}
+        assert set(doc["paths"]) == {"/api/v1/state", "/api/v1/stream", "/api/v1/wallboard"}
     assert "securitySchemes" in openapi_document(auth=True)["components"]
     assert "securitySchemes" not in openapi_document()["components"]
 
@@ -246,20 +248,81 @@ def test_served_bodies_match_the_documented_schemas() -> None:
         return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components})
 
     hub = StateHub()
+    health = Health()
+    health.add("s1", "source").set(ComponentState.FAILED, "HTTP 401")
+    health.add("wallboard", "feed")
     hub.update_agent(agent(1, State.NOT_READY, queues=("q1",)))
     hub.update_metric(QueueMetric(vendor="t", source="s1", queue_id="q1", metric="waiting", value=3))
     hub.update_metric(QueueMetric(vendor="t", source="s1", queue_id="q1", metric="open", value=True))
     hub.remove("agent", "s1:1")
+    hub.touch("s2", utcnow())
+    hub.sync(health.components)
     snapshot = orjson.loads(dumps(hub.snapshot()))
     assert snapshot["metrics"]
+    assert [s["state"] for s in snapshot["sources"]] == ["failed", None]
+    assert snapshot["feed"] == {"state": "starting", "detail": ""}
     validator("Snapshot").validate(snapshot)
     deltas = [orjson.loads(change.payload()) for change in hub.since(f"{hub.epoch}.0") or []]
-    assert [d["kind"] for d in deltas] == ["agent", "metric", "metric", "agent"]
-    assert deltas[-1]["value"] is None
+    assert [d["kind"] for d in deltas] == ["agent", "metric", "metric", "agent", "feed", "source", "source"]
+    assert deltas[3]["value"] is None
     for delta in deltas:
         validator("Delta").validate(delta)
     assert not validator("Delta").is_valid({**deltas[0], "kind": "queue"})
+    assert not validator("Delta").is_valid({**deltas[5], "value": {"source": "s1", "state": "sleeping"}})
     assert not validator("Snapshot").is_valid({**snapshot, "agents": [{"agent_id": "1"}]})
+    assert not validator("Snapshot").is_valid({k: v for k, v in snapshot.items() if k != "sources"})
+
+
+async def test_the_page_settings_are_served_as_configured_and_documented() -> None:
+    from jsonschema import Draft202012Validator
+
+    cfg = WallboardConfig.model_validate(
+        {
+            "stale_after": "90s",
+            "thresholds": {
+                "metrics": {"waiting": {"warn": 5, "alert": 10}},
+                "time_in_state": {"not_ready": {"alert": "20m"}},
+            },
+            "views": {"sales": {"title": "Sales", "queue": ["60141"], "sections": ["queues"]}},
+            "reason_labels": {"pbx1": {"7": "Lunch"}},
+        }
+    )
+    hub = StateHub()
+    async with (
+        serving(hub, token=TOKEN, settings=cfg.display()) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        assert (await client.get("/api/v1/wallboard")).status_code == 401
+        response = await client.get(f"/api/v1/wallboard?access_token={TOKEN}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == cfg.display().model_dump(mode="json")
+    assert body["stale_after"] == 90.0  # durations in seconds
+    assert body["thresholds"]["time_in_state"] == {"not_ready": {"warn": None, "alert": 1200.0}}
+    assert body["views"]["sales"]["sections"] == ["queues"]
+    assert "max_agents" not in body  # the hub's own settings stay on the server
+    components = openapi_document()["components"]
+    check = Draft202012Validator({"$ref": "#/components/schemas/DisplaySettings", "components": components})
+    check.validate(body)
+    assert not check.is_valid({**body, "page_seconds": "10s"})
+
+    async with serving(StateHub()) as base, httpx.AsyncClient(base_url=base) as client:
+        defaults = (await client.get("/api/v1/wallboard")).json()
+    assert defaults["thresholds"]["metrics"] == {
+        "longest_wait_seconds": {"warn": None, "alert": 60.0, "direction": "above"}
+    }
+
+
+async def test_the_favicon_is_served_to_anyone() -> None:
+    async with serving(StateHub(), token=TOKEN) as base, httpx.AsyncClient(base_url=base) as client:
+        icon = await client.get("/favicon.ico")
+        linked = await client.get("/wallboard/static/favicon.svg")
+        page = await client.get(f"/wallboard?token={TOKEN}")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg")
+    assert icon.content == linked.content
+    assert 'rel="icon" href="wallboard/static/favicon.svg"' in page.text
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_counted() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from streamd.errors import NormalizationError
 from streamd.events import AgentState, QueueMetric, State
 from streamd.publish.encoding import encode
 from streamd.telemetry import ERRORS
-from streamd.wallboard.consumer import apply_record, decode_metric, record_time
+from streamd.wallboard.consumer import apply_record, decode_metric, published_time, record_time
 from streamd.wallboard.hub import StateHub
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
@@ -55,3 +55,29 @@ def test_record_time_prefers_ce_time_then_the_kafka_timestamp() -> None:
     assert record_time({"ce_time": b"2026-01-01T08:00:00Z"}, 5) == T0
     assert record_time({}, int(T0.timestamp() * 1000)) == T0
     assert record_time({"ce_time": b"bad"}, None) is None
+
+
+def test_every_record_counts_as_news_from_its_source_at_its_kafka_time() -> None:
+    hub = StateHub()
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)  # in the past, whatever the clock
+    m = QueueMetric(vendor="v", source="s", queue_id="q", metric="waiting", value=2)
+    record = encode(m.to_event(time=t0 - timedelta(hours=1)), "p.")  # the vendor's time: long ago
+    published = int((t0 + timedelta(seconds=1)).timestamp() * 1000)
+    assert apply_record(hub, "metric", record.key, record.value, dict(record.headers), published)
+    later = int((t0 + timedelta(seconds=30)).timestamp() * 1000)
+    assert not apply_record(hub, "metric", record.key, record.value, dict(record.headers), later)  # unchanged
+    a = AgentState(vendor="v", source="t", agent_id="1", state=State.BUSY)
+    ar = encode(a.to_event(time=t0), "p.")
+    assert apply_record(hub, "agent", ar.key, ar.value, dict(ar.headers), published)
+    assert not apply_record(hub, "agent", b"u:1", b"{broken", None, later)  # undecodable: no news from "u"
+    hub.sync()
+    assert hub.sources["s"].last_update == t0 + timedelta(seconds=30)
+    assert hub.sources["t"].last_update == t0 + timedelta(seconds=1)
+    assert set(hub.sources) == {"s", "t"}
+
+
+def test_published_time_is_the_kafka_timestamp_else_now() -> None:
+    assert published_time(int(T0.timestamp() * 1000)) == T0
+    before = datetime.now(UTC)
+    assert published_time(None) >= before
+    assert published_time(-1) >= before

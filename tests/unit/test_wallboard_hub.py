@@ -1,4 +1,5 @@
-"""The wallboard state hub: bounds, sequence numbers, replay, filters and slow subscribers."""
+"""The wallboard state hub: bounds, sequence numbers, replay, filters, slow subscribers, and the
+sources' states and freshness."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ import anyio
 import orjson
 import pytest
 
-from streamd.events import AgentState, QueueMetric, State
-from streamd.wallboard.hub import CLIENTS_DROPPED, EVICTED, Filter, StateHub, Subscription
+from streamd.events import AgentState, QueueMetric, State, utcnow
+from streamd.telemetry import ERRORS, ComponentState, Health
+from streamd.wallboard.hub import (
+    CLIENTS_DROPPED,
+    EVICTED,
+    MAX_SOURCES,
+    FeedStatus,
+    Filter,
+    SourceStatus,
+    StateHub,
+    Subscription,
+    encode_snapshot,
+)
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 
@@ -200,3 +212,112 @@ async def test_a_big_snapshot_is_encoded_in_slices_from_a_frozen_state() -> None
     cached = hub.freeze(flt)
     assert cached.encoded is not None  # nothing changed: clients reconnecting together share one
     assert orjson.loads(await hub_module.encode_snapshot(hub, cached))["agents"] == expected["agents"]
+
+
+def test_sources_are_published_with_their_freshness_at_most_every_few_seconds() -> None:
+    hub = StateHub(stale_after=120.0, stale_after_per_source={"fast": 20.0})
+    start = utcnow() - timedelta(minutes=5)
+    assert hub.sync() == 0  # nothing heard of yet
+    hub.touch("s1", start)
+    hub.touch("s1", start - timedelta(seconds=30))  # an older record (another partition): ignored
+    hub.touch("fast", start)
+    assert hub.sync() == 2
+    assert hub.sources["s1"] == SourceStatus(source="s1", last_update=start, stale_after=120.0)
+    assert hub.sources["fast"].stale_after == 20.0
+    seq = hub.seq
+    assert hub.sync() == 0  # nothing new: no change, no sequence number
+    hub.touch("s1", start + timedelta(seconds=4))  # within min(5 s, stale_after / 10): not yet worth a change
+    hub.touch("fast", start + timedelta(seconds=2))  # stale_after / 10 = 2 s: it is
+    assert hub.sync() == 1
+    assert hub.sources["s1"].last_update == start
+    assert hub.sources["fast"].last_update == start + timedelta(seconds=2)
+    hub.touch("s1", start + timedelta(seconds=5))
+    assert hub.sync() == 1
+    assert hub.sources["s1"].last_update == start + timedelta(seconds=5)
+    assert hub.seq == seq + 2
+    change = hub.since(f"{hub.epoch}.{seq + 1}")
+    assert change is not None
+    assert orjson.loads(change[0].payload()) == {
+        "seq": seq + 2,
+        "kind": "source",
+        "key": "s1",
+        "value": {
+            "source": "s1",
+            "state": None,
+            "detail": "",
+            "last_update": (start + timedelta(seconds=5)).isoformat().replace("+00:00", "Z"),
+            "stale_after": 120.0,
+        },
+    }
+    # a producer's clock ahead of ours: never in the future
+    hub.touch("s1", utcnow() + timedelta(hours=1))
+    hub.sync()
+    last = hub.sources["s1"].last_update
+    assert last is not None
+    assert last <= utcnow()
+
+
+def test_component_states_of_sources_and_the_feed_are_published_on_change() -> None:
+    health = Health()
+    pbx = health.add("pbx", "source")
+    health.add("kafka", "publisher")
+    health.add("rtdc", "sink")
+    feed = health.add("wallboard", "feed")
+    hub = StateHub()
+    hub.touch("remote", utcnow())  # a source another daemon runs: data, no state
+    assert hub.sync(health.components) == 3  # pbx, remote, the feed
+    assert hub.sources["pbx"].state is ComponentState.STARTING
+    assert hub.sources["pbx"].last_update is None  # runs here, sent nothing yet
+    assert hub.sources["remote"].state is None
+    assert set(hub.sources) == {"pbx", "remote"}  # publisher and sinks are no sources
+    assert hub.feed == FeedStatus(state=ComponentState.STARTING)
+
+    pbx.set(ComponentState.FAILED, "login refused: HTTP 401")
+    feed.set(ComponentState.RUNNING)
+    assert hub.sync(health.components) == 2
+    assert (hub.sources["pbx"].state, hub.sources["pbx"].detail) == (
+        ComponentState.FAILED,
+        "login refused: HTTP 401",
+    )
+    assert hub.feed == FeedStatus(state=ComponentState.RUNNING)
+    assert hub.sync(health.components) == 0
+    assert hub.sync() == 0  # without components: the states stay as they were
+    assert hub.sources["pbx"].state is ComponentState.FAILED
+
+    snap = hub.snapshot(Filter.parse([("source", "pbx")]))
+    assert [s.source for s in snap["sources"]] == ["pbx"]  # a source filter applies to them too
+    assert snap["feed"] == FeedStatus(state=ComponentState.RUNNING)  # the feed is everyone's
+
+
+@pytest.mark.anyio
+async def test_source_changes_reach_subscribers_of_that_source_and_the_snapshot_encodes_them() -> None:
+    health = Health()
+    health.add("pbx", "source")
+    health.add("xima", "source")
+    health.add("wallboard", "feed")
+    hub = StateHub()
+    with hub.subscribe(Filter.parse([("source", "xima")])) as sub:
+        hub.sync(health.components)
+        got = []
+        while True:
+            try:
+                got.append(orjson.loads(sub.receive.receive_nowait()[1]))
+            except anyio.WouldBlock:
+                break
+    assert [(d["kind"], d["key"]) for d in got] == [("feed", "feed"), ("source", "xima")]
+    encoded = orjson.loads(await encode_snapshot(hub, hub.freeze(Filter.parse([("source", "pbx")]))))
+    assert [s["source"] for s in encoded["sources"]] == ["pbx"]
+    assert encoded["feed"] == {"state": "starting", "detail": ""}
+    assert (encoded["agents"], encoded["metrics"]) == ([], [])
+
+
+def test_sources_are_bounded_and_the_rest_counted() -> None:
+    hub = StateHub()
+    now = utcnow()
+    before = ERRORS.labels("wallboard", "sources", "too_many_sources")._value.get()
+    for i in range(MAX_SOURCES + 2):
+        hub.touch(f"s{i}", now)
+    hub.touch("s0", now)  # a known one is still followed
+    hub.sync()
+    assert len(hub.sources) == MAX_SOURCES
+    assert ERRORS.labels("wallboard", "sources", "too_many_sources")._value.get() - before == 2
