@@ -31,7 +31,12 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from starlette.routing import BaseRoute
 
+from streamd import tracing as otel
+from streamd.cluster.assign import state_topic
+from streamd.cluster.member import ClusterMember
+from streamd.cluster.state import KafkaCursorStore
 from streamd.config import Config
+from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
 from streamd.errors import FatalError
 from streamd.http.app import Webhooks, build_app
@@ -39,8 +44,9 @@ from streamd.http.limits import Limits
 from streamd.http.server import serve
 from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Listener, Pipeline, SourceEmit
+from streamd.publish.registry import value_encoder
 from streamd.publish.spool import Spool
-from streamd.runtime import Grace, Policy, Supervisor, task_group, watch_signals
+from streamd.runtime import Grace, Job, Jobs, Policy, Supervisor, task_group, watch_signals
 from streamd.sinks.base import SinkContext
 from streamd.sources.base import Emit, Source, SourceDeps
 from streamd.telemetry import ComponentState, Health, published_total
@@ -124,6 +130,13 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
             log.info("stopped during start-up, before Kafka was reached")
             return
         publisher_health.set(ComponentState.RUNNING)
+        encoder = await _unless_stopped(rt, partial(value_encoder, config))  # registers schemas, if any
+        if encoder is None:
+            log.info("stopped during start-up, before the schema registry answered")
+            return
+        tracer = otel.setup(config)  # None unless tracing is enabled
+        if tracer is not None:
+            stack.push_async_callback(tracer.aclose)
 
         spool = Spool(config.spool.path, config.spool.max_bytes)
         stack.callback(spool.close)
@@ -141,14 +154,20 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
             spool_after=config.kafka.spool_after,
             write_ahead=config.spool.commit_interval if config.spool.write_ahead else None,
             component=publisher_health,
+            encode=encoder,
+            tracing=tracer,
         )
         webhooks = Webhooks()
         kafka = config.kafka.model_copy(update={"bootstrap_servers": rt.bootstrap})
-        sources: list[Source] = [
-            s.build(SourceDeps(sup.jobs(s.name), spool, webhooks)) for s in config.sources
-        ]
-        sinks: list[Sink] = [s.build(SinkContext(sup.jobs(s.name, "sink"), kafka)) for s in config.sinks]
         emitters = [pipeline.emitter(c.name) for c in [*config.sources, *config.sinks]]
+        member: tuple[Jobs, ClusterMember] | None = None
+        if config.cluster.enabled:  # units are built when this replica is given them
+            member = _cluster_member(rt, kafka, spool, webhooks, emitters)
+            sources: list[Source] = []
+            sinks: list[Sink] = []
+        else:
+            sources = [s.build(SourceDeps(sup.jobs(s.name), spool, webhooks)) for s in config.sources]
+            sinks = [s.build(SinkContext(sup.jobs(s.name, "sink"), kafka)) for s in config.sinks]
 
         async with task_group() as root:  # what fails at start-up surfaces as itself: one line
             for plugin in plugins:
@@ -168,10 +187,19 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
 
             async with anyio.create_task_group() as workers:
                 workers.start_soon(_stop_on_request, rt, workers.cancel_scope)
-                for component, emit in zip([*sources, *sinks], emitters, strict=True):
-                    await workers.start(_run_component, component, emit)
+                if member is not None:
+                    jobs, membership = member
+                    await workers.start(partial(jobs.run, Job("member", membership.session)))
+                else:
+                    for component, emit in zip([*sources, *sinks], emitters, strict=True):
+                        await workers.start(_run_component, component, emit)
                 rt.ready.set()
-                log.info("streamd running: %d sources, http on port %d", len(sources), rt.http_port)
+                log.info(
+                    "streamd running: %d sources%s, http on port %d",
+                    len(config.sources),
+                    f" shared by the replicas of group {config.cluster.group_id}" if member else "",
+                    rt.http_port,
+                )
 
             for emit in emitters:  # also those of components a stop during start-up never reached
                 await emit.aclose()
@@ -186,6 +214,39 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
             publisher_health.set(ComponentState.DRAINING)
             await _stop_publisher(publisher, grace)
             root.cancel_scope.cancel()  # the HTTP server stops last
+
+
+def _cluster_member(
+    rt: Runtime, kafka: KafkaConfig, spool: Spool, webhooks: Webhooks, emitters: Sequence[SourceEmit]
+) -> tuple[Jobs, ClusterMember]:
+    """The cluster membership: it builds and runs a source or sink when this replica is given it
+    (docs/architecture.md "Several replicas"); cursors are written through to the state topic."""
+    config, sup = rt.config, rt.supervisor
+    jobs = sup.jobs("cluster", "cluster")
+    store = KafkaCursorStore(spool, kafka, state_topic(kafka.topic_prefix))
+    sources = {s.name: s for s in config.sources}
+    sinks = {s.name: s for s in config.sinks}
+    emit_of = {e.source: e for e in emitters}
+
+    async def run_unit(name: str) -> None:
+        if name in sources:
+            component: Source | Sink = sources[name].build(SourceDeps(sup.jobs(name), store, webhooks))
+        else:
+            component = sinks[name].build(SinkContext(sup.jobs(name, "sink"), kafka))
+        try:
+            await component.run(emit_of[name], task_status=anyio.TASK_STATUS_IGNORED)
+        finally:
+            rt.health.components.pop(name, None)  # /readyz lists what this replica runs
+
+    return jobs, ClusterMember(
+        config.cluster,
+        kafka,
+        [*sources, *sinks],
+        run_unit,
+        jobs.component,
+        store=store,
+        sources=list(sources),
+    )
 
 
 async def _start_kafka(rt: Runtime, stack: AsyncExitStack) -> KafkaPublisher:

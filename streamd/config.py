@@ -22,7 +22,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from streamd.config_core import HttpConfig, KafkaConfig, SecurityConfig, SpoolConfig, TopicsConfig
+from streamd.config_core import (
+    ClusterConfig,
+    HttpConfig,
+    KafkaConfig,
+    SecurityConfig,
+    SpoolConfig,
+    TopicsConfig,
+    TracingConfig,
+)
 from streamd.config_types import Duration, StrictModel
 from streamd.errors import ConfigError
 from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig
@@ -39,6 +47,7 @@ SourceConfig = Annotated[
 SinkConfig = Annotated[CalabrioRtdcSinkConfig, Field(discriminator="kind")]
 
 __all__ = [
+    "ClusterConfig",
     "Config",
     "HttpConfig",
     "KafkaConfig",
@@ -59,6 +68,8 @@ class Config(StrictModel):
     http: HttpConfig = HttpConfig()
     spool: SpoolConfig = SpoolConfig()
     wallboard: WallboardConfig = WallboardConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    tracing: TracingConfig = TracingConfig()
     shutdown_grace: Duration = Field(10.0, description="Time allowed to flush Kafka on shutdown.")
     queue_size: int = Field(1024, ge=1, description="Batches buffered between sources and the publisher.")
     failed_retry: Duration = Field(

@@ -42,6 +42,45 @@ class TopicsConfig(StrictModel):
     )
 
 
+class SchemaRegistryConfig(StrictModel):
+    """A Confluent-compatible Schema Registry where each topic's value schema is registered at start."""
+
+    url: str = Field(
+        description="Base URL of the registry (https://registry:8081); several, comma-separated, are tried in turn.",
+        pattern=r"^https?://[^,\s]+(\s*,\s*https?://[^,\s]+)*$",
+    )
+    username: str | None = Field(None, description="Basic auth user (Confluent Cloud: the API key).")
+    password: Secret | None = Field(
+        None, description="Basic auth password (Confluent Cloud: the API secret)."
+    )
+    bearer_token: Secret | None = Field(None, description="A static bearer token, instead of basic auth.")
+    logical_cluster: str = Field(
+        "", description="Sent as target-sr-cluster with bearer_token (Confluent Cloud: lsrc-...)."
+    )
+    ca_file: Path | None = Field(None, description="CA bundle (PEM) to verify the registry's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    timeout: Duration = Field(10.0, gt=0, description="Timeout of one registry request.")
+    startup_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description=(
+            "A registry that cannot be reached (or answers 5xx) at start is retried for this long, then "
+            "streamd exits non-zero with one line; an incompatible schema or refused credentials fail at once."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> SchemaRegistryConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.username is not None and self.bearer_token is not None:
+            raise ValueError("basic auth (username/password) or bearer_token, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class KafkaConfig(StrictModel):
     """Where and how events are published."""
 
@@ -65,6 +104,7 @@ class KafkaConfig(StrictModel):
             if not host:
                 raise ValueError(f"expected host:port, got {server!r}")
         return value
+
     acks: Literal["all", "1", "0", 1, 0, -1] = Field(
         "all", description="all (default) waits for every in-sync replica; 1 or 0 trade safety for latency."
     )
@@ -90,11 +130,27 @@ class KafkaConfig(StrictModel):
     )
     security: SecurityConfig = SecurityConfig()
     topics: TopicsConfig = TopicsConfig()
+    schema_registry: SchemaRegistryConfig | None = Field(
+        None,
+        description=(
+            "Register the JSON Schema of each topic's value under {topic}-value at start (after a "
+            "compatibility check); needs the schema-registry extra."
+        ),
+    )
+    value_format: Literal["json", "confluent-json"] = Field(
+        "json",
+        description=(
+            "json: the value is the event's JSON; confluent-json: Confluent's wire format (byte 0, the "
+            "4-byte schema id, the JSON), which needs schema_registry."
+        ),
+    )
 
     @model_validator(mode="after")
     def _idempotence_needs_acks_all(self) -> KafkaConfig:
         if self.idempotence is True and str(self.acks) not in ("all", "-1"):
             raise ValueError(f"idempotence: true requires acks: all (got acks: {self.acks})")
+        if self.value_format == "confluent-json" and self.schema_registry is None:
+            raise ValueError("value_format: confluent-json needs schema_registry (the ids come from it)")
         return self
 
     @property
@@ -171,4 +227,41 @@ class SpoolConfig(StrictModel):
     )
     commit_interval: Duration = Field(
         0.02, gt=0, le=1, description="Group commit of the write-ahead: one fsync per interval at most."
+    )
+
+
+class ClusterConfig(StrictModel):
+    """Several replicas sharing the sources and sinks through a Kafka consumer group
+    (docs/architecture.md "Several replicas")."""
+
+    enabled: bool = Field(
+        False,
+        description="Join the consumer group group_id: each source and sink runs on exactly one live replica.",
+    )
+    group_id: str = Field(
+        "streamd",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="The consumer group of the replicas (one per deployment sharing a config).",
+    )
+    session_timeout: Duration = Field(
+        10.0,
+        ge=3,
+        le=300,
+        description=(
+            "A replica that stops heartbeating for this long loses its sources to another one; a replica "
+            "that cannot commit to Kafka for half of it stops its sources first (fencing)."
+        ),
+    )
+
+
+class TracingConfig(StrictModel):
+    """OpenTelemetry tracing (needs the otel extra); the exporter is configured by OTEL_* variables."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Trace vendor requests and published units, and write ce_traceparent on their records; also "
+            "on when OTEL_TRACES_EXPORTER is set (otlp, console), never when OTEL_SDK_DISABLED=true."
+        ),
     )

@@ -12,7 +12,12 @@ Rules:
    and get a random id when encoded.
 6. Hot paths may build events with :func:`new_event`: the same frozen :class:`Event`, without
    the frozen ``__init__``'s cost.
-7. Readers of the canonical topics decode with :meth:`AgentState.from_json`, the inverse of the
+7. ``{prefix}source-status`` (key = the source name, so a source's markers stay in order) tells
+   consumers what a source can vouch for: :class:`SourceGap` (``streamd.source.Gap``) when
+   streamd cannot guarantee it saw every event between ``from`` and ``to`` (a snapshot follows:
+   rebuild the state from it), :class:`SourceStatus` (``streamd.source.Status``) when part of a
+   source's data turned stale or live again.
+8. Readers of the canonical topics decode with :meth:`AgentState.from_json`, the inverse of the
    encoder (:func:`streamd.publish.encoding.encode`): unknown fields are ignored and an unknown
    state is ``unknown`` (a newer producer), anything else wrong raises
    :class:`~streamd.errors.NormalizationError` naming the field.
@@ -27,12 +32,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from streamd.errors import NormalizationError
 
 AGENT_STATE_TOPIC = "agent-state"
 QUEUE_METRICS_TOPIC = "queue-metrics"
 DEADLETTER_TOPIC = "deadletter"
+SOURCE_STATUS_TOPIC = "source-status"
 
 
 def utcnow() -> datetime:
@@ -285,4 +292,59 @@ class DeadLetter:
             source=self.source,
             key=self.source,
             data=self,
+        )
+
+
+class SourceGap(BaseModel):
+    """Events of ``source`` between ``from`` and ``to`` may be missing (rule 7); a snapshot follows.
+
+    Published on ``{prefix}source-status`` (key = source, type ``streamd.source.Gap``) whenever
+    streamd cannot vouch that it saw every event: a subscription lost and created anew, a
+    channel not reopened within the vendor's window, a vendor restart.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    source: str
+    from_: datetime = Field(alias="from", description="when the stream was last known complete")
+    to: datetime = Field(description="when it was complete again (the snapshot follows)")
+    reason: str = Field(description="why continuity was lost, e.g. 'subscription gone: ...'")
+
+    def to_event(self) -> Event:
+        """Wrap this gap in an :class:`Event` for ``source-status``."""
+        return Event(
+            topic=SOURCE_STATUS_TOPIC,
+            type="streamd.source.Gap",
+            source=self.source,
+            key=self.source,
+            data=self,
+            time=self.to,
+            id=stable_id(self.source, "gap", self.from_.isoformat(), self.to.isoformat()),
+        )
+
+
+class SourceStatus(BaseModel):
+    """Part of a source's data is ``stale`` (the vendor says it cannot see it) or ``live`` again.
+
+    Published on ``{prefix}source-status`` (key = source, type ``streamd.source.Status``), e.g.
+    O2G's ``OnCtiLinkDown`` for one PBX node (``scope`` ``node:1``), ``OnCtiLinkUp`` back.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    scope: str = Field(description="what the status is about, e.g. 'node:1'")
+    status: str = Field(description="'stale' or 'live'")
+    reason: str
+    since: datetime
+
+    def to_event(self) -> Event:
+        """Wrap this status in an :class:`Event` for ``source-status``."""
+        return Event(
+            topic=SOURCE_STATUS_TOPIC,
+            type="streamd.source.Status",
+            source=self.source,
+            key=self.source,
+            data=self,
+            time=self.since,
         )

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from streamd.events import AgentState, DeadLetter, QueueMetric
+from streamd.events import AgentState, DeadLetter, QueueMetric, SourceGap, SourceStatus
 
 # Each vendor's models module exposes EVENT_MODELS: ce_type -> model (pydantic or dataclass).
 VENDOR_MODEL_MODULES = (
@@ -46,6 +46,8 @@ CANONICAL: dict[str, type[Any]] = {
     "streamd.agent.State": AgentState,
     "streamd.queue.Metric": QueueMetric,
     "streamd.deadletter": DeadLetter,
+    "streamd.source.Gap": SourceGap,
+    "streamd.source.Status": SourceStatus,
 }
 
 

@@ -24,6 +24,9 @@ Rules:
 4. When the pipeline is cancelled (shutdown grace over, fatal error) everything it has taken
    but not finished is spooled, shielded: an accepted event is in Kafka or in the spool.
 5. Metrics are counted per batch, not per event (the hot path).
+6. Records are made by ``encode`` (:func:`~streamd.publish.encoding.encode`, or Confluent's wire
+   format: :mod:`streamd.publish.registry`). With ``tracing`` (:mod:`streamd.tracing`) each unit
+   gets its publish span(s) and trace headers when it is taken, ended when it is finished.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -43,12 +46,15 @@ from streamd import telemetry as t
 from streamd.errors import PublishError
 from streamd.events import DEADLETTER_TOPIC, DeadLetter, Event
 from streamd.publish.delivery import settle, source_of
-from streamd.publish.encoding import Record, encode
+from streamd.publish.encoding import Encode, Record, encode
 from streamd.publish.spool import Spool
 from streamd.publish.units import Batch, Delivery, Listener, Sender, SourceEmit, Unit
 from streamd.publish.write_ahead import WriteAhead
 from streamd.runtime import Connected, Job, Policy, run_job
 from streamd.telemetry import Component, ComponentState
+
+if TYPE_CHECKING:
+    from streamd.tracing import Tracing
 
 log = logging.getLogger("streamd.pipeline")
 
@@ -72,8 +78,12 @@ class Pipeline:
         spool_after: float = 2.0,
         write_ahead: float | None = None,
         component: Component | None = None,
+        encode: Encode = encode,
+        tracing: Tracing | None = None,
     ) -> None:
         self.sender = sender
+        self.encode = encode
+        self.tracing = tracing
         self.spool = spool
         self.prefix = prefix
         self.listeners = list(listeners)
@@ -96,6 +106,8 @@ class Pipeline:
 
     def emitter(self, source: str) -> SourceEmit:
         """A new :class:`SourceEmit` for ``source`` (call before :meth:`run` closes the original)."""
+        if self.tracing is not None:
+            return self.tracing.emitter(source, self._send.clone(), self.ahead)
         return SourceEmit(source, self._send.clone(), self.ahead)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -121,6 +133,8 @@ class Pipeline:
                     await self.ahead.commit()  # forget what is now acknowledged or spooled
             self._inflight_send.close()
             self._inflight_receive.close()
+            if self.tracing is not None:
+                self.tracing.end_all()
 
     # -- publish loop ----------------------------------------------------------------------------
 
@@ -137,6 +151,8 @@ class Pipeline:
             for batch in unit.batches:
                 if not batch.records:
                     batch.records = [self._encode(e, batch.source) for e in batch.events]
+            if self.tracing is not None:
+                self.tracing.start_unit(unit)
             if not self.spool.count:
                 unit.sent = anyio.current_time()
                 unit.deadline = unit.sent + self.delivery_timeout
@@ -159,7 +175,7 @@ class Pipeline:
 
     def _encode(self, event: Event, source: str) -> Record:
         try:
-            record = encode(event, self.prefix)
+            record = self.encode(event, self.prefix)
         except (TypeError, ValueError, UnicodeError) as exc:  # orjson.JSONEncodeError is a TypeError
             error = f"{event.type} cannot be encoded: {exc}"
             return self._dead_letter(source, "encode", "unencodable", error, repr(event.data))
@@ -177,7 +193,7 @@ class Pipeline:
         letter = DeadLetter.of(
             source=source, stage=stage, error_type=error_type, error=error, raw=raw[:65536]
         )
-        return encode(letter.to_event(), self.prefix)
+        return self.encode(letter.to_event(), self.prefix)
 
     async def _send_records(self, records: Sequence[Record]) -> list[Delivery] | None:
         try:
@@ -206,6 +222,7 @@ class Pipeline:
                 await self._finish(unit)
 
     async def _finish(self, unit: Unit) -> None:
+        outcome = "spooled"
         if unit.deliveries is None:
             await self._spool_unit(unit)
         else:
@@ -227,9 +244,12 @@ class Pipeline:
                             t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
                 await self._spool_unit(unit, skip={id(r) for r, _ in rejected})
             else:
+                outcome = "acknowledged"
                 for batch in unit.batches:
                     self._acked(batch)
             await self._reject(rejected)
+        if self.tracing is not None:
+            self.tracing.end_unit(unit, outcome)
         unit.finished = True
         self._open.remove(unit)
 

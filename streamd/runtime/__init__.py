@@ -1,6 +1,6 @@
 """The runtime layer: one supervisor for everything long-running (see :mod:`.supervisor`), the
 one place that unwraps exception groups (:mod:`.failures`), and the stop signals
-(:mod:`.lifecycle`)."""
+(:mod:`.lifecycle`), and components started and stopped one at a time (:mod:`.switch`)."""
 
 from streamd.runtime.failures import EXPECTED, describe, error_type, leading_error, task_group
 from streamd.runtime.lifecycle import STOP_SIGNALS, catch_early_signals, watch_signals
@@ -17,6 +17,7 @@ from streamd.runtime.supervisor import (
     retry_until,
     run_job,
 )
+from streamd.runtime.switch import Switchboard
 
 __all__ = [
     "EXPECTED",
@@ -29,6 +30,7 @@ __all__ = [
     "Policy",
     "Session",
     "Supervisor",
+    "Switchboard",
     "aggregate",
     "catch_early_signals",
     "describe",

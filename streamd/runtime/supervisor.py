@@ -28,6 +28,10 @@ Rules:
    still run).
 5. Start-up steps that must succeed before anything else runs (the Kafka producer) are retried by
    :func:`retry_until` until their deadline, then fail with one clear line.
+6. A job run by :func:`run_job` without ``health`` inside another job's session (a *nested* job,
+   e.g. O2G's chunk channel inside its session) reports through its parent's: while it retries
+   the parent shows ``retrying`` with the nested job's reason, and once it is connected again
+   the parent is ``running`` again if it was before; its failures go to the parent as errors.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, TypeVar
@@ -65,6 +70,33 @@ class Reporter(Protocol):
     def state(self) -> ComponentState: ...
 
     def set(self, state: ComponentState, detail: str = "") -> None: ...
+
+
+_RUNNING_JOB: ContextVar[Reporter | None] = ContextVar("streamd_running_job", default=None)
+"""The health of the job whose session is running in this context (module rule 6)."""
+
+
+class _Nested:
+    """A nested job's health (module rule 6): it forwards its retries to its parent's."""
+
+    def __init__(self, parent: Reporter) -> None:
+        self.parent = parent
+        self.retrying = False
+        self.before = parent.state
+
+    @property
+    def state(self) -> ComponentState:
+        return ComponentState.RETRYING if self.retrying else ComponentState.RUNNING
+
+    def set(self, state: ComponentState, detail: str = "") -> None:
+        if state is ComponentState.RETRYING:
+            if not self.retrying:
+                self.retrying, self.before = True, self.parent.state
+            self.parent.set(state, detail)
+        elif state is ComponentState.RUNNING and self.retrying:
+            self.retrying = False
+            if self.before is ComponentState.RUNNING:
+                self.parent.set(ComponentState.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +155,18 @@ async def run_job(
         Exception: the job's error when it is fatal and ``policy.failed_retry`` is None, or when
             it failed ``job.escalate_after`` times in a row.
     """
+    if health is None and (parent := _RUNNING_JOB.get()) is not None:
+        health = _Nested(parent)  # module rule 6
+    token = _RUNNING_JOB.set(health)
+    try:
+        await _run(job, policy, health, owner, task_status)
+    finally:
+        _RUNNING_JOB.reset(token)
+
+
+async def _run(
+    job: Job, policy: Policy, health: Reporter | None, owner: str, task_status: TaskStatus[None]
+) -> None:
     label = owner or job.name
     delays = job.delays or policy.delays
     waits = delays()

@@ -24,7 +24,14 @@ Rules:
    deploys after a restart), :meth:`post_early` (a webhook POST before the subscription's
    answer), ``legacy=True`` (a server older than 2.7.2), a wrong :attr:`password`); every request
    is in :attr:`requests`. ``scheme="https"`` makes the URLs it returns fit a TLS front.
-5. ``deviate=0.1`` makes that share of the published events deviate from the guide the way real
+5. Telephony state (004 L4516-4592): ``GET /telephony/state?loginName=`` answers a user's
+   ``TelephonicState``; ``POST /telephony/state/snapshot`` (all users without ``loginName``, one
+   with it) is acknowledged 204 and its answers, one ``OnTelephonyState`` per user, are queued
+   like any event. Calls begin and end unseen with ``sim.traffic.hold_call`` / ``drop_call``.
+6. System events (004 L8926-8954) are published by :meth:`cti_link`, :meth:`pbx_loaded`,
+   :meth:`license_expiration` and :meth:`server_start`; only subscriptions naming the ``system``
+   package (or the event) get them (``OnServerStart``: only a webhook subscription, rule 3).
+7. ``deviate=0.1`` makes that share of the published events deviate from the guide the way real
    servers do (:mod:`streamd.sim.deviate`: a missing field, a number as a string, an unknown
    field...), never in their routing fields; :attr:`deviated` lists the changed paths.
 
@@ -328,6 +335,24 @@ class O2GSimulator:
             sub.channel += 1
             sub.wake.set()
 
+    # -- system events (rule 6) ----------------------------------------------------------
+
+    def cti_link(self, node: str, up: bool) -> int:
+        """``OnCtiLinkDown`` / ``OnCtiLinkUp`` of ``node``; returns how many subscriptions got it."""
+        return self.publish({"eventName": "OnCtiLinkUp" if up else "OnCtiLinkDown", "nodeId": node})
+
+    def pbx_loaded(self, node: str) -> int:
+        """``OnPbxLoaded``: the data of ``node`` are fully loaded (004 L8944-8948)."""
+        return self.publish({"eventName": "OnPbxLoaded", "nodeId": node})
+
+    def license_expiration(self, days: int, message: str = "license file expiration") -> int:
+        """``OnLicenseExpiration``: the licence file expires in ``days`` (negative: expired since)."""
+        return self.publish({"eventName": "OnLicenseExpiration", "message": message, "nbDays": days})
+
+    def server_start(self) -> int:
+        """``OnServerStart`` (webhook subscriptions naming it only, 004 L8950)."""
+        return self.publish({"eventName": SERVER_START, "serverId": self.host})
+
     # -- traffic -------------------------------------------------------------------------
 
     def subscriptions(self) -> list[str]:
@@ -417,6 +442,8 @@ class O2GSimulator:
             Route(f"{r}/logins", self._logins, methods=["GET"]),
             Route(f"{r}/acd/agent/state", self._agent_state, methods=["GET"]),
             Route(f"{r}/acd/agent/state/snapshot", self._agent_snapshot, methods=["POST"]),
+            Route(f"{r}/telephony/state", self._telephony_state, methods=["GET"]),
+            Route(f"{r}/telephony/state/snapshot", self._telephony_snapshot, methods=["POST"]),
             Route(f"{r}/pbxs", self._pbxs, methods=["GET"]),
             Route(f"{r}/acd/{{node}}/pilots", self._pilot_list, methods=["GET"]),
             Route(f"{r}/acd/pilotmonitoring/{{pilot}}", self._pilot_monitoring, methods=["POST", "DELETE"]),
@@ -682,6 +709,24 @@ class O2GSimulator:
         if failed := self._guarded(request):
             return failed
         self.publish(*(self.traffic.agent_event(login) for login in self.agents))
+        return Response(status_code=204)
+
+    async def _telephony_state(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        login = request.query_params.get("loginName", "")
+        if login not in self.agents:
+            return _error(400, "NOT_FOUND")
+        return _json(self.traffic.telephony_event(login)["state"])
+
+    async def _telephony_snapshot(self, request: Request) -> Response:
+        if failed := self._guarded(request):
+            return failed
+        login = request.query_params.get("loginName")
+        if login is not None and login not in self.agents:
+            return _error(400, "NOT_FOUND")
+        users = [login] if login is not None else list(self.agents)
+        self.publish(*(self.traffic.telephony_event(user) for user in users))
         return Response(status_code=204)
 
     async def _pbxs(self, request: Request) -> Response:

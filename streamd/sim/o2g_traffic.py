@@ -8,6 +8,9 @@ Rules:
    changes (``OnAgentStateChanged``), a call reaching an agent through a pilot
    (``OnPilotCallCreated`` -> ``Queued`` -> ``Removed`` + ``OnCallCreated``), the call ending
    (``OnCallRemoved``), pauses, withdrawals, log-offs and log-ons.
+3. It holds each user's calls in progress: :meth:`telephony_event` is the ``OnTelephonyState``
+   a telephony snapshot answers (004 L4555-4558, L5911-6062): every call the user is on, an
+   empty ``calls`` list for a user on none.
 """
 
 from __future__ import annotations
@@ -77,6 +80,27 @@ class O2GTraffic:
     def agent_event(self, login: str) -> dict[str, Any]:
         """The ``OnAgentStateChanged`` carrying ``login``'s current state."""
         return {"eventName": "OnAgentStateChanged", "loginName": login, "state": dict(self.agents[login])}
+
+    def telephony_event(self, login: str) -> dict[str, Any]:
+        """The ``OnTelephonyState`` carrying ``login``'s calls in progress (rule 3)."""
+        calls = []
+        if (ref := self._calls.get(login)) is not None:
+            leg = {"deviceId": login[3:], "state": "ACTIVE", "ringingRemote": False}
+            calls.append({"callRef": ref, "legs": [leg]})
+        return {"eventName": "OnTelephonyState", "loginName": login,
+                "state": {"calls": calls, "deviceCapabilities": []}}  # fmt: skip
+
+    def calls(self) -> dict[str, str]:
+        """Each user on a call: login -> its ``callRef``."""
+        return dict(self._calls)
+
+    def hold_call(self, login: str, call_ref: str) -> None:
+        """Put ``login`` on call ``call_ref`` without an event (a call that began unseen)."""
+        self._calls[login] = call_ref
+
+    def drop_call(self, login: str) -> None:
+        """End ``login``'s call without an event (a call that ended unseen, e.g. in a gap)."""
+        self._calls.pop(login, None)
 
     def _call_arrives(self, login: str) -> list[dict[str, Any]]:
         self._seq += 1

@@ -10,16 +10,27 @@ Rules:
    config, :func:`tls_verify` for httpx): a CA bundle, or verification off with one warning at
    start. A certificate that does not verify is a :class:`FatalError` naming the cause (the
    component goes ``failed`` and is retried on the slow schedule), never an endless retry.
+4. Tracing (:mod:`streamd.tracing`, off by default): :func:`trace_vendor_requests` wraps
+   ``httpx.AsyncClient.send`` process-wide, so every vendor client is traced without code of its
+   own: one CLIENT span per request (method, URL without its query, status), and the span
+   context of the last answered request is kept for the task that made it and for the task that
+   started that one (a source fetching pages or scopes in child tasks emits from their parent):
+   :func:`last_vendor_request` in the emitting task gives the newest, and its publish span
+   becomes that request's child.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 from pydantic import Field
 
@@ -123,3 +134,60 @@ def _snippet(response: httpx.Response) -> str:
     except httpx.ResponseNotRead:
         return ""
     return f" {text[:200]}" if text else ""
+
+
+_LAST_REQUEST: ContextVar[tuple[int, Any] | None] = ContextVar("streamd_last_vendor_request", default=None)
+_BY_PARENT: dict[int, tuple[int, Any]] = {}  # task id -> (sequence, SpanContext) of a child's request
+_sequence = itertools.count()
+
+
+def last_vendor_request() -> Any:
+    """The OpenTelemetry ``SpanContext`` of the newest vendor request answered in this task or in
+    a task it started (rule 4), or None (tracing off, or no request yet)."""
+    own = _LAST_REQUEST.get()
+    child = _BY_PARENT.pop(anyio.get_current_task().id, None)
+    newest = max((own, child), key=lambda x: -1 if x is None else x[0])
+    return None if newest is None else newest[1]
+
+
+def _answered(span_context: Any) -> None:
+    entry = (next(_sequence), span_context)
+    _LAST_REQUEST.set(entry)
+    parent = anyio.get_current_task().parent_id
+    if parent is not None:
+        if len(_BY_PARENT) >= 10_000:  # tasks that never emit: bounded, not kept forever
+            _BY_PARENT.clear()
+        _BY_PARENT[parent] = entry
+
+
+def trace_vendor_requests(tracer: Any) -> Callable[[], None]:
+    """Trace every ``httpx.AsyncClient`` request with ``tracer`` (an OpenTelemetry ``Tracer``);
+    returns the function that undoes it (rule 4)."""
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    original = httpx.AsyncClient.send
+
+    async def send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        url = request.url
+        attributes = {
+            "http.request.method": request.method,
+            "url.full": str(url.copy_with(query=None, fragment=None)),
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        with tracer.start_as_current_span(
+            request.method, kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            response = await original(self, request, **kwargs)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {response.status_code}"))
+            _answered(span.get_span_context())
+            return response
+
+    setattr(httpx.AsyncClient, "send", send)  # noqa: B010 (mypy refuses assigning a method)
+
+    def undo() -> None:
+        setattr(httpx.AsyncClient, "send", original)  # noqa: B010
+
+    return undo

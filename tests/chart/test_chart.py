@@ -232,7 +232,9 @@ def test_grace_period_exceeds_shutdown_grace(case: tuple[dict[str, Any], list[di
 
 
 def test_one_replica_recreated(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
-    _, docs = case
+    values, docs = case
+    if (values.get("config") or {}).get("cluster", {}).get("enabled"):
+        return  # several replicas: test_three_replicas_with_the_cluster
     spec = only(docs, "Deployment")["spec"]
     assert spec["replicas"] in (0, 1)
     assert spec["strategy"] == {"type": "Recreate"}
@@ -416,3 +418,31 @@ def _kinds(annotated: Any) -> set[str]:
 
 def _without_secrets(text: str) -> str:
     return re.sub(r"\$\{(env|file):[^}]+\}", "dummy", text)
+
+
+CLUSTER3 = {"replicas": 3, "config": {"cluster": {"enabled": True, "group_id": "streamd"}}}
+
+
+def test_three_replicas_with_the_cluster_render_and_validate() -> None:
+    docs = render(CLUSTER3)
+    spec = only(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in only(docs, "PodDisruptionBudget")["spec"]
+    assert "cluster:" in rendered_config(docs)
+    test_manifests_validate_against_kubernetes((CLUSTER3, docs))
+
+
+def test_several_replicas_need_the_cluster() -> None:
+    with pytest.raises(helm.HelmValuesError):
+        render({"replicas": 2})
+    with pytest.raises(helm.HelmValuesError):
+        render({"replicas": 3, "config": {"cluster": {"enabled": False}}})

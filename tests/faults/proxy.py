@@ -74,6 +74,7 @@ class FaultProxy:
             except OSError:
                 _close(client)
                 continue
+            upstream.settimeout(None)  # the 5 s was for connecting: a Kafka request may idle far longer
             self._track(upstream)
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()

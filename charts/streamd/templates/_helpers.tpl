@@ -85,3 +85,9 @@ The streamd config file: .Values.config with the fields the chart owns forced:
 {{- define "streamd.terminationGrace" -}}
 {{- add (int .Values.shutdownGraceSeconds) (int .Values.terminationGraceMarginSeconds) }}
 {{- end }}
+
+{{/* "true" when the config enables the cluster (several replicas sharing the sources), else "". */}}
+{{- define "streamd.cluster" -}}
+{{- $c := (.Values.config | default dict).cluster | default dict -}}
+{{- if $c.enabled }}true{{ end -}}
+{{- end }}

@@ -26,6 +26,10 @@ Rules:
    subscription is gone (:class:`~streamd.sources.o2g.client.SubscriptionGone`) or the session is
    (:class:`~streamd.sources.o2g.protocol.SessionExpired`) ends it sooner, and so does an error
    retrying cannot fix (a certificate, a refusal): they go to the subscription's job unchanged.
+7. ``on_open`` is awaited after the subscription's first channel opened, ``on_reopen`` after
+   every later one (the re-snapshot, issue 17), both before the channel is read: O2G queues what
+   happens meanwhile. ``react`` sees every decoded object of a system event
+   (:data:`~streamd.sources.o2g.continuity.SYSTEM_EVENTS`) and adds its events to the same push.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -57,6 +62,7 @@ from streamd.runtime import Connected, Job, Policy, run_job, task_group
 from streamd.sources.base import Emit
 from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.client import O2GClient, SubscriptionGone
+from streamd.sources.o2g.continuity import SYSTEM_EVENTS
 from streamd.sources.o2g.normalize import normalize
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, SessionExpired
 from streamd.telemetry import count_error
@@ -93,7 +99,13 @@ class ChannelNotOpened(TransientError):
 
 
 class ChannelLost(TransientError):
-    """The channel could not be reopened within the window: the subscription is gone (rule 6)."""
+    """The channel could not be reopened within the window: the subscription is gone (rule 6).
+
+    Attributes:
+        since: when the channel closed (the events since then are lost), if known.
+    """
+
+    since: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -150,8 +162,16 @@ def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes
     return DeadLetter.of(source=source, stage=stage, error_type=error_type, error=error, raw=raw).to_event()
 
 
+React = Callable[[dict[str, Any]], list[Event]]
+"""What a source does about a system event (:meth:`~streamd.sources.o2g.continuity.Continuity.react`)."""
+
+
 def to_events(
-    source: str, items: Iterable[dict[str, Any] | MalformedEvent], *, snapshot: bool = False
+    source: str,
+    items: Iterable[dict[str, Any] | MalformedEvent],
+    *,
+    snapshot: bool = False,
+    react: React | None = None,
 ) -> list[Event]:
     """Normalize decoded items; channel information is dropped, bad input dead-lettered.
 
@@ -159,6 +179,7 @@ def to_events(
         source: the source name.
         items: what the decoder returned.
         snapshot: mark the events as snapshot records.
+        react: called with each system event (after its own events); what it returns follows.
 
     Returns:
         The events to publish, in input order.
@@ -173,6 +194,9 @@ def to_events(
             events += normalize(source, item, snapshot=snapshot, now=now)
         except NormalizationError as exc:
             events.append(dead_letter(source, "processing", exc.error_type, str(exc), orjson.dumps(item)))
+            continue
+        if react is not None and item.get("eventName") in SYSTEM_EVENTS:
+            events += react(item)
     return events
 
 
@@ -183,6 +207,7 @@ async def pump(
     source: str,
     max_event_size: int,
     stop_grace: float = STOP_GRACE,
+    react: React | None = None,
 ) -> int:
     """Read one open channel until it ends cleanly; return the number of bytes received.
 
@@ -209,7 +234,7 @@ async def pump(
         try:
             try:
                 async with send:
-                    await _read(response, send, source, max_event_size, received)
+                    await _read(response, send, source, max_event_size, received, react)
             except (TransientError, VendorProtocolError) as exc:
                 failure = ChannelEnded(
                     f"o2g {source}: chunk channel ended ({exc})", _reason(exc), received[0]
@@ -235,6 +260,7 @@ async def _read(
     source: str,
     max_event_size: int,
     received: list[int],
+    react: React | None,
 ) -> None:
     decoder = O2GEventDecoder(max_event_size)
     with httpx_errors():
@@ -242,7 +268,7 @@ async def _read(
             received[0] += len(chunk)
             items = decoder.feed(chunk)
             if items:
-                events = to_events(source, items)
+                events = to_events(source, items, react=react)
                 if events:
                     await send.send(events)
     decoder.feed_eof()
@@ -274,9 +300,11 @@ async def read_subscription(
     emit: Emit,
     *,
     on_open: Callable[[], Awaitable[None]],
+    on_reopen: Callable[[], Awaitable[None]] | None = None,
+    react: React | None = None,
     policy: Policy | None = None,
 ) -> None:
-    """Keep the subscription's chunk channel open, reopening it whenever it ends (rules 5, 6).
+    """Keep the subscription's chunk channel open, reopening it whenever it ends (rules 5-7).
 
     Args:
         client: the session's client.
@@ -284,6 +312,8 @@ async def read_subscription(
         emit: where events go (``emit.push``).
         on_open: awaited once, after the channel first opened (snapshot, readiness); a failure
             is the subscription's job's to handle.
+        on_reopen: awaited after every later opening (the re-snapshot); a failure likewise.
+        react: what the source does about system events (rule 7).
         policy: how reopens wait (its ``delays`` and ``sleep``; never ``failed_retry``).
 
     Raises:
@@ -297,7 +327,7 @@ async def read_subscription(
     first = [True]
     job = Job(
         "channel",
-        partial(_channels, client, polling_url, emit, on_open, first, state),
+        partial(_channels, client, polling_url, emit, (on_open, on_reopen), react, first, state),
         decide=state.decide,
         stage="chunk",
     )
@@ -311,6 +341,8 @@ async def read_subscription(
             f"o2g {client.config.name}: chunk channel not reopened within {client.config.reopen_window:g}s"
             f" (O2G has closed the subscription): {exc}"
         )
+        if state.closed_since is not None:  # when the stream stopped (the gap's start)
+            lost.since = utcnow() - timedelta(seconds=max(0.0, state.clock() - state.closed_since))
         raise lost from exc
 
 
@@ -318,7 +350,8 @@ async def _channels(
     client: O2GClient,
     polling_url: str,
     emit: Emit,
-    on_open: Callable[[], Awaitable[None]],
+    hooks: tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]] | None],
+    react: React | None,
     first: list[bool],
     state: Reopening,
     connected: Connected,
@@ -330,12 +363,15 @@ async def _channels(
         async with _opened(client, polling_url) as response:
             state.opened()
             connected()  # the backoff starts anew
+            on_open, on_reopen = hooks
             if first[0]:
                 await on_open()
                 first[0] = False
+            elif on_reopen is not None:
+                await on_reopen()
             try:
                 received = await pump(
-                    response, emit, source=source, max_event_size=client.config.max_event_size
+                    response, emit, source=source, max_event_size=client.config.max_event_size, react=react
                 )
             except ChannelEnded as exc:
                 log.info("o2g %s: chunk channel ended (%s); reopening", source, exc.__cause__)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -304,11 +304,35 @@ class O2GClient:
                 raise
             raise SessionExpired(f"{exc} (the session is gone)") from exc
 
-    async def keepalive_forever(self) -> None:
-        """Send a keepalive every :attr:`keepalive_interval` until cancelled or it fails."""
+    async def keepalive_forever(self, clock: Callable[[], float] = anyio.current_time) -> None:
+        """Send a keepalive every :attr:`keepalive_interval` until cancelled or the session is lost.
+
+        A keepalive that fails for a reason that may pass (5xx, NOT_READY, a refused connection,
+        a timeout, a Retry-After) does not end the session while its TTL still allows another
+        attempt: the next one follows sooner (a third of the interval, at most the time left).
+        Once the TTL since the last answered keepalive is spent, the error is raised.
+
+        Raises:
+            SessionExpired: O2G says the session is gone.
+            StreamdError: a keepalive failed and the session's TTL leaves no time for another.
+        """
+        answered = clock()
+        wait = self.keepalive_interval
         while True:
-            await anyio.sleep(self.keepalive_interval)
-            await self.keepalive()
+            await anyio.sleep(wait)
+            try:
+                await self.keepalive()
+            except SessionExpired:
+                raise
+            except (TransientError, BackOff) as exc:
+                ttl = self.session.ttl if self.session else DEFAULT_TTL
+                left = answered + ttl - clock()
+                wait = min(self.keepalive_interval / 3, left / 2)
+                if wait <= 0.01:
+                    raise
+                log.info("o2g %s: keepalive failed (%s); again in %.1fs", self.config.name, exc, wait)
+                continue
+            answered, wait = clock(), self.keepalive_interval
 
     async def close_session(self) -> None:
         """Close the session (DELETE, 004 L961-988), releasing its licences and subscriptions."""

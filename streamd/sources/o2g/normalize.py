@@ -22,7 +22,8 @@ Rules:
 5. ``OnChannelInformation`` (keepalive / channel established) is liveness, not an event: ``[]``.
 6. Snapshots: :func:`agent_state_snapshot` and :func:`pilots_snapshot` turn the REST
    current-state bodies into the same events with ``snapshot=True``; :func:`snapshot_events`
-   dispatches on a kind name.
+   dispatches on a kind name. ``OnTelephonyState`` is only ever the answer to a telephony
+   snapshot (004 L4555-4558): it is published with ``snapshot=True`` however it arrived.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ __all__ = [
 
 SNAPSHOT_AGENT_STATE: Final = "agent_state"
 SNAPSHOT_PILOTS: Final = "pilots"
+SNAPSHOT_ANSWERS: Final = frozenset({"OnTelephonyState"})
+"""Events that only ever answer a snapshot request (rule 6)."""
 
 Canonical = Callable[[str, dict[str, Any], datetime, bool], list[Event]]
 
@@ -89,6 +92,8 @@ def normalize(
             f"{name}: key field {exc.args[0]} is missing or not a string or number", error_type="missing_key"
         ) from None
     data, deviations = route.check(obj)
+    if name in SNAPSHOT_ANSWERS:
+        snapshot = True
     when = now or utcnow()
     vendor = new_event(
         topic=route.topic,

@@ -11,11 +11,19 @@ A session (spec o2g.md §0, §5.3, §8.0):
    is, whatever ``snapshot`` says, each pilot on its own (those that failed transiently are
    retried by a job beside the session); with ``snapshot: true`` read agent states
    (``GET /logins?onlyACD`` + ``GET /acd/agent/state``) and pilots over REST; then signal
-   readiness. A part the login has no right or licence for is skipped with a warning;
+   readiness. A part the login has no right or licence for is skipped with a warning. With
+   ``snapshot: true`` the telephony state is asked for too (``POST /telephony/state/snapshot``,
+   without ``loginName`` for ``"*"``, else per login, 004 L4555-4592): its ``OnTelephonyState``
+   answers arrive on the channel and are published with ``snapshot=True`` (calls in progress
+   appear, a user's call list replaces what a consumer held). Before the snapshot of a
+   subscription that replaces a lost one, one ``streamd.source.Gap`` (:mod:`.continuity`);
 4. chunk: reopen the channel whenever it ends (:mod:`.chunk`: at once, or with backoff within
-   O2G's one-minute window); a subscription O2G says is gone is re-created (and re-snapshotted)
-   in the same session, once in a row (both are jobs nested in the session, whose failures the
-   session's job handles); webhook: wait, the receiver does the work;
+   O2G's one-minute window), and re-snapshot after every reopen (telephony, RTI, agents,
+   pilots: what a part fails with is logged, only a lost session ends the session); a
+   subscription O2G says is gone is re-created (a Gap, then a snapshot) in the same session,
+   once in a row (both are jobs nested in the session, whose failures the session's job
+   handles); webhook: wait, the receiver does the work. System events (:mod:`.continuity`):
+   ``OnCtiLinkUp``, ``OnPbxLoaded``, ``OnServerStart`` re-snapshot the same way;
 5. always, also on cancellation: unsubscribe and delete the session, shielded, 2 s at most.
 
 Rules: no retry loop here (the supervisor owns it); no httpx exception is caught here; every
@@ -37,10 +45,10 @@ from urllib.parse import urlencode
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from streamd.errors import FatalError, NormalizationError, StreamdError
+from streamd.errors import FatalError, NormalizationError, SourceError, StreamdError
 from streamd.events import Event
 from streamd.retry import Decision, Fatal, Retry
-from streamd.runtime import Connected, Job, Policy, run_job, task_group
+from streamd.runtime import Connected, Job, Policy, describe, run_job, task_group
 from streamd.sources.base import Emit, SourceDeps
 from streamd.sources.http import tls_verify
 from streamd.sources.o2g.acd import (
@@ -50,10 +58,12 @@ from streamd.sources.o2g.acd import (
     discover_pilots,
     retry_monitoring,
 )
-from streamd.sources.o2g.chunk import dead_letter, read_subscription
+from streamd.sources.o2g.chunk import ChannelLost, dead_letter, read_subscription
 from streamd.sources.o2g.client import O2GClient, Servers, SubscriptionGone
 from streamd.sources.o2g.config import O2GSourceConfig, discovers_pilots, package_ids
+from streamd.sources.o2g.continuity import Continuity
 from streamd.sources.o2g.normalize import agent_state_snapshot, pilots_snapshot
+from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired
 from streamd.sources.o2g.webhook import SECRET_PARAM, WebhookReceiver
 from streamd.telemetry import count_error
 
@@ -86,6 +96,7 @@ class O2GSource:
         self.deps = deps
         self.servers = Servers.of(config)
         self.receiver: WebhookReceiver | None = None
+        self.continuity = Continuity(config.name)
         self._verify: ssl.SSLContext | bool | None = None
         # how the jobs nested in a session wait (no failed_retry: their failures go to the session)
         self.nested = Policy(delays=deps.jobs.policy.delays, sleep=deps.jobs.policy.sleep)
@@ -108,6 +119,7 @@ class O2GSource:
                 max_event_size=self.config.max_event_size,
                 secret=secret.get_secret_value() if secret else None,
             )
+            self.receiver.react = self.continuity.react
             self.deps.webhooks.register(VENDOR, self.name, self.receiver.handle)
         try:
             await self.deps.jobs.run(Job("session", partial(self._session, emit)), task_status=task_status)
@@ -125,8 +137,13 @@ class O2GSource:
                 async with task_group() as tg:  # a failed keepalive ends the session
                     tg.start_soon(client.keepalive_forever)
                     live = _Live(client, tg, PilotMonitor(client), subscriptions)
+                    self.continuity.served()  # this session's own snapshot covers earlier requests
+                    tg.start_soon(self._on_demand, live, emit)
                     await self._subscribed(live, emit, connected)
                     tg.cancel_scope.cancel()
+            except Exception as exc:
+                self.continuity.lost(f"session lost: {describe(exc)}")
+                raise
             finally:
                 with anyio.move_on_after(TEARDOWN_DEADLINE, shield=True):
                     await self._teardown(client, subscriptions)
@@ -160,9 +177,21 @@ class O2GSource:
 
         on_open = partial(self._ready, live, emit, ready)
         try:
-            await read_subscription(live.client, sub.polling_url, emit, on_open=on_open, policy=self.nested)
+            await read_subscription(
+                live.client,
+                sub.polling_url,
+                emit,
+                on_open=on_open,
+                on_reopen=partial(self._resnapshot, live, emit, "chunk channel reopened"),
+                react=self.continuity.react,
+                policy=self.nested,
+            )
         except SubscriptionGone as exc:
             log.info("o2g %s: subscription gone (%s)", self.name, exc)
+            self.continuity.lost(f"subscription gone: {exc}")
+            raise
+        except ChannelLost as exc:
+            self.continuity.lost(str(exc), exc.since)
             raise
 
     async def _webhook(self, live: _Live, emit: Emit, connected: Connected) -> None:
@@ -196,15 +225,77 @@ class O2GSource:
         return list(found.nodes)
 
     async def _ready(self, live: _Live, emit: Emit, connected: Callable[[], None]) -> None:
+        if (gap := self.continuity.gap()) is not None:
+            log.warning("o2g %s: events may be missing: %s", self.name, gap.data.reason)
+            await emit([gap])  # before the snapshot: consumers rebuild their state from it
         if "rti" in self.config.packages:
             await self._part("rti activation", self._activate_rti, live.client)
         if "pilot" in self.config.packages:
             await self._monitor_pilots(live)
         if self.config.snapshot:
+            await self._part("telephony", self._telephony_snapshot, live.client)
             events = await self.snapshot(live.client)
             if events:
                 await emit(events)
+        self.continuity.streaming()
         connected()
+
+    async def _resnapshot(self, live: _Live, emit: Emit, why: str) -> None:
+        """Snapshot again (module rule 4): each part on its own, only a lost session propagates."""
+        log.info("o2g %s: %s: re-snapshot", self.name, why)
+        client = live.client
+        if "rti" in self.config.packages:
+            await self._kept("rti", self._rti_snapshot, client)
+        if not self.config.snapshot:
+            return
+        await self._kept("telephony", self._telephony_snapshot, client)
+        events: list[Event] = []
+        if "agent" in self.config.packages:
+            events += await self._kept("agent states", self._agent_snapshot, client)
+        if "pilot" in self.config.packages:
+            events += await self._kept("pilots", self._pilot_snapshot, client)
+        if events:
+            await emit(events)
+
+    async def _on_demand(self, live: _Live, emit: Emit) -> None:
+        """Re-snapshot whenever a system event asked for it (:mod:`.continuity` rule 2)."""
+        while True:
+            await self.continuity.wanted().wait()
+            self.continuity.served()
+            await self._resnapshot(live, emit, "asked by a system event")
+
+    async def _kept(
+        self, what: str, read: Callable[[O2GClient], Awaitable[list[Event]]], client: O2GClient
+    ) -> list[Event]:
+        """A re-snapshot part: what it fails with but a lost session is logged and counted."""
+        try:
+            return await read(client)
+        except SessionExpired:
+            raise
+        except SourceError as exc:
+            log.warning("o2g %s: re-snapshot of %s failed: %s", self.name, what, exc)
+            count_error(self.name, "snapshot", type(exc).__name__)
+            return []
+
+    async def _telephony_snapshot(self, client: O2GClient) -> list[Event]:
+        """Ask for every monitored user's telephony state; the answers come as events."""
+        if "telephony" not in self.config.packages:
+            return []
+        url = client.base_url + "/telephony/state/snapshot"
+        logins = package_ids(self.config, "telephony")
+        if "*" in logins:  # an administrator, all users at once (004 L4564-4570)
+            await client.request("POST", url, "telephony snapshot")
+            return []
+        for login in logins:
+            try:
+                await client.request("POST", url, "telephony snapshot", params={"loginName": login})
+            except O2GRequestError as exc:  # an unknown login: skip it (spec §7.4)
+                log.warning("o2g %s: no telephony snapshot for %s: %s", self.name, login, exc)
+        return []
+
+    async def _rti_snapshot(self, client: O2GClient) -> list[Event]:
+        await client.request("POST", client.base_url + "/acd/rti/snapshot", "rti snapshot")
+        return []  # its values arrive as events on the channel
 
     async def _monitor_pilots(self, live: _Live) -> None:
         """Start monitoring every pilot; retry those that failed transiently in a job of their own."""

@@ -44,7 +44,7 @@ from streamd.errors import PublishError, VendorProtocolError
 from streamd.events import Event
 from streamd.http.limits import BodyTooLarge, read_body
 from streamd.sources.base import Emit
-from streamd.sources.o2g.chunk import dead_letter, to_events
+from streamd.sources.o2g.chunk import React, dead_letter, to_events
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
 from streamd.telemetry import count_error
 
@@ -94,6 +94,7 @@ class WebhookReceiver:
         self.secret = secret
         self.subscription_ids: set[str] = set()
         self.session_tokens: set[str] = set()
+        self.react: React | None = None  # what the source does about system events (issue 17)
         self._refusing: str | None = None  # why POSTs are refused, once that was logged (rule 6)
         self._subscribing: anyio.Event | None = None  # set once a subscription's id is known (rule 2)
 
@@ -133,7 +134,7 @@ class WebhookReceiver:
             events = [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
             await self._durable(events)  # 400 either way: the same body would fail again
             return Response("unparseable body", status_code=400)
-        events = to_events(self.source, items)
+        events = to_events(self.source, items, react=self.react)
         if events and (refused := await self._durable(events)) is not None:
             return Response(f"events not accepted: {refused}", status_code=503)  # no internals in the body
         return Response(status_code=200)

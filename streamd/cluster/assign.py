@@ -1,0 +1,79 @@
+"""The assignment logic of a cluster member, without I/O (docs/architecture.md "Several replicas").
+
+Rules:
+
+1. Units are every source and sink name, sorted; unit ``i`` is partition ``i`` of the control topic.
+   Every replica runs the same config, so they all agree on the mapping.
+2. A member runs the units of the partitions it is assigned, unless it is fenced: no commit on its
+   partitions succeeded for ``session_timeout / 2`` (:class:`Fence`).
+3. :func:`plan` says what to stop and what to start to get from what runs to what should run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+CONTROL_SUFFIX = "_streamd.cluster"
+STATE_SUFFIX = "_streamd.state"
+
+
+def control_topic(prefix: str) -> str:
+    """The topic whose partitions stand for the units (no records are written to it)."""
+    return prefix + CONTROL_SUFFIX
+
+
+def state_topic(prefix: str) -> str:
+    """The compacted topic holding the state that moves with a source (poll cursors)."""
+    return prefix + STATE_SUFFIX
+
+
+def units(names: Iterable[str]) -> list[str]:
+    """The assignable units in partition order (rule 1).
+
+    Raises:
+        ValueError: a name appears twice (a source and a sink must not share a name).
+    """
+    ordered = sorted(names)
+    dupes = sorted({n for n in ordered if ordered.count(n) > 1})
+    if dupes:
+        raise ValueError(f"cluster: sources and sinks need distinct names: {', '.join(dupes)}")
+    return ordered
+
+
+def owned(unit_names: Sequence[str], partitions: Iterable[int]) -> frozenset[str]:
+    """The units of the assigned ``partitions``; partitions beyond the units are ignored (a topic
+    grown by a newer config that this replica does not run yet)."""
+    return frozenset(unit_names[p] for p in partitions if 0 <= p < len(unit_names))
+
+
+def plan(running: frozenset[str], wanted: frozenset[str]) -> tuple[list[str], list[str]]:
+    """``(stop, start)``, each sorted: stop first, then start (rule 3)."""
+    return sorted(running - wanted), sorted(wanted - running)
+
+
+@dataclass(slots=True)
+class Fence:
+    """When a member must stop what it runs because it cannot prove to Kafka that it still owns it.
+
+    Attributes:
+        after: seconds without a successful commit before the member is fenced
+            (``session_timeout / 2``: strictly before the coordinator gives the units away).
+        last_ok: clock time of the last successful commit (or of the assignment).
+    """
+
+    after: float
+    last_ok: float
+
+    def ok(self, now: float) -> None:
+        """A commit succeeded (or partitions were just assigned) at ``now``."""
+        self.last_ok = max(self.last_ok, now)
+
+    def fenced(self, now: float) -> bool:
+        """True once no commit succeeded for ``after`` seconds."""
+        return now - self.last_ok >= self.after
+
+
+def wanted(assigned: frozenset[str], fence: Fence, now: float) -> frozenset[str]:
+    """What should run now (rule 2)."""
+    return frozenset() if fence.fenced(now) else assigned

@@ -1,0 +1,310 @@
+"""A replica's membership in the cluster's consumer group (docs/architecture.md "Several replicas").
+
+Rules:
+
+1. :meth:`ClusterMember.session` is one supervised job (component ``cluster``): it creates the
+   control topic (one partition per unit) and the state topic, joins the group ``group_id``
+   subscribed to the control topic, and keeps calling ``getmany`` so heartbeats and rebalances
+   flow. It never retries: the supervisor does.
+2. ``on_partitions_revoked`` (awaited by aiokafka before it rejoins) stops every unit this member
+   runs and flushes their cursors, bounded; ``on_partitions_assigned`` records the new units and
+   starts them (a start restores the source's cursors from Kafka first, then runs it).
+3. Fencing: every ``COMMIT_INTERVAL`` the member commits offset 0 on its partitions; a unit runs
+   only while a commit succeeded within ``session_timeout / 2`` (:class:`~.assign.Fence`).
+4. Starting and stopping go through one lock, so a rebalance and the fence never interleave.
+5. When the session ends (a stop, a failure) every unit is stopped and the cursors flushed before
+   the consumer leaves the group, so the others can take the units over at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streamd.cluster.assign import Fence, control_topic, owned, plan, state_topic, units, wanted
+from streamd.cluster.state import KafkaCursorStore
+from streamd.config_core import ClusterConfig, KafkaConfig
+from streamd.errors import TransientError
+from streamd.publish.consume import kafka_errors
+from streamd.publish.kafka import client_kwargs
+from streamd.runtime import Connected, Switchboard, task_group
+from streamd.telemetry import Component, ComponentState
+
+log = logging.getLogger("streamd.cluster")
+
+COMMIT_INTERVAL = 1.5
+"""Seconds between two fencing commits (rule 3)."""
+WATCH_INTERVAL = 0.25
+"""Seconds between two looks at the fence."""
+FLUSH_BOUND = 2.0
+"""Longest wait for a unit's cursors to reach Kafka when it is given up."""
+
+RunUnit = Callable[[str], Awaitable[None]]
+
+
+class ClusterMember:
+    """One replica's membership (module rules).
+
+    Args:
+        cfg: the ``cluster`` section.
+        kafka: the Kafka section, with resolved bootstrap servers.
+        names: every source and sink name (the units).
+        run_unit: runs one unit until cancelled (the daemon builds the source or sink).
+        component: the ``cluster`` component (its detail lists what this replica owns).
+        store: the cursor store to restore from and flush (None: no cursors move, e.g. tests).
+        sources: the units that are sources (their cursors are restored on a takeover).
+    """
+
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        kafka: KafkaConfig,
+        names: Sequence[str],
+        run_unit: RunUnit,
+        component: Component,
+        *,
+        store: KafkaCursorStore | None = None,
+        sources: Sequence[str] = (),
+    ) -> None:
+        self.cfg, self.kafka = cfg, kafka
+        self.units = units(names)
+        self.topic = control_topic(kafka.topic_prefix)
+        self.run_unit, self.component, self.store = run_unit, component, store
+        self.sources = frozenset(sources)
+        self.assigned: frozenset[str] = frozenset()
+        self.member_id = ""
+        self.generation = -1
+        self.fence = Fence(cfg.session_timeout / 2, 0.0)
+        self._switch: Switchboard | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = anyio.Lock()
+        self._fenced_logged = False
+        self._rebalancing = False
+
+    @property
+    def running(self) -> frozenset[str]:
+        """The units this replica runs now."""
+        return self._switch.running if self._switch is not None else frozenset()
+
+    async def session(self, connected: Connected) -> None:
+        """Join the group and run the units assigned to this replica until cancelled (rule 1).
+
+        Raises:
+            TransientError: Kafka failed (the supervisor retries the session).
+        """
+        await self.ensure_topics()
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self.kafka, self.kafka.bootstrap_servers),
+            group_id=self.cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self.cfg.session_timeout * 1000),
+            heartbeat_interval_ms=max(300, int(self.cfg.session_timeout * 1000 / 5)),
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
+        )
+        self._consumer = consumer
+        if self.store is not None:
+            await self.store.connect()
+        try:
+            async with task_group() as tg:
+                self._switch = Switchboard(tg)
+                try:
+                    with kafka_errors():
+                        await consumer.start()
+                    consumer.subscribe([self.topic], listener=_Listener(self))
+                    connected()
+                    self._show()
+                    tg.start_soon(self._commit_loop, consumer)
+                    tg.start_soon(self._watch)
+                    if self.store is not None:
+                        tg.start_soon(self.store.flush_loop)
+                    while True:
+                        with kafka_errors():
+                            await consumer.getmany(timeout_ms=500)  # no records: heartbeats, rebalances
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._give_up("stopping")
+                        await _stop_consumer(consumer)
+                    tg.cancel_scope.cancel()
+        finally:
+            self._switch = None
+            self.assigned = frozenset()
+            if self.store is not None:
+                await self.store.close()
+
+    # -- rebalance listener (rule 2) ------------------------------------------------------------
+
+    async def revoked(self) -> None:
+        """Stop everything before the rebalance completes (no fencing commit meanwhile: a commit of
+        the old generation would make the member rejoin once more)."""
+        self._rebalancing = True
+        await self._give_up("rebalance")
+
+    async def assigned_partitions(self, partitions: Sequence[int], generation: int, member_id: str) -> None:
+        """Record the units of ``partitions`` and start them."""
+        self.generation, self.member_id = generation, member_id
+        self._rebalancing = False
+        self.assigned = owned(self.units, partitions)
+        self.fence.ok(anyio.current_time())
+        log.info(
+            "cluster generation %d: this replica owns %s",
+            generation,
+            ", ".join(sorted(self.assigned)) or "nothing",
+        )
+        await self._reconcile()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _give_up(self, why: str) -> None:
+        self.assigned = frozenset()
+        await self._reconcile(why)
+
+    async def _reconcile(self, why: str = "") -> None:
+        """Stop what should not run, start what should (rules 3-4)."""
+        switch = self._switch
+        if switch is None:
+            return
+        async with self._lock:
+            now = anyio.current_time()
+            target = wanted(self.assigned, self.fence, now)
+            fenced = self.fence.fenced(now) and bool(self.assigned)
+            stop, start = plan(switch.running, target)
+            if fenced and stop and not self._fenced_logged:
+                log.warning(
+                    "cluster: no commit reached Kafka for %.1fs: stopping %s before another replica "
+                    "takes them over (fenced)",
+                    now - self.fence.last_ok,
+                    ", ".join(stop),
+                )
+            self._fenced_logged = fenced
+            if stop:
+                if why and not fenced:
+                    log.info("cluster (%s): stopping %s", why, ", ".join(stop))
+                if set(stop) == switch.running:
+                    await switch.stop_all()  # concurrently: a rebalance waits for the slowest only
+                else:
+                    for name in stop:
+                        await switch.stop(name)
+                await self._flush(stop)
+            for name in start:
+                switch.start(name, lambda name=name: self._run(name))  # type: ignore[misc]
+            self._show()
+
+    async def _run(self, name: str) -> None:
+        """Restore ``name``'s cursors (a source), then run it until cancelled."""
+        if self.store is not None and name in self.sources:
+            try:
+                restored = await self.store.restore(name)
+                log.info("cluster: %s taken over with %d cursors from Kafka", name, restored)
+            except TransientError as exc:
+                log.warning(
+                    "cluster: cursors of %s not read from Kafka (%s): using the local ones", name, exc
+                )
+        await self.run_unit(name)
+
+    async def _flush(self, names: Sequence[str]) -> None:
+        if self.store is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(FLUSH_BOUND):
+            for name in names:
+                if name in self.sources and not await self.store.flush(name):
+                    log.warning("cluster: cursors of %s not written to Kafka before giving it up", name)
+
+    def _show(self) -> None:
+        running = sorted(self.running)
+        detail = (
+            f"member {self.member_id or '(joining)'}, generation {self.generation}: "
+            f"owns {', '.join(running) or 'nothing'}"
+        )
+        if self.fence.fenced(anyio.current_time()) and self.assigned:
+            self.component.set(ComponentState.RETRYING, f"fenced (no commit to Kafka): {detail}")
+        else:
+            self.component.set(ComponentState.RUNNING, detail)
+
+    async def _watch(self) -> None:
+        while True:
+            await anyio.sleep(WATCH_INTERVAL)
+            await self._reconcile()
+
+    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            partitions = consumer.assignment()
+            if partitions and self.assigned and not self._rebalancing:
+                try:  # bounded by the request timeout; meanwhile the fence decides
+                    await consumer.commit(dict.fromkeys(partitions, 0))
+                except KafkaError as exc:  # not ours any more, or Kafka unreachable: the fence decides
+                    log.debug("cluster: fencing commit failed: %s", exc)
+                else:
+                    self.fence.ok(anyio.current_time())
+            await anyio.sleep(COMMIT_INTERVAL)
+
+    async def ensure_topics(self) -> None:
+        """The control topic with one partition per unit (grown if it has fewer) and the state topic.
+
+        Raises:
+            TransientError: Kafka could not be asked.
+        """
+        admin = AIOKafkaAdminClient(**client_kwargs(self.kafka, self.kafka.bootstrap_servers))
+        try:
+            with kafka_errors():
+                await admin.start()
+                replication = self.kafka.topics.replication_factor or min(
+                    3, max(1, len(admin._client.cluster.brokers()))
+                )
+                wanted_partitions = max(1, len(self.units))
+                await _create(admin, NewTopic(self.topic, wanted_partitions, replication))
+                await _create(
+                    admin,
+                    NewTopic(
+                        state_topic(self.kafka.topic_prefix),
+                        1,
+                        replication,
+                        topic_configs={"cleanup.policy": "compact"},
+                    ),
+                )
+                described: list[dict[str, Any]] = await admin.describe_topics([self.topic])
+                have = len(described[0].get("partitions", [])) if described else 0
+                if 0 < have < wanted_partitions:
+                    log.info(
+                        "cluster: growing %s from %d to %d partitions", self.topic, have, wanted_partitions
+                    )
+                    await admin.create_partitions({self.topic: NewPartitions(wanted_partitions)})
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topic: NewTopic) -> None:
+    with contextlib.suppress(TopicAlreadyExistsError):
+        await admin.create_topics([topic])
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, member: ClusterMember) -> None:
+        self.member = member
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.member.revoked()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        coordinator = getattr(self.member._consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", -1)
+        member_id = getattr(coordinator, "member_id", "")
+        partitions = [tp.partition for tp in assigned if isinstance(tp, TopicPartition)]
+        await self.member.assigned_partitions(partitions, generation, str(member_id))
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    with anyio.move_on_after(5):
+        try:
+            await consumer.stop()  # leaves the group: the others rebalance at once
+        except (KafkaError, OSError) as exc:
+            log.debug("cluster consumer stop failed: %s", exc)
