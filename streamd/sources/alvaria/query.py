@@ -36,6 +36,7 @@ import orjson
 
 from streamd.errors import AuthError, NormalizationError, SourceError, TransientError
 from streamd.events import DeadLetter, Event, utcnow
+from streamd.jsonwire import loads
 from streamd.retry import backoff
 from streamd.runtime import task_group
 from streamd.sources.alvaria.client import AlvariaClient, ScopeRefused, what_of
@@ -223,7 +224,7 @@ class QuerySpec:
         """Diff one scope's answer; an unreadable answer becomes a dead letter (and None)."""
         observed = self.wallclock()
         try:
-            rows = extract_rows(self.query, orjson.loads(body))
+            rows = extract_rows(self.query, loads(body))
         except (orjson.JSONDecodeError, NormalizationError) as exc:
             error_type = getattr(exc, "error_type", "invalid_json")
             events.append(self._dead(error_type, f"{self.query} {scope or ''}: {exc}", body))

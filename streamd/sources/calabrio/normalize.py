@@ -61,6 +61,7 @@ import orjson
 
 from streamd.errors import VendorProtocolError
 from streamd.events import AgentState, DeadLetter, Event, State, stable_id
+from streamd.jsonwire import loads
 from streamd.sources.calabrio.models import (
     ACTIVITY_TOPIC,
     ACTIVITY_TYPE,
@@ -160,7 +161,7 @@ def json_array(body: bytes, what: str) -> list[Any]:
         problem = "an HTML page (a login page or a proxy's error page?), not JSON"
     else:
         try:
-            data = orjson.loads(body)
+            data = loads(body)  # integers beyond 64 bits stay exact
         except orjson.JSONDecodeError as exc:
             problem = f"not JSON ({exc})"
         else:

@@ -22,6 +22,7 @@ import httpx
 import orjson
 
 from streamd.errors import AuthError, FatalError, VendorProtocolError
+from streamd.jsonwire import loads
 from streamd.sources.http import check_status, httpx_errors
 from streamd.sources.xima.bodies import is_values_body
 
@@ -115,7 +116,7 @@ class XimaClient:
 
 def _loads(response: httpx.Response, what: str | None = None) -> object:
     try:
-        return orjson.loads(response.content)
+        return loads(response.content)
     except orjson.JSONDecodeError as exc:
         if what is None:
             return None

@@ -52,6 +52,7 @@ from streamd.errors import (
     VendorProtocolError,
 )
 from streamd.events import Event
+from streamd.jsonwire import loads
 from streamd.runtime import EXPECTED, task_group
 from streamd.sources.base import Emit
 from streamd.sources.http import CertificateError
@@ -263,7 +264,7 @@ class RealtimeWebsocket:
         """
         now_ms = self.core.now_ms()
         try:
-            entry = parse_entry(orjson.loads(message), now_ms=now_ms)
+            entry = parse_entry(loads(message), now_ms=now_ms)
         except orjson.JSONDecodeError:
             events = dead_letters(self.core.source, [(NormalizationError("message is not JSON"), message)])
         except NormalizationError as exc:
