@@ -110,6 +110,12 @@ async def run_daemon(
             clear line). A component failing later never stops the daemon: it is ``failed``.
     """
     rt = runtime or Runtime(config)
+    if not config.kafka.acks_all:
+        log.warning(
+            "kafka.acks is %s, not all: an event Kafka acknowledged can still be lost when a broker "
+            "fails (streamd's delivery guarantee assumes acks: all)",
+            config.kafka.acks,
+        )
     rt.health.readiness = config.readiness
     rt.supervisor = Supervisor(rt.health, Policy(failed_retry=config.failed_retry))
     async with task_group() as lifecycle:
@@ -194,9 +200,11 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
                     for component, emit in zip([*sources, *sinks], emitters, strict=True):
                         await workers.start(_run_component, component, emit)
                 rt.ready.set()
+                n = len(config.sources)
                 log.info(
-                    "streamd running: %d sources%s, http on port %d",
-                    len(config.sources),
+                    "streamd running: %d %s%s, http on port %d",
+                    n,
+                    "source" if n == 1 else "sources",
                     f" shared by the replicas of group {config.cluster.group_id}" if member else "",
                     rt.http_port,
                 )

@@ -11,42 +11,92 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import orjson
 
 from streamd.errors import ConfigError, StreamdError
 
+if TYPE_CHECKING:
+    from streamd.config import Config
+
 log = logging.getLogger("streamd")
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def plural(n: int, word: str) -> str:
+    """``1 source``, ``2 sources``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from streamd import __version__
+
     parser = argparse.ArgumentParser(prog="streamd", description="Contact-centre events to Kafka.")
-    parser.add_argument("--log-format", choices=["json", "text"], default="json")
-    parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"streamd {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default="json",
+        help="log line format (default: %(default)s; demo and tail always log text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="INFO",
+        type=str.upper,
+        help="least severe level logged: %(choices)s (default: %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("-c", "--config", default="/etc/streamd/config.yaml")
+    run.add_argument(
+        "-c", "--config", default="/etc/streamd/config.yaml", help="config file (default: %(default)s)"
+    )
 
     check = sub.add_parser("check-config", help="validate a config file (exit 2 when invalid)")
-    check.add_argument("-c", "--config", required=True)
+    check.add_argument("-c", "--config", required=True, help="config file to check")
+    check.add_argument(
+        "--no-env",
+        action="store_true",
+        help="check ${env:...} and ${file:...} for syntax only, with placeholders in their place "
+        "(lint a config without its secrets, e.g. in CI)",
+    )
 
     schema = sub.add_parser("schema", help="print the config JSON Schema")
     schema.add_argument("--events", action="store_true", help="print the JSON Schema of every event type")
 
     demo = sub.add_parser("demo", help="embedded broker + every simulator + the daemon")
-    demo.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
-    demo.add_argument("--agents", type=int, default=20)
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="HTTP address to listen on (default: %(default)s; 0.0.0.0 to reach the demo from "
+        "another machine, e.g. on a remote VM)",
+    )
+    demo.add_argument(
+        "--port", type=int, default=8080, help="HTTP port (default: %(default)s; 0 = any free port)"
+    )
+    demo.add_argument("--agents", type=int, default=20, help="agents per simulator (default: %(default)s)")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
 
     tail = sub.add_parser("tail", help="pretty-print events from a topic")
-    tail.add_argument("topic")
+    tail.add_argument(
+        "topic", help="topic name, e.g. agent-state (kafka.topic_prefix is added unless already there)"
+    )
     tail.add_argument("-c", "--config", default=None, help="config file (for bootstrap and security)")
     tail.add_argument("--bootstrap", default=None, help="host:port (overrides the config)")
-    tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--key", default=None)
-    tail.add_argument("--type", dest="ce_type", default=None)
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest record, not the newest"
+    )
+    tail.add_argument("--key", default=None, help="only records with this key")
+    tail.add_argument("--type", dest="ce_type", default=None, help="only records with this ce_type header")
     tail.add_argument("--limit", type=int, default=None, help="stop after N events")
     tail.add_argument("--timeout", type=float, default=None, help="stop after N idle seconds")
     return parser
@@ -76,8 +126,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from streamd.config import load_config
 
     if args.command == "check-config":
-        cfg = load_config(args.config)
-        print(f"{args.config}: ok ({len(cfg.sources)} sources, {len(cfg.sinks)} sinks)")
+        cfg = load_config(args.config, no_env=args.no_env)
+        _require_explicit_kafka(cfg, args.config)
+        counts = f"{plural(len(cfg.sources), 'source')}, {plural(len(cfg.sinks), 'sink')}"
+        print(f"{args.config}: ok ({counts}{', substitutions not resolved' if args.no_env else ''})")
         return 0
     if args.command == "schema":
         from streamd.schemas import config_schema, events_schema
@@ -92,7 +144,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from streamd.demo import run_demo
 
         tune_gc()
-        anyio.run(lambda: run_demo(port=args.port, agents=args.agents, duration=args.duration))
+        anyio.run(
+            lambda: run_demo(host=args.host, port=args.port, agents=args.agents, duration=args.duration)
+        )
         return 0
     from streamd.tail import run_tail
 
@@ -111,12 +165,28 @@ def _run(path: str) -> int:
         from streamd.config import load_config
 
         cfg = load_config(path)
+        _require_explicit_kafka(cfg, path)
         if early:
             log.info("received %s before the start: not starting", signal.Signals(early[0]).name)
             return 0
         tune_gc()
         anyio.run(lambda: run_daemon(cfg))
     return 0
+
+
+def _require_explicit_kafka(cfg: Config, path: str) -> None:
+    """``run`` never falls back to the embedded test broker: the file must name the brokers.
+
+    Raises:
+        ConfigError: ``kafka.bootstrap_servers`` is not in the file.
+    """
+    if "bootstrap_servers" not in cfg.kafka.model_fields_set:
+        raise ConfigError(
+            [
+                f"{path}: kafka.bootstrap_servers: required: the Kafka brokers as host:port,host:port "
+                '("embedded" starts a throw-away test broker: for trying streamd out only)'
+            ]
+        )
 
 
 if __name__ == "__main__":

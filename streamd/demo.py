@@ -46,15 +46,18 @@ def demo_sinks(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rtdc_sink_config(wfm, from_=pbx["name"])]
 
 
-async def run_demo(port: int = 8080, agents: int = 20, duration: float | None = None) -> Runtime:
-    """Run the demo until Ctrl-C (or ``duration`` seconds)."""
+async def run_demo(
+    port: int = 8080, agents: int = 20, duration: float | None = None, host: str = "127.0.0.1"
+) -> Runtime:
+    """Run the demo until Ctrl-C (or ``duration`` seconds); HTTP on ``host`` (``0.0.0.0``: reachable
+    from other machines, e.g. a demo on a remote VM)."""
     async with AsyncExitStack() as stack:
         sources = [await stack.enter_async_context(sim(agents)) for sim in demo_simulators()]
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="streamd-demo-")))
         config = Config.model_validate(
             {
                 "kafka": {"bootstrap_servers": "embedded"},
-                "http": {"listen": f"127.0.0.1:{port}"},
+                "http": {"listen": f"{_bracketed(host)}:{port}"},
                 "spool": {"path": str(workdir / "spool.db")},
                 "shutdown_grace": "5s",
                 "sources": sources,
@@ -63,15 +66,28 @@ async def run_demo(port: int = 8080, agents: int = 20, duration: float | None = 
         )
         runtime = Runtime(config)
         async with task_group() as tg:  # a fatal start-up error surfaces as itself (one line)
-            tg.start_soon(_report, runtime, len(sources), duration)
+            tg.start_soon(_report, runtime, len(sources), duration, host)
             await run_daemon(config, runtime=runtime)
             tg.cancel_scope.cancel()
     return runtime
 
 
-async def _report(runtime: Runtime, n_sources: int, duration: float | None) -> None:
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _shown_host(host: str) -> str:
+    """The host to print in URLs: this machine's name when listening on every address."""
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        import socket
+
+        return socket.getfqdn() or "localhost"
+    return _bracketed(host)
+
+
+async def _report(runtime: Runtime, n_sources: int, duration: float | None, host: str = "127.0.0.1") -> None:
     await runtime.ready.wait()
-    base = f"http://127.0.0.1:{runtime.http_port}"
+    base = f"http://{_shown_host(host)}:{runtime.http_port}"
     out = sys.stderr
     print(f"\nstreamd demo running: Kafka (embedded) at {runtime.bootstrap}", file=out)
     if not n_sources:

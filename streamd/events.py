@@ -231,9 +231,42 @@ def _timestamp(obj: dict[str, Any], name: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+CANONICAL_QUEUE_METRICS: dict[str, str] = {
+    "waiting": "contacts",
+    "longest_wait_seconds": "seconds",
+    "average_wait_seconds": "seconds",
+    "service_level_percent": "percent",
+    "answered": "contacts",
+    "abandoned": "contacts",
+    "agents_available": "agents",
+    "agents_busy": "agents",
+    "agents_logged_in": "agents",
+}
+"""The canonical queue metrics and their units (the table in :class:`QueueMetric`)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueMetric:
-    """Canonical queue metric (topic ``{prefix}queue-metrics``, compacted, key ``{source}:{queue_id}:{metric}``)."""
+    """Canonical queue metric (topic ``{prefix}queue-metrics``, compacted, key ``{source}:{queue_id}:{metric}``).
+
+    ``metric`` is a name of :data:`CANONICAL_QUEUE_METRICS` (in its unit) when the vendor has the
+    figure, else the vendor's own stable name or id (a figure with a canonical name is published
+    under that name only; the vendor topic keeps the vendor's names):
+
+    =========================  ========  ===================================================
+    metric                     unit      meaning
+    =========================  ========  ===================================================
+    ``waiting``                contacts  contacts waiting in the queue now
+    ``longest_wait_seconds``   seconds   wait of the oldest contact waiting now
+    ``average_wait_seconds``   seconds   average wait before answer (vendor's period)
+    ``service_level_percent``  percent   service level, 0-100 (vendor's period and target)
+    ``answered``               contacts  contacts answered (vendor's period)
+    ``abandoned``              contacts  contacts abandoned (vendor's period)
+    ``agents_available``       agents    agents ready for a contact now
+    ``agents_busy``            agents    agents handling a contact now
+    ``agents_logged_in``       agents    agents logged in now
+    =========================  ========  ===================================================
+    """
 
     vendor: str
     source: str

@@ -70,12 +70,14 @@ async def run_tail(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     batch = await consumer.getmany(timeout_ms=500)
             if idle.cancelled_caught:
                 break
-            for tp, messages in batch.items():
-                for m in messages:
-                    if matches(args, m.key, m.headers):
-                        out.write(format_event(m.key, m.value, m.headers, tp.partition, m.offset))
-                        out.flush()
-                        printed += 1
+            records = [(tp, m) for tp, messages in batch.items() for m in messages]
+            for tp, m in records:
+                if args.limit is not None and printed >= args.limit:
+                    break
+                if matches(args, m.key, m.headers):
+                    out.write(format_event(m.key, m.value, m.headers, tp.partition, m.offset))
+                    out.flush()
+                    printed += 1
     finally:
         # let aiokafka's no-group task start first, or stop() raises CancelledError
         await anyio.lowlevel.checkpoint()

@@ -4,13 +4,19 @@ Rules:
 
 1. Every Kafka client streamd makes (producer, admin, the sink's and wallboard's consumers) takes
    its connection settings from :func:`client_kwargs`, so SASL/TLS is configured in one place.
-2. Idempotence is automatic: on for real Kafka, off for the embedded broker (no InitProducerId).
+2. Idempotence is automatic: on for real Kafka, off for the embedded broker (no InitProducerId)
+   and for a broker that refuses InitProducerId (one warning).
 3. Start-up is one attempt (:meth:`KafkaPublisher.connect`), retried by the supervisor
    (:func:`streamd.runtime.retry_until`) until ``startup_timeout``, then one clear line.
 4. Topics are created on first use with the configured partitions/replication; the canonical
    latest-state topics get ``cleanup.policy=compact``. A broker that refuses topic creation is
    left to auto-create, with one logged notice.
 5. aiokafka exceptions do not leave this module: they become :class:`PublishError`.
+6. aiokafka reports a failed TLS handshake as "Unable to bootstrap": when a TLS connection fails,
+   :func:`tls_check` repeats the handshake with the same context to name its cause. A
+   certificate that does not verify is a :class:`FatalError` at once (retrying cannot change
+   it); any other handshake failure (e.g. TLS to a plaintext port) stays retriable, its cause in
+   the message and so in the start-up's fatal line.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ log = logging.getLogger("streamd.kafka")
 
 Delivery = tuple["asyncio.Future[Any]", list[Record]]
 
+_TLS_CHECK_TIMEOUT = 5.0  # seconds for tls_check's handshake with one server
+
 
 def _failed(exc: BaseException) -> asyncio.Future[Any]:
     """A delivery that already failed (the pipeline dead-letters non-retriable failures)."""
@@ -64,6 +72,33 @@ async def _send_one(producer: AIOKafkaProducer, topic: str, partition: int, r: R
             raise
         return _failed(exc)  # e.g. MessageSizeTooLargeError, checked before anything is sent
     return future
+
+
+UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError)
+"""Start-up failures that mean "not reached yet", never "reached and refused"."""
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: message`` once (aiokafka's connection errors already start with their type)."""
+    name, text = type(exc).__name__, str(exc)
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+async def _started(kwargs: dict[str, Any]) -> AIOKafkaProducer:
+    """A started producer, or the exception; a producer that did not start is closed."""
+    producer = AIOKafkaProducer(**kwargs)
+    try:
+        await producer.start()
+    except (KafkaError, OSError):
+        await producer.stop()
+        raise
+    except BaseException:  # cancelled mid-connect (a stop during start-up): close it, quietly
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await producer.stop()
+        raise
+    return producer
 
 
 BATCH_BUILDER_MIN = 64
@@ -115,6 +150,38 @@ def producer_kwargs(cfg: KafkaConfig, bootstrap: str, *, embedded: bool) -> dict
     }
 
 
+async def tls_check(context: ssl.SSLContext, bootstrap: str) -> None:
+    """Repeat the TLS handshake with each bootstrap server to name why it fails (rule 6).
+
+    Returns quietly when every handshake succeeds or a server does not accept TCP at all (then
+    aiokafka's message is the right one).
+
+    Raises:
+        FatalError: a server's certificate did not verify.
+        PublishError: a handshake failed otherwise, naming the server and the cause.
+    """
+    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
+        host, _, port = server.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        try:
+            with anyio.fail_after(_TLS_CHECK_TIMEOUT):
+                stream = await anyio.connect_tcp(host, int(port), ssl_context=context, tls_hostname=host)
+        except ssl.SSLCertVerificationError as exc:
+            raise FatalError(
+                f"Kafka at {server}: TLS certificate not trusted: {exc.verify_message}"
+            ) from None
+        except ssl.SSLError as exc:
+            raise PublishError(f"Kafka at {server}: TLS handshake failed: {exc}") from None
+        except (anyio.BrokenResourceError, anyio.EndOfStream, ConnectionResetError) as exc:
+            why = type(exc).__name__
+            raise PublishError(
+                f"Kafka at {server}: TLS handshake failed: closed by the server ({why}); a plaintext port?"
+            ) from None
+        except (OSError, TimeoutError, ValueError):
+            continue  # not reachable at all, or no answer to the handshake: aiokafka's message stands
+        await stream.aclose()
+
+
 class KafkaPublisher:
     """Owns the producer; ``send`` returns one delivery future per record."""
 
@@ -132,32 +199,69 @@ class KafkaPublisher:
         """Connect; the supervisor retries until ``startup_timeout`` (rule 3).
 
         Raises:
-            FatalError: Kafka stayed unreachable (one clear line).
+            FatalError: Kafka stayed unreachable (one clear line, with the time actually waited),
+                or refused an idempotent producer with ``idempotence: true``.
         """
-        await retry_until(
-            self.connect,
-            within=self.cfg.startup_timeout,
-            what=f"Kafka at {self.bootstrap}",
-            delays=lambda: backoff(0.2, 2.0, 5.0, rng=lambda: 1.0),  # 0.2, 0.4, ... 5 s: no jitter
-        )
+        what = f"Kafka at {self.bootstrap}"
+        started = anyio.current_time()
+        try:
+            await retry_until(
+                self.connect,
+                within=self.cfg.startup_timeout,
+                what=what,
+                delays=lambda: backoff(0.2, 2.0, 5.0, rng=lambda: 1.0),  # 0.2, 0.4, ... 5 s: no jitter
+            )
+        except FatalError as exc:
+            # retry_until gives up once the next wait would pass the deadline: say how long it was
+            prefix = f"{what} unreachable for {self.cfg.startup_timeout:g}s: "
+            text = str(exc)
+            if not text.startswith(prefix):
+                raise
+            waited = anyio.current_time() - started
+            raise FatalError(
+                f"{what} unreachable: gave up after {waited:.1f}s (kafka.startup_timeout: "
+                f"{self.cfg.startup_timeout:g}s): {text.removeprefix(prefix)}"
+            ) from None
 
     async def connect(self) -> None:
-        """One attempt to start the producer.
+        """One attempt to start the producer (rule 2: an idempotent producer refused by the broker
+        with ``idempotence: auto`` falls back to a plain one, with one warning).
 
         Raises:
-            PublishError: Kafka is not reachable (retriable).
+            PublishError: Kafka is not reachable (retriable; a TLS handshake failure says so).
+            FatalError: the broker refused an idempotent producer and ``idempotence: true``, or a
+                broker's TLS certificate did not verify.
         """
-        producer = AIOKafkaProducer(**producer_kwargs(self.cfg, self.bootstrap, embedded=self.embedded))
+        kwargs = producer_kwargs(self.cfg, self.bootstrap, embedded=self.embedded)
         try:
-            await producer.start()
+            self._producer = await _started(kwargs)
+            return
+        except KafkaError as exc:
+            context = kwargs.get("ssl_context")
+            if isinstance(exc, UNREACHABLE) and isinstance(context, ssl.SSLContext):
+                await tls_check(context, self.bootstrap)  # a TLS cause is named, not "Unable to bootstrap"
+            if not kwargs["enable_idempotence"] or exc.retriable or isinstance(exc, UNREACHABLE):
+                raise PublishError(_reason(exc)) from None
+            refused = exc
+        except OSError as exc:
+            raise PublishError(_reason(exc)) from None
+        # Connected, but the producer id (InitProducerId) was refused: no idempotence on this broker.
+        if self.cfg.idempotence is True:
+            raise FatalError(
+                f"Kafka at {self.bootstrap} refused an idempotent producer (InitProducerId: "
+                f"{_reason(refused)}): set kafka.idempotence: false (or auto) for this broker"
+            )
+        try:
+            self._producer = await _started({**kwargs, "enable_idempotence": False})
         except (KafkaError, OSError) as exc:
-            await producer.stop()
-            raise PublishError(f"{type(exc).__name__}: {exc}") from None
-        except BaseException:  # cancelled mid-connect (a stop during start-up): close it, quietly
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await producer.stop()
-            raise
-        self._producer = producer
+            raise PublishError(_reason(exc)) from None
+        log.warning(
+            "Kafka at %s refused an idempotent producer (InitProducerId: %s): publishing with "
+            "idempotence off, so a retried send may be written twice (kafka.idempotence: false "
+            "states this in the config)",
+            self.bootstrap,
+            _reason(refused),
+        )
 
     async def stop(self) -> None:
         """Flush and close the producer (callers shield this within the grace period)."""

@@ -49,7 +49,11 @@ CASES: list[tuple[str, Path | None]] = [
     *((f"{p.name}-example", p) for p in DEPLOY_DOCS[:1]),
 ]
 CASE_IDS = [name for name, _ in CASES]
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}  # no upstream schema: checked by hand
+CRD_KINDS = {  # no upstream schema: checked by hand
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 def load_values(path: Path | None) -> dict[str, Any]:
@@ -88,14 +92,22 @@ def kinds(docs: list[dict[str, Any]]) -> set[str]:
     return {d["kind"] for d in docs}
 
 
+def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one Deployment or StatefulSet (values ``workload``)."""
+    found = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+    assert len(found) == 1, f"expected one Deployment or StatefulSet, got {len(found)}"
+    return found[0]
+
+
 def rendered_config(docs: list[dict[str, Any]]) -> str:
-    text = only(docs, "ConfigMap")["data"]["config.yaml"]
+    [config_map] = [d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d["data"]]
+    text = config_map["data"]["config.yaml"]
     assert isinstance(text, str)
     return text
 
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    [c] = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [c] = workload(docs)["spec"]["template"]["spec"]["containers"]
     return c
 
 
@@ -112,10 +124,11 @@ def test_ci_values_files_exist() -> None:
 
 def test_manifests_validate_against_kubernetes(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     _, docs = case
-    assert {"Deployment", "ConfigMap", "Service", "ServiceAccount"} <= kinds(docs)
+    assert {"ConfigMap", "Service", "ServiceAccount"} <= kinds(docs)
+    workload(docs)
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
-            check_service_monitor(doc)
+            CRD_CHECKS[doc["kind"]](doc)
             continue
         for version in K8S_VERSIONS:
             try:
@@ -132,6 +145,25 @@ def check_service_monitor(doc: dict[str, Any]) -> None:
     [endpoint] = spec["endpoints"]
     assert endpoint["port"] == "http"
     assert endpoint["path"] == "/metrics"
+
+
+def check_prometheus_rule(doc: dict[str, Any]) -> None:
+    """The PrometheusRule CRD's shape (monitoring.coreos.com/v1): groups of named rules, each alert
+    with an expression, a severity, a summary and a description; durations in Prometheus's form."""
+    assert set(doc["spec"]) == {"groups"}
+    for group in doc["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules"}
+        assert group["name"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            assert isinstance(rule["expr"], str)
+            assert rule["expr"].strip()
+            assert re.fullmatch(r"[0-9]+(ms|s|m|h|d)", rule.get("for", "0s")), rule
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+            assert set(rule["annotations"]) == {"summary", "description"}
+
+
+CRD_CHECKS = {"ServiceMonitor": check_service_monitor, "PrometheusRule": check_prometheus_rule}
 
 
 @pytest.mark.parametrize(("name", "path"), CASES, ids=CASE_IDS)
@@ -177,8 +209,7 @@ def test_rendered_config_passes_check_config(
 
 def test_pod_is_hardened_with_probes(case: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     values, docs = case
-    deployment = only(docs, "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
+    pod = workload(docs)["spec"]["template"]["spec"]
     c = container(docs)
 
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -227,7 +258,7 @@ def test_grace_period_exceeds_shutdown_grace(case: tuple[dict[str, Any], list[di
     grace_config = yaml.safe_load(rendered_config(docs))["shutdown_grace"]
     shutdown_grace = parse_duration(grace_config)
     assert shutdown_grace == values.get("shutdownGraceSeconds", 10)
-    termination = only(docs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    termination = workload(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert termination >= shutdown_grace + 5
 
 
@@ -235,8 +266,11 @@ def test_one_replica_recreated(case: tuple[dict[str, Any], list[dict[str, Any]]]
     values, docs = case
     if (values.get("config") or {}).get("cluster", {}).get("enabled"):
         return  # several replicas: test_three_replicas_with_the_cluster
-    spec = only(docs, "Deployment")["spec"]
+    spec = workload(docs)["spec"]
     assert spec["replicas"] in (0, 1)
+    if values.get("workload") == "statefulset":  # the old pod is gone before the new one starts
+        assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+        return
     assert spec["strategy"] == {"type": "Recreate"}
 
 
@@ -248,11 +282,11 @@ def test_every_secret_reference_is_wired(case: tuple[dict[str, Any], list[dict[s
     env_names = {e["name"] for e in c.get("env", [])}
     for name in re.findall(r"\$\{env:([^}]+)\}", text):
         assert name in env_names or c.get("envFrom"), f"${{env:{name}}} is not provided"
-    volumes = {v["name"]: v for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in workload(docs)["spec"]["template"]["spec"]["volumes"]}
     secret_mounts = {
         m["mountPath"]: volumes[m["name"]]["secret"]
         for m in c["volumeMounts"]
-        if "secret" in volumes[m["name"]]
+        if "secret" in volumes.get(m["name"], {})  # a StatefulSet's spool is a claim template
     }
     for ref in re.findall(r"\$\{file:([^}]+)\}", text):
         path = PurePosixPath(ref)
@@ -274,9 +308,7 @@ def test_secret_file_mounts_and_env_refs() -> None:
     mount = next(m for m in c["volumeMounts"] if m["mountPath"] == f"{SECRETS_DIR}/o2g")
     assert mount["readOnly"] is True
     volume = next(
-        v
-        for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
-        if v["name"] == mount["name"]
+        v for v in workload(docs)["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
     )
     assert volume["secret"]["secretName"] == "streamd-o2g"
     assert volume["secret"]["defaultMode"] == 0o440
@@ -317,9 +349,7 @@ def test_optional_objects() -> None:
 def test_config_checksum_follows_the_config() -> None:
     def checksum(values: dict[str, Any]) -> str:
         docs = render(values)
-        annotation = only(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"][
-            "checksum/config"
-        ]
+        annotation = workload(docs)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
         assert isinstance(annotation, str)
         assert len(annotation) == 64
         return annotation
@@ -425,7 +455,7 @@ CLUSTER3 = {"replicas": 3, "config": {"cluster": {"enabled": True, "group_id": "
 
 def test_three_replicas_with_the_cluster_render_and_validate() -> None:
     docs = render(CLUSTER3)
-    spec = only(docs, "Deployment")["spec"]
+    spec = workload(docs)["spec"]
     assert spec["replicas"] == 3
     assert spec["strategy"] == {
         "type": "RollingUpdate",
@@ -446,3 +476,140 @@ def test_several_replicas_need_the_cluster() -> None:
         render({"replicas": 2})
     with pytest.raises(helm.HelmValuesError):
         render({"replicas": 3, "config": {"cluster": {"enabled": False}}})
+
+
+ALL_OPTIONS = load_values(CHART / "ci" / "all-options-values.yaml")
+
+
+def _quantity(value: str | int) -> int:
+    """A Kubernetes quantity in bytes (the binary and decimal suffixes the chart uses)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+    match = re.fullmatch(r"([0-9]+)([A-Za-z]*)", str(value))
+    assert match, f"unsupported quantity {value!r}"
+    return int(match[1]) * units.get(match[2], 1) if match[2] else int(match[1])
+
+
+def test_every_option_on_renders_and_validates() -> None:
+    """StatefulSet with 3 replicas, NetworkPolicy, PrometheusRule, dashboard and ServiceMonitor."""
+    docs = render(ALL_OPTIONS)
+    assert {
+        "StatefulSet",
+        "NetworkPolicy",
+        "PrometheusRule",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+    } <= kinds(docs)
+    assert "Deployment" not in kinds(docs)
+    assert "PersistentVolumeClaim" not in kinds(docs)  # claims come from the template
+    test_manifests_validate_against_kubernetes((ALL_OPTIONS, docs))
+
+
+def test_statefulset_gives_each_replica_a_spool_claim() -> None:
+    docs = render(ALL_OPTIONS)
+    sts = only(docs, "StatefulSet")
+    spec = sts["spec"]
+    assert spec["replicas"] == 3
+    assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+    assert "strategy" not in spec
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    [claim] = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "spool"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "4Gi"
+    assert claim["spec"]["storageClassName"] == "standard-rwo"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    pod = spec["template"]["spec"]
+    assert "spool" not in {v["name"] for v in pod["volumes"]}
+    mount = next(m for m in container(docs)["volumeMounts"] if m["mountPath"] == SPOOL_DIR)
+    assert mount["name"] == "spool"
+    headless = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == spec["serviceName"]
+    )
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == spec["selector"]["matchLabels"]
+
+    single = render({"workload": "statefulset", "spool": {"persistence": {"enabled": True}}})
+    assert "PersistentVolumeClaim" not in kinds(single)
+    assert only(single, "StatefulSet")["spec"]["replicas"] == 1
+    test_manifests_validate_against_kubernetes(({}, single))
+    assert "Service" in kinds(render())
+    assert not [d for d in render() if d["metadata"]["name"].endswith("-headless")]
+
+
+def test_network_policy() -> None:
+    """Off by default; on: ingress only to the HTTP port from the configured peers, egress only to
+    DNS, Kafka, the vendors and the extra rules."""
+    assert "NetworkPolicy" not in kinds(render())
+    docs = render(ALL_OPTIONS)
+    policy = only(docs, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == workload(docs)["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    [ingress] = policy["ingress"]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    [namespaces, pods, block] = ingress["from"]
+    assert namespaces["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring", "ingress-nginx"]}
+    ]
+    assert pods == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "wallboard-proxy"}}}
+    assert block == {"ipBlock": {"cidr": "203.0.113.0/24"}}
+    dns, kafka, vendors, extra = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert {p["protocol"] for p in dns["ports"]} == {
+        "UDP",
+        "TCP",
+    }
+    assert dns["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+    assert kafka == {
+        "ports": [{"port": 9092, "protocol": "TCP"}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kafka"}}}],
+    }
+    assert vendors["to"] == [{"ipBlock": {"cidr": "198.51.100.0/24"}}, {"ipBlock": {"cidr": "2001:db8::/32"}}]
+    assert extra["ports"] == [{"port": 4317, "protocol": "TCP"}]
+
+    defaults = render({"networkPolicy": {"enabled": True}})
+    policy = only(defaults, "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    _, kafka, vendors = policy["egress"]
+    assert "to" not in kafka  # no brokers given: the Kafka ports to any address
+    assert vendors["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"  # public addresses only
+    assert "10.0.0.0/8" in vendors["to"][0]["ipBlock"]["except"]
+    closed = render({"networkPolicy": {"enabled": True, "ingress": {"allowAllWhenEmpty": False}}})
+    assert only(closed, "NetworkPolicy")["spec"]["ingress"] == []
+    test_manifests_validate_against_kubernetes(({}, defaults))
+
+
+def test_ephemeral_storage_covers_the_spool_empty_dir(
+    case: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    """Requests and limits of ephemeral-storage are set; with the spool in an emptyDir, the limit
+    leaves room for the full spool and /tmp (else the kubelet evicts the pod as the spool fills)."""
+    _, docs = case
+    resources = container(docs)["resources"]
+    assert _quantity(resources["requests"]["ephemeral-storage"]) > 0
+    limit = _quantity(resources["limits"]["ephemeral-storage"])
+    volumes = {v["name"]: v for v in workload(docs)["spec"]["template"]["spec"]["volumes"]}
+    empty_dirs = sum(_quantity(v["emptyDir"]["sizeLimit"]) for v in volumes.values() if "emptyDir" in v)
+    assert limit > empty_dirs
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"workload": "daemonset"},
+        {"prometheusRule": {"enabled": True, "spoolWarningPercent": 150}},
+        {"prometheusRule": {"enabled": True, "componentFailedFor": "5 minutes"}},
+        {"networkPolicy": {"enabled": True, "egress": {"kafka": {"ports": []}}}},
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "egress": {"vendors": {"ports": [443], "cidrs": ["example.com"]}},
+            }
+        },
+        {"networkPolicy": {"enabled": True, "ingress": {"namespace": ["monitoring"]}}},
+        {"grafanaDashboard": {"enabled": True, "label": {"grafana_dashboard": "1"}}},
+        {"workload": "statefulset", "replicas": 2},
+    ],
+    ids=repr,
+)
+def test_schema_rejects_bad_optional_objects(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        render(values)

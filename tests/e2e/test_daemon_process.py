@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio.from_thread
@@ -75,9 +76,87 @@ def test_unreachable_kafka_exits_nonzero_with_one_line(tmp_path: Path) -> None:
         daemon.kill()
     log = daemon.log()
     assert code == 1
-    assert "streamd: fatal: Kafka at 127.0.0.1:" in log
-    assert "unreachable for 1s" in log
+    fatal = [line for line in log.splitlines() if line.startswith("streamd: fatal: ")]
+    assert len(fatal) == 1, log
+    match = re.fullmatch(
+        r"streamd: fatal: Kafka at 127\.0\.0\.1:\d+ unreachable: gave up after (\d+\.\d)s "
+        r"\(kafka\.startup_timeout: 1s\): KafkaConnectionError: .+",
+        fatal[0],
+    )
+    assert match, fatal[0]
+    assert float(match.group(1)) <= 1.0  # the time waited, never more than the timeout
+    assert "KafkaConnectionError: KafkaConnectionError" not in log  # said once
     assert "Traceback" not in log
+
+
+@pytest.fixture
+def outside_broker() -> Iterator[str]:
+    """An embedded broker the daemon reaches as if it were real Kafka: it refuses InitProducerId."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        broker = EmbeddedBroker()
+        bootstrap = portal.call(broker.__aenter__)
+        try:
+            yield bootstrap
+        finally:
+            portal.call(broker.__aexit__, None, None, None)
+
+
+def test_a_broker_refusing_idempotence_with_auto_falls_back_with_one_warning(
+    tmp_path: Path, outside_broker: str
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, f"{{bootstrap_servers: '{outside_broker}', acks: 1}}")
+    daemon = Daemon(config, port, tmp_path / "daemon.log").start()
+    try:
+        daemon.wait_ready()
+        code = daemon.terminate(timeout=10 + 2)
+    finally:
+        daemon.kill()
+    log = daemon.log()
+    assert code == 0, log
+    # acks: 1 is said loudly, once, at start
+    acks = [line for line in log.splitlines() if "kafka.acks is 1, not all" in line]
+    assert len(acks) == 1, log
+    assert "WARNING" in acks[0]
+    assert "refused an idempotent producer" not in log  # acks: 1 never asks for idempotence
+
+    config = write_config(tmp_path, port, f"{{bootstrap_servers: '{outside_broker}'}}")  # auto
+    daemon = Daemon(config, port, tmp_path / "daemon2.log").start()
+    try:
+        daemon.wait_ready()
+        code = daemon.terminate(timeout=10 + 2)
+    finally:
+        daemon.kill()
+    log = daemon.log()
+    assert code == 0, log
+    warnings = [line for line in log.splitlines() if "refused an idempotent producer" in line]
+    assert len(warnings) == 1, log
+    assert "WARNING" in warnings[0]
+    assert "idempotence off" in warnings[0]
+    assert "kafka.idempotence: false" in warnings[0]
+    assert "kafka.acks is" not in log  # acks: all (the default): no warning
+
+
+def test_a_broker_refusing_idempotence_when_required_is_one_fatal_line_naming_the_setting(
+    tmp_path: Path, outside_broker: str
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path, port, f"{{bootstrap_servers: '{outside_broker}', idempotence: true, startup_timeout: 60s}}"
+    )
+    daemon = Daemon(config, port, tmp_path / "daemon.log").start()
+    assert daemon.process is not None
+    try:
+        code = daemon.process.wait(timeout=30)  # at once, not after startup_timeout
+    finally:
+        daemon.kill()
+    log = daemon.log()
+    assert code == 1, log
+    fatal = [line for line in log.splitlines() if line.startswith("streamd: fatal: ")]
+    assert len(fatal) == 1, log
+    assert "refused an idempotent producer" in fatal[0]
+    assert "set kafka.idempotence: false" in fatal[0]
+    assert "unreachable" not in fatal[0]
 
 
 def _read_all(bootstrap: str, topics: list[str]) -> int:
@@ -132,6 +211,7 @@ def test_o2g_events_acknowledged_are_all_in_kafka_after_sigterm(tmp_path: Path) 
                 in_kafka = _read_all(bootstrap, topics)
                 assert in_kafka >= acknowledged  # at least once: nothing acknowledged is missing
                 assert "Traceback" not in daemon.log()
+                assert "streamd running: 1 source, http on port" in daemon.log()  # not "1 sources"
             finally:
                 portal.call(broker.__aexit__, None, None, None)
     finally:

@@ -230,7 +230,7 @@ async def test_rti_context_is_activated_and_its_snapshot_streams() -> None:
         await until(lambda: len(emit.of_type("o2g.rti.OnPilotRtiChanged")) == 2)
         assert sim.rti_context["filter"]["pilotFilter"] == {"numbers": ["*"], "attributes": ["ALL"]}
         metrics = [e for e in emit.events if e.topic == "queue-metrics"]
-        assert {e.key for e in metrics} >= {"pbx1:60141:waiting_calls", "pbx1:60142:waiting_calls"}
+        assert {e.key for e in metrics} >= {"pbx1:60141:waiting", "pbx1:60142:waiting"}
 
 
 async def test_session_lost_during_the_snapshot_is_retried_not_crashed() -> None:

@@ -144,9 +144,10 @@ async def test_canonical_events_and_agent_mapping_enrichment() -> None:
         assert {s.agent_id for s in states} == {"201", "202", "203", "204"}
         assert {s.vendor_state for s in states} == {"Available"}
         queues = [e.data for e in emit.events if isinstance(e.data, QueueMetric)]
-        assert {(q.queue_id, q.metric) for q in queues} == {
-            (g, m) for g in ("Sales", "Support") for m in ("Calls in Queue", "Average Wait")
-        }
+        group = {(q.queue_id, q.metric) for q in queues if q.queue_id != "all"}
+        assert group == {(g, m) for g in ("Sales", "Support") for m in ("waiting", "average_wait_seconds")}
+        # metrics without a GROUP category go to the configurable system queue ("all")
+        assert {"longest_wait_seconds", "K0NOTICE"} <= {q.metric for q in queues if q.queue_id == "all"}
         talk = next(e.data for e in values(emit) if e.data.metric_id == "K0TALKMS")
         assert talk.agent is not None
         assert talk.agent.alias == "aadams"

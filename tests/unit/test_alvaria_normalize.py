@@ -22,6 +22,7 @@ from streamd.sources.alvaria.models import (
 )
 from streamd.sources.alvaria.normalize import (
     STATE_TABLE,
+    TEAM_COUNTERS,
     channel_activity_events,
     map_state,
     presence_events,
@@ -267,11 +268,17 @@ def test_seed_channel_row_gives_every_metric() -> None:
     )
     metrics = {e.data.metric: e.data for e in events}
     assert len(metrics) == 15
-    queue = metrics["queueCount"]
+    queue = metrics["waiting"]
     assert isinstance(queue, QueueMetric)
     assert queue.queue_id == "worktype/worktype30_id/InboundEmail/email"
     assert queue.queue_name == "workType30 / Inbound Email / Email"
-    assert (queue.value, queue.unit) == (0, "count")  # a zero count is a value, not a missing one
+    assert (queue.value, queue.unit) == (0, "contacts")  # a zero count is a value, not a missing one
+    assert (metrics["longest_wait_seconds"].value, metrics["longest_wait_seconds"].unit) == (
+        SEED_CHANNEL["rows"][0]["maxQueueDur"],
+        "seconds",
+    )
+    assert "queueCount" not in metrics
+    assert "maxQueueDur" not in metrics
     assert (metrics["queueDur"].value, metrics["queueDur"].unit) == (5, "seconds")
     assert metrics["longestWaitingQueueTime"].value == "2018-02-07T11:29:46Z"
     assert {e.topic for e in events} == {"queue-metrics"}
@@ -283,22 +290,36 @@ def test_changed_channel_row_gives_changed_counters_plus_current_durations() -> 
     change = RowChange("changed", ("k",), row, row, ("queueCount",), {"queueCount": 0})
     events = channel_activity_events(change, source="c", observed=OBSERVED, snapshot=False)
     assert [e.data.metric for e in events] == [
-        "queueCount",
+        "waiting",
         "selfServiceDur",
         "queueDur",
         "activeDur",
         "previewDur",
-        "maxQueueDur",
+        "longest_wait_seconds",
     ]
     assert events[0].data.value == 2
 
 
-def test_seed_team_row_gives_eleven_counters() -> None:
-    change = added(SEED_TEAM["rows"][0], "teamActivity")
+def test_seed_team_row_gives_eleven_counters_and_the_canonical_agent_counts() -> None:
+    row = SEED_TEAM["rows"][0]
+    change = added(row, "teamActivity")
     events = team_activity_events(change, source="c", observed=OBSERVED, snapshot=True)
-    assert len(events) == 11
-    idle = next(e.data for e in events if e.data.metric == "idleCount")
-    assert (idle.queue_id, idle.queue_name, idle.value) == ("team/salesTeam", "Sales Team", 1)
+    assert len(events) == 13
+    by_metric = {e.data.metric: e.data for e in events}
+    idle = by_metric["agents_available"]
+    assert (idle.queue_id, idle.queue_name, idle.value, idle.unit) == (
+        "team/salesTeam",
+        "Sales Team",
+        1,
+        "agents",
+    )
+    assert "idleCount" not in by_metric
+    busy = sum(
+        row[f] for f in ("activeCount", "pendingActiveCount", "holdCount", "multiLineCount", "previewCount")
+    )
+    assert (by_metric["agents_busy"].value, by_metric["agents_busy"].unit) == (busy, "agents")
+    assert by_metric["agents_logged_in"].value == sum(row[f] for f in TEAM_COUNTERS)
+    assert by_metric["agents_logged_in"].value > busy
     assert all(e.snapshot for e in events)
 
 
@@ -316,8 +337,12 @@ def test_removed_team_row_gives_no_metrics() -> None:
 def test_an_unusable_figure_is_skipped_and_the_other_metrics_still_flow(figure: Any) -> None:
     row = SEED_TEAM["rows"][0] | {"idleCount": figure}
     events = team_activity_events(added(row, "teamActivity"), source="c", observed=OBSERVED, snapshot=False)
-    assert len(events) == 10
-    assert "idleCount" not in {e.data.metric for e in events}
+    metrics = {e.data.metric for e in events}
+    assert "agents_available" not in metrics
+    assert "idleCount" not in metrics
+    assert "agents_logged_in" not in metrics  # a sum over an unusable figure is not published
+    assert "agents_busy" in metrics
+    assert len(events) == 11
 
 
 def test_a_timestamp_figure_must_be_a_date_time_or_blank() -> None:

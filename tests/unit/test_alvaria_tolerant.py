@@ -26,7 +26,10 @@ from streamd.sim.alvaria import AlvariaWorld, deviate_row
 from streamd.sources.alvaria.diff import SHAPES, ScopeState, diff_snapshot, parse_time, row_events
 from streamd.sources.alvaria.models import ROW_MODELS, ROW_READERS
 from streamd.sources.alvaria.normalize import (
+    CHANNEL_CANONICAL,
     CHANNEL_UNITS,
+    TEAM_CANONICAL,
+    TEAM_SUMS,
     TEAM_UNITS,
     channel_activity_events,
     presence_events,
@@ -208,7 +211,13 @@ def test_a_deviating_row_is_published_with_its_deviations(query: str, data: st.D
         assert state.data.agent_id == sent["userId"]
     elif query != "listActivity":
         units = CHANNEL_UNITS if query == "channelActivity" else TEAM_UNITS
-        metrics = {e.data.metric: e.data for e in events}
+        names = CHANNEL_CANONICAL if query == "channelActivity" else TEAM_CANONICAL
+        vendor_name = {canonical: field for field, (canonical, _) in names.items()}
+        metrics = {
+            vendor_name.get(e.data.metric, e.data.metric): e.data
+            for e in events
+            if e.data.metric not in TEAM_SUMS
+        }
         assert all(isinstance(m, QueueMetric) for m in metrics.values())
         assert set(metrics) == {m for m in units if usable(published.get(m), units[m])}
         assert all(metrics[m].value == published.get(m) for m in metrics)

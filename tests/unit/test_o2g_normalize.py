@@ -131,14 +131,14 @@ def test_pilot_rti_delta_gives_one_metric_per_present_figure() -> None:
     vendor, *metrics = normalize("pbx1", event)
     assert vendor.key == "pbx1:pilot:60141"
     by_metric = {m.data.metric: m for m in metrics}
-    assert set(by_metric) == {"waiting_calls", "state"}
-    waiting = by_metric["waiting_calls"].data
+    assert set(by_metric) == {"waiting", "state"}
+    waiting = by_metric["waiting"].data
     assert isinstance(waiting, QueueMetric)
     assert waiting.value == 0  # zero is a value, not "missing"
-    assert waiting.unit == "calls"
+    assert waiting.unit == "contacts"
     assert waiting.queue_id == "60141"
     assert waiting.queue_name == "Sales"
-    assert by_metric["waiting_calls"].key == "pbx1:60141:waiting_calls"
+    assert by_metric["waiting"].key == "pbx1:60141:waiting"
 
 
 def test_queue_rti_delta_maps_queue_figures() -> None:
@@ -157,7 +157,7 @@ def test_queue_rti_delta_maps_queue_figures() -> None:
 def test_pilot_call_queued_reports_the_queue_depth() -> None:
     event = fixture("OnPilotCallQueued") | {"pilot": "60141", "numberOfQueued": 4}
     _, metric = normalize("pbx1", event)
-    assert (metric.data.queue_id, metric.data.metric, metric.data.value) == ("60141", "waiting_calls", 4)
+    assert (metric.data.queue_id, metric.data.metric, metric.data.value) == ("60141", "waiting", 4)
     without = {k: v for k, v in event.items() if k != "numberOfQueued"}
     assert len(normalize("pbx1", without)) == 1
 
@@ -259,7 +259,7 @@ def test_unambiguous_deviations_are_coerced_and_still_listed() -> None:
     )
     assert number_as_text[0].data["loginName"] == "42"
     assert number_as_text[0].deviations == ("$.loginName",)
-    assert any(e.data.metric == "waiting_calls" and e.data.value == 3 for e in canonical)
+    assert any(e.data.metric == "waiting" and e.data.value == 3 for e in canonical)
 
 
 def test_the_canonical_state_still_flows_when_other_fields_deviate() -> None:

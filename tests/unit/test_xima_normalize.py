@@ -462,8 +462,9 @@ def test_group_metric_maps_to_queue_metric() -> None:
     events = _state().apply([pair(key, value)], now_ms=0)
     metric = events[1].data
     assert isinstance(metric, QueueMetric)
-    assert (metric.queue_id, metric.metric, metric.value, metric.unit) == ("Sales", "In queue", 0, "count")
-    assert events[1].key == "cr1:Sales:In queue"
+    # "In queue" is a default display name of the canonical ``waiting``
+    assert (metric.queue_id, metric.metric, metric.value, metric.unit) == ("Sales", "waiting", 0, "contacts")
+    assert events[1].key == "cr1:Sales:waiting"
 
 
 def test_agent_state_metric_maps_to_agent_state_only_when_configured() -> None:

@@ -43,14 +43,38 @@ Which row changes produce canonical events:
   rows give ``AgentState(unknown, vendor_state="LoggedOn")``; with userActivity polled they give
   nothing, so presence never overwrites a precise state.
 - **channelActivity** -> one ``QueueMetric`` per counter (unit ``count``), per ``*Dur`` (unit
-  ``seconds``) and ``longestWaitingQueueTime`` (unit ``timestamp``), queue id
+  ``seconds``) and ``longestWaitingQueueTime`` (unit ``timestamp``), named as in the canonical
+  table below (other figures keep their Alvaria names), queue id
   ``worktype/{workTypeId}/{interactionTypeId}/{channelTypeId}`` = ``worktype/`` + the row key
   (one worktype has one row per
   interaction and channel type). Added and snapshot rows give every metric; a changed row gives
   the changed metrics plus the current ``*Dur`` values. Removed rows give nothing.
 - **teamActivity** -> one ``QueueMetric`` per counter, queue id ``team/{teamId}`` (the row key),
-  same rules.
+  same rules, plus the sums ``agents_busy`` and ``agents_logged_in`` (below) whenever one of
+  their counters is published and all of them are usable numbers.
 - **listActivity** -> nothing canonical (a dialler list is not a queue).
+
+Agents' queues: a userActivity ``AgentState`` has ``queue_ids`` ``("team/{teamId}",)`` (the row's
+``teamId``, or the polled team of the row key); a presence one ``("worktype/{workTypeId}",)``
+when the caller says which worktype's list it polled.
+
+Canonical queue metrics (:data:`streamd.events.CANONICAL_QUEUE_METRICS`; a figure with a
+canonical name is published under it only, every other one under its Alvaria name, as before;
+the ``alvaria.{query}`` topics keep the rows as received):
+
+=====================  ===============================================  =========================  ========
+query                  Alvaria figure                                   canonical metric           unit
+=====================  ===============================================  =========================  ========
+channelActivity        ``queueCount``                                   ``waiting``                contacts
+channelActivity        ``maxQueueDur``                                  ``longest_wait_seconds``   seconds
+teamActivity           ``idleCount``                                    ``agents_available``       agents
+teamActivity           sum of ``activeCount``, ``pendingActiveCount``,  ``agents_busy``            agents
+                       ``holdCount``, ``multiLineCount``,
+                       ``previewCount`` (the busy states above)
+teamActivity           sum of every team counter                        ``agents_logged_in``       agents
+=====================  ===============================================  =========================  ========
+
+No Alvaria real-time query has an average wait, a service level, or answered / abandoned counts.
 """
 
 from __future__ import annotations
@@ -122,6 +146,17 @@ CHANNEL_UNITS: dict[str, str] = (
 )
 TEAM_UNITS: dict[str, str] = dict.fromkeys(TEAM_COUNTERS, "count")
 
+CHANNEL_CANONICAL: dict[str, tuple[str, str]] = {
+    "queueCount": ("waiting", "contacts"),
+    "maxQueueDur": ("longest_wait_seconds", "seconds"),
+}
+"""channelActivity figure -> (canonical metric, unit); the module's canonical table."""
+TEAM_CANONICAL: dict[str, tuple[str, str]] = {"idleCount": ("agents_available", "agents")}
+"""teamActivity figure -> (canonical metric, unit); the module's canonical table."""
+TEAM_BUSY = ("activeCount", "pendingActiveCount", "holdCount", "multiLineCount", "previewCount")
+TEAM_SUMS: dict[str, tuple[str, ...]] = {"agents_busy": TEAM_BUSY, "agents_logged_in": TEAM_COUNTERS}
+"""Canonical agent counts of a team that are sums of its counters."""
+
 
 def map_state(state_id: Any, overrides: Mapping[str, State] | None = None) -> State:
     """The canonical state of a userActivity ``stateId`` (case-insensitive; unknown -> UNKNOWN)."""
@@ -155,6 +190,7 @@ def user_activity_events(
     row = change.row
     user_id = _required_str(row, "userId")
     since = parse_time(row.get("stateStartTime"))
+    team = _text(row, "teamId") or (change.key[0] if len(change.key) > 1 else None)
     state = AgentState(
         vendor=VENDOR,
         source=source,
@@ -164,6 +200,7 @@ def user_activity_events(
         vendor_state=_text(row, "stateId"),
         reason_code=_text(row, "reasonId"),
         since=since,
+        queue_ids=(f"team/{team}",) if team else (),
     )
     return [state.to_event(time=since or observed, snapshot=snapshot)]
 
@@ -176,12 +213,15 @@ def presence_events(
     snapshot: bool,
     report_logon: bool,
     logged_on_elsewhere: bool = False,
+    work_type_id: str | None = None,
 ) -> list[Event]:
     """presence row change -> ``AgentState`` logon/logoff events (see the module table).
 
     Args:
         logged_on_elsewhere: the user is still on another polled worktype's list, so a removal
             from this one is no logoff.
+        work_type_id: the worktype whose list was polled (None: the org-wide list); a logon then
+            has ``queue_ids`` ``("worktype/{work_type_id}",)``.
 
     Raises:
         NormalizationError: the row has no usable ``userId``.
@@ -207,6 +247,7 @@ def presence_events(
         agent_name=name,
         vendor_state=vendor_state,
         since=observed,
+        queue_ids=(f"worktype/{work_type_id}",) if work_type_id and state is not State.LOGGED_OUT else (),
     )
     return [agent.to_event(time=observed, snapshot=snapshot and change.change != "removed")]
 
@@ -223,7 +264,15 @@ def channel_activity_events(
     names = [row.get(f) for f in ("workTypeName", "interactionTypeName", "channelTypeName")]
     queue_name = " / ".join(n for n in names if isinstance(n, str) and n) or None
     return _metrics(
-        change, CHANNEL_UNITS, CHANNEL_DURATIONS, source, queue_id, queue_name, observed, snapshot
+        change,
+        CHANNEL_UNITS,
+        CHANNEL_DURATIONS,
+        source,
+        queue_id,
+        queue_name,
+        observed,
+        snapshot,
+        CHANNEL_CANONICAL,
     )
 
 
@@ -235,7 +284,29 @@ def team_activity_events(
     The queue id is ``team/`` + the row key (the teamId).
     """
     name = _text(change.row, "teamName")
-    return _metrics(change, TEAM_UNITS, (), source, "team/" + "/".join(change.key), name, observed, snapshot)
+    queue_id = "team/" + "/".join(change.key)
+    events = _metrics(change, TEAM_UNITS, (), source, queue_id, name, observed, snapshot, TEAM_CANONICAL)
+    if not events:
+        return events
+    published = {f for f in TEAM_COUNTERS if snapshot or change.change == "added" or f in change.changed}
+    for metric, parts in TEAM_SUMS.items():
+        figures = [change.row.get(p) for p in parts]
+        if published.isdisjoint(parts) or not all(
+            _usable_figure(f, "count") and f is not None for f in figures
+        ):
+            continue
+        qm = QueueMetric(
+            vendor=VENDOR,
+            source=source,
+            queue_id=queue_id,
+            metric=metric,
+            value=sum(f for f in figures if isinstance(f, int | float)),
+            unit="agents",
+            queue_name=name,
+            as_of=observed,
+        )
+        events.append(qm.to_event(time=observed, snapshot=snapshot))
+    return events
 
 
 def _metrics(
@@ -247,6 +318,7 @@ def _metrics(
     queue_name: str | None,
     observed: datetime,
     snapshot: bool,
+    canonical: Mapping[str, tuple[str, str]],
 ) -> list[Event]:
     if change.change == "removed" or (change.change == "unchanged" and not snapshot):
         return []
@@ -262,13 +334,14 @@ def _metrics(
         value = row.get(metric)
         if not _usable_figure(value, units[metric]):
             continue  # this figure deviates and could not be coerced: the vendor event lists it
+        name, unit = canonical.get(metric, (metric, units[metric]))
         qm = QueueMetric(
             vendor=VENDOR,
             source=source,
             queue_id=queue_id,
-            metric=metric,
+            metric=name,
             value=value,
-            unit=units[metric],
+            unit=unit,
             queue_name=queue_name,
             as_of=observed,
         )

@@ -28,10 +28,31 @@ it cannot take ACD calls.
 RTI agent events (``OnAgentRtiChanged``) are *not* mapped: they are deltas keyed by the agent's
 directory number, not its login, so mapping them too would give one agent two canonical ids.
 
-Queue metrics (``QueueMetric``, queue id = the pilot or queue directory number): every figure
-present in an ``OnPilotRtiChanged`` / ``OnQueueRtiChanged`` delta, ``OnPilotCallQueued.
-numberOfQueued`` and the pilot snapshot, named and united as in :data:`PILOT_METRICS` and
-:data:`QUEUE_METRICS`. Units the seed does not state are ``None``.
+Queue metrics (``QueueMetric``, queue id = the pilot, queue or processing-group directory
+number): every figure present in an ``OnPilotRtiChanged`` / ``OnQueueRtiChanged`` /
+``OnPGAgentRtiChanged`` delta, ``OnPilotCallQueued.numberOfQueued`` and the pilot snapshot,
+named and united as in :data:`PILOT_METRICS`, :data:`QUEUE_METRICS`, :data:`PG_AGENT_METRICS`
+and :data:`PILOT_SNAPSHOT_METRICS`. A figure with a canonical name
+(:data:`streamd.events.CANONICAL_QUEUE_METRICS`) is published under it only; the others keep
+their former snake_case names; the ``o2g.rti`` / ``o2g.pilot`` topics keep O2G's own fields.
+Units the seed does not state are ``None``. Canonical mapping:
+
+=====================================  =================  ==========================  ========
+O2G field                              object             canonical metric            unit
+=====================================  =================  ==========================  ========
+``nbOfWaitingCalls``                   pilot, queue       ``waiting``                 contacts
+``numberOfQueued``                     OnPilotCallQueued  ``waiting``                 contacts
+``serviceLevel``                       pilot              ``service_level_percent``   percent
+``averageWaitingTime`` ("in sec")      pilot              ``average_wait_seconds``    seconds
+``nbOfFreeAgents``                     processing group   ``agents_available``        agents
+``nbOfBusyAgents``                     processing group   ``agents_busy``             agents
+``nbOfLoggedOnAgents``                 processing group   ``agents_logged_in``        agents
+=====================================  =================  ==========================  ========
+
+Not mapped, for want of a stated unit or meaning: ``currentWaitingTime``,
+``longestWaitingTimeInList`` (super queue), ``queuesLonguestWaitingTime`` (published as
+``current_waiting_time``, ``longest_waiting_time_in_list``, ``queues_longest_waiting_time``);
+O2G's RTI has no answered or abandoned counter (only the statistics reports do).
 """
 
 from __future__ import annotations
@@ -101,9 +122,9 @@ def agent_state(
 PILOT_METRICS: Final[dict[str, tuple[str, str | None]]] = {
     "state": ("state", None),
     "nbOfRunningCalls": ("running_calls", "calls"),
-    "serviceLevel": ("service_level", None),
+    "serviceLevel": ("service_level_percent", "percent"),
     "efficiency": ("efficiency", None),
-    "nbOfWaitingCalls": ("waiting_calls", "calls"),
+    "nbOfWaitingCalls": ("waiting", "contacts"),
     "nbOfRingingACDCalls": ("ringing_calls", "calls"),
     "nbOfMutualAidCalls": ("mutual_aid_calls", "calls"),
     "nbOfDissuadedCalls": ("dissuaded_calls", "calls"),
@@ -111,7 +132,7 @@ PILOT_METRICS: Final[dict[str, tuple[str, str | None]]] = {
     "nbOfCallsInGeneralForwarding": ("calls_in_general_forwarding", "calls"),
     "nbOfCallsInRemotePG": ("calls_in_remote_pg", "calls"),
     "incomingTraffic": ("incoming_calls_last_minute", "calls"),
-    "averageWaitingTime": ("average_waiting_time", "seconds"),
+    "averageWaitingTime": ("average_wait_seconds", "seconds"),
     "worstServiceLevelInList": ("worst_service_level_in_list", None),
     "worstEfficiencyInList": ("worst_efficiency_in_list", None),
     "bestServiceLevelInList": ("best_service_level_in_list", None),
@@ -122,12 +143,32 @@ QUEUE_METRICS: Final[dict[str, tuple[str, str | None]]] = {
     "nbOfAgentsInDistribution": ("agents_in_distribution", "agents"),
     "incomingTraffic": ("incoming_calls_last_minute", "calls"),
     "outgoingTraffic": ("outgoing_calls_last_minute", "calls"),
-    "nbOfWaitingCalls": ("waiting_calls", "calls"),
+    "nbOfWaitingCalls": ("waiting", "contacts"),
     "currentWaitingTime": ("current_waiting_time", None),
     "fillingRate": ("filling_rate", None),
     "expectedWaitingTime": ("expected_waiting_time", None),
     "longestWaitingTimeInList": ("longest_waiting_time_in_list", None),
 }
+PG_AGENT_METRICS: Final[dict[str, tuple[str, str | None]]] = {
+    "state": ("state", None),
+    "nbOfFreeAgents": ("agents_available", "agents"),
+    "nbOfBusyAgents": ("agents_busy", "agents"),
+    "nbOfLoggedOnAgents": ("agents_logged_in", "agents"),
+    "nbOfWidthdrawnAgents": ("withdrawn_agents", "agents"),
+    "nbOfAgentsInPrivateCall": ("agents_in_private_call", "agents"),
+    "nbOfAgentsInACDCall": ("agents_in_acd_call", "agents"),
+    "nbOfAgentsInACDRinging": ("agents_in_acd_ringing", "agents"),
+    "nbOfAgentsInACDConv": ("agents_in_acd_conversation", "agents"),
+    "nbOfAgentsInWrapupAndTransaction": ("agents_in_wrapup", "agents"),
+    "nbOfAgentsInPause": ("agents_in_pause", "agents"),
+    "nbOfIdleAgents": ("idle_agents", "agents"),
+    "nbOfLoggedOnAndNotWithdrawnAgents": ("agents_logged_on_not_withdrawn", "agents"),
+    "incomingTraffic": ("incoming_calls_last_minute", "calls"),
+    "consolidatedQueuesNbOfWaitingCalls": ("consolidated_queues_waiting_calls", "calls"),
+    "queuesLonguestWaitingTime": ("queues_longest_waiting_time", None),
+}
+"""Processing-group (``OnPGAgentRtiChanged``) fields; the queue id is the group's number, as in
+an agent's ``queue_ids``."""
 PILOT_SNAPSHOT_METRICS: Final[dict[str, tuple[str, str | None]]] = {
     "state": ("state", None),
     "detailedState": ("detailed_state", None),

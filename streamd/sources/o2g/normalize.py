@@ -160,6 +160,7 @@ _CANONICAL: Final[dict[str, Canonical]] = {
     "OnAgentStateChanged": _agent_state,
     "OnPilotRtiChanged": _rti_metrics(mapping.PILOT_METRICS),
     "OnQueueRtiChanged": _rti_metrics(mapping.QUEUE_METRICS),
+    "OnPGAgentRtiChanged": _rti_metrics(mapping.PG_AGENT_METRICS),
     "OnPilotCallQueued": _pilot_queued,
 }
 

@@ -75,6 +75,19 @@ class XimaHistoricReport(StrictModel):
         return v
 
 
+CanonicalQueueMetric = Literal[
+    "waiting",
+    "longest_wait_seconds",
+    "average_wait_seconds",
+    "service_level_percent",
+    "answered",
+    "abandoned",
+    "agents_available",
+    "agents_busy",
+    "agents_logged_in",
+]
+
+
 class XimaSourceConfig(TlsSettings):
     """A Xima / Avaya Call Reporting server: realtime metric values and historic report export."""
 
@@ -125,6 +138,21 @@ class XimaSourceConfig(TlsSettings):
     )
     agent_state_map: dict[str, State] = Field(
         default_factory=dict, description="Extra vendor state string → canonical state entries."
+    )
+    system_queue: str | None = Field(
+        default="all",
+        description=(
+            "Queue id for the canonical QueueMetric of metrics without a GROUP category (NONE, "
+            "CALL_DIRECTION, ACCOUNT_CODE: whole-system figures); null: no canonical event for them."
+        ),
+        min_length=1,
+    )
+    queue_metric_map: dict[str, CanonicalQueueMetric] = Field(
+        default_factory=dict,
+        description=(
+            "Metric id → canonical queue metric name (waiting, longest_wait_seconds, ...); overrides "
+            "the mapping by display name."
+        ),
     )
     timeout: Duration = Field(
         default=4.0, description="Timeout of one realtime poll cycle (keep it below interval)."

@@ -61,7 +61,11 @@ def rules_of(cfg: XimaSourceConfig) -> CanonicalRules:
     states = dict(AGENT_STATES)
     states.update({fold_state(k): v for k, v in cfg.agent_state_map.items()})
     return CanonicalRules(
-        agent_state_metrics=frozenset(cfg.agent_state_metrics), agent_states=states, canonical=cfg.canonical
+        agent_state_metrics=frozenset(cfg.agent_state_metrics),
+        agent_states=states,
+        canonical=cfg.canonical,
+        system_queue=cfg.system_queue,
+        queue_metric_map=dict(cfg.queue_metric_map),
     )
 
 
