@@ -43,8 +43,10 @@ def matches(args: argparse.Namespace, key: bytes | None, headers: Any) -> bool:
     return not (args.ce_type is not None and header_dict(headers).get("ce_type") != args.ce_type)
 
 
-async def run_tail(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Consume ``args.topic`` and print matching events until interrupted (or limits hit)."""
+async def run_tail(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Consume ``args.topic`` and print matching events until interrupted (or limits hit) to
+    ``out`` (default: ``sys.stdout`` as it is when called, not when this module was imported)."""
+    out = out if out is not None else sys.stdout
     kafka = load_config(args.config).kafka if args.config else KafkaConfig()
     bootstrap = args.bootstrap or kafka.bootstrap_servers
     if bootstrap == "embedded":

@@ -13,10 +13,15 @@ from typing import Any
 
 import anyio
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from streamd.app import Runtime, run_daemon
 from streamd.config import Config
+
+# The suite runs two workers on two cores next to embedded brokers and daemons: a page can take
+# longer than Playwright's default 5 s to show what the test waits for. Waiting for content, not
+# time, stays the rule; this only moves the give-up point.
+expect.set_options(timeout=20_000)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
