@@ -49,7 +49,7 @@ from streamd.publish.spool import Spool
 from streamd.runtime import Grace, Job, Jobs, Policy, Supervisor, task_group, watch_signals
 from streamd.sinks.base import SinkContext
 from streamd.sources.base import Emit, Source, SourceDeps
-from streamd.telemetry import ComponentState, Health, published_total
+from streamd.telemetry import ComponentState, Health, published_total, watch_event_loop
 from streamd.wallboard.plugin import wallboard_plugin
 
 log = logging.getLogger("streamd")
@@ -190,6 +190,7 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
                 ) from None
             pipeline_done, pipeline_scope = anyio.Event(), anyio.CancelScope()
             root.start_soon(_run_pipeline, pipeline, pipeline_done, pipeline_scope)
+            root.start_soon(watch_event_loop)  # streamd_event_loop_lag_seconds
 
             async with anyio.create_task_group() as workers:
                 workers.start_soon(_stop_on_request, rt, workers.cancel_scope)
