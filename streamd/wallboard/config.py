@@ -27,20 +27,11 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from streamd.config_types import Duration, StrictModel
-from streamd.events import State
+from streamd.events import CANONICAL_QUEUE_METRICS, State
 
-CANONICAL_METRICS: dict[str, str] = {
-    "waiting": "contacts",
-    "longest_wait_seconds": "seconds",
-    "average_wait_seconds": "seconds",
-    "service_level_percent": "percent",
-    "answered": "contacts",
-    "abandoned": "contacts",
-    "agents_available": "agents",
-    "agents_busy": "agents",
-    "agents_logged_in": "agents",
-}
-"""The canonical queue metrics the page knows, with the unit their thresholds are written in."""
+CANONICAL_METRICS = CANONICAL_QUEUE_METRICS
+"""The canonical queue metrics the page knows, with the unit their thresholds are written in
+(one table, in :mod:`streamd.events`)."""
 
 Section = Literal["summary", "queues", "agents"]
 SECTIONS: tuple[Section, ...] = ("summary", "queues", "agents")
