@@ -15,7 +15,7 @@ from streamd.publish.memory import MemoryEmit
 from streamd.schemas import event_schema, events_schema
 from streamd.sim.alvaria import AlvariaSimulator, Fault
 from streamd.sources.alvaria.config import AlvariaSourceConfig
-from streamd.sources.alvaria.diff import SHAPES
+from streamd.sources.alvaria.shapes import SHAPES
 from streamd.sources.alvaria.source import AlvariaSource
 from streamd.telemetry import REGISTRY
 from tests.helpers import running, source_deps
@@ -131,7 +131,8 @@ async def test_keyless_and_malformed_answers_are_still_dead_letters_with_their_r
         {"kind": "via#presenceDataList", "users": [{"firstName": "Ana", "ehubSessionId": 1}]}
     )
     async with AlvariaSimulator(agents=2, auto_advance=False, deviate=1.0) as sim:
-        sim.fail("presence", Fault(200, body=b'{"users": [truncated'), Fault(200, body=keyless))
+        sim.faults.add("presence", Fault(200, body=b'{"users": [truncated'))
+        sim.faults.add("presence", Fault(200, body=keyless))
         emit = MemoryEmit()
         source = make_source(sim, queries=["presence"], interval="20ms")
         async with running(source, emit):

@@ -13,7 +13,7 @@ import pytest
 
 from streamd.events import State
 from streamd.publish.memory import MemoryEmit
-from streamd.sim.alvaria import TOKEN_PATH, AlvariaSimulator, Fault
+from streamd.sim.alvaria import TOKEN_PATH, AlvariaSimulator, Fault, error, query_of, scope_of, where
 from streamd.sources.alvaria.config import AlvariaSourceConfig
 from streamd.sources.alvaria.source import AlvariaSource
 from streamd.telemetry import ComponentState
@@ -22,7 +22,7 @@ from tests.sources.calabrio_tls import CA_FILE, tls_front
 
 pytestmark = pytest.mark.anyio
 
-STORE_DOWN = Fault(503, code=5031, message="reporting store rebuilding")
+STORE_DOWN = error(503, code=5031, message="reporting store rebuilding")
 
 
 def make_source(
@@ -43,11 +43,11 @@ def doubling(first: float) -> Iterator[float]:
 
 
 def scope_requests(sim: AlvariaSimulator, query: str, scope: str) -> list[float]:
-    return [r.time for r in sim.requests(query) if r.scope == scope]
+    return [r.at for r in sim.requests(query) if scope_of(r) == scope]
 
 
 def tokens_used(sim: AlvariaSimulator) -> set[str | None]:
-    return {r.authorization for r in sim.log if r.query != "token"}
+    return {r.headers.get("authorization") for r in sim.log.entries if query_of(r) != "token"}
 
 
 def states(emit: MemoryEmit, agent: str) -> list[State]:
@@ -60,7 +60,9 @@ async def test_a_failing_scope_backs_off_alone_and_the_other_scopes_are_publishe
     caplog.set_level(logging.INFO, logger="streamd")
     clock = SleepingClock(1_800_000_000.0, pause=0.001)
     async with AlvariaSimulator(agents=4, auto_advance=False, clock=clock) as sim:
-        sim.outage("userActivity", "team1", STORE_DOWN)  # one team's data is unavailable
+        sim.faults.add(
+            where("userActivity", "team1"), STORE_DOWN, times=None
+        )  # one team's data is unavailable
         emit = MemoryEmit()
         source = make_source(
             sim, clock, queries=["userActivity"], interval="1s", scope_delays=lambda: doubling(3.0)
@@ -70,7 +72,7 @@ async def test_a_failing_scope_backs_off_alone_and_the_other_scopes_are_publishe
             assert source.deps.component.state is ComponentState.RUNNING
             sim.world.set_state("agent00002", "notready", now=clock.now)  # agent00002 is in team2
             await until(lambda: State.NOT_READY in states(emit, "agent00002"))
-            sim.outage("userActivity", "team1", None)
+            sim.faults.clear(where("userActivity", "team1"))
             await until(lambda: emit.of_type("alvaria.userActivity.Row") and states(emit, "agent00001"))
         team1 = scope_requests(sim, "userActivity", "team1")
         gaps = [later - earlier for earlier, later in itertools.pairwise(team1)]
@@ -91,7 +93,9 @@ async def test_a_failing_scope_backs_off_alone_and_the_other_scopes_are_publishe
 
 async def test_a_scope_that_does_not_answer_in_time_stalls_nothing(caplog: pytest.LogCaptureFixture) -> None:
     async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
-        sim.outage("userActivity", "team1", Fault(200, delay=3.0))  # an answer that never comes in time
+        sim.faults.add(
+            where("userActivity", "team1"), error(200, delay=3.0), times=None
+        )  # an answer that never comes in time
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], interval="50ms", timeout="200ms")
         async with running(source, emit, start_timeout=5):
@@ -99,7 +103,7 @@ async def test_a_scope_that_does_not_answer_in_time_stalls_nothing(caplog: pytes
                 lambda: {e.data["scope"] for e in emit.of_type("alvaria.userActivity.Row")} == {"team2"}
             )
             assert source.deps.component.state is ComponentState.RUNNING
-            sim.outage("userActivity", "team1", None)
+            sim.faults.clear(where("userActivity", "team1"))
     assert "alvaria GET userActivity team1: no answer within 0.2s" in caplog.text
 
 
@@ -126,7 +130,7 @@ async def test_concurrent_calls_at_start_and_at_every_expiry_make_one_token_requ
         assert sim.max_in_flight["token"] == 1  # one refresh at a time; the other calls wait for it
         fetched = len(sim.requests("token"))
         assert {f"Bearer tok-{n}" for n in range(1, fetched)} <= tokens_used(sim)  # none fetched in vain
-        assert 401 not in {r.status for r in sim.log}
+        assert 401 not in {r.status for r in sim.log.entries}
 
 
 async def test_a_user_who_drops_off_one_worktype_is_not_logged_out_while_on_another() -> None:
@@ -175,7 +179,7 @@ async def test_every_refused_request_names_what_alvaria_said(caplog: pytest.LogC
     async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], team_ids=["nope", "team1"], interval="20ms")
-        sim.fail("userActivity", Fault(500, code=17, message="query engine restarted"), scope="team1")
+        sim.faults.add(where("userActivity", "team1"), error(500, code=17, message="query engine restarted"))
         async with running(source, emit):
             await until(lambda: emit.of_type("alvaria.userActivity.Row"))
     lines = [r.getMessage() for r in caplog.records if r.name == "streamd.sources.alvaria"]
@@ -186,10 +190,52 @@ async def test_every_refused_request_names_what_alvaria_said(caplog: pytest.LogC
     assert any("team1: HTTP 500 (code 17, message 'query engine restarted'" in x for x in lines)
 
 
+REFUSALS = [
+    (where("userActivity", "team1"), error(429, retry_after="1"), "HTTP 429 (error 'Throttled')"),
+    (where("userActivity", "team1"), error(408), "HTTP 408 (error 'Request Timeout')"),
+    (
+        where("userActivity", "team1"),
+        error(503, code=5031, message="reporting store rebuilding"),
+        "HTTP 503 (code 5031, message 'reporting store rebuilding', detail 'reporting Service Unavailable",
+    ),
+    (
+        where("userActivity", "team1"),
+        Fault(403, b'{"message": "Forbidden"}'),
+        "team1 not visible to this client, skipped: alvaria GET userActivity team1: HTTP 403 "
+        "(message 'Forbidden')",
+    ),
+    ("token", error(502, code=9, message="token service restarting"), "HTTP 502 (code 9, message 'token"),
+]
+"""(fault key, the simulator's refusal with the guide's ErrorResponse / ErrorResponseObj body, what
+the source's log line must say)."""
+
+
+@pytest.mark.parametrize(("key", "fault", "said"), REFUSALS, ids=lambda v: v if isinstance(v, str) else "")
+async def test_each_refusal_logs_the_vendor_error_code_and_message_once(
+    caplog: pytest.LogCaptureFixture, key: str, fault: Fault, said: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="streamd")
+    async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
+        sim.faults.add(key, fault)
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["userActivity"], interval="20ms")
+
+        def lines() -> list[str]:
+            return [
+                r.getMessage() for r in caplog.records if said in r.getMessage() and r.levelno >= logging.INFO
+            ]
+
+        async with running(source, emit):
+            await until(lambda: lines() and emit.of_type("alvaria.userActivity.Row"))
+    refused = [r for r in sim.log.entries if r.status == fault.status]
+    assert len(refused) == 1
+    assert len(lines()) == 1, lines()  # one line per refused request (repeats would be DEBUG)
+
+
 async def test_delays_of_a_scope_come_from_its_own_backoff_not_the_queries() -> None:
     clock = SleepingClock(1_800_000_000.0, pause=0.001)
     async with AlvariaSimulator(agents=4, auto_advance=False, clock=clock) as sim:
-        sim.fail("userActivity", Fault(503, retry_after="20"), scope="team1")  # a 503 that says when
+        sim.faults.add(where("userActivity", "team1"), error(503, retry_after="20"))  # a 503 that says when
         emit = MemoryEmit()
         source = make_source(
             sim, clock, queries=["userActivity"], interval="1s", scope_delays=lambda: doubling(3.0)
@@ -203,7 +249,7 @@ async def test_delays_of_a_scope_come_from_its_own_backoff_not_the_queries() -> 
 
 async def test_a_query_down_on_every_scope_is_retried_by_the_supervisor() -> None:
     async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
-        sim.outage("userActivity", None, STORE_DOWN)
+        sim.faults.add("userActivity", STORE_DOWN, times=None)
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], interval="20ms")
         async with running(source, emit, start_timeout=5):
@@ -211,10 +257,10 @@ async def test_a_query_down_on_every_scope_is_retried_by_the_supervisor() -> Non
             component = source.deps.component
             assert component.state is ComponentState.RETRYING
             assert "HTTP 503 (code 5031" in component.detail
-            sim.outage("userActivity", None, None)
+            sim.faults.clear("userActivity")
             await until(lambda: len(emit.of_type("alvaria.userActivity.Row")) == 4)
             await until(lambda: source.deps.component.state is ComponentState.RUNNING)
-        assert {r.scope for r in sim.requests("userActivity")[:6]} == {"team1", "team2"}
+        assert {scope_of(r) for r in sim.requests("userActivity")[:6]} == {"team1", "team2"}
 
 
 # -- TLS (issue 16 item 9): the shared TlsSettings for the token endpoint and the queries alike ------
@@ -233,7 +279,7 @@ async def test_an_untrusted_certificate_fails_the_source_with_its_cause_and_is_n
         async with running(source, MemoryEmit(), start_timeout=5):
             await until(lambda: source.deps.component.state is ComponentState.FAILED)
         assert "TLS certificate not trusted" in source.deps.component.detail
-        assert sim.log == []  # not one request got through
+        assert sim.log.entries == []  # not one request got through
 
 
 @pytest.mark.parametrize("tls", [{"ca_file": str(CA_FILE)}, {"verify_tls": False}])
@@ -245,6 +291,22 @@ async def test_tls_with_the_ca_file_or_verification_off(
         source = AlvariaSource(tls_config(sim, front, **tls), source_deps("cloud1"), jitter=0)
         async with running(source, emit, start_timeout=5):
             await until(lambda: len(emit.of_type("alvaria.presence.Row")) == 2)
-        assert [r.query for r in sim.log[:2]] == ["token", "presence"]
+        assert [query_of(r) for r in sim.log.entries[:2]] == ["token", "presence"]
     off = [r for r in caplog.records if "verification is OFF" in r.getMessage()]
     assert len(off) == (1 if tls == {"verify_tls": False} else 0)
+
+
+async def test_presence_per_worktype_logons_carry_every_worktype_of_the_user() -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        wt1, wt2 = sim.world.work_type_ids
+        emit = MemoryEmit()
+        source = make_source(sim, queries=["presence"], presence_work_type_ids=[wt1, wt2], interval="20ms")
+        async with running(source, emit):
+            await until(lambda: len({e.data.agent_id for e in emit.of_type("streamd.agent.State")}) == 4)
+    queues = {e.data.agent_id: e.data.queue_ids for e in emit.of_type("streamd.agent.State")}
+    assert queues == {
+        "agent00001": (f"worktype/{wt1}", f"worktype/{wt2}"),  # on both lists (a third of the agents)
+        "agent00002": (f"worktype/{wt2}",),
+        "agent00003": (f"worktype/{wt1}",),
+        "agent00004": (f"worktype/{wt1}", f"worktype/{wt2}"),
+    }

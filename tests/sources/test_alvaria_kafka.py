@@ -52,3 +52,70 @@ async def test_snapshot_then_changes_reach_kafka(tmp_path: Path) -> None:
                 orjson.loads(r.value) for r in states if orjson.loads(r.value)["state"] == "not_ready"
             ]
             assert [(s["agent_id"], s["reason_code"]) for s in not_ready] == [("agent00003", "lunch")]
+
+
+async def test_the_longest_wait_reaches_kafka_every_poll_while_nothing_else_changes(tmp_path: Path) -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        queue = sim.world.queues[("wt1.104", "inboundacd")]
+        queue.waiting, queue.oldest = 2, sim.clock() - 30  # two contacts, the first waiting 30 s
+        block = sim.source_config("cloud1", queries=["channelActivity"], work_type_ids=["wt1.104"])
+        key = b"cloud1:worktype/wt1.104/inboundacd/voice:longest_wait_seconds"
+        async with running_daemon(tmp_path, block | {"interval": "100ms"}) as runtime:
+
+            def waits(records: list[Any]) -> list[int]:
+                return [orjson.loads(r.value)["value"] for r in records if r.key == key]
+
+            metrics = await read_topic(
+                runtime.bootstrap,
+                "streamd.queue-metrics",
+                lambda rs: len(set(waits(rs))) >= 3,  # it ticked twice
+            )
+            vendor = await read_topic(
+                runtime.bootstrap, "streamd.alvaria.channelActivity", lambda rs: len(rs) >= 2
+            )
+    values = waits(metrics)
+    assert values == sorted(values)
+    assert values[0] >= 30
+    assert len(values) > len(set(values))  # published on every poll, not only when the figure moved
+    assert ce_types(vendor) == ["alvaria.channelActivity.Row"] * 2  # the vendor rows never changed
+
+
+async def test_agent_states_carry_their_team_and_worktypes_as_queue_ids(tmp_path: Path) -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        wt1, wt2 = sim.world.work_type_ids
+        assert sim.world.agents["agent00001"].work_types == {wt1, wt2}
+        block = sim.source_config(
+            "cloud1", queries=["userActivity", "presence"], presence_work_type_ids=[wt1, wt2]
+        )
+        async with running_daemon(tmp_path, block | {"interval": "100ms"}) as runtime:
+            await read_topic(runtime.bootstrap, "streamd.alvaria.presence", lambda rs: len(rs) >= 4)
+            sim.world.set_state("agent00001", "notready", now=sim.clock(), reason_id="lunch")
+            sim.world.set_state("agent00002", "wrap", now=sim.clock())
+            records = await read_topic(
+                runtime.bootstrap,
+                "streamd.agent-state",
+                lambda rs: {"not_ready", "after_call_work"} <= {orjson.loads(r.value)["state"] for r in rs},
+            )
+    states = {
+        (v["agent_id"], v["state"]): v["queue_ids"] for v in map(orjson.loads, (r.value for r in records))
+    }
+    assert states["agent00001", "not_ready"] == ["team/team1", f"worktype/{wt1}", f"worktype/{wt2}"]
+    assert states["agent00002", "after_call_work"] == ["team/team2", f"worktype/{wt2}"]
+
+
+async def test_a_team_created_while_running_reaches_kafka_without_a_config_change(tmp_path: Path) -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        block = sim.source_config(
+            "cloud1", queries=["userActivity"], team_ids=[], discover=["teams"], discover_every="300ms"
+        )
+        async with running_daemon(tmp_path, block | {"interval": "100ms"}) as runtime:
+            topic = "streamd.alvaria.userActivity"
+            await read_topic(runtime.bootstrap, topic, lambda rs: len(rs) >= 4)
+            sim.world.add_team("team3", "Night shift")
+            sim.world.add_agent("agent00099", now=sim.clock(), team_id="team3")
+            records = await read_topic(
+                runtime.bootstrap, topic, lambda rs: b"cloud1:team3:agent00099" in {r.key for r in rs}
+            )
+    (added,) = [orjson.loads(r.value) for r in records if r.key == b"cloud1:team3:agent00099"]
+    assert (added["scope"], added["row"]["teamName"]) == ("team3", "Night shift")
+    assert len(sim.requests("teams")) >= 2  # read again every discover_every

@@ -7,7 +7,7 @@ from functools import partial
 import httpx
 import pytest
 
-from streamd.sim.alvaria import AlvariaSimulator, AlvariaWorld, Fault
+from streamd.sim.alvaria import AlvariaSimulator, AlvariaWorld, error, query_of
 
 pytestmark = pytest.mark.anyio
 
@@ -62,13 +62,13 @@ async def test_what_the_api_rejects() -> None:
 async def test_scripted_faults_and_the_request_log() -> None:
     now = [100.0]
     async with AlvariaSimulator(agents=2, clock=lambda: now[0]) as sim, httpx.AsyncClient() as client:
-        sim.fail("*", Fault(429, retry_after="3"))
-        sim.fail("token", Fault(503))
+        sim.faults.add("*", error(429, retry_after="3"))
+        sim.faults.add("token", error(503))
         assert (await token(client, sim)).status_code == 503
         now[0] = 105.0
         throttled = await client.get(f"{sim.base_url}/reporting/presence/users/data")
         assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "3")
-        assert [(r.query, r.status, r.time) for r in sim.log] == [
+        assert [(query_of(r), r.status, r.at) for r in sim.log.entries] == [
             ("token", 503, 100.0),
             ("presence", 429, 105.0),
         ]
@@ -97,3 +97,35 @@ async def test_serve_forever_hands_back_the_running_simulator() -> None:
         async with httpx.AsyncClient() as client:
             assert (await token(client, sim)).status_code == 200
         tg.cancel_scope.cancel()
+
+
+async def test_scope_listings_follow_teams_and_worktypes_added_and_removed() -> None:
+    async with AlvariaSimulator(agents=4) as sim, httpx.AsyncClient() as client:
+        assert (await client.get(f"{sim.base_url}/provisioning/teams")).status_code == 401  # a token first
+        headers = {
+            "Authorization": f"Bearer {(await token(client, sim)).json()['access_token']}",
+            "x-api-key": sim.api_key,
+        }
+        get = partial(client.get, headers=headers)
+        teams = (await get(f"{sim.base_url}/provisioning/teams")).json()
+        assert teams == {
+            "kind": "via#teams",
+            "totalItems": 2,
+            "teams": [{"id": "team1", "name": "Team 1"}, {"id": "team2", "name": "Team 2"}],
+        }
+        sim.world.add_team("team3", "Night shift")
+        sim.world.remove_team("team1")
+        sim.world.add_work_type("wt9.104")
+        assert [t["id"] for t in (await get(f"{sim.base_url}/provisioning/teams")).json()["teams"]] == [
+            "team2",
+            "team3",
+        ]
+        work_types = (await get(f"{sim.base_url}/provisioning/workTypes")).json()["workTypes"]
+        assert [w["id"] for w in work_types] == ["wt1.104", "wt2.104", "wt9.104"]
+        lists = (await get(f"{sim.base_url}/campaign/lists")).json()
+        assert [item["name"] for item in lists["contactLists"]] == ["Leads", "Renewals"]  # 003 L49
+        users = f"{sim.base_url}/reporting/queries/userActivity/data"
+        assert (await get(users, params={"teamId": "team1"})).status_code == 404  # the team is gone
+        assert (await get(users, params={"teamId": "team3"})).json()["rows"] == []
+        assert all(a.team_id != "team1" for a in sim.world.agents.values())  # its agents left with it
+        assert [query_of(r) for r in sim.log.entries].count("teams") == 3

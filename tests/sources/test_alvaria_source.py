@@ -12,15 +12,13 @@ import anyio
 import orjson
 import pytest
 from pydantic import TypeAdapter
-from starlette.requests import Request
-from starlette.responses import Response
 
 from streamd.errors import AuthError
 from streamd.events import State
 from streamd.publish.encoding import encode
 from streamd.publish.memory import MemoryEmit
 from streamd.schemas import event_models
-from streamd.sim.alvaria import AlvariaSimulator, Fault, LoggedRequest
+from streamd.sim.alvaria import AlvariaSimulator, Fault, LoggedRequest, error, query_of, where
 from streamd.sources.alvaria.config import AlvariaSourceConfig
 from streamd.sources.alvaria.source import AlvariaSource
 from streamd.telemetry import ComponentState
@@ -52,12 +50,12 @@ async def until_emitted(predicate: Any, emit: MemoryEmit, timeout: float = 5.0) 
 
 
 async def until_log(sim: AlvariaSimulator, predicate: Any, timeout: float = 5.0) -> None:
-    await until(lambda: predicate(sim.log), timeout)
+    await until(lambda: predicate(sim.log.entries), timeout)
 
 
 def after(log: list[LoggedRequest], entry: LoggedRequest, query: str) -> LoggedRequest:
     later = log[log.index(entry) + 1 :]
-    return next(r for r in later if r.query == query)
+    return next(r for r in later if query_of(r) == query)
 
 
 async def test_end_to_end_snapshot_then_only_real_changes() -> None:
@@ -68,12 +66,14 @@ async def test_end_to_end_snapshot_then_only_real_changes() -> None:
             snapshot_types = {f"alvaria.{q}.Row" for q in sim.source_config()["queries"]}
             await until_emitted(lambda: snapshot_types <= {e.type for e in emit.events}, emit)
             assert all(e.snapshot for e in emit.events if e.type.endswith(".Row"))
-            # Let every query poll again: nothing changed, so nothing is published.
-            polls = len(sim.log)
+            # Let every query poll again: nothing changed, so nothing is published but the queues'
+            # ticking longest wait (issue 21 item 4).
+            polls = len(sim.log.entries)
             await until_log(sim, lambda log: len(log) >= polls + 10)
             quiet = len(emit.events)
             await until_log(sim, lambda log: len(log) >= polls + 20)
-            assert len(emit.events) == quiet
+            ticking = {(e.type, e.data.metric) for e in emit.events[quiet:]}
+            assert ticking == {("streamd.queue.Metric", "longest_wait_seconds")}
 
             sim.world.set_state("agent00001", "active", now=sim.clock())
             await until_emitted(lambda: emit.of_type("alvaria.userActivity.RowChanged"), emit)
@@ -95,7 +95,7 @@ async def test_end_to_end_snapshot_then_only_real_changes() -> None:
             ]
             assert [s.agent_id for s in logged_out] == ["agent00002"]
         assert max(sim.max_in_flight.values()) <= 2  # two teams at once at most, per query
-        assert {r.status for r in sim.log} == {200}
+        assert {r.status for r in sim.log.entries} == {200}
 
 
 async def test_full_snapshot_again_every_refresh_every() -> None:
@@ -108,7 +108,7 @@ async def test_full_snapshot_again_every_refresh_every() -> None:
         rows = emit.of_type("alvaria.presence.Row")
         first, second = rows[0].data["observed_at"], rows[3].data["observed_at"]
         assert len({e.id for e in rows}) == len(rows)
-        polls = [r.time for r in sim.requests("presence")]
+        polls = [r.at for r in sim.requests("presence")]
         snapshot_polls = [t for t in polls if t - polls[0] in (0.0, 10.0)]
         assert len(snapshot_polls) == 2  # one at start, one refresh_every later; none in between
         assert second > first
@@ -130,15 +130,15 @@ def in_six_seconds() -> str:
 async def test_retry_after_is_respected(retry_after: Callable[[], str | None], at_least: float) -> None:
     clock = fake_clock()
     async with AlvariaSimulator(agents=2, clock=clock) as sim:
-        sim.fail("userActivity", Fault(429, retry_after=retry_after()))
+        sim.faults.add("userActivity", error(429, retry_after=retry_after()))
         emit = MemoryEmit()
         source = make_source(sim, clock, queries=["userActivity"], team_ids=["team1"], interval="1s")
         async with running(source, emit):
             await until_log(
-                sim, lambda log: [r.status for r in log if r.query == "userActivity"][:2] == [429, 200]
+                sim, lambda log: [r.status for r in log if query_of(r) == "userActivity"][:2] == [429, 200]
             )
-        throttled = next(r for r in sim.log if r.status == 429)
-        assert after(sim.log, throttled, "userActivity").time - throttled.time >= at_least
+        throttled = next(r for r in sim.log.entries if r.status == 429)
+        assert after(sim.log.entries, throttled, "userActivity").at - throttled.at >= at_least
 
 
 async def test_a_429_pauses_every_query_of_the_source() -> None:
@@ -147,25 +147,25 @@ async def test_a_429_pauses_every_query_of_the_source() -> None:
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity", "presence"], team_ids=["team1"], interval="50ms")
         async with running(source, emit):
-            sim.fail("userActivity", Fault(429, retry_after="1"))
+            sim.faults.add("userActivity", error(429, retry_after="1"))
             await until_log(sim, lambda log: any(r.status == 429 for r in log))
-            throttled = next(r for r in sim.log if r.status == 429)
+            throttled = next(r for r in sim.log.entries if r.status == 429)
             await until_log(
                 sim,
                 lambda log: (
-                    {r.query for r in log[log.index(throttled) + 1 :]} == {"userActivity", "presence"}
+                    {query_of(r) for r in log[log.index(throttled) + 1 :]} == {"userActivity", "presence"}
                 ),
             )
-        later = sim.log[sim.log.index(throttled) + 1 :]
-        early = [r for r in later if r.time < throttled.time + 1.0]
+        later = sim.log.entries[sim.log.entries.index(throttled) + 1 :]
+        early = [r for r in later if r.at < throttled.at + 1.0]
         assert len(early) <= 1  # presence paused too (one quota per key); at most one was already in flight
-        assert all(r.query == "presence" for r in early)
+        assert all(query_of(r) == "presence" for r in early)
 
 
 async def test_5xx_and_408_burst_is_survived() -> None:
     async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
-        burst = [Fault(s) for s in (500, 503, 408, 502, 500, 504, 503)]
-        sim.fail("userActivity", *burst)
+        for status in (500, 503, 408, 502, 500, 504, 503):
+            sim.faults.add("userActivity", error(status))
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], interval="20ms")
         async with running(source, emit):
@@ -182,11 +182,14 @@ async def test_token_refreshed_before_expiry_without_a_401() -> None:
         source = make_source(sim, clock, queries=["presence"], interval="1s")
         async with running(source, emit):
             await until_log(
-                sim, lambda log: len({r.authorization for r in log if r.query == "presence"}) >= 3
+                sim,
+                lambda log: (
+                    len({r.headers.get("authorization") for r in log if query_of(r) == "presence"}) >= 3
+                ),
             )
-        assert 401 not in {r.status for r in sim.log}
+        assert 401 not in {r.status for r in sim.log.entries}
         tokens = sim.requests("token")
-        assert tokens[1].time - tokens[0].time == pytest.approx(10.0, abs=1.0)  # 20 s life, margin 10 s
+        assert tokens[1].at - tokens[0].at == pytest.approx(10.0, abs=1.0)  # 20 s life, margin 10 s
 
 
 async def test_revoked_token_is_refreshed_once_on_401() -> None:
@@ -200,12 +203,12 @@ async def test_revoked_token_is_refreshed_once_on_401() -> None:
             await until_log(
                 sim,
                 lambda log: (
-                    [r.status for r in log if r.query == "presence"][-1:] == [200]
+                    [r.status for r in log if query_of(r) == "presence"][-1:] == [200]
                     and 401 in {r.status for r in log}
                 ),
             )
-            await until_log(sim, lambda log: log[-1].query == "presence" and log[-1].status == 200)
-        sequence = [(r.query, r.status) for r in sim.log]
+            await until_log(sim, lambda log: query_of(log[-1]) == "presence" and log[-1].status == 200)
+        sequence = [(query_of(r), r.status) for r in sim.log.entries]
         i = sequence.index(("presence", 401))
         assert sequence[i : i + 3] == [("presence", 401), ("token", 200), ("presence", 200)]
         assert source.deps.component.state is ComponentState.RUNNING
@@ -218,8 +221,8 @@ async def test_expired_token_on_the_server_is_refreshed() -> None:
         async with running(source, emit):
             await until_log(sim, lambda log: len(log) >= 3)
             sim.expire_tokens()
-            await until_log(sim, lambda log: len([r for r in log if r.query == "token"]) >= 2)
-            await until_log(sim, lambda log: log[-1].status == 200 and log[-1].query == "presence")
+            await until_log(sim, lambda log: len([r for r in log if query_of(r) == "token"]) >= 2)
+            await until_log(sim, lambda log: log[-1].status == 200 and query_of(log[-1]) == "presence")
         assert [r.status for r in sim.requests("presence")].count(401) == 1
 
 
@@ -228,7 +231,7 @@ async def test_wrong_credentials_stop_the_source_with_one_clear_line() -> None:
         source = make_source(sim, queries=["presence"], client_secret="wrong")
         with anyio.fail_after(5), pytest.raises(AuthError, match="rejected client 'streamd'"):
             await source.run(MemoryEmit())
-        assert [r.query for r in sim.log] == ["token"]
+        assert [query_of(r) for r in sim.log.entries] == ["token"]
 
 
 async def test_unknown_team_is_skipped_and_others_still_polled(caplog: pytest.LogCaptureFixture) -> None:
@@ -238,16 +241,19 @@ async def test_unknown_team_is_skipped_and_others_still_polled(caplog: pytest.Lo
         async with running(source, emit):
             await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
             polls = len(sim.requests("userActivity"))
-            await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= polls + 6)
+            await until_log(
+                sim, lambda log: len([r for r in log if query_of(r) == "userActivity"]) >= polls + 6
+            )
         assert {e.data["scope"] for e in emit.of_type("alvaria.userActivity.Row")} == {"team1"}
         warnings = [r for r in caplog.records if "not found" in r.getMessage()]
         assert len(warnings) == 1  # a transition, not a line per poll
-        assert (("userActivity", 404)) in {(r.query, r.status) for r in sim.log}
+        assert (("userActivity", 404)) in {(query_of(r), r.status) for r in sim.log.entries}
 
 
 async def test_slow_answers_never_overlap_for_one_query() -> None:
     async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
-        sim.fail("userActivity", Fault(503, delay=0.3), Fault(503, delay=0.2))
+        sim.faults.add("userActivity", error(503, delay=0.3))
+        sim.faults.add("userActivity", error(503, delay=0.2))
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], team_ids=["team1"], interval="50ms", timeout="1s")
         async with running(source, emit):
@@ -257,7 +263,8 @@ async def test_slow_answers_never_overlap_for_one_query() -> None:
 
 async def test_malformed_body_is_dead_lettered_and_the_source_keeps_going() -> None:
     async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
-        sim.fail("presence", Fault(200, body=b"<html>maintenance</html>"), Fault(200, body=b'{"users": 5}'))
+        sim.faults.add("presence", Fault(200, body=b"<html>maintenance</html>"))
+        sim.faults.add("presence", Fault(200, body=b'{"users": 5}'))
         emit = MemoryEmit()
         source = make_source(sim, queries=["presence"], interval="20ms")
         async with running(source, emit):
@@ -290,15 +297,15 @@ async def test_one_failing_query_does_not_make_the_source_state_flap(
 ) -> None:
     caplog.set_level("INFO", logger="streamd")
     async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
-        sim.fail("userActivity", *[Fault(503) for _ in range(30)])
+        sim.faults.add("userActivity", error(503), times=30)
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity", "presence"], interval="10ms")
         async with running(source, emit):
             await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
             assert source.deps.component.state is ComponentState.RUNNING
-        failures = [i for i, r in enumerate(sim.log) if r.status == 503]
-        during = sim.log[failures[0] : failures[-1]]
-        assert any(r.query == "presence" and r.status == 200 for r in during)  # presence kept polling
+        failures = [i for i, r in enumerate(sim.log.entries) if r.status == 503]
+        during = sim.log.entries[failures[0] : failures[-1]]
+        assert any(query_of(r) == "presence" and r.status == 200 for r in during)  # presence kept polling
     transitions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("source cloud1:")]
     assert [t.split(": ", 1)[1].split(" (")[0] for t in transitions] == [
         "starting -> retrying",
@@ -315,11 +322,11 @@ async def test_a_deviating_row_is_published_and_only_a_keyless_row_is_dead_lette
     ]
     body = orjson.dumps({"kind": "via#queryDataList", "totalItems": 3, "rows": rows})
     async with AlvariaSimulator(agents=2, auto_advance=False) as sim:
-        sim.fail("userActivity", *[Fault(200, body=body) for _ in range(3)])
+        sim.faults.add("userActivity", Fault(200, body=body), times=3)
         emit = MemoryEmit()
         source = make_source(sim, queries=["userActivity"], team_ids=["team1"], interval="20ms")
         async with running(source, emit):
-            await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= 3)
+            await until_log(sim, lambda log: len([r for r in log if query_of(r) == "userActivity"]) >= 3)
             await until_emitted(
                 lambda: emit.of_type("alvaria.userActivity.RowRemoved"), emit
             )  # the real rows came back
@@ -334,21 +341,18 @@ async def test_a_deviating_row_is_published_and_only_a_keyless_row_is_dead_lette
         assert {"u1", "u2"} <= {s.agent_id for s in states}  # the canonical state still flows for u2
 
 
-class HidingSimulator(AlvariaSimulator):
-    """Answers 403 for the teams in ``hidden``, as Alvaria does for a team the client may not see."""
-
-    def __init__(self, *, hidden: set[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.hidden = hidden
-
-    async def _query_data(self, request: Request, query: str) -> Response:
-        if request.query_params.get("teamId") in self.hidden:
-            return self._json(request, query, 403, {"message": "Forbidden"})
-        return await super()._query_data(request, query)
+def hiding(hidden: set[str], **kwargs: Any) -> AlvariaSimulator:
+    """A simulator answering 403 for the teams in ``hidden``, as Alvaria does for a team the client
+    may not see."""
+    sim = AlvariaSimulator(**kwargs)
+    for team in hidden:
+        for query in ("teamActivity", "userActivity"):
+            sim.faults.add(where(query, team), Fault(403, b'{"message": "Forbidden"}'), times=None)
+    return sim
 
 
 async def test_a_query_refused_for_good_fails_alone_and_the_others_go_on() -> None:
-    async with HidingSimulator(hidden={"team1", "team2"}, agents=4, auto_advance=False) as sim:
+    async with hiding({"team1", "team2"}, agents=4, auto_advance=False) as sim:
         block = sim.source_config(
             "cloud1", queries=["userActivity", "presence"], interval="20ms", timeout="2s"
         )
@@ -360,7 +364,7 @@ async def test_a_query_refused_for_good_fails_alone_and_the_others_go_on() -> No
         async with running(source, emit, start_timeout=5):
             await until(lambda: source.deps.component.jobs["userActivity"].state is ComponentState.FAILED)
             polls = len(sim.requests("presence"))
-            await until_log(sim, lambda log: len([r for r in log if r.query == "presence"]) >= polls + 5)
+            await until_log(sim, lambda log: len([r for r in log if query_of(r) == "presence"]) >= polls + 5)
             component = source.deps.component
             assert component.state is ComponentState.RETRYING  # partly running: its other job polls on
             assert component.jobs["presence"].state is ComponentState.RUNNING
@@ -374,7 +378,7 @@ async def test_a_query_refused_for_good_fails_alone_and_the_others_go_on() -> No
 async def test_team_not_visible_to_the_client_is_skipped_and_others_still_polled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with HidingSimulator(hidden={"team1"}, agents=4, auto_advance=False) as sim:
+    async with hiding({"team1"}, agents=4, auto_advance=False) as sim:
         emit = MemoryEmit()
         teams = sorted(sim.world.team_ids)
         assert teams == ["team1", "team2"]
@@ -382,16 +386,18 @@ async def test_team_not_visible_to_the_client_is_skipped_and_others_still_polled
         async with running(source, emit):
             await until_emitted(lambda: emit.of_type("alvaria.userActivity.Row"), emit)
             polls = len(sim.requests("userActivity"))
-            await until_log(sim, lambda log: len([r for r in log if r.query == "userActivity"]) >= polls + 6)
+            await until_log(
+                sim, lambda log: len([r for r in log if query_of(r) == "userActivity"]) >= polls + 6
+            )
             assert source.deps.component.state is ComponentState.RUNNING
         assert {e.data["scope"] for e in emit.of_type("alvaria.userActivity.Row")} == {"team2"}
         warnings = [r for r in caplog.records if "not visible" in r.getMessage()]
         assert len(warnings) == 1  # a transition, not a line per poll
-        assert (("userActivity", 403)) in {(r.query, r.status) for r in sim.log}
+        assert (("userActivity", 403)) in {(query_of(r), r.status) for r in sim.log.entries}
 
 
 async def test_every_scope_of_a_query_refused_is_fatal() -> None:
-    async with HidingSimulator(hidden={"team1", "team2"}, agents=4, auto_advance=False) as sim:
+    async with hiding({"team1", "team2"}, agents=4, auto_advance=False) as sim:
         source = make_source(sim, queries=["userActivity"], team_ids=["team1", "team2"], interval="20ms")
         with anyio.fail_after(5), pytest.raises(AuthError, match="HTTP 403 for every scope"):
             await source.run(MemoryEmit())

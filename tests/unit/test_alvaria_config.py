@@ -104,3 +104,32 @@ def test_tls_settings_are_the_shared_ones() -> None:
     c = config(verify_tls=False, ca_file="/etc/ssl/alvaria.pem")
     assert (c.verify_tls, str(c.ca_file)) == (False, "/etc/ssl/alvaria.pem")
     assert config().verify_tls is True
+
+
+def test_discovered_scope_kinds_enable_their_queries_and_are_read_every_ten_minutes() -> None:
+    c = config(discover=["teams", "work_types", "contact_lists"])
+    assert c.enabled_queries() == (
+        "listActivity",
+        "teamActivity",
+        "userActivity",
+        "channelActivity",
+        "presence",
+    )
+    assert c.discover_every == 600.0
+    assert c.discover_paths == {
+        "teams": "/provisioning/teams",
+        "work_types": "/provisioning/workTypes",
+        "contact_lists": "/campaign/lists",
+    }
+    assert config(queries=["userActivity"], discover=["teams"], discover_every="2m").discover_every == 120.0
+
+
+def test_a_scope_kind_is_listed_or_discovered_not_both() -> None:
+    with pytest.raises(ValidationError, match="team_ids lists scopes and discover names teams"):
+        config(team_ids=["t1"], discover=["teams"])
+    with pytest.raises(ValidationError, match="discover lists a scope kind twice"):
+        config(discover=["teams", "teams"])
+    with pytest.raises(ValidationError, match="channelActivity needs at least one entry in work_type_ids"):
+        config(queries=["channelActivity"], discover=["teams"])
+    with pytest.raises(ValidationError):
+        config(discover=["users"])  # not a scope kind

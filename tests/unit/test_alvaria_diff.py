@@ -12,16 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamd.publish.encoding import encode, header_dict
-from streamd.sources.alvaria.diff import (
-    SHAPES,
-    DiffResult,
-    ScopeState,
-    diff_snapshot,
-    needs_full,
-    parse_time,
-    row_events,
-)
+from streamd.sources.alvaria.diff import DiffResult, ScopeState, diff_snapshot, needs_full
 from streamd.sources.alvaria.models import EVENT_MODELS, ROW_MODELS, ROW_READERS
+from streamd.sources.alvaria.rowevents import parse_time, row_events
+from streamd.sources.alvaria.shapes import SHAPES
 from streamd.telemetry import REGISTRY
 
 USER = SHAPES["userActivity"]

@@ -9,7 +9,8 @@ import pytest
 
 from streamd.errors import NormalizationError
 from streamd.events import AgentState, QueueMetric, State
-from streamd.sources.alvaria.diff import SHAPES, RowChange, ScopeState, diff_snapshot
+from streamd.sources.alvaria.agents import STATE_TABLE, map_state, presence_events, user_activity_events
+from streamd.sources.alvaria.diff import RowChange, ScopeState, diff_snapshot
 from streamd.sources.alvaria.models import (
     EVENT_MODELS,
     ChannelActivityRow,
@@ -21,14 +22,14 @@ from streamd.sources.alvaria.models import (
     UsersCollection,
 )
 from streamd.sources.alvaria.normalize import (
-    STATE_TABLE,
     TEAM_COUNTERS,
     channel_activity_events,
-    map_state,
-    presence_events,
+    longest_wait_seconds,
+    queue_age_events,
     team_activity_events,
-    user_activity_events,
 )
+from streamd.sources.alvaria.scope_events import AgentWorkTypes
+from streamd.sources.alvaria.shapes import SHAPES
 
 OBSERVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -285,6 +286,47 @@ def test_seed_channel_row_gives_every_metric() -> None:
     assert len({e.key for e in events}) == 15
 
 
+def test_longest_wait_is_max_queue_dur_else_the_age_of_the_longest_waiting_contact() -> None:
+    seed = SEED_CHANNEL["rows"][0]
+    assert longest_wait_seconds(seed, OBSERVED) == seed["maxQueueDur"]
+    without = {k: v for k, v in seed.items() if k != "maxQueueDur"}
+    waiting_since = "2026-01-02T03:03:20Z"  # 45 s before OBSERVED
+    assert longest_wait_seconds(without | {"longestWaitingQueueTime": waiting_since}, OBSERVED) == 45
+    assert longest_wait_seconds(without | {"longestWaitingQueueTime": ""}, OBSERVED) == 0  # none waiting
+    assert longest_wait_seconds(without | {"longestWaitingQueueTime": "soon"}, OBSERVED) is None
+    assert (
+        longest_wait_seconds(seed | {"maxQueueDur": "n/a", "longestWaitingQueueTime": None}, OBSERVED) is None
+    )
+
+
+def test_an_unchanged_channel_row_still_gives_its_ticking_longest_wait() -> None:
+    row = SEED_CHANNEL["rows"][0] | {"maxQueueDur": 75}
+    (event,) = queue_age_events(("wt", "InboundEmail", "email"), row, source="c", observed=OBSERVED)
+    metric = event.data
+    assert isinstance(metric, QueueMetric)
+    assert (metric.queue_id, metric.metric, metric.value, metric.unit) == (
+        "worktype/wt/InboundEmail/email",
+        "longest_wait_seconds",
+        75,
+        "seconds",
+    )
+    assert (event.key, event.snapshot, metric.as_of) == (
+        "c:worktype/wt/InboundEmail/email:longest_wait_seconds",
+        False,
+        OBSERVED,
+    )
+    assert queue_age_events(("k",), {"maxQueueDur": [1]}, source="c", observed=OBSERVED) == []
+
+
+def test_an_added_channel_row_without_max_queue_dur_gets_the_age_of_its_oldest_contact() -> None:
+    row = {k: v for k, v in SEED_CHANNEL["rows"][0].items() if k != "maxQueueDur"}
+    row["longestWaitingQueueTime"] = "2026-01-02T03:04:00Z"
+    events = channel_activity_events(
+        added(row, "channelActivity"), source="c", observed=OBSERVED, snapshot=False
+    )
+    assert {e.data.metric: e.data.value for e in events}["longest_wait_seconds"] == 5
+
+
 def test_changed_channel_row_gives_changed_counters_plus_current_durations() -> None:
     row = SEED_CHANNEL["rows"][0] | {"queueCount": 2}
     change = RowChange("changed", ("k",), row, row, ("queueCount",), {"queueCount": 0})
@@ -422,3 +464,45 @@ def test_presence_relogin_is_a_changed_session_id() -> None:
     assert change.changed == ("ehubSessionId",)
     (event,) = presence_events(change, source="s", observed=OBSERVED, snapshot=False, report_logon=True)
     assert event.data.vendor_state == "LoggedOn"
+
+
+def test_agent_queue_ids_are_the_team_then_the_known_worktypes() -> None:
+    row = SEED_USER["rows"][0]
+    (event,) = user_activity_events(
+        added(row), source="s", observed=OBSERVED, snapshot=False, work_types=("wt1", "wt2")
+    )
+    assert event.data.queue_ids == (f"team/{row['teamId']}", "worktype/wt1", "worktype/wt2")
+    (alone,) = user_activity_events(added(row), source="s", observed=OBSERVED, snapshot=False)
+    assert alone.data.queue_ids == (f"team/{row['teamId']}",)
+
+
+def test_a_presence_logon_carries_the_polled_and_the_known_worktypes_a_logoff_none() -> None:
+    row = SEED_PRESENCE["users"][0]
+
+    def logon(**kw: Any) -> tuple[str, ...]:
+        (event,) = presence_events(
+            added(row, "presence"), source="s", observed=OBSERVED, snapshot=False, report_logon=True, **kw
+        )
+        return tuple(event.data.queue_ids)
+
+    assert logon() == ()  # org-wide presence knows no worktype
+    assert logon(work_type_id="wt2") == ("worktype/wt2",)
+    assert logon(work_type_id="wt2", work_types=("wt1", "wt2")) == ("worktype/wt1", "worktype/wt2")
+    removed = RowChange("removed", ("Keran123",), row, row)
+    (off,) = presence_events(
+        removed, source="s", observed=OBSERVED, snapshot=False, report_logon=True, work_type_id="wt2"
+    )
+    assert off.data.queue_ids == ()
+
+
+def test_agent_work_types_follow_the_presence_lists_each_user_is_on() -> None:
+    shape = SHAPES["presence"]
+    lists = {
+        wt: diff_snapshot(shape, ScopeState(), users, scope=wt, full=True, now=0.0).state
+        for wt, users in {"wt2": [{"userId": "u1"}, {"userId": "u2"}], "wt1": [{"userId": "u1"}]}.items()
+    }
+    known = AgentWorkTypes()
+    known.update(lists)
+    assert (known.of("u1"), known.of("u2"), known.of("u3")) == (("wt1", "wt2"), ("wt2",), ())
+    known.update({"wt1": lists["wt1"]})  # u2 is on no list any more
+    assert (known.of("u1"), known.of("u2")) == (("wt1",), ())

@@ -17,13 +17,15 @@ Rules:
    expiry; a 401 refreshes only when no other call has replaced the rejected token meanwhile; a
    refresh that failed fails the calls that waited for it with the same error (no request each).
    The steps are the same pure methods as the sync flow's; only the lock is added.
+7. :meth:`AlvariaAuth.refresh_if_needed` makes the same refresh ahead of a cycle's data calls: a
+   token endpoint that fails then fails the cycle once (one line), not every scope of it.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 from urllib.parse import quote
 
@@ -191,6 +193,23 @@ class AlvariaAuth(httpx.Auth):
             if self._token == used:
                 self._token = None
             raise self.rejected(request, response)
+
+    async def refresh_if_needed(self, send: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> None:
+        """Fetch a token now when none is usable (through ``send``, without auth), so that the
+        data calls of a cycle do not each meet a failing token endpoint (rule 7).
+
+        Raises:
+            AuthError | BackOff | TransientError | VendorProtocolError: as the token refresh of
+                :meth:`async_auth_flow`.
+        """
+        if not self.needs_token():
+            return
+        lock = self._lock = self._lock or anyio.Lock()
+        seen = self._attempts
+        async with lock:
+            self._raise_if_failed_since(seen)
+            if self.needs_token():
+                await self._stored(await send(self._begin_refresh()))
 
     def _begin_refresh(self) -> httpx.Request:
         """The token request of one attempt; until its answer is stored, the attempt counts as

@@ -1,4 +1,4 @@
-"""Alvaria REST adapter: the only Alvaria module that sees httpx (STYLE 7).
+"""Alvaria REST adapter: the only Alvaria module that sees httpx.
 
 Rules:
 
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 
 from streamd.errors import BackOff, FatalError, SourceError
-from streamd.sources.alvaria.config import AlvariaSourceConfig
+from streamd.sources.alvaria.auth import AlvariaAuth
+from streamd.sources.alvaria.config import DISCOVER_PATHS, AlvariaSourceConfig, ScopeKind
 from streamd.sources.alvaria.models import error_detail
 from streamd.sources.http import check_status, httpx_errors
 
@@ -63,16 +65,20 @@ class RateGate:
 
     clock: Callable[[], float]
     not_before: float = float("-inf")
+    cause: str = ""
+    """The 429's error line (with what Alvaria said) that closed the gate last."""
 
-    def close_for(self, seconds: float) -> None:
-        """No request before ``seconds`` from now (a 429's ``Retry-After``)."""
-        self.not_before = max(self.not_before, self.clock() + seconds)
+    def close_for(self, seconds: float, cause: str = "") -> None:
+        """No request before ``seconds`` from now (a 429's ``Retry-After``; ``cause`` its line)."""
+        if self.clock() + seconds >= self.not_before:
+            self.not_before, self.cause = self.clock() + seconds, cause
 
     def check(self, what: str) -> None:
-        """Raise ``BackOff`` for the remaining wait while the gate is closed."""
+        """Raise ``BackOff`` for the remaining wait while the gate is closed (naming its cause)."""
         remaining = self.not_before - self.clock()
         if remaining > 0:
-            raise BackOff(f"{what}: the API key is throttled for another {remaining:.1f}s", remaining)
+            after = f" after {self.cause}" if self.cause else ""
+            raise BackOff(f"{what}: the API key is throttled for another {remaining:.1f}s{after}", remaining)
 
 
 def what_of(query: str, scope: str | None) -> str:
@@ -106,6 +112,39 @@ class AlvariaClient:
     config: AlvariaSourceConfig
     gate: RateGate
 
+    async def ensure_token(self) -> None:
+        """A usable token before the cycle's data calls (:meth:`AlvariaAuth.refresh_if_needed`).
+
+        Raises:
+            AuthError | BackOff | TransientError | VendorProtocolError: the token endpoint refused
+                the client or failed (its error line carries what Alvaria said).
+        """
+        auth = self.http.auth
+        if isinstance(auth, AlvariaAuth):
+            with httpx_errors():
+                await auth.refresh_if_needed(partial(self.http.send, auth=None))
+
+    async def scope_list(self, kind: ScopeKind) -> bytes:
+        """The body of the endpoint listing the scopes of ``kind`` (``discover_paths``).
+
+        Raises:
+            AuthError | BackOff | TransientError | FatalError: as for the queries (a 404 or 403
+                too: the listing itself is missing or refused).
+        """
+        path = self.config.discover_paths.get(kind, DISCOVER_PATHS[kind])
+        url = path if "://" in path else self.config.base_url + path
+        what = f"alvaria GET {path}"
+        self.gate.check(what)
+        with httpx_errors():
+            response = await self.http.get(url)
+        try:
+            raise_for_status(response, what)
+        except BackOff as exc:
+            if response.status_code == 429:
+                self.gate.close_for(exc.delay, str(exc))
+            raise
+        return response.content
+
     async def scope_data(self, query: str, scope: str | None) -> bytes:
         """The body of one query for one scope (None: org-wide presence).
 
@@ -134,6 +173,6 @@ class AlvariaClient:
             raise_for_status(response, what)
         except BackOff as exc:
             if status == 429:
-                self.gate.close_for(exc.delay)
+                self.gate.close_for(exc.delay, str(exc))
             raise
         return response.content

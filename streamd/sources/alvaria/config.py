@@ -9,7 +9,12 @@ Rules:
    ``presence_work_type_ids`` narrows it. A query without its scope is a config error.
 3. When ``queries`` is omitted, the queries whose scopes are configured run, plus presence.
 4. Importing this module never imports the runtime (``build`` does that lazily).
-5. TLS is configured like every vendor client's (:class:`~streamd.sources.http.TlsSettings`:
+5. Scopes can be discovered instead of listed (``discover``): team ids, worktype ids and contact
+   list names are then read from the endpoints the guide names (003 L111 ``provisioning/teams``,
+   L256 ``provisioning/workTypes``, L49 ``campaign/lists``; their paths are configurable in
+   ``discover_paths`` because the guide does not document them) every ``discover_every``. A kind
+   is either discovered or listed, not both; a discovered kind counts as configured for rule 2.
+6. TLS is configured like every vendor client's (:class:`~streamd.sources.http.TlsSettings`:
    ``verify_tls``, ``ca_file``), for the token endpoint and the queries alike.
 """
 
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName
+from streamd.config_types import Duration, HttpUrl, Secret, SourceName
 from streamd.events import State
 from streamd.sources.http import TlsSettings
 
@@ -27,6 +32,30 @@ if TYPE_CHECKING:
     from streamd.sources.base import Source, SourceDeps
 
 QueryName = Literal["listActivity", "teamActivity", "userActivity", "channelActivity", "presence"]
+ScopeKind = Literal["teams", "work_types", "contact_lists"]
+"""A kind of scope that can be discovered (config rule 5)."""
+
+DISCOVER_PATHS: dict[ScopeKind, str] = {
+    "teams": "/provisioning/teams",
+    "work_types": "/provisioning/workTypes",
+    "contact_lists": "/campaign/lists",
+}
+"""Where each scope kind is listed, below ``base_url`` (003 L111, L256, L49)."""
+
+SCOPE_KIND_OF: dict[QueryName, ScopeKind] = {
+    "teamActivity": "teams",
+    "userActivity": "teams",
+    "channelActivity": "work_types",
+    "listActivity": "contact_lists",
+}
+"""The scope kind each scoped query polls (presence has none)."""
+
+STATIC_LIST: dict[ScopeKind, str] = {
+    "teams": "team_ids",
+    "work_types": "work_type_ids",
+    "contact_lists": "contact_lists",
+}
+"""The config field that lists each scope kind statically."""
 
 ALL_QUERIES: tuple[QueryName, ...] = (
     "listActivity",
@@ -42,10 +71,10 @@ class AlvariaSourceConfig(TlsSettings):
 
     kind: Literal["alvaria"] = Field(description="Selects the Alvaria Cloud reporting source.")
     name: SourceName
-    base_url: str = Field(
+    base_url: HttpUrl = Field(
         description="Organisation root, e.g. https://acme.via.aspect-cloud.net/via/v2/organizations/acme.",
     )
-    token_url: str = Field(
+    token_url: HttpUrl = Field(
         description="OAuth2 token endpoint, e.g. https://myaspect.{region}.id.aspect-cloud.net"
         "/tokenservice/oauth2/access_token.",
     )
@@ -85,6 +114,18 @@ class AlvariaSourceConfig(TlsSettings):
         default_factory=list, description="workTypeId scopes for channelActivity."
     )
     contact_lists: list[str] = Field(default_factory=list, description="contactList names for listActivity.")
+    discover: list[ScopeKind] = Field(
+        default_factory=list,
+        description="Scope kinds read from Alvaria instead of listed here: teams (provisioning/teams), "
+        "work_types (provisioning/workTypes), contact_lists (campaign/lists). A new scope is polled "
+        "without a config change, a removed one is dropped.",
+    )
+    discover_every: Duration = Field(600.0, description="How often discovered scopes are read again.")
+    discover_paths: dict[ScopeKind, str] = Field(
+        default_factory=lambda: dict(DISCOVER_PATHS),
+        description="Path below base_url (or a full URL) listing each discovered scope kind; the guide "
+        "names these endpoints without documenting them.",
+    )
     presence_work_type_ids: list[str] = Field(
         default_factory=list,
         description="Narrow presence to these workTypeIds (one request each); empty = all logged-on users.",
@@ -115,15 +156,20 @@ class AlvariaSourceConfig(TlsSettings):
 
     @model_validator(mode="after")
     def _scopes_present(self) -> AlvariaSourceConfig:
-        needs = {
-            "teamActivity": ("team_ids", self.team_ids),
-            "userActivity": ("team_ids", self.team_ids),
-            "channelActivity": ("work_type_ids", self.work_type_ids),
-            "listActivity": ("contact_lists", self.contact_lists),
-        }
+        for kind in self.discover:
+            if self.static_scopes(kind):
+                raise ValueError(
+                    f"{STATIC_LIST[kind]} lists scopes and discover names {kind}: use one or the other"
+                )
+        if len(set(self.discover)) != len(self.discover):
+            raise ValueError("discover lists a scope kind twice")
         for query in self.queries or ():
-            if query in needs and not needs[query][1]:
-                raise ValueError(f"query {query} needs at least one entry in {needs[query][0]}")
+            needed = SCOPE_KIND_OF.get(query)
+            if needed is not None and not self.has_scopes(needed):
+                raise ValueError(
+                    f"query {query} needs at least one entry in {STATIC_LIST[needed]}, "
+                    f"or {needed} in discover"
+                )
         if self.queries is not None and len(set(self.queries)) != len(self.queries):
             raise ValueError("queries lists a query twice")
         if self.queries == []:
@@ -135,14 +181,24 @@ class AlvariaSourceConfig(TlsSettings):
         if self.queries is not None:
             return tuple(q for q in ALL_QUERIES if q in self.queries)
         derived: list[QueryName] = []
-        if self.contact_lists:
+        if self.has_scopes("contact_lists"):
             derived.append("listActivity")
-        if self.team_ids:
+        if self.has_scopes("teams"):
             derived += ["teamActivity", "userActivity"]
-        if self.work_type_ids:
+        if self.has_scopes("work_types"):
             derived.append("channelActivity")
         derived.append("presence")
         return tuple(derived)
+
+    def static_scopes(self, kind: ScopeKind) -> list[str]:
+        """The scopes of ``kind`` listed in the config."""
+        if kind == "teams":
+            return self.team_ids
+        return self.work_type_ids if kind == "work_types" else self.contact_lists
+
+    def has_scopes(self, kind: ScopeKind) -> bool:
+        """Whether scopes of ``kind`` are listed or discovered."""
+        return kind in self.discover or bool(self.static_scopes(kind))
 
     def interval_of(self, query: QueryName) -> float:
         """The poll interval of ``query`` (its override, else ``interval``)."""

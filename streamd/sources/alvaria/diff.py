@@ -5,12 +5,9 @@ Rules:
 1. Every Alvaria answer is a snapshot (003 L3). :func:`diff_snapshot` compares it with the last
    *acknowledged* :class:`ScopeState` and returns the changes plus the next state; it never
    mutates its inputs, so a failed publish simply re-diffs against the old state.
-2. Rows are identified by the spec's row keys (:data:`SHAPES`): the key fields are the routing
-   fields. A key field that is absent, null or ``""`` falls back to the polled scope (teamId,
-   workTypeId, contactList) or ``""``, except the row's identity field (``userId``), whose absence
-   makes the row unroutable. A key field present with a value that is not a string or a number
-   (an object, a list, a boolean) makes the row unroutable too; a number is used as its text. An
-   unroutable row is a bad row (dead letter), reported once while it stays the same.
+2. Rows are identified by the spec's row keys (:mod:`.shapes`: the key fields are the routing
+   fields, with the scope as fallback). An unroutable row is a bad row (dead letter), reported
+   once while it stays the same.
 3. Tolerant reading (:mod:`streamd.tolerant`): every routable row is published, whatever else
    deviates from its model. ``check`` (the query's ``Reader.check``) gives the row to publish
    (unambiguous coercions applied) and its deviating paths; only rows that are published in this
@@ -26,109 +23,24 @@ Rules:
    consecutive empties are needed) because it may be a permission problem (003 L106).
 7. ``full=True`` (the first poll and every ``refresh_every``) reports every present row, with
    ``change`` = added / changed / unchanged; removals are reported either way.
-8. :func:`row_events` builds the ``alvaria.{query}`` events. The ce id is
-   ``stable_id(source, query, key, op, observed_at)``: a row has exactly one version per poll, so
-   the id names that row version as observed; a producer retry keeps it, and a later
-   A -> B -> A -> B never reuses one (the counters have no vendor version stamp, and
-   userActivity's ``stateStartTime`` does not move when only ``interactionCount`` changes).
-   Hashing the row content as well was measured (15 ms per 10,000 rows) and adds nothing unique.
-   The event time is the vendor's ``stamp_field`` (userActivity ``stateStartTime``) when present.
-   A row's deviations ride on its event as paths into the Kafka value (``$.row.stateDur``, the
-   ``streamd_deviations`` header), and each such event counts once in
-   ``streamd_deviations_total{source,type}``.
+8. The vendor events of the changes are built by :func:`~.rowevents.row_events`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 
-from streamd.events import Event, stable_id
-from streamd.telemetry import count_deviation
+from streamd.sources.alvaria.shapes import Key, QueryShape, Row
 
-Key = tuple[str, ...]
-Row = dict[str, Any]
 Check = Callable[[Row], tuple[Row, tuple[str, ...]]]
 """A row model's tolerant check (``Reader.check``): the row to publish and its deviating paths."""
 Change = Literal["added", "changed", "removed", "unchanged"]
 
 _NO_PREVIOUS: Row = {}  # shared by every change without previous values (never mutated)
-
-OP_NAMES: dict[str, str] = {"added": "RowAdded", "changed": "RowChanged", "removed": "RowRemoved"}
-SNAPSHOT_OP = "Row"
-
-
-@dataclass(frozen=True, slots=True)
-class QueryShape:
-    """What the diff needs to know about one query's rows."""
-
-    name: str
-    key_fields: tuple[str, ...]
-    identity: str | None = None
-    scope_field: str | None = None
-    ticking: frozenset[str] = frozenset()
-    """Fields that tick with time; all are documented integers (rule 3 relies on it)."""
-    stamp_field: str | None = None
-    state_fields: tuple[str, ...] = ()
-
-    def key_of(self, row: Mapping[str, Any], scope: str | None) -> Key | None:
-        """The row key, or None when the row is unroutable (rule 2)."""
-        parts = []
-        for name in self.key_fields:
-            value = row.get(name)
-            if value is None or value == "":
-                if name == self.identity:
-                    return None
-                parts.append(scope if name == self.scope_field and scope is not None else "")
-            elif isinstance(value, str):
-                parts.append(value)
-            elif _is_number(value):
-                parts.append(str(value))
-            else:
-                return None
-        return tuple(parts)
-
-    def unroutable_field(self, row: Mapping[str, Any]) -> str:
-        """The first key field of ``row`` that makes it unroutable (for the dead letter's reason)."""
-        for name in self.key_fields:
-            value = row.get(name)
-            if value is None or value == "":
-                if name == self.identity:
-                    return name
-            elif not isinstance(value, str) and not _is_number(value):
-                return name
-        return self.identity or self.key_fields[0]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-SHAPES: dict[str, QueryShape] = {
-    "listActivity": QueryShape("listActivity", ("contactList",), scope_field="contactList"),
-    "teamActivity": QueryShape("teamActivity", ("teamId",), scope_field="teamId"),
-    "userActivity": QueryShape(
-        "userActivity",
-        ("teamId", "userId"),
-        identity="userId",
-        scope_field="teamId",
-        ticking=frozenset({"stateDur", "signOnDur"}),
-        stamp_field="stateStartTime",
-        state_fields=("stateId", "reasonId"),
-    ),
-    "channelActivity": QueryShape(
-        "channelActivity",
-        ("workTypeId", "interactionTypeId", "channelTypeId"),
-        scope_field="workTypeId",
-        ticking=frozenset({"selfServiceDur", "queueDur", "activeDur", "previewDur", "maxQueueDur"}),
-    ),
-    "presence": QueryShape("presence", ("userId",), identity="userId"),
-}
-"""Row keys per query (spec §7; the org id is constant per source and left out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,81 +256,3 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
-
-
-def row_events(
-    shape: QueryShape,
-    changes: Iterable[RowChange],
-    *,
-    source: str,
-    scope: str | None,
-    observed: datetime,
-    snapshot: bool,
-) -> list[Event]:
-    """Build the ``alvaria.{query}`` events for ``changes`` (and count the deviating ones).
-
-    Args:
-        shape: the query's row shape.
-        changes: from :func:`diff_snapshot`.
-        source: the source name (``ce_source``, key prefix).
-        scope: the polled scope, copied into the value.
-        observed: when the snapshot was received (UTC).
-        snapshot: the changes come from a full snapshot (present rows become ``Row`` events).
-
-    Returns:
-        One event per change, in order.
-    """
-    topic = f"alvaria.{shape.name}"
-    type_prefix = f"{topic}."
-    observed_iso = observed.isoformat()
-    stamp_field = shape.stamp_field
-    events: list[Event] = []
-    for ch in changes:
-        removed = ch.change == "removed"
-        op = OP_NAMES[ch.change] if removed or not snapshot else SNAPSHOT_OP
-        key = ":".join(ch.key)
-        stamp = ch.row.get(stamp_field) if stamp_field is not None else None
-        deviations = _in_value(ch.deviations) if ch.deviations else ()
-        if deviations:
-            count_deviation(source, type_prefix + op)
-        data = {
-            "query": shape.name,
-            "scope": scope,
-            "key": key,
-            "change": ch.change,
-            "changed": ch.changed,
-            "previous": ch.previous,
-            "gap_detected": ch.gap,
-            "observed_at": observed,
-            "row": ch.row,
-        }
-        events.append(
-            Event(
-                topic=topic,
-                type=type_prefix + op,
-                source=source,
-                key=f"{source}:{key}",
-                data=data,
-                time=observed if removed else (parse_time(stamp) or observed),
-                id=stable_id(source, shape.name, key, op, observed_iso),
-                snapshot=snapshot and not removed,
-                deviations=deviations,
-            )
-        )
-    return events
-
-
-def _in_value(paths: tuple[str, ...]) -> tuple[str, ...]:
-    """Row paths (``$.stateDur``) as paths into the Kafka value (``$.row.stateDur``)."""
-    return tuple("$.row" + p[1:] if p.startswith("$") else p for p in paths)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Parse an Alvaria ISO-8601 date-time (``...Z`` or ``...-07:00``); None when absent or invalid."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -1,47 +1,17 @@
-"""Pure canonical mapping of Alvaria row changes to :class:`AgentState` and :class:`QueueMetric`.
+"""Pure canonical mapping of Alvaria row changes to :class:`QueueMetric` (agent states: :mod:`.agents`).
 
 Rules:
 
 1. Functions here are sync and pure; they take a :class:`~streamd.sources.alvaria.diff.RowChange`
-   and return canonical events. A row without a usable ``userId`` raises
-   :class:`NormalizationError` (``missing_field``; the diff never lets such a row through).
+   (or a present row) and return canonical events.
 2. Tolerant reading: the row is the published one (coercions applied), which may still deviate
-   from its model. A canonical event is derived whenever the fields *it* needs are usable, however
-   else the row deviates: an ``AgentState`` needs the ``userId``; its optional parts (name, vendor
-   state, reason, since) are left out when they are not usable strings. A ``QueueMetric`` needs
-   its own figure: a number (``count`` / ``seconds``), or a date-time string or ``""``
-   (``timestamp``), or absent/null; a metric whose figure is anything else is skipped and the
-   other metrics of the row still flow. Queue ids come from the row key (:mod:`.diff`), so a
-   missing ``workTypeId`` / ``teamId`` falls back to the polled scope as the vendor event's key does.
-3. ``stateId`` is compared case-insensitively; unknown values map to ``unknown`` and keep the raw
-   string in ``vendor_state`` (the seed warns the ids "may change in future versions").
+   from its model. A ``QueueMetric`` needs its own figure: a number (``count`` / ``seconds``), or
+   a date-time string or ``""`` (``timestamp``), or absent/null; a metric whose figure is anything
+   else is skipped and the other metrics of the row still flow, however else the row deviates.
+   Queue ids come from the row key (:mod:`.diff`), so a missing ``workTypeId`` / ``teamId``
+   falls back to the polled scope as the vendor event's key does.
+Which row changes produce queue metrics:
 
-Agent state (userActivity ``stateId`` -> :class:`State`; overridable with ``state_map``):
-
-=================================================================  ===================
-stateId                                                            canonical state
-=================================================================  ===================
-idle                                                               available
-active, held, multiline, pendingactive, preview, reserved          busy
-wrap, wrapwarning                                                  after_call_work
-notready, park, parkwarning, loggedon                              not_ready
-loggedoff, usercleared                                             logged_out
-uninitialized, exception, anything else                            unknown
-=================================================================  ===================
-
-Which row changes produce canonical events:
-
-- **userActivity** -> ``AgentState`` (agent id = ``userId``, name = ``preferredName``, vendor state
-  = ``stateId``, reason = ``reasonId``, since = ``stateStartTime``) for added rows, snapshot rows
-  and changes touching a state field (stateId, stateName, reasonId, reasonName, stateStartTime,
-  preferredName). A removed row produces nothing: it may be a team change or the seed's
-  0-rows caveat; presence reports the logoff.
-- **presence** -> ``AgentState(logged_out, vendor_state="LoggedOff")`` when a user disappears
-  (from every polled worktype's list: one who drops off one worktype but is still on another's
-  is logged on, and gets nothing).
-  When userActivity is not polled, an appearing user (or a new ``ehubSessionId``) and snapshot
-  rows give ``AgentState(unknown, vendor_state="LoggedOn")``; with userActivity polled they give
-  nothing, so presence never overwrites a precise state.
 - **channelActivity** -> one ``QueueMetric`` per counter (unit ``count``), per ``*Dur`` (unit
   ``seconds``) and ``longestWaitingQueueTime`` (unit ``timestamp``), named as in the canonical
   table below (other figures keep their Alvaria names), queue id
@@ -49,14 +19,16 @@ Which row changes produce canonical events:
   (one worktype has one row per
   interaction and channel type). Added and snapshot rows give every metric; a changed row gives
   the changed metrics plus the current ``*Dur`` values. Removed rows give nothing.
+- **channelActivity, every poll**: ``longest_wait_seconds`` ticks while a contact waits, and the
+  diff ignores ticking fields (:mod:`.diff` rule 4); so every row present in a poll that produced
+  no other canonical metric for it gives :func:`queue_age_events`: its ``longest_wait_seconds``
+  from ``maxQueueDur``, or, when that is absent, the age of ``longestWaitingQueueTime`` at the
+  poll (``""``: nothing waiting, 0). The same fallback fills an absent ``maxQueueDur`` of added,
+  snapshot and changed rows.
 - **teamActivity** -> one ``QueueMetric`` per counter, queue id ``team/{teamId}`` (the row key),
   same rules, plus the sums ``agents_busy`` and ``agents_logged_in`` (below) whenever one of
   their counters is published and all of them are usable numbers.
 - **listActivity** -> nothing canonical (a dialler list is not a queue).
-
-Agents' queues: a userActivity ``AgentState`` has ``queue_ids`` ``("team/{teamId}",)`` (the row's
-``teamId``, or the polled team of the row key); a presence one ``("worktype/{workTypeId}",)``
-when the caller says which worktype's list it polled.
 
 Canonical queue metrics (:data:`streamd.events.CANONICAL_QUEUE_METRICS`; a figure with a
 canonical name is published under it only, every other one under its Alvaria name, as before;
@@ -70,7 +42,7 @@ channelActivity        ``maxQueueDur``                                  ``longes
 teamActivity           ``idleCount``                                    ``agents_available``       agents
 teamActivity           sum of ``activeCount``, ``pendingActiveCount``,  ``agents_busy``            agents
                        ``holdCount``, ``multiLineCount``,
-                       ``previewCount`` (the busy states above)
+                       ``previewCount`` (busy in :mod:`.agents`)
 teamActivity           sum of every team counter                        ``agents_logged_in``       agents
 =====================  ===============================================  =========================  ========
 
@@ -80,39 +52,14 @@ No Alvaria real-time query has an average wait, a service level, or answered / a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from streamd.errors import NormalizationError
-from streamd.events import AgentState, Event, QueueMetric, State
-from streamd.sources.alvaria.diff import RowChange, parse_time
-
-VENDOR = "alvaria"
-
-STATE_TABLE: dict[str, State] = {
-    "idle": State.AVAILABLE,
-    "active": State.BUSY,
-    "held": State.BUSY,
-    "multiline": State.BUSY,
-    "pendingactive": State.BUSY,
-    "preview": State.BUSY,
-    "reserved": State.BUSY,
-    "wrap": State.AFTER_CALL_WORK,
-    "wrapwarning": State.AFTER_CALL_WORK,
-    "notready": State.NOT_READY,
-    "park": State.NOT_READY,
-    "parkwarning": State.NOT_READY,
-    "loggedon": State.NOT_READY,
-    "loggedoff": State.LOGGED_OUT,
-    "usercleared": State.LOGGED_OUT,
-    "uninitialized": State.UNKNOWN,
-    "exception": State.UNKNOWN,
-}
-"""The default stateId -> canonical state table (see the module docstring)."""
-
-AGENT_FIELDS = frozenset(
-    {"stateId", "stateName", "reasonId", "reasonName", "stateStartTime", "preferredName"}
-)
+from streamd.events import Event, QueueMetric
+from streamd.sources.alvaria.agents import VENDOR, text_field
+from streamd.sources.alvaria.diff import RowChange
+from streamd.sources.alvaria.rowevents import parse_time
 
 TEAM_COUNTERS = (
     "notReadyCount",
@@ -158,100 +105,6 @@ TEAM_SUMS: dict[str, tuple[str, ...]] = {"agents_busy": TEAM_BUSY, "agents_logge
 """Canonical agent counts of a team that are sums of its counters."""
 
 
-def map_state(state_id: Any, overrides: Mapping[str, State] | None = None) -> State:
-    """The canonical state of a userActivity ``stateId`` (case-insensitive; unknown -> UNKNOWN)."""
-    if not isinstance(state_id, str):
-        return State.UNKNOWN
-    lowered = state_id.lower()
-    if overrides:
-        for name, state in overrides.items():
-            if name.lower() == lowered:
-                return state
-    return STATE_TABLE.get(lowered, State.UNKNOWN)
-
-
-def user_activity_events(
-    change: RowChange,
-    *,
-    source: str,
-    observed: datetime,
-    snapshot: bool,
-    overrides: Mapping[str, State] | None = None,
-) -> list[Event]:
-    """userActivity row change -> ``AgentState`` events (see the module table).
-
-    Raises:
-        NormalizationError: the row has no usable ``userId``.
-    """
-    if change.change == "removed" or (change.change == "unchanged" and not snapshot):
-        return []
-    if change.change == "changed" and not snapshot and AGENT_FIELDS.isdisjoint(change.changed):
-        return []
-    row = change.row
-    user_id = _required_str(row, "userId")
-    since = parse_time(row.get("stateStartTime"))
-    team = _text(row, "teamId") or (change.key[0] if len(change.key) > 1 else None)
-    state = AgentState(
-        vendor=VENDOR,
-        source=source,
-        agent_id=user_id,
-        state=map_state(row.get("stateId"), overrides),
-        agent_name=_text(row, "preferredName"),
-        vendor_state=_text(row, "stateId"),
-        reason_code=_text(row, "reasonId"),
-        since=since,
-        queue_ids=(f"team/{team}",) if team else (),
-    )
-    return [state.to_event(time=since or observed, snapshot=snapshot)]
-
-
-def presence_events(
-    change: RowChange,
-    *,
-    source: str,
-    observed: datetime,
-    snapshot: bool,
-    report_logon: bool,
-    logged_on_elsewhere: bool = False,
-    work_type_id: str | None = None,
-) -> list[Event]:
-    """presence row change -> ``AgentState`` logon/logoff events (see the module table).
-
-    Args:
-        logged_on_elsewhere: the user is still on another polled worktype's list, so a removal
-            from this one is no logoff.
-        work_type_id: the worktype whose list was polled (None: the org-wide list); a logon then
-            has ``queue_ids`` ``("worktype/{work_type_id}",)``.
-
-    Raises:
-        NormalizationError: the row has no usable ``userId``.
-    """
-    row = change.row
-    user_id = _required_str(row, "userId")
-    name = (
-        " ".join(p for p in (row.get("firstName"), row.get("lastName")) if isinstance(p, str) and p) or None
-    )
-    if change.change == "removed":
-        if logged_on_elsewhere:
-            return []
-        state, vendor_state = State.LOGGED_OUT, "LoggedOff"
-    elif report_logon and (snapshot or change.change != "unchanged"):
-        state, vendor_state = State.UNKNOWN, "LoggedOn"
-    else:
-        return []
-    agent = AgentState(
-        vendor=VENDOR,
-        source=source,
-        agent_id=user_id,
-        state=state,
-        agent_name=name,
-        vendor_state=vendor_state,
-        since=observed,
-        queue_ids=(f"worktype/{work_type_id}",) if work_type_id and state is not State.LOGGED_OUT else (),
-    )
-    return [agent.to_event(time=observed, snapshot=snapshot and change.change != "removed")]
-
-
 def channel_activity_events(
     change: RowChange, *, source: str, observed: datetime, snapshot: bool
 ) -> list[Event]:
@@ -261,8 +114,11 @@ def channel_activity_events(
     """
     row = change.row
     queue_id = "worktype/" + "/".join(change.key)
-    names = [row.get(f) for f in ("workTypeName", "interactionTypeName", "channelTypeName")]
-    queue_name = " / ".join(n for n in names if isinstance(n, str) and n) or None
+    queue_name = _channel_name(row)
+    if row.get("maxQueueDur") is None:
+        waited = longest_wait_seconds(row, observed)
+        if waited is not None:
+            change = replace(change, row=row | {"maxQueueDur": waited})
     return _metrics(
         change,
         CHANNEL_UNITS,
@@ -276,6 +132,46 @@ def channel_activity_events(
     )
 
 
+def longest_wait_seconds(row: Mapping[str, Any], observed: datetime) -> int | float | None:
+    """How long the oldest waiting contact of a channelActivity row has waited at ``observed``:
+    ``maxQueueDur``, else the age of ``longestWaitingQueueTime`` (``""``: 0); None when neither
+    is usable."""
+    value = row.get("maxQueueDur")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    since = row.get("longestWaitingQueueTime")
+    if since == "":
+        return 0
+    at = parse_time(since)
+    return None if at is None else max(0, int((observed - at).total_seconds()))
+
+
+def queue_age_events(
+    key: tuple[str, ...], row: Mapping[str, Any], *, source: str, observed: datetime
+) -> list[Event]:
+    """The ``longest_wait_seconds`` of a channelActivity row this poll found unchanged (it ticks;
+    see the module table); nothing when the row has no usable figure for it."""
+    value = longest_wait_seconds(row, observed)
+    if value is None:
+        return []
+    qm = QueueMetric(
+        vendor=VENDOR,
+        source=source,
+        queue_id="worktype/" + "/".join(key),
+        metric=CHANNEL_CANONICAL["maxQueueDur"][0],
+        value=value,
+        unit=CHANNEL_CANONICAL["maxQueueDur"][1],
+        queue_name=_channel_name(row),
+        as_of=observed,
+    )
+    return [qm.to_event(time=observed)]
+
+
+def _channel_name(row: Mapping[str, Any]) -> str | None:
+    names = [row.get(f) for f in ("workTypeName", "interactionTypeName", "channelTypeName")]
+    return " / ".join(n for n in names if isinstance(n, str) and n) or None
+
+
 def team_activity_events(
     change: RowChange, *, source: str, observed: datetime, snapshot: bool
 ) -> list[Event]:
@@ -283,7 +179,7 @@ def team_activity_events(
 
     The queue id is ``team/`` + the row key (the teamId).
     """
-    name = _text(change.row, "teamName")
+    name = text_field(change.row, "teamName")
     queue_id = "team/" + "/".join(change.key)
     events = _metrics(change, TEAM_UNITS, (), source, queue_id, name, observed, snapshot, TEAM_CANONICAL)
     if not events:
@@ -356,18 +252,3 @@ def _usable_figure(value: Any, unit: str) -> bool:
     if unit == "timestamp":
         return isinstance(value, str) and (value == "" or parse_time(value) is not None)
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _text(row: Mapping[str, Any], name: str) -> str | None:
-    """``row[name]`` when it is a non-empty string, else None (absent, blank or deviating)."""
-    value = row.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def _required_str(row: Mapping[str, Any], name: str) -> str:
-    value = row.get(name)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value:
-        raise NormalizationError(f"row without {name}", "missing_field")
-    return value

@@ -14,12 +14,21 @@ Rules:
    acknowledged state (``load_cursor``), so a failed publish re-diffs instead of losing changes.
 4. What stops a whole query: a 429 (the source-wide gate, :mod:`.client` rule 4: ``BackOff``), the
    token endpoint's refusals and a certificate that does not verify (fatal), and a 403 on every
-   scope (a wrong API key, an org-wide query refused: ``AuthError``).
+   scope (a wrong API key, an org-wide query refused: ``AuthError``). A token endpoint that fails
+   or is slow fails the cycle before any scope is asked (one error line, not one per scope).
 5. Bad bodies and unroutable rows never crash the source: they become ``DeadLetter`` events and
-   are counted (``count_error(source, "processing", error_type)``). A routable row is published
+   are counted (``count_error(source, "processing", error_type)``); :mod:`.scope_events` builds
+   every event of a polled scope. A routable row is published
    however else it deviates from its model (tolerant reading, :mod:`.diff` rule 3).
 6. presence per worktype: a user who drops off one worktype's list but is still on another's is
    not logged out (the vendor event ``RowRemoved`` is published; the canonical state is not).
+7. channelActivity's queue age ticks: every poll publishes each present row's canonical
+   ``longest_wait_seconds`` (:func:`~.normalize.queue_age_events`), also when nothing else of the
+   row changed (the vendor topic only carries changes and snapshots).
+8. Discovered scopes (config rule 5): each cycle asks the source's
+   :class:`~.discovery.ScopeDirectory` first (it reads the listing only when due); a scope it no
+   longer lists is dropped with its acknowledged snapshot (nothing is published as removed: its
+   rows are unknown, not gone), a new one is polled in the same cycle.
 """
 
 from __future__ import annotations
@@ -35,46 +44,31 @@ import anyio
 import orjson
 
 from streamd.errors import AuthError, NormalizationError, SourceError, TransientError
-from streamd.events import DeadLetter, Event, utcnow
+from streamd.events import Event, utcnow
 from streamd.jsonwire import loads
 from streamd.retry import backoff
 from streamd.runtime import task_group
 from streamd.sources.alvaria.client import AlvariaClient, ScopeRefused, what_of
-from streamd.sources.alvaria.config import AlvariaSourceConfig, QueryName
-from streamd.sources.alvaria.diff import (
-    SHAPES,
-    BadRow,
-    DiffResult,
-    Key,
-    ScopeState,
-    diff_snapshot,
-    needs_full,
-    row_events,
-)
+from streamd.sources.alvaria.config import SCOPE_KIND_OF, AlvariaSourceConfig, QueryName, ScopeKind
+from streamd.sources.alvaria.diff import DiffResult, ScopeState, diff_snapshot, needs_full
+from streamd.sources.alvaria.discovery import ScopeDirectory
 from streamd.sources.alvaria.models import ROW_READERS
-from streamd.sources.alvaria.normalize import (
-    channel_activity_events,
-    presence_events,
-    team_activity_events,
-    user_activity_events,
-)
+from streamd.sources.alvaria.scope_events import AgentWorkTypes, ScopeEvents
 from streamd.sources.alvaria.scopes import Scope, ScopeHealth
+from streamd.sources.alvaria.shapes import SHAPES, Key
 from streamd.sources.http import CertificateError
 from streamd.sources.poller import PollResult
-from streamd.telemetry import count_error
 
 Cursor = Mapping[str | None, ScopeState]
 Delays = Callable[[], Iterator[float]]
 
 
 def scopes_of(config: AlvariaSourceConfig, query: QueryName) -> list[str | None]:
-    """The scopes one cycle of ``query`` polls (None = one org-wide request)."""
-    if query in ("teamActivity", "userActivity"):
-        return list(config.team_ids)
-    if query == "channelActivity":
-        return list(config.work_type_ids)
-    if query == "listActivity":
-        return list(config.contact_lists)
+    """The scopes one cycle of ``query`` polls as configured (None = one org-wide request; a
+    discovered kind starts empty)."""
+    kind = SCOPE_KIND_OF.get(query)
+    if kind is not None:
+        return list(config.static_scopes(kind))
     return list(config.presence_work_type_ids) or [None]
 
 
@@ -119,6 +113,8 @@ class QuerySpec:
         clock: Callable[[], float],
         wallclock: Callable[[], datetime] = utcnow,
         delays: Delays | None = None,
+        directory: ScopeDirectory | None = None,
+        work_types: AgentWorkTypes | None = None,
     ) -> None:
         self.name: str = query
         self.query = query
@@ -129,18 +125,35 @@ class QuerySpec:
         self.shape = SHAPES[query]
         self.scopes = scopes_of(config, query)
         self.timeout = config.timeout_of(query)
-        self.report_logon = "userActivity" not in config.enabled_queries()
         interval = config.interval_of(query)
         delays = delays or partial(backoff, initial=interval, cap=max(60.0, interval))
         self.health = ScopeHealth(
             source=config.name, query=query, scopes=self.scopes, clock=clock, delays=delays
         )
         self._check = ROW_READERS[query].check
+        report_logon = "userActivity" not in config.enabled_queries()
+        self.work_types = work_types or AgentWorkTypes()
+        """The users' worktypes, shared with the source's other queries (presence keeps it)."""
+        self.events = ScopeEvents(query, config, self._check, report_logon, self.work_types)
         self._acked: Cursor = {}
+        kind = SCOPE_KIND_OF.get(query)
+        self.discovered = kind if kind in config.discover else None
+        if self.discovered is not None and directory is None:
+            raise ValueError(f"{query} discovers its {self.discovered}: it needs the source's ScopeDirectory")
+        self.directory = directory
+        self.retime: Callable[[float], None] | None = None
+        """Called with the new :meth:`cycle_timeout` when discovery changed the scopes."""
 
     def cycle_timeout(self) -> float:
-        """The poller's deadline of one cycle: every batch of scopes within its own ``timeout``."""
+        """The poller's deadline of one cycle: every batch of scopes within its own ``timeout``.
+
+        A token fetch or a scope listing (each also within ``timeout``) is rare (once per token
+        lifetime, per ``discover_every``) and is not budgeted: when one is slow and the scopes are
+        too, the cycle fails and the supervisor retries it.
+        """
         batches = math.ceil(len(self.scopes) / self.config.scope_concurrency)
+        if self.discovered is not None:
+            batches = max(batches, 1)  # before the first listing: one batch
         return batches * self.timeout + max(0.1 * self.config.interval_of(self.query), 0.05)
 
     def load_cursor(self, saved: str | None) -> Cursor:
@@ -154,7 +167,15 @@ class QuerySpec:
     async def fetch(self, cursor: Cursor) -> PollResult[Cursor]:
         """Poll the due scopes once and return the changes since ``cursor``."""
         self._acked = cursor  # the poller only hands back a cursor once its events were emitted
+        if self.discovered is not None and self.directory is not None:
+            await self._discover(self.directory, self.discovered)
+            cursor = {s: v for s, v in cursor.items() if s in self.scopes}  # dropped scopes are gone
         due = self.health.due()
+        if due:  # a failing token endpoint fails the cycle once, not each scope (rule 4)
+            with anyio.move_on_after(self.timeout) as waited:
+                await self.client.ensure_token()
+            if waited.cancelled_caught:
+                raise TransientError(f"alvaria token endpoint: no answer within {self.timeout:g}s")
         answers = await self._answers(due)
         for scope in due:  # what stops the whole query (rule 4)
             outcome = answers[scope]
@@ -173,10 +194,24 @@ class QuerySpec:
         failure = self.health.verdict(failed_now)
         if failure is not None:
             raise failure
+        if self.query == "presence" and self.scopes != [None]:
+            self.work_types.update(state)
         present = self._present(state)
         for p in polled:
-            events += self._events(p, present)
+            events += self.events.of(p.result, p.scope, p.observed, p.full, present)
         return PollResult(events, state)
+
+    async def _discover(self, directory: ScopeDirectory, kind: ScopeKind) -> None:
+        """Poll the scopes discovery lists now (:mod:`.discovery`; rule 8)."""
+        with anyio.move_on_after(self.timeout) as waited:
+            scopes: list[Scope] = list(await directory.scopes(kind))
+        if waited.cancelled_caught:
+            raise TransientError(f"alvaria {kind} listing: no answer within {self.timeout:g}s")
+        if scopes != self.scopes:
+            self.scopes = scopes
+            self.health.rescope(scopes)
+            if self.retime is not None:
+                self.retime(self.cycle_timeout())
 
     def _settle(
         self, answers: dict[Scope, bytes | SourceError], state: dict[Scope, ScopeState], events: list[Event]
@@ -227,7 +262,7 @@ class QuerySpec:
             rows = extract_rows(self.query, loads(body))
         except (orjson.JSONDecodeError, NormalizationError) as exc:
             error_type = getattr(exc, "error_type", "invalid_json")
-            events.append(self._dead(error_type, f"{self.query} {scope or ''}: {exc}", body))
+            events.append(self.events.dead(error_type, f"{self.query} {scope or ''}: {exc}", body))
             return None
         full = needs_full(prev, self.clock(), self.config.refresh_every)
         result = diff_snapshot(
@@ -249,51 +284,3 @@ class QuerySpec:
         if self.query != "presence" or len(self.scopes) < 2:
             return frozenset()
         return frozenset(key for scope_state in state.values() for key in scope_state.rows)
-
-    def _events(self, polled: _Polled, present: frozenset[Key]) -> list[Event]:
-        result, scope, observed, full = polled.result, polled.scope, polled.observed, polled.full
-        source = self.config.name
-        events = [self._dead(b.error_type, b.reason, _raw(b)) for b in result.bad]
-        events += row_events(
-            self.shape, result.changes, source=source, scope=scope, observed=observed, snapshot=full
-        )
-        if self.config.canonical and self.query != "listActivity":
-            for change in result.changes:
-                try:
-                    events += self._canonical(change, observed, full, change.key in present)
-                except NormalizationError as exc:
-                    events.append(self._dead(exc.error_type, f"{self.query}: {exc}", _raw(change)))
-        return events
-
-    def _canonical(self, change: Any, observed: datetime, full: bool, elsewhere: bool) -> list[Event]:
-        source = self.config.name
-        if self.query == "userActivity":
-            overrides = self.config.state_map
-            return user_activity_events(
-                change, source=source, observed=observed, snapshot=full, overrides=overrides
-            )
-        if self.query == "presence":
-            return presence_events(
-                change,
-                source=source,
-                observed=observed,
-                snapshot=full,
-                report_logon=self.report_logon,
-                logged_on_elsewhere=elsewhere,
-            )
-        if self.query == "channelActivity":
-            return channel_activity_events(change, source=source, observed=observed, snapshot=full)
-        return team_activity_events(change, source=source, observed=observed, snapshot=full)
-
-    def _dead(self, error_type: str, error: str, raw: bytes) -> Event:
-        count_error(self.config.name, "processing", error_type)
-        return DeadLetter.of(
-            source=self.config.name, stage="processing", error_type=error_type, error=error, raw=raw
-        ).to_event()
-
-
-def _raw(item: BadRow | Any) -> bytes:
-    try:
-        return orjson.dumps(item.row)
-    except TypeError:
-        return repr(item.row).encode()

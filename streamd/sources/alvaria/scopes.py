@@ -62,6 +62,15 @@ class ScopeHealth:
         self.refused: dict[Scope, int] = {}
         self.healthy: set[Scope] = set()
 
+    def rescope(self, scopes: Sequence[Scope]) -> None:
+        """Poll ``scopes`` from now on (discovery); what the dropped ones last answered is forgotten."""
+        self.scopes = list(scopes)
+        for gone in set(self.failing) | set(self.refused) | self.healthy:
+            if gone not in self.scopes:
+                self.failing.pop(gone, None)
+                self.refused.pop(gone, None)
+                self.healthy.discard(gone)
+
     def due(self) -> list[Scope]:
         """The scopes to poll now: all but those backing off."""
         now = self.clock()

@@ -11,6 +11,10 @@ Rules:
    other queries go on. The supervisor reports each query as a job of the source's component
    (``/readyz``) and the component's state as their aggregate.
 3. No retry loop and no task group here: sessions raise streamd errors and the supervisor decides.
+4. Discovered scopes (``discover``) come from one :class:`~.discovery.ScopeDirectory` shared by
+   the queries; when their number changes, the query's poller gets the new cycle deadline.
+5. The users' worktypes (:class:`~.scope_events.AgentWorkTypes`) are shared too: presence per
+   worktype keeps them, userActivity's agent states carry them as ``queue_ids``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from streamd.runtime import Job
 from streamd.sources.alvaria.auth import AlvariaAuth
 from streamd.sources.alvaria.client import AlvariaClient, RateGate
 from streamd.sources.alvaria.config import AlvariaSourceConfig, QueryName
+from streamd.sources.alvaria.discovery import ScopeDirectory
 from streamd.sources.alvaria.query import Cursor, Delays, QuerySpec
+from streamd.sources.alvaria.scope_events import AgentWorkTypes
 from streamd.sources.base import Emit, SourceDeps
 from streamd.sources.http import tls_verify
 from streamd.sources.poller import Poller
@@ -83,11 +89,22 @@ class AlvariaSource:
             auth=self.auth(), timeout=timeout, transport=self._transport, verify=verify
         ) as http:
             client = AlvariaClient(http, c, RateGate(self._clock))
-            jobs = [Job(query, partial(self.poller(query, client).session, emit)) for query in queries]
+            directory = ScopeDirectory(client, source=c.name, every=c.discover_every, clock=self._clock)
+            work_types = AgentWorkTypes()
+            jobs = [
+                Job(query, partial(self.poller(query, client, directory, work_types).session, emit))
+                for query in queries
+            ]
             await self.deps.jobs.run(*jobs, task_status=task_status)
 
-    def poller(self, query: QueryName, client: AlvariaClient) -> Poller[Cursor]:
-        """The poller of one query."""
+    def poller(
+        self,
+        query: QueryName,
+        client: AlvariaClient,
+        directory: ScopeDirectory | None = None,
+        work_types: AgentWorkTypes | None = None,
+    ) -> Poller[Cursor]:
+        """The poller of one query (its cycle deadline follows the discovered scopes, rule 4)."""
         c = self.config
         spec = QuerySpec(
             query,
@@ -96,8 +113,10 @@ class AlvariaSource:
             clock=self._clock,
             wallclock=self._wallclock,
             delays=self._scope_delays,
+            directory=directory,
+            work_types=work_types,
         )
-        return Poller(
+        poller = Poller(
             spec,
             source=c.name,
             interval=c.interval_of(query),
@@ -106,3 +125,9 @@ class AlvariaSource:
             clock=self._clock,
             sleep=self._sleep,
         )
+        spec.retime = partial(_retime, poller)
+        return poller
+
+
+def _retime(poller: Poller[Cursor], timeout: float) -> None:
+    poller.timeout = timeout
