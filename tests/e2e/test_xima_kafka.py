@@ -1,6 +1,7 @@
 """Xima → the daemon (in process) → the embedded broker: realtime metrics after the initializing
 phase, in websocket mode, and a historic export whose period cursor survives a daemon restart
-(kept in the spool database) without repeating a period on Kafka."""
+(kept in the spool database) without repeating a period on Kafka; settle re-exports and one report
+key configured twice, under their own keys and ids."""
 
 from __future__ import annotations
 
@@ -59,3 +60,45 @@ async def test_realtime_and_historic_survive_a_restart(tmp_path: Path) -> None:
     assert len(periods) == len(set(periods)), f"a period was exported twice: {periods}"
     assert periods[:4] == summaries(first)[:4]
     assert len(realtime_again) > len(realtime)
+
+
+async def test_settle_reexports_and_one_key_twice_reach_kafka_under_their_ids(tmp_path: Path) -> None:
+    start = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    async with XimaSimulator(agents=2) as sim:
+        report = {"key": "LT39K5C5", "every": "15m", "lag": "0s", "start": start.isoformat()}
+        block = {
+            "kind": "xima",
+            "name": "cr1",
+            "url": sim.url,
+            "api_key": sim.api_key,
+            "metrics": [],
+            "historic": [
+                {**report, "id": "talk", "settle": 1},
+                {
+                    **report,
+                    "id": "talk-201",
+                    "parameters": [{"name": "Rows (Agent)", "valueType": "AGENT_LIST", "value": ["201"]}],
+                },
+            ],
+        }
+
+        def settled(records: list[Any]) -> int:
+            return sum(1 for r in records if orjson.loads(r.value).get("settle"))
+
+        async with running_daemon(tmp_path, block) as runtime:
+            records = await read_topic(
+                runtime.bootstrap, "streamd.xima.historic", lambda rs: settled(rs) >= 3 * 3
+            )
+    summaries = [
+        (r.key, orjson.loads(r.value))
+        for r in records
+        if header_dict(r.headers)["ce_type"] == "xima.historic.Summary"
+    ]
+    firsts = {(k, v["period_start"]) for k, v in summaries if not v["settle"]}
+    again = {(k, v["period_start"]) for k, v in summaries if v["settle"]}
+    assert {k for k, _ in firsts} == {b"cr1:talk", b"cr1:talk-201"}
+    assert again
+    assert {k for k, _ in again} == {b"cr1:talk"}
+    assert again <= firsts  # a period settled was exported first
+    ids = [header_dict(r.headers)["ce_id"] for r in records]
+    assert len(ids) == len(set(ids))  # first exports, settle passes and the two exports: ids of their own

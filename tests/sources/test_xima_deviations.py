@@ -88,7 +88,7 @@ async def test_every_polled_entry_is_published_with_the_deviations_it_was_served
         # refresh_every below the interval: every round is a snapshot, so every served entry is published
         source = make_source(sim, interval=0.05, refresh_every=0.001, agent_state_metrics=["K0STATE1"])
         async with running(source, emit):
-            await until(lambda: len(values(emit)) >= 3 * len(sim.values))
+            await until(lambda: len(values(emit)) >= 3 * len(sim.world.values))
         entries = served(sim, "values")
         assert_published_as_served(values(emit), entries)
         assert {s.kind for s in entries} >= {
@@ -114,15 +114,15 @@ async def test_every_socket_message_is_published_with_the_deviations_it_was_push
         emit = MemoryEmit()
         source = make_source(sim, mode="websocket", agent_state_metrics=["K0STATE1"], refresh_every=3600)
         async with running(source, emit):
-            await until(lambda: len(values(emit)) == len(sim.values) and bool(sim._subscribers))
+            await until(lambda: len(values(emit)) == len(sim.world.values) and sim.subscribed)
             for _ in range(6):  # one step at a time: each push is read before the next one is stamped
                 sim.step()
-                await until(published(emit, len(sim.values) + len(served(sim, "ws"))))
-        assert_published_as_served(values(emit)[: len(sim.values)], served(sim, "values"))
+                await until(published(emit, len(sim.world.values) + len(served(sim, "ws"))))
+        assert_published_as_served(values(emit)[: len(sim.world.values)], served(sim, "values"))
         pushes = served(sim, "ws")
         assert len(pushes) >= 6
         assert any(s.paths for s in pushes)
-        assert_published_as_served(values(emit)[len(sim.values) :], pushes)
+        assert_published_as_served(values(emit)[len(sim.world.values) :], pushes)
         assert not [e for e in emit.events if e.topic == "deadletter"]
         assert_canonical_events_flow(emit.events)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streamd.publish.memory import MemoryEmit
-from streamd.sim.xima import WsPlan, XimaSimulator
+from streamd.sim.xima import Fault, WsPlan, XimaSimulator
 from streamd.sources.http import CertificateError
 from streamd.sources.xima.models import HISTORIC_ROW_TYPE, HISTORIC_SUMMARY_TYPE
 from tests.helpers import Clock, MemoryCursors, running, until
@@ -38,21 +38,21 @@ def snapshots_of(emit: MemoryEmit, key: tuple[str, str]) -> int:
 
 
 def ws_connections(sim: XimaSimulator) -> int:
-    return sum(1 for r in sim.requests if r.websocket)
+    return sum(1 for r in sim.log.entries if r.websocket)
 
 
 async def test_a_rest_answer_behind_the_socket_never_undoes_a_newer_value() -> None:
     now = [1_700_000_000_000]
     async with XimaSimulator(init_requests=0, now_ms=lambda: now[0]) as sim:
-        sim.plan_websocket(WsPlan(close_after=1))  # the first socket closes after one message
+        sim.faults.plan_websocket(WsPlan(close_after=1))  # the first socket closes after one message
         emit = MemoryEmit()
         async with running(make_source(sim, mode="websocket", **CALM, metrics=["K0QUEUED"]), emit):
-            await until(lambda: bool(sim._subscribers))
-            sim.rest_lag = 1  # from now on REST answers one version behind the socket
+            await until(lambda: sim.subscribed)
+            sim.faults.rest_lag = 1  # from now on REST answers one version behind the socket
             now[0] += 60_000
-            sim._set(SALES, {"type": "COUNT", "count": 9})
-            sim._push([SALES])  # the socket delivers 9, then closes
-            await until(lambda: ws_connections(sim) == 2 and bool(sim._subscribers))
+            sim.world.set(SALES, {"type": "COUNT", "count": 9})
+            sim.push([SALES])  # the socket delivers 9, then closes
+            await until(lambda: ws_connections(sim) == 2 and sim.subscribed)
             await until(lambda: snapshots_of(emit, SALES) == 2)  # the reconnect's REST baseline
         assert counts_of(emit, SALES)[-2:] == [9, 9]  # the push, then the baseline snapshot: still 9
         assert 0 not in counts_of(emit, SALES)[counts_of(emit, SALES).index(9) :]
@@ -64,7 +64,7 @@ async def test_a_category_value_removed_from_its_metric_is_not_republished() -> 
         source = make_source(sim, mode="websocket", **CALM, metrics=["K0DIRCNT"], refresh_every=0.1)
         async with running(source, emit):
             await until(lambda: snapshots_of(emit, INTERNAL) >= 2)
-            sim.drop_category(INTERNAL)
+            sim.world.drop_category(INTERNAL)
             inbound = snapshots_of(emit, ("K0DIRCNT", "Inbound"))
             await until(lambda: snapshots_of(emit, ("K0DIRCNT", "Inbound")) >= inbound + 1)
             internal = snapshots_of(emit, INTERNAL)
@@ -82,7 +82,7 @@ async def test_a_failing_refresh_repoll_keeps_the_socket_and_snapshots_the_held_
         source = make_source(sim, mode="websocket", **CALM, metrics=["K0QUEUED"], refresh_every=0.1)
         async with running(source, emit):
             await until(lambda: snapshots_of(emit, SALES) >= 2)
-            sim.fail("values", 503, times=2)
+            sim.faults.add("values", Fault(503), times=2)
             await until(lambda: "refresh re-poll failed" in caplog.text)
             snapshots = snapshots_of(emit, SALES)
             await until(lambda: snapshots_of(emit, SALES) >= snapshots + 2)
@@ -92,7 +92,7 @@ async def test_a_failing_refresh_repoll_keeps_the_socket_and_snapshots_the_held_
 
 async def test_a_historic_answer_without_rows_is_retried_not_skipped() -> None:
     async with XimaSimulator(agents=3) as sim:
-        sim.reports_without_rows = 2  # the first two answers for the period lack their rows
+        sim.faults.reports_without_rows = 2  # the first two answers for the period lack their rows
         emit = MemoryEmit()
         now = Clock(datetime(2026, 1, 1, 0, 20, tzinfo=UTC))
         report = {"key": "LT39K5C5", "every": "15m", "lag": 0, "start": "2026-01-01T00:00:00Z"}
@@ -127,9 +127,9 @@ async def test_rest_and_wss_with_the_ca_file_or_verification_off(tls: dict[str, 
         emit = MemoryEmit()
         source = make_source(sim, url=front, mode="websocket", **CALM, metrics=["K0QUEUED"], **tls)
         async with running(source, emit):
-            await until(lambda: bool(sim._subscribers))
-            sim.values[SALES]["count"] = 41
-            sim._push([SALES])
+            await until(lambda: sim.subscribed)
+            sim.world.values[SALES]["count"] = 41
+            sim.push([SALES])
             await until(lambda: 41 in counts_of(emit, SALES))
         assert source.mode == "websocket"
         assert ws_connections(sim) == 1

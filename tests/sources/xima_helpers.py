@@ -10,7 +10,7 @@ from typing import Any
 from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import XimaSimulator
-from streamd.sources.base import CursorStore
+from streamd.sources.base import CursorStore, WebhookRegistry
 from streamd.sources.xima.config import XimaSourceConfig
 from streamd.sources.xima.models import METRIC_VALUE_TYPE
 from streamd.sources.xima.source import XimaSource
@@ -23,6 +23,8 @@ def make_source(
     cursors: CursorStore | None = None,
     now: Callable[[], datetime] | None = None,
     delays: Callable[[], Iterator[float]] = lambda: itertools.repeat(0.0),
+    webhooks: WebhookRegistry | None = None,
+    failed_retry: float | None = None,
     **cfg: Any,
 ) -> XimaSource:
     """A source for ``sim`` with test-friendly timings (override any config field)."""
@@ -39,7 +41,7 @@ def make_source(
     }
     fields.update(cfg)
     config = XimaSourceConfig.model_validate(fields)
-    deps = source_deps("cr1", cursors=cursors, delays=delays)
+    deps = source_deps("cr1", cursors=cursors, delays=delays, webhooks=webhooks, failed_retry=failed_retry)
     extra: dict[str, Any] = {"now": now} if now is not None else {}
     return XimaSource(config, deps, **extra)
 

@@ -115,3 +115,27 @@ async def test_values_errors(status: int, body: bytes, error: type[Exception]) -
         await client(mock).metric_values(["A", "B"])
     if status in (401, 403, 404):
         assert "A, B" in str(err.value)
+
+
+def test_one_report_key_twice_needs_an_id_per_entry() -> None:
+    twice = [{"key": "LT39K5C5"}, {"key": "LT39K5C5", "parameters": [{"name": "x"}]}]
+    with pytest.raises(ValidationError, match="'LT39K5C5' is configured twice: give each entry"):
+        XimaSourceConfig.model_validate({**BASE, "historic": twice})
+    named = [{**twice[0], "id": "all"}, {**twice[1], "id": "some"}]
+    cfg = XimaSourceConfig.model_validate({**BASE, "historic": named})
+    assert [r.export_id for r in cfg.historic] == ["all", "some"]
+    with pytest.raises(ValidationError, match="'all' is configured twice"):
+        XimaSourceConfig.model_validate({**BASE, "historic": [named[0], {**named[1], "id": "all"}]})
+
+
+def test_a_calls_webhook_alone_is_something_to_do_and_needs_a_secret() -> None:
+    cfg = XimaSourceConfig.model_validate({**BASE, "metrics": [], "calls": {"secret": "s3cret"}})
+    assert cfg.calls is not None
+    assert (cfg.calls.secret_header, cfg.calls.call_id_field) == ("X-Streamd-Secret", "callId")
+    assert "s3cret" not in repr(cfg)
+    with pytest.raises(ValidationError, match="nothing to do"):
+        XimaSourceConfig.model_validate({**BASE, "metrics": []})
+    with pytest.raises(ValidationError, match=r"calls\.secret"):
+        XimaSourceConfig.model_validate({**BASE, "calls": {}})
+    with pytest.raises(ValidationError, match="is empty"):
+        XimaSourceConfig.model_validate({**BASE, "calls": {"secret": " "}})

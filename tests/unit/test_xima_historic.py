@@ -179,3 +179,32 @@ def test_an_empty_period_has_its_summary() -> None:
     assert summary.type == "xima.historic.Summary"
     assert summary.deviations == ()
     assert summary.data.row_count == 0
+
+
+def test_a_settle_export_has_its_own_deterministic_ids_and_an_export_id_keys_the_events() -> None:
+    first = report_events("cr1", "LT39K5C5", START, END, SEED_REPORT)
+    settle = report_events("cr1", "LT39K5C5", START, END, SEED_REPORT, settle=True)
+    again = report_events("cr1", "LT39K5C5", START, END, SEED_REPORT, settle=True)
+    assert [e.id for e in settle] == [e.id for e in again]
+    assert not {e.id for e in settle} & {e.id for e in first}
+    assert all(e.data.settle for e in settle)
+    assert not any(e.data.settle for e in first)
+    named = report_events("cr1", "LT39K5C5", START, END, SEED_REPORT, export_id="talk-201")
+    assert {e.key for e in named} == {"cr1:talk-201"}
+    assert {e.data.export_id for e in named} == {"talk-201"}
+    assert {e.data.report_key for e in named} == {"LT39K5C5"}
+    assert not {e.id for e in named} & {e.id for e in first}
+
+
+def test_a_cursor_saved_before_settle_was_turned_on_settles_from_the_next_period() -> None:
+    from streamd.sources.xima.historic import HistoricCursor, HistoricSpec
+
+    report = XimaHistoricReport.model_validate({"key": "K", "every": "15m", "settle": 2})
+    spec = HistoricSpec(report, None, "cr1")  # type: ignore[arg-type]  # no request in this test
+    old = spec.load_cursor("2026-01-01T01:00:00.000+00:00")
+    assert old == HistoricCursor(datetime(2026, 1, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC))
+    saved = spec.dump_cursor(old)
+    assert saved == "2026-01-01T01:00:00.000+00:00|2026-01-01T01:00:00.000+00:00"
+    assert spec.load_cursor(saved) == old
+    plain = HistoricSpec(XimaHistoricReport.model_validate({"key": "K"}), None, "cr1")  # type: ignore[arg-type]
+    assert plain.dump_cursor(plain.load_cursor(saved)) == "2026-01-01T01:00:00.000+00:00"  # settle off

@@ -1,4 +1,4 @@
-"""Canonical events from Xima realtime values (DESIGN §3): pure functions, only where the mapping is sound.
+"""Canonical events from Xima realtime values: pure functions, only where the mapping is sound.
 
 The seeds document no realtime metric catalogue (a metric is whatever the admin picked in the UI),
 so only the category type is trusted; agent state needs the operator to name the state metric.
@@ -17,7 +17,8 @@ NONE                   ``system_queue`` set            ``QueueMetric(queue_id=sy
 CALL_DIRECTION /       ``system_queue`` set            ``QueueMetric(queue_id=system_queue,
 ACCOUNT_CODE                                           metric="{metricId}:{categoryValue}")``
 AGENT, STRING          metric id listed in the         ``AgentState(agent_id=extension or alias or
-                       config's ``agent_state_metrics`` categoryValue, state=table below)``
+                       config's ``agent_state_metrics`` categoryValue, state=table below,
+                                                       queue_ids=the agent's groups, see below)``
 AGENT, other types     —                               none (a count or duration is not a state)
 any, UNTYPED           —                               none (the value kept as received is not a
                                                        usable figure; the vendor event says why)
@@ -54,6 +55,14 @@ EMPTY → ``None``.
 
 Deviations elsewhere in the entry (unknown fields, a coerced figure, an unreadable
 ``lastUpdateTime``, then timed at the read time) do not stop the canonical event.
+
+Agents' queues: Xima has no membership endpoint, and a metric has one category only. An
+*agent-group metric* is an AGENT metric the admin set up for the agents of one group (e.g.
+"Sales Agent State", its Category Selection the Sales agents); the config's
+``agent_group_metrics`` maps such metric ids to the group's queue id (the GROUP category value of
+that group's queue metrics). An agent listed by one (in the metric list's ``categorySelection``
+or as a category value of its values) belongs to that queue; its AgentState carries the sorted
+queue ids (:mod:`.state` keeps the membership).
 
 Agent state strings (case, spaces, ``_`` and ``-`` ignored; the config's ``agent_state_map``
 extends or overrides this; anything else is ``unknown`` with the vendor string kept):
@@ -148,6 +157,8 @@ class CanonicalRules:
     canonical: bool = True
     system_queue: str | None = "all"
     queue_metric_map: Mapping[str, str] = field(default_factory=dict)
+    agent_group_metrics: Mapping[str, str] = field(default_factory=dict)
+    """Agent-group metric id -> the queue id its agents belong to."""
 
 
 def canonical_event(
@@ -157,8 +168,13 @@ def canonical_event(
     data: RealtimeMetricValue,
     when: datetime,
     rules: CanonicalRules,
+    queue_ids: tuple[str, ...] = (),
 ) -> AgentState | QueueMetric | None:
-    """The canonical event for one value (see the table above), or None when there is no sound one."""
+    """The canonical event for one value (see the table above), or None when there is no sound one.
+
+    Args:
+        queue_ids: the queues of the agent (an AgentState's ``queue_ids``).
+    """
     if isinstance(value, UntypedValue):
         return None
     category = data.category_type
@@ -189,6 +205,7 @@ def canonical_event(
             state=rules.agent_states.get(fold_state(value.value), State.UNKNOWN),
             vendor_state=value.value,
             since=when,
+            queue_ids=queue_ids,
         )
     return None
 

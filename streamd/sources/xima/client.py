@@ -1,4 +1,4 @@
-"""Xima REST adapter: the only Xima module that sees httpx (STYLE 7).
+"""Xima REST adapter: the only Xima module that sees httpx.
 
 Rules:
 

@@ -2,7 +2,7 @@
 
 Rules:
 
-1. Field names follow DESIGN §4's sketch (``url``, ``api_key``, ``mode``, ``interval``, ``metrics``,
+1. Field names follow the other sources (``url``, ``api_key``, ``mode``, ``interval``, ``metrics``,
    ``historic: [{key, every}]``); everything else is added, never renamed.
 2. ``url`` is the server root (``https://cr.example`` or ``http://10.0.0.5:9080``); REST paths are
    appended (``/rest/api/v1/...``), so it must be ``http://`` or ``https://`` (a ``ws://`` address
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName, StrictModel
+from streamd.config_types import Duration, HttpUrl, Secret, SourceName, StrictModel
 from streamd.events import State
 from streamd.sources.http import TlsSettings
 
@@ -34,6 +34,23 @@ class XimaHistoricReport(StrictModel):
 
     key: str = Field(
         description="The report's historicDataKey (the 'Report UUID', e.g. LT39K5C5).", min_length=1
+    )
+    id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description=(
+            "Name of this export (its job, cursor, Kafka key and event ids); default: the key. "
+            "Required to configure one report key several times (e.g. with different parameters)."
+        ),
+    )
+    settle: int = Field(
+        default=0,
+        ge=0,
+        le=96,
+        description=(
+            "Re-export each period once more this many periods after it (late-arriving rows), "
+            "with its own deterministic event ids and settle: true; 0: never."
+        ),
     )
     every: Duration = Field(
         default=900.0,
@@ -65,6 +82,11 @@ class XimaHistoricReport(StrictModel):
             raise ValueError("every must divide 24h (e.g. 15m, 1h, 1d)")
         return v
 
+    @property
+    def export_id(self) -> str:
+        """The name of this export: ``id``, else the report key."""
+        return self.id or self.key
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
@@ -73,6 +95,29 @@ class XimaHistoricReport(StrictModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
+
+
+class XimaCallsWebhook(StrictModel):
+    """Call-finished pushes: a WebService Integration profile (seed 000 L1030-1062) targets
+    ``/webhooks/xima/{name}`` on streamd's HTTP port."""
+
+    secret: Secret = Field(
+        description="Shared secret the profile sends in the secret_header HTTP header (one of its HTTP Headers)."
+    )
+    secret_header: str = Field(
+        default="X-Streamd-Secret", min_length=1, description="The header that carries the shared secret."
+    )
+    call_id_field: str = Field(
+        default="callId",
+        min_length=1,
+        description="The URL parameter (or body field) holding the call id: the Kafka key of the event.",
+    )
+    deadline: Duration = Field(
+        default=5.0, gt=0, description="A push is answered 503 if its event is not durable by then."
+    )
+    max_body: int = Field(
+        default=65536, ge=1024, description="Largest request body accepted, in bytes (413 beyond)."
+    )
 
 
 CanonicalQueueMetric = Literal[
@@ -93,7 +138,9 @@ class XimaSourceConfig(TlsSettings):
 
     kind: Literal["xima"]
     name: SourceName
-    url: str = Field(description="Server root, e.g. https://abc-medical.xima.cloud or http://10.0.0.5:9080.")
+    url: HttpUrl = Field(
+        description="Server root, e.g. https://abc-medical.xima.cloud or http://10.0.0.5:9080."
+    )
     api_key: Secret = Field(description="The Service User's authentication key (sent as Bearer).")
     mode: Literal["poll", "websocket"] = Field(
         default="poll", description="Realtime values by polling the REST API or by websocket subscription."
@@ -136,6 +183,13 @@ class XimaSourceConfig(TlsSettings):
         default_factory=list,
         description="AGENT-category STRING metric ids whose value is the agent's state (→ AgentState).",
     )
+    agent_group_metrics: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Agent-group metric id (an AGENT metric listing the agents of one group) -> that group's "
+            "queue id: its agents get it in their canonical AgentState queue_ids."
+        ),
+    )
     agent_state_map: dict[str, State] = Field(
         default_factory=dict, description="Extra vendor state string → canonical state entries."
     )
@@ -160,18 +214,21 @@ class XimaSourceConfig(TlsSettings):
     historic: list[XimaHistoricReport] = Field(
         default_factory=list, description="Historic reports to export on a schedule."
     )
+    calls: XimaCallsWebhook | None = Field(
+        default=None,
+        description="Receive call-finished pushes at /webhooks/xima/{name} (published on xima.calls).",
+    )
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _http_root(cls, v: str) -> str:
-        if v.startswith(("ws://", "wss://")):
+    def _http_root(cls, v: object) -> object:
+        # before HttpUrl's own check, so a websocket address gets the line saying where it belongs
+        if isinstance(v, str) and v.startswith(("ws://", "wss://")):
             raise ValueError(
                 "url is the REST root and must start with http:// or https://; the websocket address "
                 "derives from it (http -> ws, https -> wss), or put a ws:// / wss:// address in websocket_url"
             )
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+        return v.rstrip("/") if isinstance(v, str) else v
 
     @field_validator("websocket_url")
     @classmethod
@@ -182,11 +239,18 @@ class XimaSourceConfig(TlsSettings):
 
     @model_validator(mode="after")
     def _unique_reports(self) -> XimaSourceConfig:
-        keys = [h.key for h in self.historic]
-        if len(keys) != len(set(keys)):
-            raise ValueError("historic report keys must be unique")
-        if self.metrics == [] and not self.historic:
-            raise ValueError("nothing to do: metrics is [] and no historic report is configured")
+        seen: set[str] = set()
+        for report in self.historic:
+            if report.export_id in seen:
+                raise ValueError(
+                    f"historic report {report.export_id!r} is configured twice: give each entry "
+                    "of the same key its own id (e.g. id: sales-daily)"
+                )
+            seen.add(report.export_id)
+        if self.metrics == [] and not self.historic and self.calls is None:
+            raise ValueError(
+                "nothing to do: metrics is [] and no historic report or calls webhook is configured"
+            )
         return self
 
     def ws_root(self) -> str:

@@ -131,8 +131,10 @@ def metric_events(
     agents: Mapping[str, str] | None = None,
     rules: CanonicalRules | None = None,
     snapshot: bool = False,
+    queue_ids: tuple[str, ...] = (),
 ) -> list[Event]:
-    """The vendor event for one entry (with its deviations), plus its canonical event where the mapping is sound."""
+    """The vendor event for one entry (with its deviations), plus its canonical event where the
+    mapping is sound (an AgentState with the agent's ``queue_ids``)."""
     key, value = entry.key, entry.value
     category_type = descriptor.category_type if descriptor else None
     agent = None
@@ -170,7 +172,7 @@ def metric_events(
     ]
     rules = rules or CanonicalRules()
     if rules.canonical:
-        canonical = canonical_event(source, key, value, data, when, rules)
+        canonical = canonical_event(source, key, value, data, when, rules, queue_ids)
         if canonical is not None:
             events.append(canonical.to_event(time=when, snapshot=snapshot))
     return events

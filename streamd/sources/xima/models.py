@@ -37,6 +37,8 @@ HISTORIC_TOPIC = "xima.historic"
 METRIC_VALUE_TYPE = "xima.realtime.MetricValue"
 HISTORIC_ROW_TYPE = "xima.historic.Row"
 HISTORIC_SUMMARY_TYPE = "xima.historic.Summary"
+CALLS_TOPIC = "xima.calls"
+CALL_FINISHED_TYPE = "xima.calls.CallFinished"
 
 CategoryType = Literal["AGENT", "GROUP", "CALL_DIRECTION", "ACCOUNT_CODE", "NONE"]
 
@@ -228,7 +230,8 @@ class HistoricRow:
     ``values`` is the same keyed by column title, value only, typed by the column's format where
     the text is unambiguous (``"4"`` in a NUMBER column is ``4``). DURATION cells are milliseconds.
     ``extra`` keeps the row's fields outside the document, and a ``values`` that is not an object,
-    as received.
+    as received. ``export_id`` names the export (its ``id``, by default the report key);
+    ``settle`` marks the period's re-export for late rows.
     """
 
     source: str
@@ -242,6 +245,8 @@ class HistoricRow:
     execution_id: str | None = None
     title: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    export_id: str | None = None
+    settle: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,6 +255,7 @@ class HistoricSummary:
 
     ``row_count`` counts the published rows. ``extra`` keeps the report's fields outside the
     document, and each documented field that deviated (``columns``, ``rows``...), as received.
+    ``export_id`` and ``settle`` as in :class:`HistoricRow`.
     """
 
     source: str
@@ -265,12 +271,34 @@ class HistoricSummary:
     timeframe: dict[str, Any] | None = None
     data_flag: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    export_id: str | None = None
+    settle: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFinished:
+    """Payload of ``xima.calls.CallFinished`` (key ``{source}:{call_id}``): one call-finished push.
+
+    A WebService Integration profile (seed 000 L1030-1062) sends whatever call data its admin put
+    in its URL parameters; there is no schema. ``fields`` holds every parameter as received (text;
+    a parameter sent several times is the list of its values), the body's fields too when the
+    request had a form or JSON-object body; ``call_id`` is the configured call-id parameter's
+    value. ``extra`` keeps a body that is neither, as text.
+    """
+
+    source: str
+    call_id: str
+    fields: dict[str, Any]
+    method: str
+    received_at: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 EVENT_MODELS: dict[str, type] = {
     METRIC_VALUE_TYPE: RealtimeMetricValue,
     HISTORIC_ROW_TYPE: HistoricRow,
     HISTORIC_SUMMARY_TYPE: HistoricSummary,
+    CALL_FINISHED_TYPE: CallFinished,
 }
 """CloudEvents ``type`` → payload class of every Xima vendor event (the canonical ``AgentState``,
 ``QueueMetric`` and ``DeadLetter`` events are registered by :mod:`streamd.schemas` itself)."""

@@ -66,6 +66,7 @@ def rules_of(cfg: XimaSourceConfig) -> CanonicalRules:
         canonical=cfg.canonical,
         system_queue=cfg.system_queue,
         queue_metric_map=dict(cfg.queue_metric_map),
+        agent_group_metrics=dict(cfg.agent_group_metrics),
     )
 
 
@@ -115,7 +116,8 @@ class RealtimeCore:
         return [i for i in self._ids if i not in self.rejected]
 
     async def prepare(self) -> list[Event]:
-        """Re-read the metric list and the agent mapping when due; returns dead letters, if any."""
+        """Re-read the metric list and the agent mapping when due; returns dead letters, if any,
+        and the AgentStates of agents the new list moved to other queues (:mod:`.state` rule 6)."""
         now = self.clock()
         out: list[Event] = []
         if now >= self._metrics_due:
@@ -228,12 +230,12 @@ class RealtimeCore:
             events = dead_letters(self.source, [(exc, body)])
             count_dead(self.source, events)
             return events
-        self.state.descriptors = {d.metric_id: d for d in descriptors}
+        moved = self.state.set_descriptors(descriptors, now_ms=self.now_ms())
         if self.cfg.metrics == "all":
             self._ids = list(self.state.descriptors)
             self.state.forget(set(self._ids))
         self.rejected.clear()  # rejected ids get another chance after each list refresh
-        return []
+        return moved
 
     async def _load_mapping(self) -> None:
         try:

@@ -3,8 +3,12 @@
 Rules:
 
 1. Each period yields one ``xima.historic.Row`` per report row and one ``xima.historic.Summary``
-   (also for an empty period). Ids are ``stable_id(source, key, period start, row)``: deterministic,
-   because ``executionId`` changes with every run.
+   (also for an empty period), keyed ``{source}:{export}`` (the export's ``id``, by default the
+   report key). Ids are ``stable_id(source, export, period start, row)``: deterministic, because
+   ``executionId`` changes with every run. A settle re-export (``settle=True``: the same period
+   once more, for late rows) is marked ``settle: true`` and has ids of its own
+   (``stable_id(..., "settle")``), as deterministic: a consumer tells the first export, its
+   settle pass and a redelivery of either apart.
 2. Tolerant reading (:mod:`streamd.tolerant`): the report and its rows are routed by the request
    (source, report key, period, row index), so whatever else deviates from the document (seed 001
    L44-179) is published with its JSON paths (``$.rows[2].values["1"].value``) on the event and
@@ -70,8 +74,21 @@ _CELL_FIELDS: Final = frozenset({"value", "formattedValue"})
 _ROW_CARRIED: Final = ("$.reportId", "$.executionId", "$.title", "$.columns")
 
 
-def report_events(source: str, key: str, start: datetime, end: datetime, body: object) -> list[Event]:
+def report_events(
+    source: str,
+    key: str,
+    start: datetime,
+    end: datetime,
+    body: object,
+    *,
+    export_id: str | None = None,
+    settle: bool = False,
+) -> list[Event]:
     """Rows, the summary of one exported period, and a dead letter per row with nothing in it (rule 2).
+
+    Args:
+        export_id: the export's name (default: ``key``): the Kafka key and the ids (rule 1).
+        settle: this is the period's settle re-export (rule 1).
 
     Raises:
         NormalizationError: the body is not a JSON object or has no ``rows`` array (rule 3).
@@ -86,9 +103,13 @@ def report_events(source: str, key: str, start: datetime, end: datetime, body: o
         if name not in _REPORT_FIELDS:
             extra[name] = item
             paths.append(json_path((name,)))
+    export = export_id or key
+    marker: tuple[str, ...] = ("settle",) if settle else ()
     common: dict[str, Any] = {
         "source": source,
         "report_key": key,
+        "export_id": export,
+        "settle": settle,
         "period_start": stamp(start),
         "period_end": stamp(end),
         "report_id": _report_id(body, paths, extra),
@@ -99,7 +120,7 @@ def report_events(source: str, key: str, start: datetime, end: datetime, body: o
     carried = tuple(p for p in paths if p in _ROW_CARRIED or p.startswith("$.columns["))
     titles = {c.key: c.title for c in columns}
     formats = {c.key: c.format for c in columns}
-    event_key = f"{source}:{key}"
+    event_key = f"{source}:{export}"
     out: list[Event] = []
     unroutable: list[tuple[NormalizationError, object]] = []
     for index, row in enumerate(_array(body, "rows", paths, extra)):
@@ -111,7 +132,7 @@ def report_events(source: str, key: str, start: datetime, end: datetime, body: o
         row_paths = list(carried)
         values, cells, row_extra = _row(index, row, titles, formats, row_paths)
         data = HistoricRow(row_index=index, values=values, cells=cells, extra=row_extra, **common)
-        row_id = stable_id(source, key, stamp(start), index)
+        row_id = stable_id(source, export, stamp(start), index, *marker)
         out.append(_event(HISTORIC_ROW_TYPE, event_key, data, end, row_id, row_paths))
     summary = HistoricSummary(
         row_count=len(out),
@@ -122,7 +143,7 @@ def report_events(source: str, key: str, start: datetime, end: datetime, body: o
         extra=extra,
         **common,
     )
-    summary_id = stable_id(source, key, stamp(start), "summary")
+    summary_id = stable_id(source, export, stamp(start), "summary", *marker)
     out.append(_event(HISTORIC_SUMMARY_TYPE, event_key, summary, end, summary_id, paths))
     return out + dead_letters(source, unroutable)
 

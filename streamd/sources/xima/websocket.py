@@ -23,10 +23,17 @@ Rules:
    source turns into a fall-back to polling when ``websocket_fallback`` is on. ``wss://`` is
    verified like every vendor client (``verify_tls``, ``ca_file``); a certificate that does not
    verify is a :class:`~streamd.sources.http.CertificateError` (fatal), not a reconnect loop.
-5. This module is the only Xima module that sees the ``websockets`` library (STYLE 7). Socket
+5. This module is the only Xima module that sees the ``websockets`` library. Socket
    messages are pushed with ``emit.push`` (a push source cannot replay); REST baselines use
    ``await emit(...)``. A message already received is still pushed when the session is stopped
    (shielded, at most ``STOP_GRACE`` seconds: :class:`StopGrace`); its values are already applied. The URL carries the key, so it never appears in a log line or error.
+6. Continuity (issue 17, the O2G source's :class:`~streamd.sources.o2g.continuity.Continuity`,
+   shared by every session of the source): once a socket proved healthy the stream is complete;
+   a session that ends with an error (a close, a missed pong, a refused reconnect) records the
+   loss with when it happened. The next REST baseline publishes one ``streamd.source.Gap`` on
+   ``{prefix}source-status`` (``from`` the loss ``to`` now) before its snapshot; a fall-back to
+   polling publishes it before the first poll (:mod:`.source`). A resubscribe in place (the metric
+   list changed) and a stop are no loss.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from streamd.jsonwire import loads
 from streamd.runtime import EXPECTED, task_group
 from streamd.sources.base import Emit
 from streamd.sources.http import CertificateError
+from streamd.sources.o2g.continuity import Continuity
 from streamd.sources.xima.auth import websocket_query
 from streamd.sources.xima.client import SUBSCRIPTION_PATH
 from streamd.sources.xima.metric_events import dead_letters
@@ -197,24 +205,35 @@ class RealtimeWebsocket:
     core: RealtimeCore
     url_root: str
     verify: ssl.SSLContext | bool = True
+    continuity: Continuity | None = None
+    """The source's continuity across sessions (rule 6)."""
 
     async def session(self, emit: Emit, connected: Callable[[], None]) -> None:
         """Baseline, subscribe, stream until the socket fails; resubscribe in place when ids change."""
         self.core.restart()
-        while True:
-            ids = await self._baseline(emit)
-            if not ids:
-                connected()
-                await anyio.sleep(self.core.cfg.metrics_refresh)
-                continue
-            try:
-                await self._subscribe(emit, connected, ids)
-            except _Resubscribe:
-                log.info("xima %s: metric list changed; resubscribing", self.core.source)
+        try:
+            while True:
+                ids = await self._baseline(emit)
+                if not ids:
+                    connected()
+                    await anyio.sleep(self.core.cfg.metrics_refresh)
+                    continue
+                try:
+                    await self._subscribe(emit, connected, ids)
+                except _Resubscribe:
+                    log.info("xima %s: metric list changed; resubscribing", self.core.source)
+        except Exception as exc:  # recorded, not handled: the supervisor decides (rule 6)
+            if self.continuity is not None:
+                self.continuity.lost(f"websocket session ended: {exc}")
+            raise
 
     async def _baseline(self, emit: Emit) -> list[str]:
         events = await self.core.prepare()
         events += await self.core.poll(snapshot=self.core.take_refresh(), monotonic=True)
+        gap = self.continuity.gap() if self.continuity is not None else None
+        if gap is not None:  # before the snapshot: consumers rebuild their state from it (rule 6)
+            log.warning("xima %s: events may be missing: %s", self.core.source, gap.data.reason)
+            events.insert(0, gap)
         if events:
             await emit(events)
         return self.core.active_ids()
@@ -240,6 +259,8 @@ class RealtimeWebsocket:
             tg.start_soon(self._read, ws, emit, healthy, grace)
             with anyio.move_on_after(min(cfg.ping_interval, 5.0)):
                 await healthy.wait()
+            if self.continuity is not None:
+                self.continuity.streaming()
             connected()
         raise TransientError(f"xima {self.core.source}: websocket ended")  # pragma: no cover - never returns
 
