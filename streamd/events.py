@@ -40,6 +40,7 @@ AGENT_STATE_TOPIC = "agent-state"
 QUEUE_METRICS_TOPIC = "queue-metrics"
 DEADLETTER_TOPIC = "deadletter"
 SOURCE_STATUS_TOPIC = "source-status"
+AGENT_ADHERENCE_TOPIC = "agent-adherence"
 
 
 def utcnow() -> datetime:
@@ -148,6 +149,7 @@ class AgentState:
     agent_name: str | None = None
     vendor_state: str | None = None
     reason_code: str | None = None
+    reason_label: str | None = None
     since: datetime | None = None
     queue_ids: tuple[str, ...] = ()
 
@@ -180,6 +182,7 @@ class AgentState:
             agent_name=_text(obj, "agent_name"),
             vendor_state=_text(obj, "vendor_state"),
             reason_code=_text(obj, "reason_code"),
+            reason_label=_text(obj, "reason_label"),
             since=_timestamp(obj, "since"),
             queue_ids=tuple(str(q) for q in queues),
         )
@@ -195,7 +198,18 @@ class AgentState:
             key=key,
             data=self,
             time=when,
-            id=stable_id(key, self.state, self.vendor_state, self.reason_code, _isoformat(when)),
+            # Everything a consumer sees is in the id: a re-publish that only adds a name, a label
+            # or a queue is new content and must not be dropped by a consumer de-duplicating on it.
+            id=stable_id(
+                key,
+                self.state,
+                self.vendor_state,
+                self.reason_code,
+                _isoformat(when),
+                self.agent_name,
+                self.reason_label,
+                *self.queue_ids,
+            ),
             snapshot=snapshot,
         )
 
@@ -290,6 +304,44 @@ class QueueMetric:
             time=when,
             id=stable_id(key, self.value, _isoformat(when)),
             snapshot=snapshot,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAdherence:
+    """Canonical real-time adherence (topic ``{prefix}agent-adherence``, key ``{source}:{agent_id}``):
+    whether an agent's actual state fits the activity its schedule has for now.
+
+    ``status`` is ``in`` or ``out`` of adherence, or ``unknown`` for a scheduled activity no rule
+    covers; ``since`` is when the current status began (the later of the actual state's start
+    and the scheduled activity's); ``scheduled_activity`` None means nothing is scheduled now.
+    """
+
+    vendor: str
+    source: str
+    agent_id: str
+    status: str
+    since: datetime
+    state: State
+    vendor_state: str | None = None
+    agent_name: str | None = None
+    scheduled_activity: str | None = None
+    scheduled_label: str | None = None
+    scheduled_start: datetime | None = None
+    scheduled_end: datetime | None = None
+    queue_id: str | None = None
+
+    def to_event(self) -> Event:
+        """Wrap this status in an :class:`Event` for the canonical topic."""
+        key = f"{self.source}:{self.agent_id}"
+        return new_event(
+            topic=AGENT_ADHERENCE_TOPIC,
+            type="streamd.agent.Adherence",
+            source=self.source,
+            key=key,
+            data=self,
+            time=self.since,
+            id=stable_id(key, self.status, self.scheduled_activity, self.state, _isoformat(self.since)),
         )
 
 

@@ -68,6 +68,7 @@ async def test_tail_prints_key_type_time_and_data_and_filters() -> None:
             "agent_name": None,
             "vendor_state": None,
             "reason_code": None,
+            "reason_label": None,
             "since": "2026-01-01T08:00:00Z",
             "queue_ids": [],
         }

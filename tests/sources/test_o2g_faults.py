@@ -258,7 +258,7 @@ async def test_verification_off_works_with_one_warning_however_many_sessions(
 ) -> None:
     emit = MemoryEmit()
     async with O2GSimulator(agents=1, scheme="https") as sim, tls_front(sim.url) as url:
-        async with running(make_source(sim, url=url, verify_tls=False), emit):
+        async with running(make_source(sim, url=url, verify_tls=False, allow_insecure_tls=True), emit):
             await resubscribed_after(sim, sim.expire_sessions)  # a second session
             await publish_and_expect(sim, emit, ["v1"])
         assert logins(sim) == 2

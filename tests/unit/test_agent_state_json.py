@@ -25,6 +25,7 @@ T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
             agent_name="Ada",
             vendor_state="WITHDRAW",
             reason_code="12",
+            reason_label="Lunch",
             since=T0,
             queue_ids=("q1", "q2"),
         ),
@@ -74,3 +75,26 @@ def test_invalid_values_raise_naming_what_is_wrong(value: bytes | None, names: s
     with pytest.raises(NormalizationError, match=names) as info:
         AgentState.from_json(value)
     assert info.value.error_type == "invalid_payload"
+
+
+def test_a_republish_with_new_queues_name_or_label_gets_a_new_id_and_a_repeat_keeps_it() -> None:
+    def state(**changes: object) -> AgentState:
+        fields: dict[str, object] = {
+            "vendor": "o2g",
+            "source": "pbx",
+            "agent_id": "7001",
+            "state": State.AVAILABLE,
+            "since": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            "queue_ids": ("5001",),
+        }
+        return AgentState(**{**fields, **changes})  # type: ignore[arg-type]
+
+    base = state().to_event().id
+    assert state().to_event().id == base
+    ids = {
+        state(queue_ids=("5001", "60141")).to_event().id,
+        state(agent_name="Ada").to_event().id,
+        state(reason_label="Lunch").to_event().id,
+    }
+    assert base not in ids
+    assert len(ids) == 3

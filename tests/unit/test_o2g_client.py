@@ -85,8 +85,14 @@ def test_subscription_timeouts_the_model_allows_are_accepted_below_ten_with_a_wa
 
 
 def test_tls_settings_are_the_shared_ones() -> None:
-    cfg = config(verify_tls=False, ca_file="/etc/ssl/o2g.pem")
+    cfg = config(verify_tls=False, allow_insecure_tls=True, ca_file="/etc/ssl/o2g.pem")
     assert (cfg.verify_tls, str(cfg.ca_file)) == (False, "/etc/ssl/o2g.pem")
+
+
+def test_verification_off_is_refused_unless_insecure_tls_is_allowed_too() -> None:
+    with pytest.raises(ValidationError, match="verify_tls: false also needs allow_insecure_tls: true"):
+        config(verify_tls=False)
+    assert config(allow_insecure_tls=True).verify_tls is True  # allowing it changes nothing by itself
 
 
 @pytest.mark.parametrize(

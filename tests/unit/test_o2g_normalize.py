@@ -162,7 +162,34 @@ def test_pilot_call_queued_reports_the_queue_depth() -> None:
     assert len(normalize("pbx1", without)) == 1
 
 
-def test_rti_agent_events_have_no_canonical_state() -> None:
+def test_processing_group_rti_delta_gives_the_canonical_agent_counts() -> None:
+    event = {
+        "eventName": "OnPGAgentRtiChanged",
+        "name": "Sales agents",
+        "number": "5001",
+        "type": "Agent",
+        "nbOfFreeAgents": 3,
+        "nbOfBusyAgents": 0,
+        "nbOfLoggedOnAgents": 7,
+        "nbOfAgentsInPause": 2,
+    }
+    vendor, *metrics = normalize("pbx1", event)
+    assert (vendor.topic, vendor.type) == ("o2g.rti", "o2g.rti.OnPGAgentRtiChanged")
+    assert vendor.data["nbOfFreeAgents"] == 3  # the vendor topic keeps O2G's names
+    got = {
+        m.data.metric: (m.data.value, m.data.unit, m.data.queue_id, m.data.queue_name, m.key) for m in metrics
+    }
+    assert got == {
+        "agents_available": (3, "agents", "5001", "Sales agents", "pbx1:5001:agents_available"),
+        "agents_busy": (0, "agents", "5001", "Sales agents", "pbx1:5001:agents_busy"),
+        "agents_logged_in": (7, "agents", "5001", "Sales agents", "pbx1:5001:agents_logged_in"),
+        "agents_in_pause": (2, "agents", "5001", "Sales agents", "pbx1:5001:agents_in_pause"),
+    }
+    assert all(isinstance(m.data, QueueMetric) and m.topic == "queue-metrics" for m in metrics)
+
+
+def test_rti_agent_events_alone_have_no_canonical_state() -> None:
+    """Without the directory (:mod:`.enrich`) an agent's number is not its login."""
     assert len(normalize("pbx1", fixture("OnAgentRtiChanged"))) == 1
 
 

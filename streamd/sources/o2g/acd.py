@@ -23,6 +23,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
@@ -36,7 +37,7 @@ from streamd.telemetry import count_error
 log = logging.getLogger("streamd.sources.o2g")
 
 
-# -- agents and RTI (004 L1141-1217, L12853-12895, L14646-14652) --------------------------------
+# -- agents, their directory and RTI (004 L1141-1318, L12853-13100, L14646-14652) -------------
 
 
 async def agent_logins(client: O2GClient) -> list[str]:
@@ -71,6 +72,26 @@ async def agent_states(client: O2GClient) -> dict[str, dict[str, Any]]:
         for login in logins:
             tg.start_soon(one, login)
     return {login: states[login] for login in logins if login in states}
+
+
+async def user(client: O2GClient, login: str) -> dict[str, Any]:
+    """One user's account (``GET /users/{loginName}``, 004 L1268-1318): name, ``companyPhone``."""
+    body = await client.get_json(f"/users/{quote(login, safe='')}", f"user {login}")
+    return body if isinstance(body, dict) else {}
+
+
+async def agent_config(client: O2GClient, login: str) -> dict[str, Any]:
+    """One agent's ``AgentConfig`` (``GET /acd/agent/config``, 004 L13140-13170): its groups."""
+    body = await client.get_json("/acd/agent/config", f"agent config of {login}", params={"loginName": login})
+    return body if isinstance(body, dict) else {}
+
+
+async def withdraw_reasons(client: O2GClient, group: str, login: str) -> dict[str, Any]:
+    """A processing group's ``WithdrawReasons`` (``GET /acd/agent/withdrawReasons``, 004
+    L13054-13100), asked as ``login``, one of its agents (an administrator session must name one)."""
+    params = {"pgNumber": group, "loginName": login}
+    body = await client.get_json("/acd/agent/withdrawReasons", f"withdraw reasons of {group}", params=params)
+    return body if isinstance(body, dict) else {}
 
 
 async def activate_rti(client: O2GClient) -> None:

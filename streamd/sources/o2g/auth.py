@@ -1,4 +1,4 @@
-"""O2G authentication as an :class:`httpx.Auth` whose flow does no I/O (STYLE 6).
+"""O2G authentication as an :class:`httpx.Auth` whose flow does no I/O.
 
 Rules:
 

@@ -9,7 +9,10 @@ Rules:
    session is a :class:`SessionExpired` (transient: log in again), credentials rejected on the
    very first login are an :class:`~streamd.errors.AuthError` (fatal, one clear line).
 2. URLs are followed exactly as O2G returns them at each hop (004 L39-66, L219-232, L264-290,
-   L2184-2205), choosing the private or public one per ``config.network``.
+   L2184-2205). As ALE's SDK does, the login URL of the network ``config.network`` names
+   (private: intranet, or public: reverse proxy) is tried first and the other one when the first
+   cannot be reached (no answer at all: refused, timed out); the network that answered is then
+   followed for the rest of the session (:attr:`O2GClient.network`).
 3. HA (004 L340): :class:`Servers` remembers which server of the pair is active across sessions;
    :meth:`O2GClient.connect` tries the active one, then the other, whatever the first answered;
    a failure of both raises (a fatal one first) and the supervisor backs off. So the source fails
@@ -32,14 +35,14 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
 import orjson
 
 from streamd.errors import AuthError, BackOff, FatalError, SourceError, TransientError
-from streamd.sources.http import httpx_errors
+from streamd.sources.http import CertificateError, httpx_errors
 from streamd.sources.o2g.auth import O2GAuth
 from streamd.sources.o2g.config import O2GSourceConfig, api_root, selectors_for
 from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired, error_from_response
@@ -47,6 +50,7 @@ from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired, error_
 log = logging.getLogger("streamd.sources.o2g")
 
 API_VERSION = "1.0"
+Network = Literal["private", "public"]
 DEFAULT_TTL = 1800.0  # 004 L269
 
 
@@ -146,6 +150,7 @@ class O2GClient:
         self.servers = servers
         self.auth = O2GAuth(config.username, config.password.get_secret_value())
         self.session: SessionInfo | None = None
+        self.network: Network = config.network  # the one this session follows (module rule 2)
         self._verify = verify
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
@@ -223,11 +228,11 @@ class O2GClient:
         raise next((f for f in failures if isinstance(f, FatalError)), failures[0])
 
     async def _connect_to(self, root: str) -> SessionInfo:
-        auth_url = await self._discover(root)
-        sessions_url = await self._login(auth_url)
+        auth_urls = await self._discover(root)
+        sessions_url = await self._login(auth_urls)
         return await self._open_session(sessions_url, root)
 
-    async def _discover(self, root: str) -> str:
+    async def _discover(self, root: str) -> list[tuple[Network, str]]:
         response = await self.request("GET", root, "discovery")
         body = _json_or_none(response.content) or {}
         versions = [v for v in body.get("versions") or [] if isinstance(v, dict)]
@@ -237,11 +242,31 @@ class O2GClient:
             if self.servers.subscribed_once:  # rule 4: e.g. a page of a webapp still deploying
                 raise TransientError(line)
             raise FatalError(line)
-        return self._pick(chosen, "internalUrl", "publicUrl") or f"{root}/authenticate?version={API_VERSION}"
+        urls = self._candidates(chosen, "internalUrl", "publicUrl")
+        return urls or [(self.network, f"{root}/authenticate?version={API_VERSION}")]
 
-    async def _login(self, auth_url: str) -> str:
-        with httpx_errors():
-            response = await self.http.get(auth_url)
+    async def _reach(self, urls: list[tuple[Network, str]]) -> tuple[str, httpx.Response]:
+        """GET the first of ``urls`` that answers at all; its network is followed from then on."""
+        for index, (network, url) in enumerate(urls):
+            try:
+                with httpx_errors():
+                    response = await self.http.get(url)
+            except CertificateError:
+                raise
+            except TransientError as exc:
+                if index == len(urls) - 1:
+                    raise
+                log.warning(
+                    "o2g %s: the %s URL %s cannot be reached (%s): trying the %s one",
+                    self.config.name, network, url, exc, urls[index + 1][0],
+                )  # fmt: skip
+                continue
+            self.network = network
+            return url, response
+        raise AssertionError("no URL to reach")  # _discover always gives one
+
+    async def _login(self, auth_urls: list[tuple[Network, str]]) -> str:
+        auth_url, response = await self._reach(auth_urls)
         try:
             raise_for_status(
                 response, f"o2g {self.config.name} login as {self.config.username!r}", login=True
@@ -278,9 +303,20 @@ class O2GClient:
         )
 
     def _pick(self, body: Mapping[str, Any], private: str, public: str) -> str | None:
-        first, second = (private, public) if self.config.network == "private" else (public, private)
+        first, second = (private, public) if self.network == "private" else (public, private)
         value = body.get(first) or body.get(second)
         return str(value) if value else None
+
+    def _candidates(self, body: Mapping[str, Any], private: str, public: str) -> list[tuple[Network, str]]:
+        """The URLs of ``body``, the configured network's first, each URL once (module rule 2)."""
+        keys: dict[Network, str] = {"private": private, "public": public}
+        order: list[Network] = ["private", "public"] if self.network == "private" else ["public", "private"]
+        found: list[tuple[Network, str]] = []
+        for network in order:
+            value = body.get(keys[network])
+            if value and all(str(value) != url for _, url in found):
+                found.append((network, str(value)))
+        return found
 
     @property
     def keepalive_interval(self) -> float:

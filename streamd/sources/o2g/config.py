@@ -16,7 +16,9 @@ Rules:
    subscription (:func:`selectors_for` takes them).
 4. ``url`` is the server root: streamd discovers ``{url}/api/rest``; a url already ending in
    ``/api/rest`` is used as is. ``secondary_url`` is the other member of an HA pair.
-5. TLS is the shared :class:`~streamd.sources.http.TlsSettings` (``verify_tls``, ``ca_file``).
+5. TLS is the shared :class:`~streamd.sources.http.TlsSettings` (``verify_tls``, ``ca_file``);
+   ``verify_tls: false`` is refused unless ``allow_insecure_tls: true`` says it again (ALE's SDK
+   ``rejectInsecureEnvironment``).
 6. :meth:`O2GSourceConfig.build` imports the runtime lazily, so loading a config never imports
    httpx/starlette code paths it does not need.
 """
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName
+from streamd.config_types import Duration, HttpUrl, Secret, SourceName
 from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
@@ -162,13 +164,11 @@ class O2GSourceConfig(TlsSettings):
 
     kind: Literal["o2g"] = "o2g"
     name: SourceName
-    url: str = Field(
-        pattern=r"^https?://",
+    url: HttpUrl = Field(
         description="Server root (streamd discovers {url}/api/rest); a url ending in /api/rest is used as is.",
     )
-    secondary_url: str | None = Field(
+    secondary_url: HttpUrl | None = Field(
         default=None,
-        pattern=r"^https?://",
         description="Root of the other server of an HA pair; streamd fails over to it and back.",
     )
     username: str = Field(
@@ -202,10 +202,30 @@ class O2GSourceConfig(TlsSettings):
     )
     network: Literal["private", "public"] = Field(
         default="private",
-        description="Follow the private (intranet) or public (reverse proxy) URLs O2G returns at each hop.",
+        description=(
+            "Which URLs O2G returns to try first: private (intranet) or public (reverse proxy); the"
+            " other ones are tried when the first cannot be reached, as ALE's SDK does."
+        ),
+    )
+    allow_insecure_tls: bool = Field(
+        default=False,
+        description="Required with verify_tls: false (ALE's SDK rejectInsecureEnvironment): say it twice.",
+    )
+    status_interval: Duration = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds between reads of GET /system/status (admin): a new startDate is an O2G restart,"
+            " a new HA primary a switchover (a Gap, a new subscription, a snapshot)."
+        ),
     )
     idle_timeout: Duration = Field(
-        default=90.0, gt=0, description="No byte on the chunk channel for this long -> reconnect."
+        default=90.0,
+        gt=0,
+        description=(
+            "No byte on the chunk channel for this long -> reconnect; webhook: no POST and no"
+            " status answer for this long -> retrying."
+        ),
     )
     channel_open_timeout: Duration = Field(
         default=30.0, gt=0, description="Deadline to open the chunk channel after subscribing (O2G: 60 s)."
@@ -252,9 +272,8 @@ class O2GSourceConfig(TlsSettings):
     rti_notif_frequency: int = Field(
         default=10, ge=5, description="RTI context notification frequency in seconds (minimum 5)."
     )
-    webhook_public_url: str | None = Field(
+    webhook_public_url: HttpUrl | None = Field(
         default=None,
-        pattern=r"^https?://",
         description="URL O2G POSTs events to: streamd's /webhooks/o2g/{name} as reachable from O2G.",
     )
     webhook_secret: Secret | None = Field(
@@ -295,6 +314,11 @@ class O2GSourceConfig(TlsSettings):
             problems.append("webhook_public_url is required with delivery: webhook")
         if self.delivery == "chunk" and (self.webhook_public_url or self.webhook_secret):
             problems.append("webhook_public_url/webhook_secret apply only to delivery: webhook")
+        if not self.verify_tls and not self.allow_insecure_tls:
+            problems.append(
+                "verify_tls: false also needs allow_insecure_tls: true (an unverified connection"
+                " lets anyone on the path read the O2G credentials; prefer ca_file)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -307,6 +331,11 @@ class O2GSourceConfig(TlsSettings):
                 f"subscription_timeout {self.subscription_timeout} min: the O2G guide says"
                 f" {GUIDE_MIN_TIMEOUT} minutes minimum (004 L2116), its model 2 (004 L2395);"
                 " a server may refuse or raise it"
+            )
+        if self.delivery == "webhook" and self.admin and self.status_interval >= self.idle_timeout:
+            found.append(
+                f"status_interval {self.status_interval:g}s is not shorter than idle_timeout"
+                f" {self.idle_timeout:g}s: a quiet webhook source will be taken for a silent server"
             )
         if self.delivery == "chunk" and "OnServerStart" in self.names.get("system", ()):
             found.append("names.system OnServerStart: O2G sends it only to a webhook (004 L8950)")

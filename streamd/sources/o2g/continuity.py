@@ -17,6 +17,16 @@ Rules:
    subscription's channel is open, and :meth:`Continuity.gap` then returns the one
    ``streamd.source.Gap`` event to publish before that subscription's snapshot. A channel reopened
    on the same subscription within the window is no gap: O2G queued its events.
+4. A restart or an HA switchover of O2G (:mod:`.status`) names the loss
+   (:meth:`Continuity.restarted`): a loss already recorded keeps its start and gets the restart
+   as its reason, else one is recorded if the source was streaming.
+5. Across daemon restarts (:meth:`Continuity.record`, :meth:`Continuity.resumed`): the source
+   keeps, in its cursor store, until when its stream was known complete (now while streaming, the
+   start of a loss not yet marked otherwise) and writes it while streaming and when it stops. A
+   daemon that finds such a record starts with a loss from then, reason ``daemon restart``: the
+   first subscription's snapshot follows one Gap (the events O2G had for the previous run's
+   subscription are gone with it: webhook POSTs nobody took, a chunk queue nobody read). An
+   unreadable record is logged and ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import anyio
+import orjson
 from prometheus_client import Gauge
 
 from streamd.events import Event, SourceGap, SourceStatus, utcnow
@@ -125,6 +136,43 @@ class Continuity:
         if self._streaming:
             self._streaming = False
             self._lost = (since or utcnow(), reason)
+
+    # -- rule 4 ----------------------------------------------------------------------------------
+
+    def restarted(self, reason: str, since: datetime | None = None) -> None:
+        """O2G restarted or switched over (``reason``); the stream was complete until ``since``."""
+        if self._lost is not None:
+            first, why = self._lost
+            self._lost = (first, f"{reason}; {why}")
+        else:
+            self.lost(reason, since)
+
+    # -- rule 5 ----------------------------------------------------------------------------------
+
+    def record(self) -> str | None:
+        """What to keep across daemon restarts: until when the stream is known complete (or None
+        when this run never streamed and has nothing pending)."""
+        if self._streaming:
+            until = utcnow()
+        elif self._lost is not None:
+            until = self._lost[0]
+        else:
+            return None
+        return orjson.dumps({"complete_until": until.isoformat()}).decode()
+
+    def resumed(self, saved: str | None) -> None:
+        """A previous run kept ``saved`` (:meth:`record`): its end is a loss, ``daemon restart``."""
+        if saved is None:
+            return
+        try:
+            until = datetime.fromisoformat(orjson.loads(saved)["complete_until"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("o2g %s: ignoring an unreadable continuity record %r: %s", self.source, saved, exc)
+            return
+        if until.tzinfo is None:
+            log.warning("o2g %s: ignoring a continuity record without a time zone: %r", self.source, saved)
+            return
+        self._lost = (until, "daemon restart")
 
     def gap(self) -> Event | None:
         """The ``streamd.source.Gap`` to publish before the new subscription's snapshot, once."""

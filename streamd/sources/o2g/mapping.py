@@ -20,13 +20,35 @@ LOG_ON                                   absent or unknown value    unknown
 =======================================  =========================  ==========================
 
 ``vendor_state`` is ``mainState`` or ``mainState/subState``; ``reason_code`` is the withdraw
-reason number (labels: ``GET /acd/agent/withdrawReasons``); ``queue_ids`` is the processing
-group. TRANSACTION_CODE_INPUT is the post-call code entry, counted with wrap-up by O2G itself
-(``nbOfAgentsInWrapupAndTransaction``). OUT_OF_PG = logged on outside its processing group, so
-it cannot take ACD calls.
+reason number; ``queue_ids`` is the processing group. TRANSACTION_CODE_INPUT is the post-call
+code entry, counted with wrap-up by O2G itself (``nbOfAgentsInWrapupAndTransaction``).
+OUT_OF_PG = logged on outside its processing group, so it cannot take ACD calls. What the
+events do not say is added by :mod:`.enrich` from O2G's slower reads: ``reason_label`` (``GET
+/acd/agent/withdrawReasons``), ``agent_name`` (the user service), and in ``queue_ids`` the
+agent's other processing groups and the pilots that serve them.
 
-RTI agent events (``OnAgentRtiChanged``) are *not* mapped: they are deltas keyed by the agent's
-directory number, not its login, so mapping them too would give one agent two canonical ids.
+RTI agent events (``OnAgentRtiChanged``, :func:`rti_agent_state`) are deltas keyed by the
+agent's directory number, not its login: :mod:`.enrich` maps them to a canonical state once the
+number's login is known (the user service's ``companyPhone``), never under the number (one agent,
+one canonical id). ``vendor_state`` is ``serviceState/phoneState``:
+
+=======================  =============================================  =====================
+``serviceState``         ``phoneState``                                 canonical ``State``
+=======================  =============================================  =====================
+LoggedOut                any                                            logged_out
+LoggedIn, Withdrawn      any (LoggedIn = logged in, out of its group)   not_ready
+Assigned                 Idle                                           available
+Assigned                 AcdRinging, AcdConversation, AcdConsultation,  busy
+                         AcdConference, AcdOutgoingConversation, Help,
+                         Held, Dialing, BusyTone, Reserved, Private*,
+                         Recording, *DiscreteListening,
+                         ContinuousSupervision
+Assigned                 WrapUp, TransactionOnDial                      after_call_work
+Assigned                 Pause, LineLockout, Unavailable                not_ready
+Assigned                 LoggedOut                                      logged_out
+Assigned                 OutOfOrder, unknown, absent                    unknown
+unknown, absent          any                                            unknown
+=======================  =============================================  =====================
 
 Queue metrics (``QueueMetric``, queue id = the pilot, queue or processing-group directory
 number): every figure present in an ``OnPilotRtiChanged`` / ``OnQueueRtiChanged`` /
@@ -112,6 +134,55 @@ def agent_state(
         agent_id=login,
         state=canonical_state(main, sub, withdrawn=state.get("withdrawn")),
         vendor_state=f"{main}/{sub}" if sub else str(main),
+        reason_code=str(reason) if reason is not None else None,
+        since=since,
+        queue_ids=(str(pg),) if pg else (),
+    )
+
+
+_BUSY_PHONE: Final = (
+    "AcdRinging AcdConversation AcdConsultation AcdConference AcdOutgoingConversation Help Held Dialing "
+    "BusyTone Reserved PrivateRinging PrivateLocalConversation PrivateExternalConversation PrivateConsultation "
+    "PrivateConference Recording SupervisorDiscreteListening AgentDiscreteListening ContinuousSupervision"
+)
+RTI_PHONE_STATES: Final[dict[str, State]] = {
+    "Idle": State.AVAILABLE,
+    **dict.fromkeys(_BUSY_PHONE.split(), State.BUSY),
+    "WrapUp": State.AFTER_CALL_WORK,
+    "TransactionOnDial": State.AFTER_CALL_WORK,
+    "Pause": State.NOT_READY,
+    "LineLockout": State.NOT_READY,
+    "Unavailable": State.NOT_READY,
+    "LoggedOut": State.LOGGED_OUT,
+}
+"""RTI ``phoneState`` -> canonical state, for an agent ``Assigned`` to its processing group."""
+
+
+def rti_canonical_state(service: str | None, phone: str | None) -> State:
+    """The canonical state of an RTI agent (the second table in the module docstring)."""
+    if service == "LoggedOut":
+        return State.LOGGED_OUT
+    if service in ("LoggedIn", "Withdrawn"):
+        return State.NOT_READY
+    if service != "Assigned" or phone is None:
+        return State.UNKNOWN
+    return RTI_PHONE_STATES.get(phone, State.UNKNOWN)
+
+
+def rti_agent_state(
+    source: str, login: str, attributes: dict[str, Any], *, since: datetime | None = None
+) -> AgentState:
+    """Map the RTI attributes of agent ``login`` (every ``OnAgentRtiChanged`` delta so far, merged)."""
+    service = attributes.get("serviceState")
+    phone = attributes.get("phoneState")
+    reason = attributes.get("withdrawReason") if service == "Withdrawn" else None  # else the last one
+    pg = attributes.get("currentPG")
+    return AgentState(
+        vendor=VENDOR,
+        source=source,
+        agent_id=login,
+        state=rti_canonical_state(service, phone),
+        vendor_state=f"{service}/{phone}" if phone else str(service),
         reason_code=str(reason) if reason is not None else None,
         since=since,
         queue_ids=(str(pg),) if pg else (),

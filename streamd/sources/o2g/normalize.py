@@ -9,7 +9,9 @@ Rules:
    (``now``: the chunk source passes one time per chunk, shared by its events).
 2. Where it fits, canonical events follow the vendor event (:mod:`.mapping`):
    ``OnAgentStateChanged`` -> ``AgentState``; ``OnPilotRtiChanged``/``OnQueueRtiChanged``/
-   ``OnPilotCallQueued`` -> ``QueueMetric`` per figure present.
+   ``OnPilotCallQueued`` -> ``QueueMetric`` per figure present. What only O2G's other reads know
+   (names, reason labels, an agent's other groups and pilots, RTI agents' logins) is added to
+   what this returns by :mod:`.enrich`, on the source's way to the pipeline.
 3. Tolerant reading (:mod:`streamd.tolerant`): a catalogued event is published whenever its key
    field is usable, however else it deviates from its model; the deviating paths ride on the
    event (``streamd_deviations``) and unambiguous coercions are applied to ``data``. A canonical

@@ -26,6 +26,13 @@ A session (spec o2g.md §0, §5.3, §8.0):
    ``OnCtiLinkUp``, ``OnPbxLoaded``, ``OnServerStart`` re-snapshot the same way;
 5. always, also on cancellation: unsubscribe and delete the session, shielded, 2 s at most.
 
+Beside every session (:mod:`.status`): the server status is read when it starts and every
+``status_interval`` (a restart or an HA switchover ends the session: a Gap, a new subscription, a
+snapshot); in webhook mode no POST and no status answer for ``idle_timeout`` ends it too. Once
+per run, after the first login, the licence pre-flight (:mod:`.licenses`). Across daemon restarts
+the cursor store keeps until when the stream was complete (:mod:`.continuity` rule 5): a run that
+finds it starts with a ``daemon restart`` Gap before its first snapshot.
+
 Rules: no retry loop here (the supervisor owns it); no httpx exception is caught here; every
 snapshot is published with ``snapshot=True`` through ``await emit(...)`` (durable); TLS
 verification is set up once, by the first session (one warning when it is off); the config's
@@ -62,8 +69,18 @@ from streamd.sources.o2g.chunk import ChannelLost, dead_letter, read_subscriptio
 from streamd.sources.o2g.client import O2GClient, Servers, SubscriptionGone
 from streamd.sources.o2g.config import O2GSourceConfig, discovers_pilots, package_ids
 from streamd.sources.o2g.continuity import Continuity
+from streamd.sources.o2g.enrich import Directory, Enriching
+from streamd.sources.o2g.licenses import preflight
 from streamd.sources.o2g.normalize import agent_state_snapshot, pilots_snapshot
 from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired
+from streamd.sources.o2g.status import (
+    HeardEmit,
+    Liveness,
+    StatusWatch,
+    check_status,
+    watch_liveness,
+    watch_status,
+)
 from streamd.sources.o2g.webhook import SECRET_PARAM, WebhookReceiver
 from streamd.telemetry import count_error
 
@@ -71,6 +88,10 @@ log = logging.getLogger("streamd.sources.o2g")
 
 VENDOR = "o2g"
 TEARDOWN_DEADLINE = 2.0
+RECORD = "o2g.continuity"
+"""The cursor-store name of the continuity record (:mod:`.continuity` rule 5)."""
+RECORD_INTERVAL = 10.0
+"""Seconds between two writes of the continuity record while streaming."""
 
 
 @dataclass(slots=True)
@@ -97,6 +118,11 @@ class O2GSource:
         self.servers = Servers.of(config)
         self.receiver: WebhookReceiver | None = None
         self.continuity = Continuity(config.name)
+        self.watch = StatusWatch(config.name)
+        self.liveness: Liveness | None = None  # webhook mode: the server's last sign of life
+        self._preflight_done = False
+        self._resumed = False
+        self.directory = Directory(config.name, concurrency=config.snapshot_concurrency)  # names, labels
         self._verify: ssl.SSLContext | bool | None = None
         # how the jobs nested in a session wait (no failed_retry: their failures go to the session)
         self.nested = Policy(delays=deps.jobs.policy.delays, sleep=deps.jobs.policy.sleep)
@@ -108,13 +134,20 @@ class O2GSource:
             FatalError: e.g. credentials rejected on the first login, subscription refused (only
                 under a standalone :class:`~streamd.runtime.Jobs`; a daemon marks it failed).
         """
+        emit = Enriching(emit, self.directory)  # every event passes the directory (enrich.py)
         for line in self.config.warnings():
             log.warning("o2g %s: %s", self.name, line)
+        if not self.config.admin:
+            self.watch.disable("the login is not an administrator (admin: false)")
+        if not self._resumed:  # once per source: a later run() of it is no daemon restart
+            self._resumed = True
+            self.continuity.resumed(await anyio.to_thread.run_sync(self.deps.cursors.load, self.name, RECORD))
         if self.config.delivery == "webhook":
             secret = self.config.webhook_secret
+            self.liveness = Liveness(anyio.current_time)
             self.receiver = WebhookReceiver(
                 source=self.name,
-                emit=emit,
+                emit=HeardEmit(emit, self.liveness),
                 deadline=self.config.webhook_deadline,
                 max_event_size=self.config.max_event_size,
                 secret=secret.get_secret_value() if secret else None,
@@ -126,6 +159,32 @@ class O2GSource:
         finally:
             if self.receiver is not None:
                 self.deps.webhooks.unregister(VENDOR, self.name)
+            with anyio.move_on_after(TEARDOWN_DEADLINE, shield=True):
+                await self._save_record()
+
+    async def _save_record(self) -> None:
+        """Keep until when the stream is known complete (:mod:`.continuity` rule 5)."""
+        record = self.continuity.record()
+        if record is not None:
+            await anyio.to_thread.run_sync(self.deps.cursors.save, self.name, RECORD, record)
+
+    async def _keep_record(self) -> None:
+        while True:
+            await anyio.sleep(RECORD_INTERVAL)
+            await self._save_record()
+
+    async def _watches(self, client: O2GClient, tg: TaskGroup) -> None:
+        """What runs beside a session's subscription (module docstring): status, liveness, record."""
+        if not self._preflight_done:
+            self._preflight_done = True
+            await preflight(client, self.config.packages)
+        await check_status(client, self.watch, self.continuity, self.liveness)
+        interval = self.config.status_interval
+        tg.start_soon(watch_status, client, self.watch, self.continuity, interval, self.liveness)
+        if self.liveness is not None:
+            self.liveness.alive()  # a new session is a sign of life
+            tg.start_soon(watch_liveness, self.name, self.liveness, self.config.idle_timeout, self.watch)
+        tg.start_soon(self._keep_record)
 
     async def _session(self, emit: Emit, connected: Callable[[], None]) -> None:
         if self._verify is None:
@@ -136,9 +195,13 @@ class O2GSource:
                 await client.connect()
                 async with task_group() as tg:  # a failed keepalive ends the session
                     tg.start_soon(client.keepalive_forever)
+                    await self._watches(client, tg)
                     live = _Live(client, tg, PilotMonitor(client), subscriptions)
                     self.continuity.served()  # this session's own snapshot covers earlier requests
                     tg.start_soon(self._on_demand, live, emit)
+                    if {"agent", "rti"} & set(self.config.packages):  # enrich.py rule 2
+                        snapshots = self.config.snapshot and "agent" in self.config.packages
+                        tg.start_soon(partial(self.directory.keep_fresh, client, emit, snapshots=snapshots))
                     await self._subscribed(live, emit, connected)
                     tg.cancel_scope.cancel()
             except Exception as exc:
@@ -238,6 +301,7 @@ class O2GSource:
             if events:
                 await emit(events)
         self.continuity.streaming()
+        await self._save_record()
         connected()
 
     async def _resnapshot(self, live: _Live, emit: Emit, why: str) -> None:
@@ -338,7 +402,9 @@ class O2GSource:
 
     async def _agent_snapshot(self, client: O2GClient) -> list[Event]:
         events: list[Event] = []
-        for login, state in (await agent_states(client)).items():
+        states = await agent_states(client)
+        await self.directory.refresh(client, states)  # before the snapshot is published (enrich.py)
+        for login, state in states.items():
             try:
                 events.extend(agent_state_snapshot(self.name, login, state))
             except NormalizationError as exc:

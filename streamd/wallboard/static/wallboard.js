@@ -795,7 +795,7 @@
       var table = labels[keys[i]];
       if (table && table[a.reason_code] != null) return table[a.reason_code];
     }
-    return a.reason_code;
+    return a.reason_label || a.reason_code;  // the configured label, else the vendor's own
   }
 
   function card(key, a, s) {
