@@ -8,13 +8,13 @@ import pytest
 
 from streamd.events import SourceGap, SourceStatus
 from streamd.publish.encoding import dumps
-from streamd.sources.o2g.continuity import Continuity
+from streamd.sources.o2g.continuity import O2GContinuity
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_only_a_loss_after_streaming_is_a_gap_and_the_first_loss_wins() -> None:
-    c = Continuity("pbx1")
+    c = O2GContinuity("pbx1")
     c.lost("before the first subscription")  # nothing was streamed: nothing was missed
     assert c.gap() is None
     c.streaming()
@@ -31,7 +31,7 @@ async def test_only_a_loss_after_streaming_is_a_gap_and_the_first_loss_wins() ->
 
 
 async def test_system_events_mark_nodes_stale_and_ask_for_a_resnapshot() -> None:
-    c = Continuity("pbx1")
+    c = O2GContinuity("pbx1")
     (down,) = c.react({"eventName": "OnCtiLinkDown", "nodeId": "2"})
     assert isinstance(down.data, SourceStatus)
     assert (down.data.scope, down.data.status) == ("node:2", "stale")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from streamd.events import SourceGap
-from streamd.sources.o2g.continuity import Continuity
+from streamd.sources.o2g.continuity import O2GContinuity
 from streamd.sources.o2g.licenses import needed, verdict
 from streamd.sources.o2g.status import ServerStatus, StatusWatch, parse_status
 
@@ -34,7 +34,7 @@ def test_the_watch_reports_a_new_start_date_and_a_new_primary_not_the_first_read
 
 
 def test_a_restart_names_a_pending_loss_and_keeps_its_start() -> None:
-    c = Continuity("pbx1")
+    c = O2GContinuity("pbx1")
     c.restarted("O2G restarted (x)")  # never streamed: nothing was missed
     assert c.gap() is None
     c.streaming()
@@ -51,12 +51,12 @@ def test_a_restart_names_a_pending_loss_and_keeps_its_start() -> None:
 
 
 def test_the_continuity_record_survives_a_daemon_restart_as_one_gap() -> None:
-    first = Continuity("pbx1")
+    first = O2GContinuity("pbx1")
     assert first.record() is None  # never streamed: nothing to keep
     first.streaming()
     saved = first.record()
     assert saved is not None
-    second = Continuity("pbx1")
+    second = O2GContinuity("pbx1")
     second.resumed(saved)
     assert second.record() == saved  # not streaming yet: the old end is kept
     gap = second.gap()
@@ -69,7 +69,7 @@ def test_the_continuity_record_survives_a_daemon_restart_as_one_gap() -> None:
     "saved", ['{"complete_until": "yesterday"}', "[]", "{", '{"complete_until": "2026-01-01T00:00:00"}']
 )
 def test_an_unreadable_record_is_ignored_with_a_warning(saved: str, caplog: pytest.LogCaptureFixture) -> None:
-    c = Continuity("pbx1")
+    c = O2GContinuity("pbx1")
     with caplog.at_level(logging.WARNING, logger="streamd.sources.o2g"):
         c.resumed(saved)
     assert c.gap() is None

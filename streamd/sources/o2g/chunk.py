@@ -163,7 +163,7 @@ def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes
 
 
 React = Callable[[dict[str, Any]], list[Event]]
-"""What a source does about a system event (:meth:`~streamd.sources.o2g.continuity.Continuity.react`)."""
+"""What a source does about a system event (:meth:`~streamd.sources.o2g.continuity.O2GContinuity.react`)."""
 
 
 def to_events(

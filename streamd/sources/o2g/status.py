@@ -35,8 +35,8 @@ import anyio
 from streamd.errors import FatalError, SourceError, TransientError
 from streamd.events import Event, utcnow
 from streamd.sources.base import Emit
+from streamd.sources.continuity import Continuity
 from streamd.sources.o2g.client import O2GClient
-from streamd.sources.o2g.continuity import Continuity
 from streamd.sources.o2g.protocol import SessionExpired
 
 log = logging.getLogger("streamd.sources.o2g")

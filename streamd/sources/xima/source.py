@@ -34,8 +34,8 @@ from anyio.abc import TaskStatus
 
 from streamd.runtime import Connected, Job
 from streamd.sources.base import Emit, SourceDeps
+from streamd.sources.continuity import Continuity
 from streamd.sources.http import tls_verify
-from streamd.sources.o2g.continuity import Continuity
 from streamd.sources.poller import Poller
 from streamd.sources.xima.auth import BearerAuth
 from streamd.sources.xima.client import XimaClient
@@ -67,7 +67,7 @@ class XimaSource:
         self._transport = transport
         self._now = now
         self._poller: Poller[None] | None = None
-        self._continuity = Continuity(cfg.name)
+        self._continuity = Continuity(cfg.name, "xima")
         self._verify: ssl.SSLContext | bool = True
 
     async def run(self, emit: Emit, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

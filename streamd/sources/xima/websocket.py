@@ -27,7 +27,7 @@ Rules:
    messages are pushed with ``emit.push`` (a push source cannot replay); REST baselines use
    ``await emit(...)``. A message already received is still pushed when the session is stopped
    (shielded, at most ``STOP_GRACE`` seconds: :class:`StopGrace`); its values are already applied. The URL carries the key, so it never appears in a log line or error.
-6. Continuity (issue 17, the O2G source's :class:`~streamd.sources.o2g.continuity.Continuity`,
+6. Continuity (issue 17, :class:`~streamd.sources.continuity.Continuity`,
    shared by every session of the source): once a socket proved healthy the stream is complete;
    a session that ends with an error (a close, a missed pong, a refused reconnect) records the
    loss with when it happened. The next REST baseline publishes one ``streamd.source.Gap`` on
@@ -62,8 +62,8 @@ from streamd.events import Event
 from streamd.jsonwire import loads
 from streamd.runtime import EXPECTED, task_group
 from streamd.sources.base import Emit
+from streamd.sources.continuity import Continuity
 from streamd.sources.http import CertificateError
-from streamd.sources.o2g.continuity import Continuity
 from streamd.sources.xima.auth import websocket_query
 from streamd.sources.xima.client import SUBSCRIPTION_PATH
 from streamd.sources.xima.metric_events import dead_letters
