@@ -133,3 +133,24 @@ async def test_a_listing_refused_at_start_fails_the_query_with_the_reason() -> N
                 "alvaria GET /provisioning/teams: HTTP 404 (error 'Not Found')" in job["userActivity"].detail
             )
         assert not sim.requests("userActivity")
+
+
+async def test_the_first_listing_of_many_teams_does_not_fail_the_cycle_that_read_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamd")
+    async with AlvariaSimulator(agents=5, teams=5, auto_advance=False) as sim:
+        sim.latency = 1.2  # each answer within the 2 s timeout; five in a row past one batch's deadline
+        emit = MemoryEmit()
+        source = make_source(
+            sim,
+            queries=["teamActivity"],
+            discover=["teams"],
+            scope_concurrency=1,
+            interval="3s",
+            timeout="2s",
+        )
+        async with running(source, emit, start_timeout=20):
+            await until(lambda: len(scopes(emit, "teamActivity")) == 5, timeout=20)
+            assert source.deps.component.state is ComponentState.RUNNING
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -310,3 +310,24 @@ async def test_presence_per_worktype_logons_carry_every_worktype_of_the_user() -
         "agent00003": (f"worktype/{wt1}",),
         "agent00004": (f"worktype/{wt1}", f"worktype/{wt2}"),
     }
+
+
+async def test_a_slow_token_and_a_slow_listing_do_not_fail_a_poll_that_is_in_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamd")
+    async with AlvariaSimulator(agents=2, teams=1, auto_advance=False, token_ttl=4.0) as sim:
+        sim.token_latency = sim.latency = 1.0  # each within the 1.6 s timeout; together past the cycle's
+        emit = MemoryEmit()
+        source = make_source(
+            sim, queries=["userActivity"], team_ids=[], discover=["teams"], interval="2s", timeout="1.6s"
+        )
+        async with running(source, emit, start_timeout=10):
+            await until(lambda: emit.of_type("alvaria.userActivity.Row"), timeout=15)
+            await until(lambda: len(sim.requests("token")) >= 2, timeout=15)  # refreshed at expiry
+            polls = len(sim.requests("userActivity"))
+            await until(lambda: len(sim.requests("userActivity")) > polls, timeout=15)
+            assert source.deps.component.state is ComponentState.RUNNING
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert len(sim.requests("teams")) == 1
+    assert {r.status for r in sim.log.entries} == {200}

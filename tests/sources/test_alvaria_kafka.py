@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import orjson
 import pytest
 
@@ -119,3 +121,67 @@ async def test_a_team_created_while_running_reaches_kafka_without_a_config_chang
     (added,) = [orjson.loads(r.value) for r in records if r.key == b"cloud1:team3:agent00099"]
     assert (added["scope"], added["row"]["teamName"]) == ("team3", "Night shift")
     assert len(sim.requests("teams")) >= 2  # read again every discover_every
+
+
+def tiles(work_type: str) -> list[str]:
+    return [f"worktype/{work_type}/inboundacd/voice", f"worktype/{work_type}/inboundchat/chat"]
+
+
+async def test_a_worktype_tile_and_its_agents_meet_in_the_wallboards_queue_filter(tmp_path: Path) -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        wt1, wt2 = sim.world.work_type_ids
+        block = sim.source_config(  # presence and channelActivity both poll the discovered worktypes
+            "cloud1",
+            queries=["userActivity", "presence", "channelActivity"],
+            work_type_ids=[],
+            discover=["work_types"],
+        )
+        async with running_daemon(tmp_path, block | {"interval": "100ms"}) as runtime:
+            expected = ["team/team2", f"worktype/{wt2}", *tiles(wt2)]  # agent00002 serves wt2 only
+            await read_topic(
+                runtime.bootstrap,
+                "streamd.agent-state",
+                lambda rs: expected in [orjson.loads(r.value)["queue_ids"] for r in rs],
+            )
+            keys = {f"cloud1:{t}:waiting".encode() for t in tiles(wt1) + tiles(wt2)}
+            await read_topic(  # the tiles: published under the ids the agents carry
+                runtime.bootstrap, "streamd.queue-metrics", lambda rs: keys <= {r.key for r in rs}
+            )
+            url = f"http://127.0.0.1:{runtime.http_port}/api/v1/state"
+            async with httpx.AsyncClient() as client:
+
+                async def shown() -> tuple[set[str], set[str]]:
+                    state = (await client.get(url, params={"queue": tiles(wt1)[0]})).json()
+                    return {a["agent_id"] for a in state["agents"]}, {m["queue_id"] for m in state["metrics"]}
+
+                with anyio.fail_after(20):
+                    while await shown() != (  # wt1's agents, from both teams, and the tile
+                        {"agent00001", "agent00003", "agent00004"},
+                        {tiles(wt1)[0]},
+                    ):
+                        await anyio.sleep(0.05)
+
+
+async def test_an_agent_joining_a_worktype_reaches_kafka_again_with_its_new_queues(tmp_path: Path) -> None:
+    async with AlvariaSimulator(agents=4, auto_advance=False) as sim:
+        wt1, wt2 = sim.world.work_type_ids
+        block = sim.source_config(
+            "cloud1", queries=["userActivity", "presence"], presence_work_type_ids=[wt1, wt2]
+        )
+
+        def queues_of(records: list[Any]) -> list[list[str]]:
+            values = (orjson.loads(r.value) for r in records)
+            return [v["queue_ids"] for v in values if v["agent_id"] == "agent00002"]
+
+        async with running_daemon(tmp_path, block | {"interval": "100ms"}) as runtime:
+            before = ["team/team2", f"worktype/{wt2}"]
+            await read_topic(
+                runtime.bootstrap, "streamd.agent-state", lambda rs: queues_of(rs)[-1:] == [before]
+            )
+            sim.world.assign("agent00002", wt1)  # the agent's own row does not change
+            after = ["team/team2", f"worktype/{wt1}", f"worktype/{wt2}"]
+            records = await read_topic(
+                runtime.bootstrap, "streamd.agent-state", lambda rs: queues_of(rs)[-1:] == [after]
+            )
+    states = [orjson.loads(r.value) for r in records if orjson.loads(r.value)["agent_id"] == "agent00002"]
+    assert (states[-1]["state"], states[-1]["since"]) == (states[-2]["state"], states[-2]["since"])

@@ -122,6 +122,8 @@ def test_discovered_scope_kinds_enable_their_queries_and_are_read_every_ten_minu
         "contact_lists": "/campaign/lists",
     }
     assert config(queries=["userActivity"], discover=["teams"], discover_every="2m").discover_every == 120.0
+    with pytest.raises(ValidationError, match="discover_every"):
+        config(queries=["userActivity"], discover=["teams"], discover_every=0)  # a listing every cycle
 
 
 def test_a_scope_kind_is_listed_or_discovered_not_both() -> None:
@@ -133,3 +135,13 @@ def test_a_scope_kind_is_listed_or_discovered_not_both() -> None:
         config(queries=["channelActivity"], discover=["teams"])
     with pytest.raises(ValidationError):
         config(discover=["users"])  # not a scope kind
+
+
+def test_presence_discovers_the_worktypes_unless_its_own_are_listed() -> None:
+    discovering = config(discover=["work_types"])
+    assert discovering.discovered_kind("presence") == "work_types"
+    assert discovering.discovered_kind("channelActivity") == "work_types"
+    listed = config(discover=["work_types"], presence_work_type_ids=["wt1"])
+    assert listed.discovered_kind("presence") is None
+    assert config(discover=["teams"], work_type_ids=["wt1"]).discovered_kind("presence") is None
+    assert config(team_ids=["t1"]).discovered_kind("userActivity") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -506,3 +507,52 @@ def test_agent_work_types_follow_the_presence_lists_each_user_is_on() -> None:
     assert (known.of("u1"), known.of("u2"), known.of("u3")) == (("wt1", "wt2"), ("wt2",), ())
     known.update({"wt1": lists["wt1"]})  # u2 is on no list any more
     assert (known.of("u1"), known.of("u2")) == (("wt1",), ())
+
+
+def test_agent_queue_ids_include_the_tiles_of_each_worktype() -> None:
+    row = SEED_USER["rows"][0]
+    channels = {"wt1": ("worktype/wt1/InboundEmail/email", "worktype/wt1/inboundacd/voice")}
+    (event,) = user_activity_events(
+        added(row),
+        source="s",
+        observed=OBSERVED,
+        snapshot=False,
+        work_types=("wt2", "wt1"),
+        channels=channels,
+    )
+    assert event.data.queue_ids == (
+        f"team/{row['teamId']}",
+        "worktype/wt1",
+        "worktype/wt1/InboundEmail/email",
+        "worktype/wt1/inboundacd/voice",
+        "worktype/wt2",  # no channelActivity row known for it: the worktype alone
+    )
+    (logon,) = presence_events(
+        added(SEED_PRESENCE["users"][0], "presence"),
+        source="s",
+        observed=OBSERVED,
+        snapshot=False,
+        report_logon=True,
+        work_type_id="wt1",
+        channels=channels,
+    )
+    assert logon.data.queue_ids == ("worktype/wt1", *channels["wt1"])
+
+
+def test_the_tiles_agents_carry_are_the_queue_ids_of_the_channel_metrics() -> None:
+    shape = SHAPES["channelActivity"]
+    rows = SEED_CHANNEL["rows"]
+    state = diff_snapshot(shape, ScopeState(), rows, scope="wt", full=True, now=0.0)
+    known = AgentWorkTypes()
+    known.update_channels({"wt": state.state})
+    metric_ids = {
+        e.data.queue_id
+        for change in state.changes
+        for e in channel_activity_events(change, source="s", observed=OBSERVED, snapshot=True)
+    }
+    assert set(itertools.chain(*known.channels.values())) == metric_ids
+    version = known.version
+    known.update_channels({"wt": state.state})  # the same rows again: no change, no new version
+    assert known.version == version
+    known.update_channels({})
+    assert (known.channels, known.version) == ({}, version + 1)

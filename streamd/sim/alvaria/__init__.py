@@ -124,7 +124,10 @@ async def serve_forever(
 async def demo(agents: int) -> AsyncIterator[dict[str, Any]]:
     """``streamd demo``'s hook: start a simulator, yield the ``kind: alvaria`` config block for it.
 
-    Polls all five queries every 2 s with 2-minute tokens, so the demo also shows token refreshes.
+    Polls all five queries every 2 s with 2-minute tokens, so the demo also shows token refreshes;
+    presence per worktype, so that the agents carry their worktypes' queue ids (a worktype tile's
+    ``?queue=`` link shows its agents).
     """
     async with AlvariaSimulator(agents=agents, token_ttl=120.0) as sim:
-        yield sim.source_config("alvaria1", interval="2s")
+        work_types = list(sim.world.work_type_ids)
+        yield sim.source_config("alvaria1", interval="2s", presence_work_type_ids=work_types)

@@ -39,15 +39,20 @@ Which row changes produce agent states:
   rows give ``AgentState(unknown, vendor_state="LoggedOn")``; with userActivity polled they give
   nothing, so presence never overwrites a precise state.
 
-Agents' queues: a userActivity ``AgentState`` has ``queue_ids`` ``("team/{teamId}",)`` (the row's
-``teamId``, or the polled team of the row key), followed by ``worktype/{workTypeId}`` for each
-worktype the caller knows the user is associated with (presence per worktype); a presence logon
-has ``worktype/{workTypeId}`` for the polled worktype and every other one the caller knows.
+Agents' queues (``queue_ids``; what the wallboard's ``?queue=`` matches exactly, and what a queue
+tile's title links to): a userActivity ``AgentState`` has ``team/{teamId}`` first (the row's
+``teamId``, or the polled team of the row key); then, for each worktype the caller knows the user
+is associated with (presence per worktype), in worktype order, ``worktype/{workTypeId}`` followed
+by the queue ids of that worktype's channelActivity tiles the caller knows
+(``worktype/{workTypeId}/{interactionTypeId}/{channelTypeId}``, :mod:`.normalize`), so that the
+filter by one of a worktype's tiles shows the tile and the worktype's agents, and
+``worktype/{workTypeId}`` alone shows its agents. A presence logon has the same worktype part
+(the polled worktype and every other one the caller knows), and no team.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +60,7 @@ from streamd.errors import NormalizationError
 from streamd.events import AgentState, Event, State
 from streamd.sources.alvaria.diff import RowChange
 from streamd.sources.alvaria.rowevents import parse_time
+from streamd.sources.alvaria.shapes import Key
 
 VENDOR = "alvaria"
 
@@ -103,13 +109,14 @@ def user_activity_events(
     observed: datetime,
     snapshot: bool,
     overrides: Mapping[str, State] | None = None,
-    work_types: tuple[str, ...] = (),
+    work_types: Iterable[str] = (),
+    channels: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Event]:
     """userActivity row change -> ``AgentState`` events (see the module table).
 
     Args:
-        work_types: the worktypes the user is associated with (from presence per worktype); each
-            adds ``worktype/{id}`` to ``queue_ids`` after the team.
+        work_types: the worktypes the user is associated with (from presence per worktype).
+        channels: worktype -> the queue ids of its channelActivity tiles (module docstring).
 
     Raises:
         NormalizationError: the row has no usable ``userId``.
@@ -118,11 +125,35 @@ def user_activity_events(
         return []
     if change.change == "changed" and not snapshot and AGENT_FIELDS.isdisjoint(change.changed):
         return []
-    row = change.row
+    state = user_activity_state(
+        change.row,
+        change.key,
+        source=source,
+        overrides=overrides,
+        queues=work_type_queues(work_types, channels),
+    )
+    return [state.to_event(time=state.since or observed, snapshot=snapshot)]
+
+
+def user_activity_state(
+    row: Mapping[str, Any],
+    key: Key,
+    *,
+    source: str,
+    overrides: Mapping[str, State] | None = None,
+    queues: tuple[str, ...] = (),
+) -> AgentState:
+    """The ``AgentState`` of a present userActivity row (published row, its key).
+
+    Args:
+        queues: the worktype queue ids (:func:`work_type_queues`), after ``team/{teamId}``.
+
+    Raises:
+        NormalizationError: the row has no usable ``userId``.
+    """
     user_id = _required_str(row, "userId")
-    since = parse_time(row.get("stateStartTime"))
-    team = text_field(row, "teamId") or (change.key[0] if len(change.key) > 1 else None)
-    state = AgentState(
+    team = text_field(row, "teamId") or (key[0] if len(key) > 1 else None)
+    return AgentState(
         vendor=VENDOR,
         source=source,
         agent_id=user_id,
@@ -130,10 +161,9 @@ def user_activity_events(
         agent_name=text_field(row, "preferredName"),
         vendor_state=text_field(row, "stateId"),
         reason_code=text_field(row, "reasonId"),
-        since=since,
-        queue_ids=((f"team/{team}",) if team else ()) + tuple(f"worktype/{w}" for w in work_types),
+        since=parse_time(row.get("stateStartTime")),
+        queue_ids=((f"team/{team}",) if team else ()) + queues,
     )
-    return [state.to_event(time=since or observed, snapshot=snapshot)]
 
 
 def presence_events(
@@ -145,50 +175,82 @@ def presence_events(
     report_logon: bool,
     logged_on_elsewhere: bool = False,
     work_type_id: str | None = None,
-    work_types: tuple[str, ...] = (),
+    work_types: Iterable[str] = (),
+    channels: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Event]:
     """presence row change -> ``AgentState`` logon/logoff events (see the module table).
 
     Args:
         logged_on_elsewhere: the user is still on another polled worktype's list, so a removal
             from this one is no logoff.
-        work_type_id: the worktype whose list was polled (None: the org-wide list); a logon then
-            has ``queue_ids`` ``("worktype/{work_type_id}",)``.
+        work_type_id: the worktype whose list was polled (None: the org-wide list); a logon's
+            ``queue_ids`` then include it.
         work_types: every worktype whose list the user is on, when known: a logon's
             ``queue_ids`` are then all of them (with ``work_type_id``).
+        channels: worktype -> the queue ids of its channelActivity tiles (module docstring).
 
     Raises:
         NormalizationError: the row has no usable ``userId``.
     """
-    row = change.row
-    user_id = _required_str(row, "userId")
-    name = (
-        " ".join(p for p in (row.get("firstName"), row.get("lastName")) if isinstance(p, str) and p) or None
-    )
     if change.change == "removed":
         if logged_on_elsewhere:
             return []
-        state, vendor_state = State.LOGGED_OUT, "LoggedOff"
-    elif report_logon and (snapshot or change.change != "unchanged"):
-        state, vendor_state = State.UNKNOWN, "LoggedOn"
-    else:
+        row = change.row
+        agent = AgentState(
+            vendor=VENDOR,
+            source=source,
+            agent_id=_required_str(row, "userId"),
+            state=State.LOGGED_OUT,
+            agent_name=_full_name(row),
+            vendor_state="LoggedOff",
+            since=observed,
+        )
+        return [agent.to_event(time=observed)]
+    if not (report_logon and (snapshot or change.change != "unchanged")):
+        _required_str(change.row, "userId")
         return []
-    agent = AgentState(
+    polled = (work_type_id,) if work_type_id else ()
+    queues = work_type_queues((*polled, *work_types), channels)
+    logon = presence_logon(change.row, source=source, observed=observed, queues=queues)
+    return [logon.to_event(time=observed, snapshot=snapshot)]
+
+
+def presence_logon(
+    row: Mapping[str, Any], *, source: str, observed: datetime, queues: tuple[str, ...] = ()
+) -> AgentState:
+    """The logon ``AgentState`` (``unknown``, ``LoggedOn``) of a user on a presence list.
+
+    Raises:
+        NormalizationError: the row has no usable ``userId``.
+    """
+    return AgentState(
         vendor=VENDOR,
         source=source,
-        agent_id=user_id,
-        state=state,
-        agent_name=name,
-        vendor_state=vendor_state,
+        agent_id=_required_str(row, "userId"),
+        state=State.UNKNOWN,
+        agent_name=_full_name(row),
+        vendor_state="LoggedOn",
         since=observed,
-        queue_ids=_work_type_queues(work_type_id, work_types) if state is not State.LOGGED_OUT else (),
+        queue_ids=queues,
     )
-    return [agent.to_event(time=observed, snapshot=snapshot and change.change != "removed")]
 
 
-def _work_type_queues(polled: str | None, known: tuple[str, ...]) -> tuple[str, ...]:
-    ids = sorted(set(known) | ({polled} if polled else set()))
-    return tuple(f"worktype/{w}" for w in ids)
+def work_type_queues(
+    work_types: Iterable[str], channels: Mapping[str, Sequence[str]] | None = None
+) -> tuple[str, ...]:
+    """An agent's worktype queue ids: per worktype (sorted, once each) ``worktype/{id}``, then the
+    queue ids of its channelActivity tiles from ``channels`` (module docstring)."""
+    known = channels or {}
+    ids: list[str] = []
+    for work_type in sorted(set(work_types)):
+        ids.append(f"worktype/{work_type}")
+        ids += known.get(work_type, ())
+    return tuple(ids)
+
+
+def _full_name(row: Mapping[str, Any]) -> str | None:
+    parts = (row.get("firstName"), row.get("lastName"))
+    return " ".join(p for p in parts if isinstance(p, str) and p) or None
 
 
 def text_field(row: Mapping[str, Any], name: str) -> str | None:

@@ -78,9 +78,10 @@ class AlvariaAuth(httpx.Auth):
         """The cached access token (None before the first fetch or after a 401)."""
         return self._token
 
-    def needs_token(self) -> bool:
-        """True when no token is cached or the cached one is about to expire."""
-        return self._token is None or (self._refresh_at is not None and self.clock() >= self._refresh_at)
+    def needs_token(self, at: float | None = None) -> bool:
+        """True when no token is cached or the cached one is about to expire (now, or by ``at``)."""
+        when = self.clock() if at is None else at
+        return self._token is None or (self._refresh_at is not None and when >= self._refresh_at)
 
     def token_request(self) -> httpx.Request:
         """The client-credentials token request."""

@@ -112,6 +112,12 @@ class AlvariaClient:
     config: AlvariaSourceConfig
     gate: RateGate
 
+    def token_due(self, at: float | None = None) -> bool:
+        """Whether a call now (or at ``at``, on the auth's clock) fetches a token first: none
+        cached, or it is to be refreshed by then."""
+        auth = self.http.auth
+        return isinstance(auth, AlvariaAuth) and auth.needs_token(at)
+
     async def ensure_token(self) -> None:
         """A usable token before the cycle's data calls (:meth:`AlvariaAuth.refresh_if_needed`).
 

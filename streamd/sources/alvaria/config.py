@@ -14,6 +14,9 @@ Rules:
    L256 ``provisioning/workTypes``, L49 ``campaign/lists``; their paths are configurable in
    ``discover_paths`` because the guide does not document them) every ``discover_every``. A kind
    is either discovered or listed, not both; a discovered kind counts as configured for rule 2.
+   Presence polls the discovered worktypes too (one request each, as with
+   ``presence_work_type_ids``), unless ``presence_work_type_ids`` lists its worktypes; while
+   the listing names none, presence runs org-wide.
 6. TLS is configured like every vendor client's (:class:`~streamd.sources.http.TlsSettings`:
    ``verify_tls``, ``ca_file``), for the token endpoint and the queries alike.
 """
@@ -120,7 +123,9 @@ class AlvariaSourceConfig(TlsSettings):
         "work_types (provisioning/workTypes), contact_lists (campaign/lists). A new scope is polled "
         "without a config change, a removed one is dropped.",
     )
-    discover_every: Duration = Field(600.0, description="How often discovered scopes are read again.")
+    discover_every: Duration = Field(
+        600.0, gt=0, description="How often discovered scopes are read again (more than 0)."
+    )
     discover_paths: dict[ScopeKind, str] = Field(
         default_factory=lambda: dict(DISCOVER_PATHS),
         description="Path below base_url (or a full URL) listing each discovered scope kind; the guide "
@@ -128,7 +133,8 @@ class AlvariaSourceConfig(TlsSettings):
     )
     presence_work_type_ids: list[str] = Field(
         default_factory=list,
-        description="Narrow presence to these workTypeIds (one request each); empty = all logged-on users.",
+        description="Narrow presence to these workTypeIds (one request each); empty = all logged-on users, "
+        "or the discovered worktypes when discover names work_types.",
     )
     tz_offset: str | None = Field(
         None, description="tzOffset for userActivity's *Local fields ('Z', '+01:00', '-0530', ...)."
@@ -195,6 +201,16 @@ class AlvariaSourceConfig(TlsSettings):
         if kind == "teams":
             return self.team_ids
         return self.work_type_ids if kind == "work_types" else self.contact_lists
+
+    def discovered_kind(self, query: QueryName) -> ScopeKind | None:
+        """The scope kind ``query`` polls as discovered (rule 5), or None when its scopes are static:
+        its own kind when discovered; presence the worktypes when they are discovered and
+        ``presence_work_type_ids`` lists none."""
+        if query == "presence":
+            discovered = "work_types" in self.discover and not self.presence_work_type_ids
+            return "work_types" if discovered else None
+        kind = SCOPE_KIND_OF.get(query)
+        return kind if kind is not None and kind in self.discover else None
 
     def has_scopes(self, kind: ScopeKind) -> bool:
         """Whether scopes of ``kind`` are listed or discovered."""

@@ -109,6 +109,17 @@ class ScopeDirectory:
         self.known: dict[ScopeKind, _Known] = {}
         self._lock = anyio.Lock()
 
+    def due(self, kind: ScopeKind, at: float | None = None) -> bool:
+        """Whether :meth:`scopes` of ``kind`` reads the listing now (or at ``at``): never read, or
+        due again."""
+        known = self.known.get(kind)
+        return known is None or (self.clock() if at is None else at) >= known.next_at
+
+    def current(self, kind: ScopeKind) -> list[str]:
+        """The scopes of ``kind`` last read, without reading (empty when never read)."""
+        known = self.known.get(kind)
+        return list(known.scopes) if known is not None else []
+
     async def scopes(self, kind: ScopeKind) -> list[str]:
         """The scopes of ``kind`` to poll now, read again when due.
 

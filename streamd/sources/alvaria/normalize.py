@@ -47,6 +47,15 @@ teamActivity           sum of every team counter                        ``agents
 =====================  ===============================================  =========================  ========
 
 No Alvaria real-time query has an average wait, a service level, or answered / abandoned counts.
+
+Queue ids and agents: a worktype has no tile of its own (no query sums its channels); its tiles
+are ``worktype/{workTypeId}/{interactionTypeId}/{channelTypeId}``
+(:func:`channel_queue_id`). The wallboard's ``?queue=`` matches ids exactly, and a tile's title
+links to ``?queue={its id}``; so an agent associated with a worktype (presence per worktype)
+carries ``worktype/{workTypeId}`` *and* the ids of that worktype's tiles (:mod:`.agents`):
+filtering by a tile shows the tile with the worktype's agents (and the page's "agents
+available" count for it), ``worktype/{workTypeId}`` alone shows the worktype's agents, and
+``team/{teamId}`` shows a team's tile with its agents.
 """
 
 from __future__ import annotations
@@ -113,7 +122,7 @@ def channel_activity_events(
     The queue id is ``worktype/`` + the row key (workTypeId, interactionTypeId, channelTypeId).
     """
     row = change.row
-    queue_id = "worktype/" + "/".join(change.key)
+    queue_id = channel_queue_id(change.key)
     queue_name = _channel_name(row)
     if row.get("maxQueueDur") is None:
         waited = longest_wait_seconds(row, observed)
@@ -130,6 +139,11 @@ def channel_activity_events(
         snapshot,
         CHANNEL_CANONICAL,
     )
+
+
+def channel_queue_id(key: tuple[str, ...]) -> str:
+    """The queue id of a channelActivity row (its tile): ``worktype/`` + the row key joined by ``/``."""
+    return "worktype/" + "/".join(key)
 
 
 def longest_wait_seconds(row: Mapping[str, Any], observed: datetime) -> int | float | None:
@@ -157,7 +171,7 @@ def queue_age_events(
     qm = QueueMetric(
         vendor=VENDOR,
         source=source,
-        queue_id="worktype/" + "/".join(key),
+        queue_id=channel_queue_id(key),
         metric=CHANNEL_CANONICAL["maxQueueDur"][0],
         value=value,
         unit=CHANNEL_CANONICAL["maxQueueDur"][1],

@@ -25,10 +25,21 @@ Rules:
 7. channelActivity's queue age ticks: every poll publishes each present row's canonical
    ``longest_wait_seconds`` (:func:`~.normalize.queue_age_events`), also when nothing else of the
    row changed (the vendor topic only carries changes and snapshots).
-8. Discovered scopes (config rule 5): each cycle asks the source's
-   :class:`~.discovery.ScopeDirectory` first (it reads the listing only when due); a scope it no
-   longer lists is dropped with its acknowledged snapshot (nothing is published as removed: its
-   rows are unknown, not gone), a new one is polled in the same cycle.
+8. Discovered scopes (config rule 5; presence: the worktypes, org-wide while none is listed):
+   each cycle polls what the source's :class:`~.discovery.ScopeDirectory` lists now (another
+   query may have read it); a scope it no longer lists is dropped with its acknowledged snapshot
+   (nothing is published as removed: its rows are unknown, not gone), a new one is polled in the
+   cycle that read the listing (or, past that cycle's deadline, in the next: rule 9).
+9. A cycle's deadline (:meth:`QuerySpec.cycle_timeout`) budgets what it will do: one ``timeout``
+   per batch of scopes, plus one for the token fetch and one for the scope listing when the
+   cycle is expected to need them (no token yet, or one that expires by then; a listing due by
+   then). Each cycle sets the next one's (``retime``), so a slow token or listing never fails a
+   poll that is otherwise in time. When a listing brings more batches than the running cycle's
+   deadline covers (the first listing of many teams), that cycle polls nothing and the next one
+   starts at once (``next_in=0``) with a deadline that does. A token the server revokes is
+   fetched again inside the request that met the 401, within that request's own ``timeout``.
+10. Agents' queue ids learnt by the other queries (:mod:`.requeue`): userActivity, and presence
+    when it reports logons, publish an agent's state again when only its ``queue_ids`` changed.
 """
 
 from __future__ import annotations
@@ -38,7 +49,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 import anyio
 import orjson
@@ -49,13 +59,14 @@ from streamd.jsonwire import loads
 from streamd.retry import backoff
 from streamd.runtime import task_group
 from streamd.sources.alvaria.client import AlvariaClient, ScopeRefused, what_of
-from streamd.sources.alvaria.config import SCOPE_KIND_OF, AlvariaSourceConfig, QueryName, ScopeKind
+from streamd.sources.alvaria.config import SCOPE_KIND_OF, AlvariaSourceConfig, QueryName
 from streamd.sources.alvaria.diff import DiffResult, ScopeState, diff_snapshot, needs_full
 from streamd.sources.alvaria.discovery import ScopeDirectory
 from streamd.sources.alvaria.models import ROW_READERS
+from streamd.sources.alvaria.requeue import Requeue
 from streamd.sources.alvaria.scope_events import AgentWorkTypes, ScopeEvents
 from streamd.sources.alvaria.scopes import Scope, ScopeHealth
-from streamd.sources.alvaria.shapes import SHAPES, Key
+from streamd.sources.alvaria.shapes import SHAPES, Key, extract_rows
 from streamd.sources.http import CertificateError
 from streamd.sources.poller import PollResult
 
@@ -66,29 +77,12 @@ Delays = Callable[[], Iterator[float]]
 def scopes_of(config: AlvariaSourceConfig, query: QueryName) -> list[str | None]:
     """The scopes one cycle of ``query`` polls as configured (None = one org-wide request; a
     discovered kind starts empty)."""
+    if config.discovered_kind(query) is not None:
+        return []
     kind = SCOPE_KIND_OF.get(query)
     if kind is not None:
         return list(config.static_scopes(kind))
     return list(config.presence_work_type_ids) or [None]
-
-
-def extract_rows(query: str, body: Any) -> list[Any]:
-    """The rows of a decoded answer (listActivity's single object is one row).
-
-    Raises:
-        NormalizationError: the answer does not have the documented shape.
-    """
-    if not isinstance(body, dict):
-        raise NormalizationError(f"{query}: the answer is not a JSON object", "invalid_body")
-    if query == "listActivity":
-        return [body]
-    field = "users" if query == "presence" else "rows"
-    rows = body.get(field)
-    if rows is None:
-        return []  # every wrapper field is optional in the seed; no rows = an empty snapshot
-    if not isinstance(rows, list):
-        raise NormalizationError(f"{query}: {field} is not a list", "invalid_body")
-    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,25 +130,37 @@ class QuerySpec:
         """The users' worktypes, shared with the source's other queries (presence keeps it)."""
         self.events = ScopeEvents(query, config, self._check, report_logon, self.work_types)
         self._acked: Cursor = {}
-        kind = SCOPE_KIND_OF.get(query)
-        self.discovered = kind if kind in config.discover else None
+        self.requeue: Requeue | None = None
+        """Agent states published again when only their queue ids changed (:mod:`.requeue`)."""
+        if config.canonical and (query == "userActivity" or (query == "presence" and report_logon)):
+            self.requeue = Requeue(config.name, self.work_types, self.events.current)
+        self.discovered = config.discovered_kind(query)
         if self.discovered is not None and directory is None:
             raise ValueError(f"{query} discovers its {self.discovered}: it needs the source's ScopeDirectory")
         self.directory = directory
+        self._planned: int | None = None
+        """The batches of scopes the deadline last given to the poller covers (rule 9)."""
         self.retime: Callable[[float], None] | None = None
         """Called with the new :meth:`cycle_timeout` when discovery changed the scopes."""
 
-    def cycle_timeout(self) -> float:
-        """The poller's deadline of one cycle: every batch of scopes within its own ``timeout``.
-
-        A token fetch or a scope listing (each also within ``timeout``) is rare (once per token
-        lifetime, per ``discover_every``) and is not budgeted: when one is slow and the scopes are
-        too, the cycle fails and the supervisor retries it.
+    def cycle_timeout(self, *, steady: bool = False) -> float:
+        """The poller's deadline of the next cycle (rule 9): every batch of scopes within its own
+        ``timeout``, plus one ``timeout`` for the token fetch and one for the scope listing when
+        the next cycle will need them (``steady``: without either, as in most cycles).
         """
+        batches = self._batches()
+        interval = self.config.interval_of(self.query)
+        if not steady:
+            self._planned = batches
+            by = self.clock() + 2 * interval  # the next cycle's start, generously
+            batches += self.client.token_due(by)
+            if self.discovered is not None and self.directory is not None:
+                batches += self.directory.due(self.discovered, by)
+        return batches * self.timeout + max(0.1 * interval, 0.05)
+
+    def _batches(self) -> int:
         batches = math.ceil(len(self.scopes) / self.config.scope_concurrency)
-        if self.discovered is not None:
-            batches = max(batches, 1)  # before the first listing: one batch
-        return batches * self.timeout + max(0.1 * self.config.interval_of(self.query), 0.05)
+        return max(batches, 1) if self.discovered is not None else batches  # unread: one batch
 
     def load_cursor(self, saved: str | None) -> Cursor:
         """The last acknowledged state (in memory only; a restart starts with a snapshot)."""
@@ -165,17 +171,19 @@ class QuerySpec:
         return None
 
     async def fetch(self, cursor: Cursor) -> PollResult[Cursor]:
-        """Poll the due scopes once and return the changes since ``cursor``."""
+        """Poll the due scopes once (after the token fetch and the listing it needs, rule 9) and
+        return the changes since ``cursor``."""
         self._acked = cursor  # the poller only hands back a cursor once its events were emitted
+        if self.requeue is not None:
+            self.requeue.ack(cursor)
+        planned = self._planned
+        await self._prepare()
         if self.discovered is not None and self.directory is not None:
-            await self._discover(self.directory, self.discovered)
+            self._rescope(self.directory.current(self.discovered))
             cursor = {s: v for s, v in cursor.items() if s in self.scopes}  # dropped scopes are gone
+            if planned is not None and self._batches() > planned:  # rule 9: more than budgeted
+                return PollResult([], cursor, next_in=0.0)
         due = self.health.due()
-        if due:  # a failing token endpoint fails the cycle once, not each scope (rule 4)
-            with anyio.move_on_after(self.timeout) as waited:
-                await self.client.ensure_token()
-            if waited.cancelled_caught:
-                raise TransientError(f"alvaria token endpoint: no answer within {self.timeout:g}s")
         answers = await self._answers(due)
         for scope in due:  # what stops the whole query (rule 4)
             outcome = answers[scope]
@@ -196,17 +204,38 @@ class QuerySpec:
             raise failure
         if self.query == "presence" and self.scopes != [None]:
             self.work_types.update(state)
+        if self.query == "channelActivity":
+            self.work_types.update_channels(state)
         present = self._present(state)
         for p in polled:
             events += self.events.of(p.result, p.scope, p.observed, p.full, present)
+        if self.requeue is not None:
+            events += self.requeue.events(state, events, self.wallclock())
+        if self.retime is not None:
+            self.retime(self.cycle_timeout())  # the next cycle's token fetch or listing (rule 9)
         return PollResult(events, state)
 
-    async def _discover(self, directory: ScopeDirectory, kind: ScopeKind) -> None:
-        """Poll the scopes discovery lists now (:mod:`.discovery`; rule 8)."""
-        with anyio.move_on_after(self.timeout) as waited:
-            scopes: list[Scope] = list(await directory.scopes(kind))
-        if waited.cancelled_caught:
-            raise TransientError(f"alvaria {kind} listing: no answer within {self.timeout:g}s")
+    async def _prepare(self) -> None:
+        """Read the scope listing when due, and fetch the token when the cycle needs one first, each
+        within ``timeout`` (both are budgeted in :meth:`cycle_timeout`, rule 9)."""
+        kind, directory = self.discovered, self.directory
+        listing = kind is not None and directory is not None and directory.due(kind)
+        if (listing or self.health.due()) and self.client.token_due():
+            with anyio.move_on_after(self.timeout) as waited:
+                await self.client.ensure_token()
+            if waited.cancelled_caught:
+                raise TransientError(f"alvaria token endpoint: no answer within {self.timeout:g}s")
+        if listing and kind is not None and directory is not None:
+            with anyio.move_on_after(self.timeout) as waited:
+                await directory.scopes(kind)
+            if waited.cancelled_caught:
+                raise TransientError(f"alvaria {kind} listing: no answer within {self.timeout:g}s")
+
+    def _rescope(self, listed: list[str]) -> None:
+        """Poll the scopes discovery lists now (rule 8; presence: org-wide while none is listed)."""
+        scopes: list[Scope] = list(listed)
+        if not scopes and self.query == "presence":
+            scopes = [None]
         if scopes != self.scopes:
             self.scopes = scopes
             self.health.rescope(scopes)

@@ -10,6 +10,8 @@ Rules:
    a list, a boolean) makes the row unroutable too; a number is used as its text.
 3. Fields that tick with time (``stateDur``, ``signOnDur``, channelActivity ``*Dur``) are named
    in ``ticking``; all of them are documented integers.
+4. An answer's rows (:func:`extract_rows`) are its ``rows`` (presence: ``users``; listActivity's
+   single object is one row); no such field is an empty snapshot, anything else an error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from streamd.errors import NormalizationError
 
 Key = tuple[str, ...]
 Row = dict[str, Any]
@@ -89,3 +93,22 @@ SHAPES: dict[str, QueryShape] = {
     "presence": QueryShape("presence", ("userId",), identity="userId"),
 }
 """Row keys per query (spec §7; the org id is constant per source and left out)."""
+
+
+def extract_rows(query: str, body: Any) -> list[Any]:
+    """The rows of a decoded answer (listActivity's single object is one row).
+
+    Raises:
+        NormalizationError: the answer does not have the documented shape.
+    """
+    if not isinstance(body, dict):
+        raise NormalizationError(f"{query}: the answer is not a JSON object", "invalid_body")
+    if query == "listActivity":
+        return [body]
+    field = "users" if query == "presence" else "rows"
+    rows = body.get(field)
+    if rows is None:
+        return []  # every wrapper field is optional in the seed; no rows = an empty snapshot
+    if not isinstance(rows, list):
+        raise NormalizationError(f"{query}: {field} is not a list", "invalid_body")
+    return rows

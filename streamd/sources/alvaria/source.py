@@ -12,9 +12,12 @@ Rules:
    (``/readyz``) and the component's state as their aggregate.
 3. No retry loop and no task group here: sessions raise streamd errors and the supervisor decides.
 4. Discovered scopes (``discover``) come from one :class:`~.discovery.ScopeDirectory` shared by
-   the queries; when their number changes, the query's poller gets the new cycle deadline.
+   the queries. Each query's cycle deadline follows what its next cycle will do (the number of
+   scopes, a token fetch, a listing: :mod:`.query` rule 9); the poller is built with the usual
+   one (its warning about a deadline not below the interval is about that one).
 5. The users' worktypes (:class:`~.scope_events.AgentWorkTypes`) are shared too: presence per
-   worktype keeps them, userActivity's agent states carry them as ``queue_ids``.
+   worktype keeps them, channelActivity the queue ids of each worktype's tiles, and the agent
+   states carry both as ``queue_ids`` (published again when only those change).
 """
 
 from __future__ import annotations
@@ -116,16 +119,17 @@ class AlvariaSource:
             directory=directory,
             work_types=work_types,
         )
-        poller = Poller(
+        poller = Poller(  # warns when the usual deadline is not below the interval
             spec,
             source=c.name,
             interval=c.interval_of(query),
-            timeout=spec.cycle_timeout(),
+            timeout=spec.cycle_timeout(steady=True),
             jitter=self._jitter,
             clock=self._clock,
             sleep=self._sleep,
         )
         spec.retime = partial(_retime, poller)
+        spec.retime(spec.cycle_timeout())  # the first cycle also fetches the token (and listings)
         return poller
 
 
