@@ -43,6 +43,7 @@ def source(sim: CalabrioSimulator, clock: Clock[int], cursors: MemoryCursors, **
             "interval": 1,
             "timeout": 0.9,
             "overlap": 60,
+            "reference_publish": False,  # the reference job has tests of its own
             "initial_lookback": 0,
             **cfg,
         }

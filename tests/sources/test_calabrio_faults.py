@@ -43,6 +43,7 @@ def config(url: str, sim: CalabrioSimulator, **cfg: Any) -> CalabrioSourceConfig
             "interval": 1,
             "timeout": 0.9,
             "overlap": 60,
+            "reference_publish": False,  # the reference job has tests of its own
             "initial_lookback": 600,
             **cfg,
         }
@@ -84,7 +85,7 @@ def canonical(emit: MemoryEmit) -> list[tuple[str, State, int]]:
 
 
 def windows(sim: CalabrioSimulator) -> list[tuple[int, int]]:
-    return [(int(r.query["fromTime"]), int(r.query["toTime"])) for r in sim.calls(ACTIVITY)]
+    return [(int(r.params["fromTime"]), int(r.params["toTime"])) for r in sim.calls(ACTIVITY)]
 
 
 # --- item 7: an unreadable answer is read again, the window does not move ----------------------
@@ -210,12 +211,12 @@ async def test_adherence_failures_never_replace_the_activity_pollers_calabrio_se
             polled = len(sim.calls(ACTIVITY))
             await until(lambda: len(sim.calls(ACTIVITY)) >= polled + 5)
             assert src.deps.component.jobs["activity"].state is ComponentState.RUNNING
-    activity_sessions = {r.session for r in sim.calls(ACTIVITY)}
-    adherence_sessions = [r.session for r in sim.calls(ADHERENCE)]
+    activity_sessions = {sim.session_of(r) for r in sim.calls(ACTIVITY)}
+    adherence_sessions = [sim.session_of(r) for r in sim.calls(ADHERENCE)]
     assert len(activity_sessions) == 1  # the adherence job's re-logins left it alone
     assert len(adherence_sessions) == 2  # the 403 made it log in again once, then it failed
     assert not activity_sessions & set(adherence_sessions)
-    logouts = {r.session for r in sim.requests if r.method == "DELETE"}
+    logouts = {sim.session_of(r) for r in sim.requests if r.method == "DELETE"}
     assert logouts == {*activity_sessions, adherence_sessions[-1]}  # both sessions destroyed
 
 
@@ -247,7 +248,7 @@ async def test_adherence_stops_at_a_page_that_repeats_the_previous_one(
         src = source(sim, clock, MemoryCursors(), adherence=True, adherence_page_size=1)
         with caplog.at_level(logging.WARNING, "streamd.sources.calabrio"):
             await cycle(src, emit)
-        pages = [r.query["pageNumber"] for r in sim.calls(ADHERENCE)]
+        pages = [r.params["pageNumber"] for r in sim.calls(ADHERENCE)]
     assert pages == ["1", "2"]  # not 500 requests for the same page
     assert [e.key for e in emit.events if e.topic == ADHERENCE_TOPIC] == ["wfm:101"]
     assert [r.getMessage() for r in caplog.records] == [
@@ -266,7 +267,7 @@ async def test_adherence_reads_at_most_adherence_max_pages_per_cycle(
         )
         with caplog.at_level(logging.WARNING, "streamd.sources.calabrio"):
             await cycle(src, emit)
-        pages = [r.query["pageNumber"] for r in sim.calls(ADHERENCE)]
+        pages = [r.params["pageNumber"] for r in sim.calls(ADHERENCE)]
     assert pages == ["1", "2"]
     assert [e.key for e in emit.events if e.topic == ADHERENCE_TOPIC] == ["wfm:101", "wfm:102"]
     assert "stopped after adherence_max_pages (2) full pages of 1 rows" in caplog.text
@@ -291,7 +292,7 @@ async def test_agent_reference_is_read_with_full_detail_for_acd_ids_and_queues()
         sim.add_activity(102, T0 - 1_000, "TALK")
         await cycle(source(sim, clock, MemoryCursors()), emit)
         (reference,) = sim.calls(AGENTS)
-    assert reference.query == {"fullDetail": "true"}
+    assert reference.params == {"fullDetail": "true"}
     vendor = next(e for e in emit.events if e.topic == ACTIVITY_TOPIC)
     state = next(e.data for e in emit.events if e.topic == AGENT_STATE_TOPIC)
     assert (vendor.data["acdId"], vendor.data["agentName"]) == ("5002", "Ben Okafor")

@@ -12,15 +12,16 @@ from streamd.config_core import KafkaConfig
 from streamd.errors import BackOff, FatalError, TransientError
 from streamd.events import DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.memory import MemoryEmit
-from streamd.sim.calabrio import CalabrioSimulator
+from streamd.sim.calabrio import CalabrioSimulator, SimAgent
 from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig, RtdcDelivery, SystematicRejection
 from streamd.sinks.calabrio_rtdc.delivery import Rejections
+from streamd.sinks.calabrio_rtdc.directory import AgentDirectory
 from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
 from streamd.sources.calabrio.auth import auth_for
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.source import CalabrioSource
 from streamd.sources.http import CertificateError
-from tests.helpers import source_deps
+from tests.helpers import Clock, source_deps
 from tests.sources.calabrio_tls import CA_FILE, tls_front
 
 pytestmark = pytest.mark.anyio
@@ -62,14 +63,15 @@ def client(cfg: CalabrioRtdcSinkConfig) -> httpx.AsyncClient:
 
 
 async def test_states_arrive_in_batches_in_order_with_the_session_cookie() -> None:
-    async with CalabrioSimulator(agents=3) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001) as sim:
         cfg = config(sim, batch_size=4, agent_map={"1001": "5001"})
         async with client(cfg) as c:
             report = await RtdcDelivery(cfg, c, MemoryEmit()).deliver(states(10))
         posts = sim.calls(CAPTURE)
     assert (report.sent, report.rejected, report.skipped) == (10, 0, 0)
-    assert [len(p.body) for p in posts] == [4, 4, 2]
-    assert all(p.session for p in posts)
+    assert [len(body) for body in sim.bodies_to(CAPTURE)] == [4, 4, 2]
+    assert len(posts) == 3
+    assert all(sim.session_of(p) for p in posts)
     assert sim.authorizations == 1
     assert [r["timestamp"] for r in sim.captured] == [T0_MS + i * 1000 for i in range(10)]
     assert sim.captured[:5] == [
@@ -83,7 +85,7 @@ async def test_states_arrive_in_batches_in_order_with_the_session_cookie() -> No
 
 async def test_rejected_records_are_isolated_and_dead_lettered() -> None:
     dead = MemoryEmit()
-    async with CalabrioSimulator(agents=3, reject_acd_ids={"1002"}) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001, reject_acd_ids={"1002"}) as sim:
         cfg = config(sim, batch_size=10)
         async with client(cfg) as c:
             report = await RtdcDelivery(cfg, c, dead).deliver(states(6))
@@ -97,9 +99,9 @@ async def test_rejected_records_are_isolated_and_dead_lettered() -> None:
 
 
 async def test_unknown_states_are_skipped_not_sent() -> None:
-    async with CalabrioSimulator(agents=1) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001) as sim:
         cfg = config(sim)
-        unknown = AgentState(vendor="o2g", source="pbx1", agent_id="1", state=State.UNKNOWN, since=T0)
+        unknown = AgentState(vendor="o2g", source="pbx1", agent_id="1001", state=State.UNKNOWN, since=T0)
         async with client(cfg) as c:
             report = await RtdcDelivery(cfg, c, MemoryEmit()).deliver([(unknown, 0)])
     assert (report.sent, report.skipped) == (0, 1)
@@ -108,7 +110,7 @@ async def test_unknown_states_are_skipped_not_sent() -> None:
 
 async def test_server_errors_are_raised_for_retry_and_nothing_is_dead_lettered() -> None:
     dead = MemoryEmit()
-    async with CalabrioSimulator(agents=1) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001) as sim:
         cfg = config(sim)
         sim.fail_next(503, path=CAPTURE)
         async with client(cfg) as c:
@@ -125,7 +127,7 @@ async def test_server_errors_are_raised_for_retry_and_nothing_is_dead_lettered()
 
 
 async def test_expired_session_is_renewed_while_delivering() -> None:
-    async with CalabrioSimulator(agents=1) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001) as sim:
         cfg = config(sim, body="object")
         async with client(cfg) as c:
             delivery = RtdcDelivery(cfg, c, MemoryEmit())
@@ -134,11 +136,11 @@ async def test_expired_session_is_renewed_while_delivering() -> None:
             await delivery.deliver(states(2))
     assert sim.authorizations == 2
     assert [p.status for p in sim.calls(CAPTURE)] == [200, 401, 200, 200]
-    assert isinstance(sim.calls(CAPTURE)[0].body, dict)  # body: object = one record per request
+    assert isinstance(sim.bodies_to(CAPTURE)[0], dict)  # body: object = one record per request
 
 
 async def test_source_and_sink_log_in_through_the_one_auth_factory() -> None:
-    async with CalabrioSimulator(agents=1) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001) as sim:
         login = {"url": sim.url + "/", "username": sim.username, "password": sim.password}
         login |= {"tenant_id": "t1", "login_field": "userId", "session_idle": "20m"}
         source_cfg = CalabrioSourceConfig.model_validate({"kind": "calabrio", "name": "wfm", **login})
@@ -166,7 +168,7 @@ async def test_a_wrong_body_setting_fails_the_delivery_instead_of_dead_lettering
     body: str, accepts: str, posts: int
 ) -> None:
     dead = MemoryEmit()
-    async with CalabrioSimulator(agents=3, capture_body=accepts) as sim:  # type: ignore[arg-type]
+    async with CalabrioSimulator(agents=3, acd_base=1001, capture_body=accepts) as sim:  # type: ignore[arg-type]
         cfg = config(sim, body=body, batch_size=16)  # and the default reject_limit (10)
         async with client(cfg) as c:
             with pytest.raises(SystematicRejection) as info:
@@ -183,7 +185,7 @@ async def test_a_wrong_body_setting_fails_the_delivery_instead_of_dead_lettering
 
 async def test_rejections_below_the_limit_are_dead_lettered_and_an_accepted_record_resets_the_count() -> None:
     dead = MemoryEmit()
-    async with CalabrioSimulator(agents=3, reject_acd_ids={"1001", "1002"}) as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001, reject_acd_ids={"1001", "1002"}) as sim:
         cfg = config(sim, reject_limit=3)
         async with client(cfg) as c:
             delivery = RtdcDelivery(cfg, c, dead)
@@ -200,7 +202,7 @@ async def test_rejections_below_the_limit_are_dead_lettered_and_an_accepted_reco
 
 async def test_a_retried_session_that_is_rejected_again_fails_at_once() -> None:
     dead = MemoryEmit()
-    async with CalabrioSimulator(agents=3, capture_body="array") as sim:
+    async with CalabrioSimulator(agents=3, acd_base=1001, capture_body="array") as sim:
         cfg = config(sim, body="object", reject_limit=5)
         rejections = Rejections()  # the sink's, kept across its sessions
         for batch in (states(5), states(1)):  # the first session's batch; the retry's first record
@@ -218,7 +220,7 @@ async def test_the_sink_refuses_an_untrusted_certificate_and_trusts_its_ca_file(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     kafka = KafkaConfig(bootstrap_servers="127.0.0.1:9")
-    async with CalabrioSimulator(agents=1) as sim, tls_front(sim.url) as https:
+    async with CalabrioSimulator(agents=3, acd_base=1001) as sim, tls_front(sim.url) as https:
         untrusted = CalabrioRtdcSink(config(sim, url=https), kafka)
         async with untrusted.client() as c:
             with pytest.raises(CertificateError, match="TLS certificate not trusted"):
@@ -236,3 +238,119 @@ async def test_the_sink_refuses_an_untrusted_certificate_and_trusts_its_ca_file(
         "calabrio-rtdc sink calabrio-rtdc-pbx1: TLS certificate verification is OFF (verify_tls: false): "
         "anyone on the path can read and change the traffic"
     ]
+
+
+# --- the body's content type (issue 21 item 9) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["array", "object"])
+async def test_multipart_sends_the_records_as_json_text_in_the_configured_form_field(body: str) -> None:
+    async with CalabrioSimulator(
+        agents=3, acd_base=1001, capture_format="multipart", capture_field="agentStates"
+    ) as sim:
+        cfg = config(sim, content_type="multipart", form_field="agentStates", body=body, batch_size=4)
+        async with client(cfg) as c:
+            report = await RtdcDelivery(cfg, c, MemoryEmit()).deliver(states(6))
+    assert (report.sent, report.rejected) == (6, 0)
+    assert [p.status for p in sim.calls(CAPTURE)] == [200] * (2 if body == "array" else 6)
+    assert all(p.headers["content-type"].startswith("multipart/form-data") for p in sim.calls(CAPTURE))
+    assert [r["timestamp"] for r in sim.captured] == [T0_MS + i * 1000 for i in range(6)]
+    assert sim.captured[3] == {
+        "acdAgentId": "1001",
+        "gisStateIdentifier": 2,
+        "timestamp": T0_MS + 3000,
+        "reasonCode": "4",
+    }
+
+
+async def test_multipart_records_are_isolated_and_dead_lettered_like_json_ones() -> None:
+    dead = MemoryEmit()
+    async with CalabrioSimulator(
+        agents=3, acd_base=1001, capture_format="multipart", reject_acd_ids={"1002"}
+    ) as sim:
+        cfg = config(sim, content_type="multipart")
+        async with client(cfg) as c:
+            report = await RtdcDelivery(cfg, c, dead).deliver(states(6))
+    assert (report.sent, report.rejected) == (4, 2)
+    assert {r["acdAgentId"] for r in sim.captured} == {"1001", "1003"}
+    assert [e.topic for e in dead.events] == [DEADLETTER_TOPIC] * 2
+
+
+@pytest.mark.parametrize(("sends", "takes"), [("json", "multipart"), ("multipart", "json")])
+async def test_a_content_type_the_tenant_does_not_take_fails_the_delivery_with_the_setting(
+    sends: str, takes: str
+) -> None:
+    dead = MemoryEmit()
+    async with CalabrioSimulator(agents=3, acd_base=1001, capture_format=takes) as sim:  # type: ignore[arg-type]
+        cfg = config(sim, content_type=sends)
+        async with client(cfg) as c:
+            with pytest.raises(FatalError) as info:
+                await RtdcDelivery(cfg, c, dead).deliver(states(3))
+    assert [p.status for p in sim.calls(CAPTURE)] == [415]
+    assert sim.captured == []
+    assert dead.events == []
+    message = str(info.value)
+    assert f"refused the content type ({sends}): HTTP 415" in message
+    assert "set content_type" in message
+
+
+async def test_a_multipart_form_without_the_configured_field_is_a_systematic_rejection() -> None:
+    async with CalabrioSimulator(
+        agents=3, acd_base=1001, capture_format="multipart", capture_field="records"
+    ) as sim:
+        cfg = config(sim, content_type="multipart", reject_limit=3)  # form_field: data
+        async with client(cfg) as c:
+            with pytest.raises(SystematicRejection, match="has no field 'records'"):
+                await RtdcDelivery(cfg, c, MemoryEmit()).deliver(states(3))
+    assert sim.captured == []
+
+
+# --- automatic acdAgentId mapping (issue 21 item 7) -------------------------------------------------
+
+
+def state_of(agent: str) -> tuple[AgentState, int]:
+    return AgentState(vendor="o2g", source="pbx1", agent_id=agent, state=State.AVAILABLE, since=T0), 0
+
+
+async def test_without_automatic_mapping_unknown_agents_are_sent_with_their_own_id() -> None:
+    async with CalabrioSimulator(agents=2) as sim:  # acdId 5001, 5002
+        cfg = config(sim, map_by_acd_id=False)
+        async with client(cfg) as c:
+            report = await RtdcDelivery(cfg, c, MemoryEmit()).deliver([state_of("1001"), state_of("5001")])
+    assert (report.sent, report.unmapped) == (2, 0)
+    assert [r["acdAgentId"] for r in sim.captured] == ["1001", "5001"]
+    assert sim.calls("/api/rest/scheduling/agent") == []  # the agent list is not needed
+
+
+async def test_the_agent_list_is_reread_every_reference_refresh_and_a_failed_reread_keeps_the_last() -> None:
+    clock = Clock(0.0)
+    async with CalabrioSimulator(agents=1, acd_base=1001) as sim:
+        cfg = config(sim, reference_refresh="1h")
+        directory = AgentDirectory(cfg, clock=clock)
+        dead = MemoryEmit()
+        async with client(cfg) as c:
+            delivery = RtdcDelivery(cfg, c, dead, directory=directory)
+            assert (await delivery.deliver([state_of("1001")])).sent == 1
+            sim.world.agents.append(SimAgent(102, "1002", "Ben", "Okafor"))  # hired after the read
+            clock.now += 3599
+            assert (await delivery.deliver([state_of("1002")])).unmapped == 1  # not re-read yet
+            clock.now += 1
+            assert (await delivery.deliver([state_of("1002")])).sent == 1  # re-read: known now
+            sim.fail_next(500, path="/api/rest/scheduling/agent")
+            clock.now += 3600
+            assert (await delivery.deliver([state_of("1002")])).sent == 1  # the last copy maps it
+    assert [p.status for p in sim.calls("/api/rest/scheduling/agent")] == [200, 200, 500]
+    assert [r["acdAgentId"] for r in sim.captured] == ["1001", "1002", "1002"]
+    assert [e.data.error_type for e in dead.events] == ["unmapped_agent"]
+
+
+async def test_an_unreadable_first_agent_list_fails_the_delivery_and_sends_nothing() -> None:
+    async with CalabrioSimulator(agents=1, acd_base=1001) as sim:
+        sim.fail_next(503, path="/api/rest/scheduling/agent")
+        cfg = config(sim)
+        dead = MemoryEmit()
+        async with client(cfg) as c:
+            with pytest.raises(TransientError, match="GET /api/rest/scheduling/agent: HTTP 503"):
+                await RtdcDelivery(cfg, c, dead).deliver([state_of("1001")])
+    assert sim.calls(CAPTURE) == []
+    assert dead.events == []

@@ -16,7 +16,7 @@ from streamd.embedded import EmbeddedBroker
 from streamd.events import AgentState, Event, State
 from streamd.publish.encoding import encode
 from streamd.runtime import Jobs
-from streamd.sim.calabrio import CalabrioSimulator
+from streamd.sim.calabrio import CalabrioSimulator, SimAgent
 from streamd.sinks.calabrio_rtdc import CalabrioRtdcSinkConfig
 from streamd.sinks.calabrio_rtdc.sink import CalabrioRtdcSink
 from streamd.telemetry import ComponentState
@@ -80,7 +80,7 @@ async def run_sink_until(
 async def test_sink_forwards_one_sources_states_commits_and_resumes_after_restart() -> None:
     garbage = Event(topic="agent-state", type="streamd.agent.State", source="pbx1", key="pbx1:x", data="nope")
     first = [*agent_states("pbx1", 6), *agent_states("other", 3), garbage]
-    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2) as sim:
+    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2, acd_base=1001) as sim:
         kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
         await publish(bootstrap, first)
         cfg = CalabrioRtdcSinkConfig.model_validate(
@@ -132,7 +132,10 @@ def failing_sink(cfg: CalabrioRtdcSinkConfig, kafka: KafkaConfig) -> CalabrioRtd
 
 
 async def test_a_systematic_rejection_fails_the_sink_with_calabrios_answer() -> None:
-    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2, capture_body="array") as sim:
+    async with (
+        EmbeddedBroker() as bootstrap,
+        CalabrioSimulator(agents=2, acd_base=1001, capture_body="array") as sim,
+    ):
         kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
         await publish(bootstrap, agent_states("pbx1", 30))
         cfg = CalabrioRtdcSinkConfig.model_validate(
@@ -152,7 +155,11 @@ async def test_a_systematic_rejection_fails_the_sink_with_calabrios_answer() -> 
 
 
 async def test_an_untrusted_certificate_fails_the_sink_with_its_cause() -> None:
-    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=2) as sim, tls_front(sim.url) as https:
+    async with (
+        EmbeddedBroker() as bootstrap,
+        CalabrioSimulator(agents=2, acd_base=1001) as sim,
+        tls_front(sim.url) as https,
+    ):
         kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
         await publish(bootstrap, agent_states("pbx1", 4))
         cfg = CalabrioRtdcSinkConfig.model_validate(
@@ -164,3 +171,36 @@ async def test_an_untrusted_certificate_fails_the_sink_with_its_cause() -> None:
     assert reason.startswith("TLS certificate not trusted")
     assert sim.requests == []
     assert done == 0
+
+
+async def test_agents_are_mapped_by_their_calabrio_acd_id_and_an_unmapped_one_is_dead_lettered() -> None:
+    wfm = [SimAgent(101, "1001", "Ana", "Silva"), SimAgent(102, "ACD-2", "Ben", "Okafor")]
+    states = [
+        AgentState(vendor="o2g", source="pbx1", agent_id=agent, state=State.AVAILABLE, since=T0).to_event()
+        for agent in ("1001", "1002", "1003")
+    ]
+    async with EmbeddedBroker() as bootstrap, CalabrioSimulator(agents=wfm) as sim:
+        kafka = KafkaConfig(bootstrap_servers=bootstrap, topic_prefix="it.")
+        await publish(bootstrap, states)
+        cfg = CalabrioRtdcSinkConfig.model_validate(
+            {"kind": "calabrio-rtdc", "from": "pbx1", "url": sim.url, "username": sim.username,
+             "password": sim.password, "flush_interval": 0.1, "group_id": "rtdc-test",
+             "agent_map": {"1002": "ACD-2"}}  # 1001 is mapped by its acdId, 1003 by nothing
+        )  # fmt: skip
+        jobs = Jobs.standalone(cfg.name, "sink", delays=lambda: itertools.repeat(0.05))
+        await run_sink_until(CalabrioRtdcSink(cfg, kafka, jobs=jobs), sim, bootstrap, len(states))
+        dead = await anyio.to_thread.run_sync(read_back, bootstrap, "it.deadletter", 1)
+    assert sorted(r["acdAgentId"] for r in sim.captured) == ["1001", "ACD-2"]
+    (reference,) = sim.calls("/api/rest/scheduling/agent")
+    assert reference.params == {"fullDetail": "true"}  # only the full detail carries acdId
+    letter = orjson.loads(dead[0].value or b"")
+    assert (letter["source"], letter["stage"], letter["error_type"]) == (
+        "calabrio-rtdc-pbx1",
+        "sink",
+        "unmapped_agent",
+    )
+    assert letter["error"] == (
+        "agent 1003 of source pbx1 has no Calabrio acdAgentId: no Calabrio agent has acdId '1003' "
+        "(Application Management > Users > Agents) and agent_map does not name it"
+    )
+    assert orjson.loads(letter["raw"])["agent_id"] == "1003"

@@ -36,6 +36,7 @@ def source(sim: CalabrioSimulator, clock: Clock[int], cursors: MemoryCursors, **
             "interval": 1,
             "timeout": 0.9,
             "overlap": 60,
+            "reference_publish": False,  # the reference job has tests of its own
             "initial_lookback": 600,
             **cfg,
         }
@@ -80,7 +81,7 @@ async def test_boundary_activities_are_published_once_across_windows() -> None:
         ("102", T0, "HOLD"),
         ("101", T0 + 9_999, "WORK_AFTER_CONTACT"),
     ]
-    windows = [(int(r.query["fromTime"]), int(r.query["toTime"])) for r in sim.calls(ACTIVITY)]
+    windows = [(int(r.params["fromTime"]), int(r.params["toTime"])) for r in sim.calls(ACTIVITY)]
     assert windows == [(T0 - 600_000, T0), (T0 - 60_000, T0 + 10_000), (T0 - 50_000, T0 + 20_000)]
 
 
@@ -99,7 +100,7 @@ async def test_restart_resumes_without_gap_or_repeat() -> None:
         await cycle(restarted, second)
     assert activities(first) == [("101", T0 - 30_000, "READY_WAITING"), ("101", T0 - 10_000, "TALK")]
     assert activities(second) == [("101", T0 - 5_000, "HOLD"), ("101", T0 + 200_000, "WORK_AFTER_CONTACT")]
-    assert int(sim.calls(ACTIVITY)[-1].query["fromTime"]) == T0 - 60_000
+    assert int(sim.calls(ACTIVITY)[-1].params["fromTime"]) == T0 - 60_000
 
 
 async def test_cursor_is_not_saved_when_emit_fails() -> None:
@@ -170,7 +171,7 @@ async def test_canonical_states_are_enriched_with_reference_data() -> None:
     async with CalabrioSimulator(agents=1, clock_ms=clock) as sim:
         sim.add_activity(101, T0 - 1_000, "NOT_READY_BUSY", "7")
         await cycle(source(sim, clock, MemoryCursors(), agent_ids=[101]), emit)
-        body = sim.calls(ACTIVITY)[0].body
+        body = sim.bodies_to(ACTIVITY)[0]
     canonical = [e for e in emit.events if e.topic == AGENT_STATE_TOPIC]
     assert len(canonical) == 1
     state = canonical[0].data
@@ -235,7 +236,7 @@ async def test_adherence_is_published_as_a_snapshot_then_only_changes() -> None:
             after = await spec.fetch(before.cursor)
             clock.now += 300_000  # adherence_refresh (default 5 min): everything again, as a snapshot
             refreshed = await spec.fetch(after.cursor)
-        pages = [r.query["pageNumber"] for r in sim.calls("/api/rest/scheduling/adherence/agent")]
+        pages = [r.params["pageNumber"] for r in sim.calls("/api/rest/scheduling/adherence/agent")]
     assert [e.key for e in first] == ["wfm:101", "wfm:102", "wfm:103"]
     assert all(e.snapshot for e in first)
     assert first[0].data["date"] == "2026-01-01"

@@ -19,8 +19,8 @@ State               code  note
 ==================  ====  ==========================================================
 
 Modules: :mod:`.config` (the config section), :mod:`.mapping` (pure: state -> record, selection,
-batching), :mod:`.delivery` (HTTP), :mod:`.sink` (the Kafka side; imported on ``build``, so
-loading a config does not load aiokafka).
+batching), :mod:`.directory` (the Calabrio agents' ``acdId``), :mod:`.delivery` (HTTP),
+:mod:`.sink` (the Kafka side; imported on ``build``, so loading a config does not load aiokafka).
 
 Rules:
 
@@ -32,6 +32,10 @@ Rules:
    delivery and commits offsets.
 2. The record body is a JSON array of ``{acdAgentId, gisStateIdentifier, timestamp, reasonCode}``
    (the seed's example is missing; ``body: object`` sends one record per request instead).
+   ``content_type`` chooses how it travels: ``json`` (an ``application/json`` body) or
+   ``multipart`` (``multipart/form-data``, the content type the guide declares, 002 L4659: the
+   JSON text in the form field ``form_field``, a part of type ``application/json``). A 415
+   answer (the tenant takes the other one) fails the sink with the setting to change.
 3. A batch answered 400/422 is split in halves until the rejected records are isolated; each
    rejected record goes to ``{prefix}deadletter`` (stage ``sink``) and the rest is delivered.
    Dead letters go through the pipeline's ``emit`` like every event (Kafka, or the spool), once
@@ -53,6 +57,15 @@ Rules:
    limit, or in a batch of which some records were accepted, are dead-lettered (rule 3).
 8. TLS as for every vendor client (:func:`~streamd.sources.http.tls_verify`: ``verify_tls``,
    ``ca_file``); a certificate that does not verify fails the sink with the cause.
+9. Agents are mapped automatically (``map_by_acd_id``, the default): the sink reads the Calabrio
+   agents with ``fullDetail=true`` (only the full detail carries ``acdId``, 002 L671-686) when
+   it starts and every ``reference_refresh``, and sends an agent whose ``agent_id`` is a
+   Calabrio agent's ``acdId`` under that id; ``agent_map`` overrides it per agent. A state of an
+   agent found in neither goes to ``{prefix}deadletter`` (stage ``sink``, error type
+   ``unmapped_agent``, the reason in the error) and is not sent, so it never counts as a
+   rejection. The first read of the agent list must succeed (the session retries until it
+   does); a later failed re-read keeps the last copy. ``map_by_acd_id: false`` sends agents not
+   in ``agent_map`` with their own id and lets Calabrio decide.
 """
 
 from streamd.sinks.calabrio_rtdc.config import CalabrioRtdcSinkConfig

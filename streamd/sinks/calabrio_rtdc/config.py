@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from streamd.config_types import Duration, SourceName
+from streamd.config_types import Duration, HttpUrl, SourceName
 from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
@@ -23,9 +23,7 @@ class CalabrioRtdcSinkConfig(TlsSettings):
     kind: Literal["calabrio-rtdc"] = Field(description="Selects the Calabrio real-time data capture sink.")
     name: SourceName = Field("", description="Component name; default calabrio-rtdc-{from}.")
     from_: SourceName = Field(alias="from", description="The source whose canonical agent states are sent.")
-    url: str = Field(
-        description="Calabrio tenant root, e.g. https://calabriocloud.com.", pattern=r"^https?://"
-    )
+    url: HttpUrl = Field(description="Calabrio tenant root, e.g. https://calabriocloud.com.")
     username: str = Field(description="API user with the WFM App Management permission.")
     password: SecretStr
     tenant_id: str | None = None
@@ -39,6 +37,18 @@ class CalabrioRtdcSinkConfig(TlsSettings):
     body: Literal["array", "object"] = Field(
         "array", description="array = one request per batch (JSON array); object = one request per record."
     )
+    content_type: Literal["json", "multipart"] = Field(
+        "json",
+        description="How the records are sent: json = an application/json body; multipart = "
+        "multipart/form-data, the content type the guide declares (002 L4659), with the records' JSON text "
+        "in the form field `form_field`.",
+    )
+    form_field: str = Field(
+        "data",
+        min_length=1,
+        description="With content_type multipart: the form field that carries the records' JSON text (the "
+        "guide names none; use what the tenant expects).",
+    )
     reject_limit: int = Field(
         10,
         ge=1,
@@ -49,8 +59,18 @@ class CalabrioRtdcSinkConfig(TlsSettings):
     )
     agent_map: dict[str, str] = Field(
         default_factory=dict,
-        description="Canonical agent_id -> Calabrio acdAgentId; unmapped agents are sent with their own id.",
+        description="Canonical agent_id -> Calabrio acdAgentId; overrides the automatic mapping (map_by_acd_id).",
     )
+    map_by_acd_id: bool = Field(
+        True,
+        description="Send an agent when a Calabrio agent's acdId (Agent API, full detail) equals its agent_id; "
+        "an agent neither found there nor in agent_map goes to the dead-letter topic with the reason. "
+        "False: agents not in agent_map are sent with their own id and Calabrio decides.",
+    )
+    reference_refresh: Duration = Field(
+        3600.0, gt=0, description="How often the Calabrio agent list (their acdId) is re-read."
+    )
+    agents_path: str = "/api/rest/scheduling/agent"
     after_call_work_code: Literal[5, 6] = Field(6, description="5 = Work Not Ready, 6 = Work Ready.")
     vendor_state_codes: dict[str, int] = Field(
         default_factory=lambda: {"HOLD": 10},
@@ -58,9 +78,8 @@ class CalabrioRtdcSinkConfig(TlsSettings):
     )
     group_id: str | None = Field(None, description="Kafka consumer group; default streamd-{name}.")
     path: str = "/api/rest/scheduling/gis/realTimeAgentState"
-    capture_url: str | None = Field(
+    capture_url: HttpUrl | None = Field(
         None,
-        pattern=r"^https?://",
         description="Root of the server that takes the records when it is not `url`: the seed logs in at the "
         "Application server and submits 'to the Data server' (002 L4648-4652).",
     )

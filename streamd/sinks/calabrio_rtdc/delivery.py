@@ -14,6 +14,7 @@ import orjson
 
 from streamd.errors import FatalError
 from streamd.events import AgentState, DeadLetter, Event
+from streamd.sinks.calabrio_rtdc.directory import AgentDirectory
 from streamd.sinks.calabrio_rtdc.mapping import RtdcMapping, RtdcRecord, batches, to_record
 from streamd.sources.http import check_status, httpx_errors
 from streamd.telemetry import count_error
@@ -48,6 +49,8 @@ class DeliveryReport:
     sent: int = 0
     rejected: int = 0
     skipped: int = 0
+    unmapped: int = 0
+    """States of agents without a Calabrio acdAgentId (dead-lettered, rule 9)."""
 
 
 class RtdcDelivery:
@@ -66,6 +69,7 @@ class RtdcDelivery:
         client: httpx.AsyncClient,
         emit: Emit,
         rejections: Rejections | None = None,
+        directory: AgentDirectory | None = None,
     ) -> None:
         self.cfg = cfg
         self.client = client
@@ -73,6 +77,7 @@ class RtdcDelivery:
         self.mapping = RtdcMapping.of(cfg)
         self.target = (cfg.capture_url.rstrip("/") + cfg.path) if cfg.capture_url else cfg.path
         self.rejections = rejections if rejections is not None else Rejections()
+        self.directory = directory if directory is not None else AgentDirectory(cfg)
 
     async def deliver(self, states: Sequence[tuple[AgentState, int]]) -> DeliveryReport:
         """Map, batch and send; rejected records are dead-lettered, retryable failures raised.
@@ -88,15 +93,20 @@ class RtdcDelivery:
         """
         report = DeliveryReport()
         records: list[RtdcRecord] = []
+        letters: list[Event] = []
+        mapping = self.mapping.with_acd_ids(await self.directory.refresh(self.client))
         for state, fallback in states:
-            record = to_record(state, self.mapping, fallback_ms=fallback)
+            if (why := mapping.unmapped(state.agent_id)) is not None:  # rule 9
+                report.unmapped += 1
+                letters.append(self._unmapped(state, why))
+                continue
+            record = to_record(state, mapping, fallback_ms=fallback)
             if record is None:
                 report.skipped += 1
                 count_error(self.cfg.name, "processing", "unmapped_state")
             else:
                 records.append(record)
         size = self.cfg.batch_size if self.cfg.body == "array" else 1
-        letters: list[Event] = []
         for chunk in batches(records, size):
             await self._send(chunk, report, letters)
         streak = self.rejections
@@ -105,17 +115,38 @@ class RtdcDelivery:
             raise SystematicRejection(
                 f"{self.cfg.name}: Calabrio rejected the last {streak.in_a_row} records and accepted "
                 f"none (last answer: {streak.last}); a systematic rejection: check body "
-                f"({self.cfg.body}), path ({self.target}) and the agent ids (agent_map). The records "
+                f"({self.cfg.body}), content_type ({self.cfg.content_type}), path ({self.target}) and the agent ids (agent_map). The records "
                 "are sent again on the next attempt."
             )
         if letters:
             await self.emit(letters)
         return report
 
+    def _unmapped(self, state: AgentState, why: str) -> Event:
+        count_error(self.cfg.name, "sink", "unmapped_agent")
+        error = f"agent {state.agent_id} of source {state.source} has no Calabrio acdAgentId: {why}"
+        letter = DeadLetter.of(
+            source=self.cfg.name,
+            stage="sink",
+            error_type="unmapped_agent",
+            error=error,
+            raw=orjson.dumps(state).decode(),
+        )
+        return letter.to_event()
+
     async def _send(self, chunk: Sequence[RtdcRecord], report: DeliveryReport, letters: list[Event]) -> None:
         payload: Any = [r.wire() for r in chunk] if self.cfg.body == "array" else chunk[0].wire()
         with httpx_errors():
-            response = await self.client.post(self.target, json=payload)
+            if self.cfg.content_type == "multipart":  # rule 2
+                part = (None, orjson.dumps(payload), "application/json")
+                response = await self.client.post(self.target, files={self.cfg.form_field: part})
+            else:
+                response = await self.client.post(self.target, json=payload)
+        if response.status_code == 415:
+            raise FatalError(
+                f"{self.cfg.name}: Calabrio refused the content type ({self.cfg.content_type}): HTTP 415 "
+                f"{response.text[:200]}; set content_type to what the tenant takes"
+            )
         if response.status_code not in REJECTED:
             check_status(response, f"calabrio POST {self.cfg.path}")
             report.sent += len(chunk)

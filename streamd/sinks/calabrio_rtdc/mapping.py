@@ -6,7 +6,7 @@ Rules: see :mod:`streamd.sinks.calabrio_rtdc` (the state table, rules 2 and 5).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +35,23 @@ class RtdcMapping:
     agent_map: Mapping[str, str] = field(default_factory=dict)
     after_call_work_code: int = 6
     vendor_state_codes: Mapping[str, int] = field(default_factory=lambda: {"HOLD": 10})
+    acd_ids: frozenset[str] | None = None
+    """The ``acdId`` of every Calabrio agent (the Agent API, full detail), when agents are mapped
+    automatically (``map_by_acd_id``); None: every agent is sent with its own id (rule 9)."""
+
+    def with_acd_ids(self, acd_ids: frozenset[str] | None) -> RtdcMapping:
+        """This mapping with the Calabrio agents' ``acdId`` set (None: no automatic mapping)."""
+        return replace(self, acd_ids=acd_ids)
+
+    def unmapped(self, agent_id: str) -> str | None:
+        """Why an agent cannot be sent (rule 9), or None when it can: ``agent_map`` names it, no
+        automatic mapping is on, or a Calabrio agent's ``acdId`` is its id."""
+        if agent_id in self.agent_map or self.acd_ids is None or agent_id in self.acd_ids:
+            return None
+        return (
+            f"no Calabrio agent has acdId {agent_id!r} (Application Management > Users > Agents) "
+            "and agent_map does not name it"
+        )
 
     @classmethod
     def of(cls, cfg: CalabrioRtdcSinkConfig) -> RtdcMapping:

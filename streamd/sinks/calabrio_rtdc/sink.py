@@ -20,6 +20,7 @@ from streamd.publish.consume import TopicReader
 from streamd.runtime import Job, Jobs
 from streamd.sinks.calabrio_rtdc.config import CalabrioRtdcSinkConfig
 from streamd.sinks.calabrio_rtdc.delivery import Rejections, RtdcDelivery
+from streamd.sinks.calabrio_rtdc.directory import AgentDirectory
 from streamd.sinks.calabrio_rtdc.mapping import select_states
 from streamd.sources.base import Emit
 from streamd.sources.calabrio.auth import auth_for, logout
@@ -47,6 +48,8 @@ class CalabrioRtdcSink:
         self.auth = auth_for(cfg)
         self.rejections = Rejections()
         """The rejection streak, kept across sessions (rule 7)."""
+        self.directory = AgentDirectory(cfg)
+        """The Calabrio agents' acdId, kept across sessions (rule 9)."""
         self._verify: ssl.SSLContext | bool | None = None
 
     def verify(self) -> ssl.SSLContext | bool:
@@ -85,7 +88,7 @@ class CalabrioRtdcSink:
             if reader.missing:
                 raise TransientError(f"{self.name}: topic {self.topic} does not exist yet")
             connected()
-            delivery = RtdcDelivery(self.cfg, client, emit, self.rejections)
+            delivery = RtdcDelivery(self.cfg, client, emit, self.rejections, self.directory)
             while True:
                 records = await reader.read(wait=self.cfg.flush_interval, max_records=self.cfg.batch_size)
                 if not records:

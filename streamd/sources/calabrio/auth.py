@@ -1,4 +1,4 @@
-"""Calabrio ONE session authentication as an :class:`httpx.Auth` (spec §2, STYLE 6).
+"""Calabrio ONE session authentication as an :class:`httpx.Auth` (spec §2).
 
 Rules:
 

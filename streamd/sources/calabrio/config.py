@@ -1,8 +1,8 @@
-"""Configuration of a Calabrio ONE source (``kind: calabrio``, DESIGN §4).
+"""Configuration of a Calabrio ONE source (``kind: calabrio``).
 
 Rules:
 
-1. Field names follow DESIGN §4 (``url``, ``username``, ``password``, ``interval``, ``adherence``);
+1. Field names follow the other sources (``url``, ``username``, ``password``, ``interval``, ``adherence``);
    everything else is added, never renamed.
 2. Every vendor path is a config value: the seed prints several URIs ambiguously (spec §1.1).
 3. ``build`` imports the runtime lazily so validating a config never builds httpx clients.
@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from streamd.config_types import Duration, Secret, SourceName
+from streamd.config_types import Duration, HttpUrl, Secret, SourceName
+from streamd.events import State
 from streamd.sources.http import TlsSettings
 
 if TYPE_CHECKING:
@@ -31,9 +32,8 @@ class CalabrioSourceConfig(TlsSettings):
 
     kind: Literal["calabrio"] = Field(description="Selects the Calabrio ONE source.")
     name: SourceName
-    url: str = Field(
+    url: HttpUrl = Field(
         description="Tenant root, e.g. https://calabriocloud.com (paths below are appended to it).",
-        pattern=r"^https?://",
     )
     username: str = Field(description="API user (an e-mail address; spec §2.4).")
     password: Secret = Field(description="API user's password.")
@@ -87,10 +87,51 @@ class CalabrioSourceConfig(TlsSettings):
     tenant_timezone: str = Field(
         "UTC", description="IANA zone of the tenant: adherence is computed midnight-to-midnight in it."
     )
-    reference_refresh: Duration = Field(3600.0, gt=0, description="How often the agent list is re-read.")
+    reference_refresh: Duration = Field(
+        3600.0, gt=0, description="How often the reference data (agents, teams, service queues) is re-read."
+    )
+    reference_publish: bool = Field(
+        True,
+        description="Publish the reference data on {prefix}calabrio.reference (compacted, key "
+        "{source}:{kind}:{id}, kind agent, team or service_queue).",
+    )
+    realtime_adherence: bool = Field(
+        False,
+        description="Publish real-time adherence: each agent's actual state against today's schedule "
+        "(Schedule Details, Plan Schedules permission) as calabrio.adherence.AgentAdherenceState and the "
+        "canonical streamd.agent.Adherence on {prefix}agent-adherence, whenever the status changes.",
+    )
+    schedule_refresh: Duration = Field(300.0, gt=0, description="How often today's schedule is re-read.")
+    adherence_rules: dict[str, list[State]] = Field(
+        default_factory=dict,
+        description="Scheduled activity type (e.g. in_service, break; 'unscheduled' for none) -> the canonical "
+        "states in adherence during it; overrides the built-in table per type.",
+    )
+    schedule_path: str = "/api/rest/scheduling/schedule/activity/detail"
+    contact_monitoring: bool = Field(
+        False,
+        description="Poll contact monitoring (/monitoring/contacts/lite, needs Administer Tenant): the gauge "
+        "streamd_calabrio_contacts and a streamd.source.Status (scope recording) when recording stops.",
+    )
+    contact_monitoring_interval: Duration = Field(60.0, gt=0, description="Contact monitoring poll interval.")
+    recording_min_contacts: int = Field(
+        5,
+        ge=1,
+        description="Recording counts as stopped when at least this many contacts of the past 15 minutes "
+        "have no audio at all.",
+    )
+    contacts_path: str = "/api/rest/monitoring/contacts/lite"
     activity_path: str = "/api/rest/scheduling/realTime/activity/detail"
     adherence_path: str = "/api/rest/scheduling/adherence/agent"
     agents_path: str = "/api/rest/scheduling/agent"
+    teams_path: str = Field(
+        "/api/rest/org/common/team/permission/ViewOrg",
+        description="The teams in scope (Team (with Scope) API, 002 L4496); empty: teams are not read.",
+    )
+    services_path: str = Field(
+        "/api/rest/scheduling/service",
+        description="The service queues (GET Service API, 002 L5100); empty: queues are not read.",
+    )
     authorize_path: str = "/api/rest/authorize"
 
     @field_validator("tenant_timezone")

@@ -32,6 +32,7 @@ ACTIVITY_TYPE = "calabrio.realtime.AgentActivity"
 ADHERENCE_TYPE = "calabrio.adherence.AgentAdherence"
 ACTIVITY_TOPIC = "calabrio.agent-state"
 ADHERENCE_TOPIC = "calabrio.adherence"
+REFERENCE_TOPIC = "calabrio.reference"
 
 AGENT_STATES: Final = (
     "LOGGED_OUT",
@@ -96,6 +97,15 @@ class AgentActivities(_Vendor):
     _ids = field_validator("agent_id", "employee_id", mode="before")(_ident)
 
 
+class TeamOf(_Vendor):
+    """An agent's ``mainTeam`` (002 L688-739)."""
+
+    team_id: str | None = Field(None, alias="teamId")
+    name: str | None = None
+
+    _ids = field_validator("team_id", mode="before")(_ident)
+
+
 class AgentRef(_Vendor):
     """One agent of ``GET /api/rest/scheduling/agent`` (002 L688-739), the reference data."""
 
@@ -112,6 +122,8 @@ class AgentRef(_Vendor):
     employee_number: str | None = Field(None, alias="employeeNumber")
     active: bool | None = None
     services: list[Any] = Field(default_factory=list)
+    main_team: TeamOf | None = Field(None, alias="mainTeam")
+    teams: list[Any] = Field(default_factory=list)
 
     _ids = field_validator("agent_id", "acd_id", "employee_number", mode="before")(_ident)
 
@@ -120,6 +132,34 @@ class AgentRef(_Vendor):
         """``First Last``, or None when the role hides both."""
         name = " ".join(p for p in (self.first_name, self.last_name) if p)
         return name or None
+
+
+class TeamRef(_Vendor):
+    """One team of the Team (with Scope) API (002 L4496-4530; the seed prints ``name`` and
+    ``GroupId`` only: ``id``/``teamId`` and ``groupId`` are accepted too)."""
+
+    team_id: str = Field(validation_alias=AliasChoices("id", "teamId", "ID"), serialization_alias="id")
+    name: str | None = Field(None, validation_alias=AliasChoices("name", "Name"))
+    group_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("groupId", "GroupId", "parentGroupId"),
+        serialization_alias="groupId",
+    )
+
+    _ids = field_validator("team_id", "group_id", mode="before")(_ident)
+
+
+class ServiceQueueRef(_Vendor):
+    """One service queue of the GET Service API (002 L5100-5140)."""
+
+    queue_id: str = Field(
+        validation_alias=AliasChoices("id", "ID", "serviceQueueId"), serialization_alias="id"
+    )
+    number: str | None = Field(None, description="The queue's id in the ACD.")
+    name: str | None = None
+    type_desc: str | None = Field(None, alias="typeDesc")
+
+    _ids = field_validator("queue_id", "number", mode="before")(_ident)
 
 
 class AdherenceActual(_Vendor):
@@ -183,6 +223,18 @@ class AgentActivityEvent(_Vendor):
     timestamp: int = Field(description="When the agent entered the state, epoch ms.")
     acd_id: str | None = Field(None, alias="acdId", description="From the agent reference data.")
     agent_name: str | None = Field(None, alias="agentName", description="From the agent reference data.")
+    team_id: str | None = Field(None, alias="teamId", description="The agent's main team (reference data).")
+    team_name: str | None = Field(
+        None, alias="teamName", description="The agent's main team (reference data)."
+    )
+    queue_ids: list[str] = Field(
+        default_factory=list, alias="queueIds", description="The agent's service queues (reference data)."
+    )
+    queue_names: list[str | None] = Field(
+        default_factory=list,
+        alias="queueNames",
+        description="Their names, in the same order (reference data).",
+    )
 
 
 class AgentAdherenceEvent(AgentAdherence):
@@ -190,9 +242,52 @@ class AgentAdherenceEvent(AgentAdherence):
     adherence row (ids as text, ``details`` a list) with ``date`` added."""
 
     date: str = Field(description="The tenant-local date the figures are for (added by streamd).")
+    final: bool | None = Field(
+        None,
+        description="True on the once-more publish of a day's figures after that day ended in the tenant's "
+        "time zone (added by streamd).",
+    )
+
+
+class AgentAdherenceStateEvent(BaseModel):
+    """Kafka value of ``calabrio.adherence.AgentAdherenceState`` on ``{prefix}calabrio.adherence``
+    (real-time adherence, made by streamd from the schedule and the agent's newest activity)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    agent_id: str = Field(alias="agentId")
+    in_adherence: bool | None = Field(alias="inAdherence", description="None: no rule for the activity type.")
+    status: str = Field(description="in, out or unknown.")
+    since: int = Field(description="When the status began, epoch ms.")
+    actual_agent_state: str | None = Field(None, alias="actualAgentState")
+    scheduled_activity_type: str | None = Field(
+        None, alias="scheduledActivityType", description="None: unscheduled."
+    )
+    scheduled_activity_label: str | None = Field(None, alias="scheduledActivityLabel")
+    scheduled_activity_detail: str | None = Field(None, alias="scheduledActivityDetail")
+    scheduled_start_time: int | None = Field(None, alias="scheduledStartTime")
+    scheduled_end_time: int | None = Field(None, alias="scheduledEndTime")
+    service_queue_id: str | None = Field(None, alias="serviceQueueId")
+
+
+class AgentReferenceEvent(AgentRef):
+    """Kafka value of ``calabrio.reference.Agent`` on ``{prefix}calabrio.reference``: the agent row
+    (full detail) as read, ids as text."""
+
+
+class TeamReferenceEvent(TeamRef):
+    """Kafka value of ``calabrio.reference.Team`` on ``{prefix}calabrio.reference``."""
+
+
+class ServiceQueueReferenceEvent(ServiceQueueRef):
+    """Kafka value of ``calabrio.reference.ServiceQueue`` on ``{prefix}calabrio.reference``."""
 
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     ACTIVITY_TYPE: AgentActivityEvent,
     ADHERENCE_TYPE: AgentAdherenceEvent,
+    "calabrio.adherence.AgentAdherenceState": AgentAdherenceStateEvent,
+    "calabrio.reference.Agent": AgentReferenceEvent,
+    "calabrio.reference.Team": TeamReferenceEvent,
+    "calabrio.reference.ServiceQueue": ServiceQueueReferenceEvent,
 }

@@ -1,4 +1,4 @@
-"""Pure mapping of Calabrio ONE responses to streamd events (STYLE 12).
+"""Pure mapping of Calabrio ONE responses to streamd events.
 
 Canonical agent-state mapping (spec §3 ``agentState`` enum, 002 L4618-4626):
 
@@ -47,6 +47,9 @@ Rules:
    activities, so a redelivered activity is recognisable downstream. A ``reasonCode`` that is
    neither text nor null takes part in the key as its compact JSON text, and is left out of the
    canonical state.
+7. Modules: :mod:`.wire` (the array check, row routing, ids, dead letters: one helper routes the
+   rows of every answer), :mod:`.adherence` (adherence pages), this module (activities and the
+   agent reference list; it re-exports the names of both for existing callers).
 """
 
 from __future__ import annotations
@@ -55,26 +58,56 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
-import orjson
-
-from streamd.errors import VendorProtocolError
-from streamd.events import AgentState, DeadLetter, Event, State, stable_id
-from streamd.jsonwire import loads
+from streamd.events import AgentState, Event, State, stable_id
+from streamd.sources.calabrio.adherence import (
+    AdherenceRow,
+    adherence_event,
+    adherence_fingerprint,
+    parse_adherence,
+    tenant_date,
+)
 from streamd.sources.calabrio.models import (
     ACTIVITY_TOPIC,
     ACTIVITY_TYPE,
-    ADHERENCE_TOPIC,
-    ADHERENCE_TYPE,
     AgentActivities,
-    AgentAdherence,
     AgentRef,
     RealTimeActivity,
 )
 from streamd.sources.calabrio.window import ActivityKey
+from streamd.sources.calabrio.wire import (
+    UnreadableAnswer,
+    agent_key,
+    bounded,
+    dead_letter,
+    epoch_ms,
+    first_of,
+    ident_text,
+    json_array,
+    json_text,
+    routed_rows,
+)
 from streamd.telemetry import count_deviation
-from streamd.tolerant import MAX_PATHS, Reader
+from streamd.tolerant import Reader
+
+__all__ = [
+    "STATE_MAP",
+    "VENDOR",
+    "Activity",
+    "AdherenceRow",
+    "UnreadableAnswer",
+    "activity_events",
+    "adherence_event",
+    "adherence_fingerprint",
+    "agent_key",
+    "canonical_state",
+    "dead_letter",
+    "json_array",
+    "parse_activities",
+    "parse_adherence",
+    "parse_agents",
+    "tenant_date",
+]
 
 VENDOR = "calabrio"
 
@@ -89,7 +122,6 @@ STATE_MAP: Mapping[str, State] = {
 
 _ROW: Final = Reader(AgentActivities)
 _ACTIVITY: Final = Reader(RealTimeActivity)
-_ADHERENCE: Final = Reader(AgentAdherence)
 _AGENT: Final = Reader(AgentRef)
 _ROW_IDS: Final = ("agentId", "agentld", "employeeId", "employeeld", "realTimeActivities")
 
@@ -113,63 +145,8 @@ class Activity:
     def key(self) -> ActivityKey:
         """The dedupe key ``(agentId, timestamp, agentState, reasonCode)`` (spec §3)."""
         reason = self.raw.get("reasonCode")
-        text = reason if reason is None or isinstance(reason, str) else _json_text(reason)
+        text = reason if reason is None or isinstance(reason, str) else json_text(reason)
         return (self.agent_id, self.timestamp, self.state, text)
-
-
-class AdherenceRow(dict[str, Any]):
-    """An adherence row to publish (vendor fields + ``date``) that knows its deviation paths."""
-
-    __slots__ = ("deviations",)
-
-    def __init__(self, data: Mapping[str, Any], deviations: tuple[str, ...] = ()) -> None:
-        super().__init__(data)
-        self.deviations = deviations
-
-
-def dead_letter(source: str, error_type: str, error: str, raw: bytes | str | Any) -> Event:
-    """A dead-letter event for an input that could not be processed."""
-    if not isinstance(raw, bytes | str):
-        raw = orjson.dumps(raw, default=str).decode()
-    return DeadLetter.of(
-        source=source, stage="processing", error_type=error_type, error=error, raw=raw
-    ).to_event()
-
-
-_JSON_KINDS: Final[Mapping[type, str]] = {
-    dict: "an object",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-    bool: "true/false",
-    type(None): "null",
-}
-
-
-class UnreadableAnswer(VendorProtocolError):
-    """A 200 answer whose body cannot be read as the documented JSON array (rule 4): retried."""
-
-
-def json_array(body: bytes, what: str) -> list[Any]:
-    """The JSON array ``body`` holds (rule 4).
-
-    Raises:
-        UnreadableAnswer: ``body`` is an HTML page, not JSON, or JSON but not an array; the
-            message names which, with the start of what was received.
-    """
-    if body.lstrip()[:1] == b"<":
-        problem = "an HTML page (a login page or a proxy's error page?), not JSON"
-    else:
-        try:
-            data = loads(body)  # integers beyond 64 bits stay exact
-        except orjson.JSONDecodeError as exc:
-            problem = f"not JSON ({exc})"
-        else:
-            if isinstance(data, list):
-                return data
-            problem = f"JSON {_JSON_KINDS.get(type(data), 'a value')}, not an array"
-    received = body[:120].decode("utf-8", "replace")
-    raise UnreadableAnswer(f"{what}: the answer is {problem}: {received!r}")
 
 
 def parse_activities(source: str, body: bytes) -> tuple[list[Activity], list[Event]]:
@@ -184,15 +161,7 @@ def parse_activities(source: str, body: bytes) -> tuple[list[Activity], list[Eve
     rows = json_array(body, "calabrio real-time activity detail")
     dead: list[Event] = []
     out: list[Activity] = []
-    for row in rows:
-        if not isinstance(row, dict):
-            dead.append(dead_letter(source, "invalid_payload", "activity row: expected an object", row))
-            continue
-        agent_id = agent_key(_first_of(row, "agentId", "agentld"))
-        if agent_id is None:
-            error = "activity row: agentId is missing or not a string or number"
-            dead.append(dead_letter(source, "missing_key", error, row))
-            continue
+    for agent_id, row in routed_rows(source, rows, "activity row", dead):
         activities = row.get("realTimeActivities")
         container: tuple[str, ...] = ()
         if isinstance(activities, dict):  # one activity, not in a list (rule 3)
@@ -207,7 +176,7 @@ def parse_activities(source: str, body: bytes) -> tuple[list[Activity], list[Eve
         value, row_deviations = _ROW.check({**row, "realTimeActivities": activities} if container else row)
         shared = {k: v for k, v in value.items() if k not in _ROW_IDS}
         shared["agentId"] = agent_id
-        shared["employeeId"] = _ident_text(_first_of(value, "employeeId", "employeeld"))
+        shared["employeeId"] = ident_text(first_of(value, "employeeId", "employeeld"))
         for raw in activities:
             activity = _activity(source, agent_id, shared, container + row_deviations, raw, dead)
             if activity is not None:
@@ -229,14 +198,14 @@ def _activity(
         dead.append(dead_letter(source, "invalid_payload", f"{what}: expected an object", raw))
         return None
     value, deviations = _ACTIVITY.check(raw)
-    state, timestamp = value.get("agentState"), _epoch_ms(value.get("timestamp"))
+    state, timestamp = value.get("agentState"), epoch_ms(value.get("timestamp"))
     if not isinstance(state, str) or not state:
         dead.append(dead_letter(source, "missing_key", f"{what}: agentState is missing or not a string", raw))
         return None
     if timestamp is None:
         dead.append(dead_letter(source, "missing_key", f"{what}: timestamp is missing or not epoch ms", raw))
         return None
-    reason = _ident_text(value.get("reasonCode"))
+    reason = ident_text(value.get("reasonCode"))
     employee = shared["employeeId"]
     return Activity(
         agent_id,
@@ -245,7 +214,7 @@ def _activity(
         reason if isinstance(reason, str) else None,
         timestamp,
         {**shared, **value, "agentId": agent_id, "reasonCode": reason},
-        _bounded(row_deviations + deviations),
+        bounded(row_deviations + deviations),
     )
 
 
@@ -255,7 +224,12 @@ def canonical_state(state: str) -> State:
 
 
 def activity_events(
-    source: str, activity: Activity, ref: AgentRef | None, *, canonical: bool = True
+    source: str,
+    activity: Activity,
+    ref: AgentRef | None,
+    *,
+    canonical: bool = True,
+    enrich: Mapping[str, Any] | None = None,
 ) -> list[Event]:
     """The vendor event and, when ``canonical``, the canonical :class:`AgentState` event of one
     new activity.
@@ -267,6 +241,7 @@ def activity_events(
         canonical: False for an activity older than the agent's newest published state (it
             arrived late): it is the vendor's history, not the agent's current state
             (:func:`streamd.sources.calabrio.window.canonical`).
+        enrich: reference fields added to the vendor value (the agent's team and queues).
 
     A deviating activity is counted here (call this once per published activity).
     """
@@ -279,6 +254,7 @@ def activity_events(
         "timestamp": activity.timestamp,
         "acdId": ref.acd_id if ref else None,
         "agentName": ref.display_name if ref else None,
+        **(enrich or {}),
     }
     vendor = Event(
         topic=ACTIVITY_TOPIC,
@@ -318,144 +294,14 @@ def parse_agents(source: str, body: bytes) -> tuple[dict[str, AgentRef], list[Ev
     Raises:
         UnreadableAnswer: the answer cannot be read as a whole (rule 4).
     """
-    rows = json_array(body, "calabrio agents")
     dead: list[Event] = []
     agents: dict[str, AgentRef] = {}
-    for row in rows:
-        if not isinstance(row, dict):
-            dead.append(dead_letter(source, "invalid_payload", "agent: expected an object", row))
-            continue
-        agent_id = agent_key(_first_of(row, "agentId", "id", "AgentID"))
-        ref = _AGENT.read(row).model if agent_id is not None else None
-        if agent_id is None or ref is None:
+    rows = json_array(body, "calabrio agents")
+    for agent_id, row in routed_rows(source, rows, "agent", dead, ("agentId", "id", "AgentID")):
+        ref = _AGENT.read(row).model
+        if ref is None:
             error = "agent: agentId is missing or not a string or number"
             dead.append(dead_letter(source, "missing_key", error, row))
             continue
         agents[agent_id] = ref if ref.agent_id == agent_id else ref.model_copy(update={"agent_id": agent_id})
     return agents, dead
-
-
-def parse_adherence(source: str, body: bytes, date: str) -> tuple[list[AdherenceRow], list[Event]]:
-    """Decode one adherence page into publishable rows (vendor fields + ``date``) and dead letters.
-
-    A row is published whenever its ``agentId`` is usable (rule 2); the ids are published as
-    text, ``details`` as a list (an object becomes its one element, null an empty list) and the
-    deviation paths follow that shape (``$.details[0].actuals``).
-
-    Raises:
-        UnreadableAnswer: the answer cannot be read as a whole (rule 4).
-    """
-    rows = json_array(body, "calabrio adherence")
-    dead: list[Event] = []
-    out: list[AdherenceRow] = []
-    for row in rows:
-        if not isinstance(row, dict):
-            dead.append(dead_letter(source, "invalid_payload", "adherence row: expected an object", row))
-            continue
-        agent_id = agent_key(_first_of(row, "agentId", "agentld"))
-        if agent_id is None:
-            error = "adherence row: agentId is missing or not a string or number"
-            dead.append(dead_letter(source, "missing_key", error, row))
-            continue
-        value, deviations = _ADHERENCE.check(row)
-        data = {k: v for k, v in value.items() if k != "agentld"}
-        data["agentId"] = agent_id
-        if "acdAgentId" in data:
-            data["acdAgentId"] = _ident_text(data["acdAgentId"])
-        details = data.get("details")
-        if isinstance(details, dict):
-            data["details"] = [details]
-            deviations = tuple(_under_first_element(p, "$.details") for p in deviations)
-        elif details is None:
-            data["details"] = []
-        data["date"] = date
-        out.append(AdherenceRow(data, deviations))
-    return out, dead
-
-
-def adherence_fingerprint(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What makes an adherence row worth publishing again (spec §5: the three headline figures)."""
-    return (row.get("scheduleAdherence"), row.get("scheduleConformity"), row.get("notInAdherenceSeconds"))
-
-
-def adherence_event(source: str, row: Mapping[str, Any], *, time: datetime, snapshot: bool = False) -> Event:
-    """The ``calabrio.adherence.AgentAdherence`` event of one row (key ``{source}:{agentId}``).
-
-    A row from :func:`parse_adherence` carries its deviations onto the event; a deviating row is
-    counted here (call this once per published row).
-    """
-    agent_id = str(row["agentId"])
-    deviations = row.deviations if isinstance(row, AdherenceRow) else ()
-    if deviations:
-        count_deviation(source, ADHERENCE_TYPE)
-    return Event(
-        topic=ADHERENCE_TOPIC,
-        type=ADHERENCE_TYPE,
-        source=source,
-        key=f"{source}:{agent_id}",
-        data=dict(row),
-        time=time,
-        id=stable_id(source, row.get("date"), agent_id, *adherence_fingerprint(row)),
-        snapshot=snapshot,
-        deviations=deviations,
-    )
-
-
-def tenant_date(now_ms: int, zone: str) -> str:
-    """Today's date (``YYYY-MM-DD``) in the tenant's time zone: adherence is per tenant day."""
-    return datetime.fromtimestamp(now_ms / 1000, ZoneInfo(zone)).date().isoformat()
-
-
-def agent_key(value: Any) -> str | None:
-    """An agent id as key text: a non-empty string, an integer, or an integral number; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return None
-
-
-def _first_of(obj: Mapping[str, Any], *names: str) -> Any:
-    """The value of the first of ``names`` present in ``obj`` (the documented name, then aliases)."""
-    for name in names:
-        if name in obj:
-            return obj[name]
-    return None
-
-
-def _ident_text(value: Any) -> Any:
-    """An id or code as published: integers as text (a documented variant), anything else as is."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _epoch_ms(value: Any) -> int | None:
-    """``value`` when it is an integer epoch-ms timestamp a datetime can hold, else None."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        return None
-    try:
-        datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
-    return value
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
-
-
-def _under_first_element(path: str, prefix: str) -> str:
-    """``$.details.actuals`` -> ``$.details[0].actuals`` (an object published as a one-element list)."""
-    rest = path[len(prefix) :]
-    if path.startswith(prefix) and rest[:1] in (".", "["):
-        return f"{prefix}[0]{rest}"
-    return path
-
-
-def _bounded(paths: tuple[str, ...]) -> tuple[str, ...]:
-    """At most :data:`~streamd.tolerant.MAX_PATHS` paths, then ``"..."`` (as the reader does)."""
-    paths = tuple(p for p in paths if p != "...") if len(paths) > MAX_PATHS else paths
-    return paths if len(paths) <= MAX_PATHS else (*paths[:MAX_PATHS], "...")
