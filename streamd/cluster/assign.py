@@ -4,8 +4,9 @@ Rules:
 
 1. Units are every source and sink name, sorted; unit ``i`` is partition ``i`` of the control topic.
    Every replica runs the same config, so they all agree on the mapping.
-2. A member runs the units of the partitions it is assigned, unless it is fenced: no commit on its
-   partitions succeeded for ``session_timeout / 2`` (:class:`Fence`).
+2. A member runs the units of the partitions it is assigned, unless it is fenced: for
+   ``session_timeout / 2`` neither a commit on its partitions succeeded nor (with
+   ``cluster.ride_through_outage``) was Kafka proven down for everyone (:class:`Fence`).
 3. :func:`plan` says what to stop and what to start to get from what runs to what should run.
 """
 
@@ -56,22 +57,52 @@ def plan(running: frozenset[str], wanted: frozenset[str]) -> tuple[list[str], li
 class Fence:
     """When a member must stop what it runs because it cannot prove to Kafka that it still owns it.
 
+    The coordinator can give this member's units away only ``session_timeout`` after it last heard
+    from the member while it was up. Two observations each restart that clock: a successful commit
+    (the coordinator heard from the member) and a proof that every broker was down (no
+    coordinator was counting: a broker that comes back loads the group and starts every member's
+    session timer anew; docs/architecture.md "Several replicas", failure cases).
+
     Attributes:
-        after: seconds without a successful commit before the member is fenced
+        after: seconds without either observation before the member is fenced
             (``session_timeout / 2``: strictly before the coordinator gives the units away).
         last_ok: clock time of the last successful commit (or of the assignment).
+        last_down: clock time of the last proof that every broker was down (-inf: none).
     """
 
     after: float
     last_ok: float
+    last_down: float = float("-inf")
 
     def ok(self, now: float) -> None:
         """A commit succeeded (or partitions were just assigned) at ``now``."""
         self.last_ok = max(self.last_ok, now)
 
-    def fenced(self, now: float) -> bool:
+    def kafka_down(self, now: float) -> bool:
+        """Every broker refused a connection at ``now`` (a whole-Kafka outage, not a partition).
+
+        Only a member not fenced at ``now`` takes the proof: once fenced, the coordinator may have
+        given the units away before Kafka went down, and only a commit proves they are still its.
+
+        Returns:
+            True when the proof was taken.
+        """
+        if self.fenced(now):
+            return False
+        self.last_down = max(self.last_down, now)
+        return True
+
+    def riding_through(self, now: float) -> bool:
+        """True while only an outage proof (no commit) keeps the member from being fenced."""
+        return self.fenced_by_commits(now) and not self.fenced(now)
+
+    def fenced_by_commits(self, now: float) -> bool:
         """True once no commit succeeded for ``after`` seconds."""
         return now - self.last_ok >= self.after
+
+    def fenced(self, now: float) -> bool:
+        """True once neither a commit nor an outage proof happened for ``after`` seconds."""
+        return now - max(self.last_ok, self.last_down) >= self.after
 
 
 def wanted(assigned: frozenset[str], fence: Fence, now: float) -> frozenset[str]:

@@ -10,15 +10,25 @@ Rules:
    runs and flushes their cursors, bounded; ``on_partitions_assigned`` records the new units and
    starts them (a start restores the source's cursors from Kafka first, then runs it).
 3. Fencing: every ``COMMIT_INTERVAL`` the member commits offset 0 on its partitions; a unit runs
-   only while a commit succeeded within ``session_timeout / 2`` (:class:`~.assign.Fence`).
+   only while a commit succeeded within ``session_timeout / 2`` (:class:`~.assign.Fence`), or,
+   with ``cluster.ride_through_outage``, while every broker was proven down within that time
+   (a failed commit is followed by one probe, :func:`~.outage.kafka_refused`).
 4. Starting and stopping go through one lock, so a rebalance and the fence never interleave.
 5. When the session ends (a stop, a failure) every unit is stopped and the cursors flushed before
    the consumer leaves the group, so the others can take the units over at once.
+6. The fencing commits, the cursor flush and the webhook directory are supervised jobs
+   (``fencing``, ``cursors``, ``webhooks``: listed under the ``cluster`` component in ``/readyz``)
+   retried by :func:`streamd.runtime.run_job` every ``COMMIT_INTERVAL`` / ``FLUSH_INTERVAL``;
+   nothing here loops on a failure.
+7. Webhooks on any replica (:mod:`.webhooks`): the credentials of the webhook sources this replica
+   runs are advertised through the state topic whenever they change; the ``webhooks`` job follows
+   everyone's advertisements, and the registry forwards a POST for a source that runs elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -28,20 +38,26 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from anyio.abc import TaskGroup
 
 from streamd.cluster.assign import Fence, control_topic, owned, plan, state_topic, units, wanted
-from streamd.cluster.state import KafkaCursorStore
+from streamd.cluster.outage import kafka_refused, parse_bootstrap
+from streamd.cluster.state import FLUSH_INTERVAL, KafkaCursorStore, follow
+from streamd.cluster.webhooks import ADVERT_NAME, Advert, WebhookForwarder
 from streamd.config_core import ClusterConfig, KafkaConfig
 from streamd.errors import TransientError
+from streamd.http.app import Webhooks
 from streamd.publish.consume import kafka_errors
 from streamd.publish.kafka import client_kwargs
-from streamd.runtime import Connected, Switchboard, task_group
-from streamd.telemetry import Component, ComponentState
+from streamd.runtime import Connected, Job, Policy, Switchboard, run_job, task_group
+from streamd.telemetry import Component, ComponentState, JobHealth
 
 log = logging.getLogger("streamd.cluster")
 
 COMMIT_INTERVAL = 1.5
-"""Seconds between two fencing commits (rule 3)."""
+"""Seconds between two fencing commits (rule 3), and between a failed one and the next."""
+COMMIT_TIMEOUT = 1.5
+"""Longest wait for one fencing commit (aiokafka waits for a coordinator without end)."""
 WATCH_INTERVAL = 0.25
 """Seconds between two looks at the fence."""
 FLUSH_BOUND = 2.0
@@ -61,6 +77,9 @@ class ClusterMember:
         component: the ``cluster`` component (its detail lists what this replica owns).
         store: the cursor store to restore from and flush (None: no cursors move, e.g. tests).
         sources: the units that are sources (their cursors are restored on a takeover).
+        webhooks: the HTTP port's webhook registry: its handlers' credentials are advertised, and
+            POSTs for sources that run elsewhere are forwarded (needs ``store``; rule 7).
+        advertised_url: this replica's HTTP base URL as the others reach it.
     """
 
     def __init__(
@@ -73,6 +92,8 @@ class ClusterMember:
         *,
         store: KafkaCursorStore | None = None,
         sources: Sequence[str] = (),
+        webhooks: Webhooks | None = None,
+        advertised_url: Callable[[], str] | None = None,
     ) -> None:
         self.cfg, self.kafka = cfg, kafka
         self.units = units(names)
@@ -87,7 +108,22 @@ class ClusterMember:
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = anyio.Lock()
         self._fenced_logged = False
+        self._riding_logged = False
         self._rebalancing = False
+        self._tg: TaskGroup | None = None
+        self._commit_done: anyio.Event | None = None
+        self._commit_failure: Exception | None = None
+        self.probes = 0
+        """How many times this member looked whether Kafka is down for everyone."""
+        self.outage_proofs = 0
+        """How many of them proved it while the member was not fenced (the fence took them)."""
+        self.jobs = {"fencing": JobHealth("fencing"), "cursors": JobHealth("cursors")}
+        self.webhooks, self.advertised_url = webhooks, advertised_url
+        self.forwarder = WebhookForwarder(self.sources)
+        self._advertised: dict[str, str] = {}
+        if webhooks is not None and store is not None:
+            self.jobs["webhooks"] = JobHealth("webhooks")
+            webhooks.forwarder = self.forwarder
 
     @property
     def running(self) -> frozenset[str]:
@@ -115,17 +151,22 @@ class ClusterMember:
             await self.store.connect()
         try:
             async with task_group() as tg:
-                self._switch = Switchboard(tg)
+                self._switch, self._tg, self._commit_done = Switchboard(tg), tg, None
                 try:
                     with kafka_errors():
                         await consumer.start()
                     consumer.subscribe([self.topic], listener=_Listener(self))
                     connected()
+                    self.component.jobs = {
+                        k: h for k, h in self.jobs.items() if k == "fencing" or self.store is not None
+                    }
                     self._show()
-                    tg.start_soon(self._commit_loop, consumer)
+                    tg.start_soon(self._supervised, "fencing", self._fencing, COMMIT_INTERVAL)
                     tg.start_soon(self._watch)
                     if self.store is not None:
-                        tg.start_soon(self.store.flush_loop)
+                        tg.start_soon(self._supervised, "cursors", self.store.flush_session, FLUSH_INTERVAL)
+                    if "webhooks" in self.jobs:
+                        tg.start_soon(self._supervised, "webhooks", self._follow, FLUSH_INTERVAL)
                     while True:
                         with kafka_errors():
                             await consumer.getmany(timeout_ms=500)  # no records: heartbeats, rebalances
@@ -135,8 +176,10 @@ class ClusterMember:
                         await _stop_consumer(consumer)
                     tg.cancel_scope.cancel()
         finally:
-            self._switch = None
+            self._switch = self._tg = None
             self.assigned = frozenset()
+            self._advertised.clear()
+            await self.forwarder.aclose()
             if self.store is not None:
                 await self.store.close()
 
@@ -185,6 +228,16 @@ class ClusterMember:
                     ", ".join(stop),
                 )
             self._fenced_logged = fenced
+            riding = self.fence.riding_through(now) and bool(self.assigned)
+            if riding and not self._riding_logged:
+                log.warning(
+                    "cluster: every Kafka broker refuses connections (Kafka is down for every replica, no "
+                    "other replica can take over): %s keep running and spool",
+                    ", ".join(sorted(switch.running)) or "nothing",
+                )
+            elif self._riding_logged and not riding and not fenced:
+                log.info("cluster: commits reach Kafka again")
+            self._riding_logged = riding
             if stop:
                 if why and not fenced:
                     log.info("cluster (%s): stopping %s", why, ", ".join(stop))
@@ -194,6 +247,8 @@ class ClusterMember:
                     for name in stop:
                         await switch.stop(name)
                 await self._flush(stop)
+                for name in stop:  # advertised anew whenever it runs here again
+                    self._advertised.pop(name, None)
             for name in start:
                 switch.start(name, lambda name=name: self._run(name))  # type: ignore[misc]
             self._show()
@@ -224,8 +279,13 @@ class ClusterMember:
             f"member {self.member_id or '(joining)'}, generation {self.generation}: "
             f"owns {', '.join(running) or 'nothing'}"
         )
-        if self.fence.fenced(anyio.current_time()) and self.assigned:
+        now = anyio.current_time()
+        if self.fence.fenced(now) and self.assigned:
             self.component.set(ComponentState.RETRYING, f"fenced (no commit to Kafka): {detail}")
+        elif self.fence.riding_through(now) and self.assigned:
+            self.component.set(
+                ComponentState.RETRYING, f"Kafka down for every replica (brokers refuse): {detail}"
+            )
         else:
             self.component.set(ComponentState.RUNNING, detail)
 
@@ -233,18 +293,98 @@ class ClusterMember:
         while True:
             await anyio.sleep(WATCH_INTERVAL)
             await self._reconcile()
+            self._advertise()
 
-    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
+    def _advertise(self) -> None:
+        """Queue for the state topic the advertisement of every webhook source that runs here and
+        changed (rule 7)."""
+        if self.webhooks is None or self.store is None or self.advertised_url is None:
+            return
+        url = self.advertised_url()
+        for (_, source), (credentials, max_body) in self.webhooks.advertised().items():
+            if source not in self.running:
+                continue
+            value = Advert.of(url, credentials, max_body).encode()
+            if self._advertised.get(source) != value:
+                self._advertised[source] = value
+                self.store.queue(source, ADVERT_NAME, value)
+                self.forwarder.learn(source, value)
+
+    async def _follow(self, connected: Connected) -> None:
+        """The ``webhooks`` job: follow the other replicas' advertisements (rule 7)."""
+        assert self.store is not None
+
+        def on_value(source: str, name: str, value: str | None) -> None:
+            if name == ADVERT_NAME:
+                self.forwarder.learn(source, value)
+
+        await follow(self.kafka, self.store.topic, on_value, connected)
+
+    async def _supervised(self, name: str, session: Any, every: float) -> None:
+        """Run one of the member's jobs under the supervisor, retried every ``every`` s (rule 6)."""
+        job = Job(name, session, stage=name, delays=lambda: itertools.repeat(every))
+        await run_job(job, policy=Policy(), health=self.jobs[name], owner="cluster")
+
+    async def _fencing(self, connected: Connected) -> None:
+        """Commit on the owned partitions every ``COMMIT_INTERVAL`` (rule 3).
+
+        Raises:
+            TransientError: a commit failed (not ours any more, or Kafka unreachable): the fence
+                decides what runs meanwhile; with ``ride_through_outage`` one probe first tells
+                whether every broker is down.
+            TimeoutError: a commit has not been answered within ``COMMIT_TIMEOUT``.
+        """
+        consumer, tg = self._consumer, self._tg
+        assert consumer is not None
+        assert tg is not None
         while True:
             partitions = consumer.assignment()
             if partitions and self.assigned and not self._rebalancing:
-                try:  # bounded by the request timeout; meanwhile the fence decides
-                    await consumer.commit(dict.fromkeys(partitions, 0))
-                except KafkaError as exc:  # not ours any more, or Kafka unreachable: the fence decides
-                    log.debug("cluster: fencing commit failed: %s", exc)
-                else:
-                    self.fence.ok(anyio.current_time())
+                done = self._commit_done
+                if done is None:  # no commit in flight: send one
+                    done = self._commit_done = anyio.Event()
+                    tg.start_soon(self._commit, consumer, frozenset(partitions), done)
+                with anyio.move_on_after(COMMIT_TIMEOUT):
+                    await done.wait()
+                failure: Exception | None = TimeoutError(
+                    f"fencing commit not answered within {COMMIT_TIMEOUT:g}s"
+                )
+                if done.is_set():
+                    self._commit_done, failure = None, self._commit_failure
+                if failure is not None:
+                    await self._probe_outage(consumer)
+                    raise failure
+            connected()
             await anyio.sleep(COMMIT_INTERVAL)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, partitions: frozenset[TopicPartition], done: anyio.Event
+    ) -> None:
+        """One fencing commit, a task of the session: aiokafka waits for a coordinator without end
+        and must not be cancelled mid-way (its shielded request would fail unobserved), so the
+        fencing job waits for it ``COMMIT_TIMEOUT`` at most and leaves it running."""
+        self._commit_failure = None
+        try:
+            with kafka_errors():
+                await consumer.commit(dict.fromkeys(partitions, 0))
+            self.fence.ok(anyio.current_time())
+        except TransientError as exc:  # the fencing job raises it (its supervisor retries)
+            self._commit_failure = exc
+        finally:
+            done.set()
+
+    async def _probe_outage(self, consumer: AIOKafkaConsumer) -> None:
+        """Record a proof that Kafka is down for everyone, when it is one (rule 3)."""
+        if not self.cfg.ride_through_outage or not self.assigned:
+            return
+        at = anyio.current_time()  # the brokers were seen down no earlier than this
+        cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+        brokers = [(b.host, b.port) for b in cluster.brokers()] if cluster is not None else []
+        self.probes += 1
+        if not await kafka_refused(parse_bootstrap(self.kafka.bootstrap_servers), brokers):
+            log.debug("cluster: a fencing commit failed and Kafka is not down for everyone")
+        elif self.fence.kafka_down(at):
+            self.outage_proofs += 1
 
     async def ensure_topics(self) -> None:
         """The control topic with one partition per unit (grown if it has fewer) and the state topic.

@@ -5,8 +5,8 @@ Rules:
 
 1. :class:`KafkaCursorStore` is the sources' :class:`~streamd.sources.base.CursorStore`. ``save``
    writes the local SQLite cache first (the source's own restart reads it at once), then queues
-   the value for Kafka; :meth:`KafkaCursorStore.flush_loop` sends the newest queued value of each
-   key and waits for Kafka's acknowledgement. ``save`` is called from worker threads: the queue
+   the value for Kafka; :meth:`KafkaCursorStore.flush_session` (a supervised job of the member)
+   sends the newest queued value of each key and waits for Kafka's acknowledgement. ``save`` is called from worker threads: the queue
    is guarded by a lock and never waits.
 2. Before a unit is given up (revocation, fencing, shutdown) its queued values are flushed, bounded,
    so the next owner reads them; what cannot be sent then stays queued (at least once: a cursor
@@ -14,12 +14,15 @@ Rules:
 3. :meth:`KafkaCursorStore.restore` reads the state topic from its start to its end and writes the
    values of one source into the cache; it runs before the source starts on a new owner.
 4. Records: key ``source/name``, value the cursor string (UTF-8), one partition, compacted.
+   Names starting with ``@`` are not cursors (``@webhook``: :mod:`.webhooks`); :func:`follow`
+   reads them for every replica, :meth:`KafkaCursorStore.restore` skips them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -30,6 +33,7 @@ from streamd.errors import TransientError
 from streamd.publish.consume import kafka_errors
 from streamd.publish.kafka import client_kwargs
 from streamd.publish.spool import Spool
+from streamd.runtime import Connected
 
 log = logging.getLogger("streamd.cluster")
 
@@ -81,6 +85,11 @@ class KafkaCursorStore:
         with self._lock:
             self._pending[(source, name)] = value
 
+    def queue(self, source: str, name: str, value: str) -> None:
+        """Queue a value for the state topic only (an advertisement, not a cursor: nothing cached)."""
+        with self._lock:
+            self._pending[(source, name)] = value
+
     # -- Kafka side ----------------------------------------------------------------------------
 
     def pending(self, source: str | None = None) -> int:
@@ -114,41 +123,55 @@ class KafkaCursorStore:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
             await producer.stop()
 
-    async def flush_loop(self) -> None:
-        """Send queued values until cancelled (rule 1); a failed send is kept and tried again."""
+    async def flush_session(self, connected: Connected) -> None:
+        """Send queued values until cancelled (rule 1): the ``cursors`` job of the cluster member.
+
+        Raises:
+            TransientError: a send failed; the values stay queued and the job's supervisor
+                retries (no module but :mod:`streamd.runtime` loops on failures).
+        """
         while True:
-            await self.flush()
+            await self.send(None)
+            connected()
             await anyio.sleep(FLUSH_INTERVAL)
 
     async def flush(self, source: str | None = None) -> bool:
-        """Send the queued values (of ``source``, or all) and wait for their acknowledgement.
+        """One attempt at :meth:`send` (a unit being given up, rule 2); never raises for Kafka.
 
         Returns:
             True when nothing of them is left queued.
+        """
+        try:
+            await self.send(source)
+        except TransientError as exc:  # the values stay queued (rule 2)
+            log.debug("cursors not written to %s yet: %s", self.topic, exc)
+            return False
+        return True
+
+    async def send(self, source: str | None = None) -> None:
+        """Send the queued values (of ``source``, or all) and wait for their acknowledgement.
+
+        Raises:
+            TransientError: the producer is not connected or Kafka did not acknowledge; what was
+                not acknowledged stays queued.
         """
         producer = self._producer
         with self._lock:
             batch = {k: v for k, v in self._pending.items() if source is None or k[0] == source}
         if not batch:
-            return True
+            return
         if producer is None:
-            return False
-        try:
-            with kafka_errors():
-                futures = [
-                    await producer.send(self.topic, key=state_key(*k), value=v.encode())
-                    for k, v in batch.items()
-                ]
-                for future in futures:
-                    await future
-        except TransientError as exc:  # the values stay queued (rule 2)
-            log.debug("cursors not written to %s yet: %s", self.topic, exc)
-            return False
+            raise TransientError(f"{self.topic}: not connected")
+        with kafka_errors():
+            futures = [
+                await producer.send(self.topic, key=state_key(*k), value=v.encode()) for k, v in batch.items()
+            ]
+            for future in futures:
+                await future
         with self._lock:
             for k, v in batch.items():
                 if self._pending.get(k) == v:
                     del self._pending[k]
-        return True
 
     async def restore(self, source: str) -> int:
         """Read the state topic to its end and cache ``source``'s cursors (rule 3).
@@ -179,7 +202,12 @@ class KafkaCursorStore:
                         for records in batches.values():
                             for record in records:
                                 parsed = parse_key(record.key)
-                                if parsed is not None and parsed[0] == source and record.value is not None:
+                                if (
+                                    parsed is not None
+                                    and parsed[0] == source
+                                    and not parsed[1].startswith("@")  # an advertisement
+                                    and record.value is not None
+                                ):
                                     found[parsed[1]] = record.value.decode("utf-8", "replace")
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
@@ -190,6 +218,50 @@ class KafkaCursorStore:
             if name not in mine:
                 await anyio.to_thread.run_sync(self.cache.save, source, name, value)
         return len(found)
+
+
+async def follow(
+    kafka: KafkaConfig, topic: str, on_value: Callable[[str, str, str | None], None], connected: Connected
+) -> None:
+    """Read the state topic from its start and follow it until cancelled, calling
+    ``on_value(source, name, value)`` for every record (None: a tombstone); ``connected()`` once
+    it is read to its end.
+
+    Raises:
+        TransientError: Kafka could not be read (the caller's supervisor retries from the start).
+    """
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(kafka, kafka.bootstrap_servers),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    try:
+        with kafka_errors():
+            await consumer.start()
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                raise TransientError(f"{topic}: no partitions yet")
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+            caught_up = False
+            while True:
+                batches: dict[Any, list[Any]] = await consumer.getmany(*tps, timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        parsed = parse_key(record.key)
+                        if parsed is not None:
+                            value = (
+                                record.value.decode("utf-8", "replace") if record.value is not None else None
+                            )
+                            on_value(parsed[0], parsed[1], value)
+                if not caught_up and not await _behind(consumer, ends):
+                    caught_up = True
+                    connected()
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await consumer.stop()
 
 
 async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

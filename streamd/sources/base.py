@@ -55,7 +55,14 @@ WebhookHandler = Callable[["Request"], Awaitable["Response"]]
 
 
 class WebhookRegistry(Protocol):
-    """Routes ``POST /webhooks/{vendor}/{source}`` on the shared HTTP port to a source."""
+    """Routes ``POST /webhooks/{vendor}/{source}`` on the shared HTTP port to a source.
+
+    With several replicas a POST may reach a replica that does not run the source: it is forwarded
+    to the owner, after checking its Cookie against the digests of the credentials the owner
+    advertised. A handler that is a bound method of an object with ``credentials() ->
+    frozenset[str]`` (the O2G receiver: live subscription ids and session token) is advertised so
+    (docs/architecture.md "Several replicas").
+    """
 
     def register(self, vendor: str, source: str, handler: WebhookHandler) -> None:
         """Install ``handler`` for that vendor and source name."""

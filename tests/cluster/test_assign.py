@@ -74,3 +74,20 @@ async def test_switchboard_stops_one_component_and_waits_for_its_clean_up() -> N
         await switch.stop("c")  # stopped before its task began: cancelled at its first await
         assert cleaned == ["a", "b", "c"]
         assert switch.running == frozenset()
+
+
+def test_a_proof_that_kafka_is_down_for_everyone_keeps_the_units_running_until_it_is_old() -> None:
+    fence = Fence(after=5.0, last_ok=100.0)
+    assigned = frozenset({"a"})
+    assert fence.kafka_down(103.0)  # every broker refused at 103: no coordinator counts before that
+    assert wanted(assigned, fence, 107.9) == assigned
+    assert fence.riding_through(107.9)  # no commit for 7.9 s, kept by the proof alone
+    assert wanted(assigned, fence, 108.0) == frozenset()  # the proof is as old as a commit may be
+    assert not fence.riding_through(108.0)
+    assert fence.kafka_down(90.0)  # an older proof never moves the fence back
+    assert fence.last_down == 103.0
+    assert not fence.kafka_down(108.5)  # fenced: the units may be someone else's already
+    assert wanted(assigned, fence, 108.5) == frozenset()
+    fence.ok(109.0)
+    assert wanted(assigned, fence, 109.5) == assigned
+    assert not fence.riding_through(109.5)  # a commit, not a proof, keeps it now

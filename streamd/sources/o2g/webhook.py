@@ -26,6 +26,9 @@ Rules:
    deadline or the shutdown, an info line when one is accepted again. A refusal by Kafka and the
    spool (spool full) is the pipeline's to log (once when the spool starts refusing, once when it
    has room again), so it is only a debug line here.
+7. With several replicas (:mod:`streamd.cluster.webhooks`) the digests of :meth:`WebhookReceiver.credentials`
+   are advertised, and a POST may reach this receiver forwarded by the replica O2G sent it to; it is
+   handled like any other (the 2xx then travels back through that replica).
 """
 
 from __future__ import annotations
@@ -108,6 +111,11 @@ class WebhookReceiver:
         finally:
             self._subscribing = None
             done.set()
+
+    def credentials(self) -> frozenset[str]:
+        """What a POST's Cookie may carry now (rule 2); the cluster advertises their digests so
+        another replica can check a POST before forwarding it here."""
+        return frozenset(self.subscription_ids | self.session_tokens)
 
     @property
     def max_body(self) -> int:

@@ -1,0 +1,65 @@
+"""``streamd demo --replicas N`` (streamd/cluster/demo.py): N ``streamd run`` processes against the
+demo's embedded broker and simulators share the sources; the assignment shows on each replica's
+``/readyz`` (its ``cluster`` component and the sources it runs) and in the demo's output, and each
+replica serves the wallboard."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import anyio
+import httpx
+import pytest
+
+import streamd.cluster.demo
+import streamd.demo
+from streamd.cli import _parser
+from streamd.cluster.demo import owned, replica_config
+from streamd.sim import calabrio, xima
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_demo_takes_replicas_and_a_replica_config_is_a_cluster_member() -> None:
+    args = _parser().parse_args(["demo", "--replicas", "3"])
+    assert args.replicas == 3
+    base = {"kafka": {"bootstrap_servers": "embedded", "topic_prefix": "streamd."}, "sources": []}
+    cfg = replica_config(base, "127.0.0.1:9092")
+    assert cfg["kafka"] == {"bootstrap_servers": "127.0.0.1:9092", "topic_prefix": "streamd."}
+    assert cfg["cluster"]["enabled"] is True
+    assert base["kafka"]["bootstrap_servers"] == "embedded"  # not modified
+    readyz = {
+        "components": {"wfm": {"kind": "source"}, "kafka": {"kind": "publisher"}, "s": {"kind": "sink"}}
+    }
+    assert owned(readyz) == ["s", "wfm"]
+
+
+@pytest.mark.kafka
+async def test_two_replicas_share_the_demo_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streamd.demo, "demo_simulators", lambda: [calabrio.demo_source, xima.demo_source])
+    out = io.StringIO()
+    runs = re.compile(r"replica (\d) runs (.+)")
+
+    def assignment() -> dict[str, str]:
+        return {m[1]: m[2] for m in runs.finditer(out.getvalue())}  # the latest line of each
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: streamd.cluster.demo.run_replicas(
+                2, port=0, agents=3, duration=None, host="127.0.0.1", out=out
+            )
+        )
+        with anyio.fail_after(90):
+            while sorted(assignment().values()) != ["cr1", "wfm"]:
+                await anyio.sleep(0.2)
+        urls = re.findall(r"health (http://\S+)/readyz", out.getvalue())
+        assert len(urls) == 2
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+            for url in urls:
+                body = (await http.get(f"{url}/readyz")).json()
+                cluster = body["components"]["cluster"]
+                assert re.search(r"generation \d+: owns (cr1|wfm)$", cluster["detail"]), cluster
+                assert len(owned(body)) == 1
+                assert (await http.get(f"{url}/wallboard")).status_code == 200
+        tg.cancel_scope.cancel()  # Ctrl-C: the replicas get SIGTERM
