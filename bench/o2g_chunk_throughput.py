@@ -36,6 +36,7 @@ from streamd.publish.kafka import KafkaPublisher
 from streamd.publish.pipeline import Pipeline
 from streamd.publish.spool import Spool
 from streamd.runtime import Jobs
+from streamd.sim.o2g_traffic import MIX_ENV
 from streamd.sources.base import SourceDeps
 from streamd.sources.o2g.chunk import to_events
 from streamd.sources.o2g.config import O2GSourceConfig
@@ -43,6 +44,9 @@ from streamd.sources.o2g.source import O2GSource
 from streamd.telemetry import EVENTS_PUBLISHED
 
 SOURCE = "o2g-bench"
+PACKAGES = ["agent", "pilot", "telephony", "rti", "eventSummary", "system"]
+"""The realistic mix (``streamd.sim.o2g_traffic`` rule 4): telephony, pilots, agents, RTI, system,
+event summaries, so canonical agent-state and queue-metric records are produced too."""
 PREFIX = "bench.o2g."
 
 
@@ -73,7 +77,8 @@ async def start_simulator(agents: int, *extra: str) -> tuple[subprocess.Popen[by
         os.environ.get("O2G_EVENTS_PER_CHUNK", "512"),
         *extra,
     ]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    env = {**os.environ, MIX_ENV: "full"}  # every package's events, RTI and event summaries too
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # noqa: ASYNC220
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
         with anyio.fail_after(15):
@@ -94,14 +99,24 @@ async def prepare(url: str, n: int, bad: float = 0.0) -> tuple[int, list[Record]
     return len(lines), [encode(e, PREFIX) for e in to_events(SOURCE, (orjson.loads(line) for line in lines))]
 
 
-def bench_source(url: str) -> O2GSource:
-    """The O2G source the benches run against the simulator (agent, pilot, telephony; no snapshot)."""
+async def directory_read(source: O2GSource, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+    """Wait for the source's first directory refresh (names and groups of every agent: at start,
+    then every 15 minutes), so the figures are the steady state, not the start-up reads."""
+    with anyio.fail_after(timeout):
+        while source.directory.refreshed_at is None:  # noqa: ASYNC110 - no event to wait on
+            await anyio.sleep(0.05)
+
+
+def bench_source(url: str, cursors: Spool) -> O2GSource:
+    """The O2G source the benches run against the simulator (every package of the realistic mix:
+    :data:`PACKAGES`; no snapshot),
+    its cursors in ``cursors`` (the pipeline's spool, as in the daemon)."""
     config = O2GSourceConfig(
-        name=SOURCE, url=url, username="admin", password="admin", packages=["agent", "pilot", "telephony"],
+        name=SOURCE, url=url, username="admin", password="admin", packages=PACKAGES,
         snapshot=False,
     )  # fmt: skip
-    # The chunk channel needs no cursors or webhooks.
-    deps = SourceDeps(Jobs.standalone(SOURCE), cast(Any, None), cast(Any, None))
+    # The chunk channel needs no webhooks.
+    deps = SourceDeps(Jobs.standalone(SOURCE), cursors, cast(Any, None))
     return O2GSource(config, deps)
 
 
@@ -120,10 +135,11 @@ async def streamd_run(
         pipeline = Pipeline(
             publisher, spool, PREFIX, write_ahead=defaults.commit_interval if write_ahead else None
         )
-        source = bench_source(url)
+        source = bench_source(url, spool)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=60) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))
+            await directory_read(source)
             before = published(SOURCE)
             await http.post(f"{url}/_sim/pause")  # queue everything first: time streamd, not the queueing
             await http.post(f"{url}/_sim/release")

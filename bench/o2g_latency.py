@@ -42,7 +42,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.o2g_chunk_throughput import SOURCE, bench_source, start_simulator
+from bench.o2g_chunk_throughput import SOURCE, bench_source, directory_read, start_simulator
 from bench.report import record
 from streamd.app import tune_gc
 from streamd.config_core import KafkaConfig
@@ -219,11 +219,13 @@ async def streamd_run(
     publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, **kafka), bootstrap, embedded=True)
     await publisher.start()
     try:
-        pipeline = Pipeline(publisher, Spool(":memory:"), OURS_PREFIX, listeners=[acks.listener])
-        source = bench_source(url)
+        spool = Spool(":memory:")
+        pipeline = Pipeline(publisher, spool, OURS_PREFIX, listeners=[acks.listener])
+        source = bench_source(url, spool)
         async with anyio.create_task_group() as tg, httpx.AsyncClient(timeout=10) as http:
             tg.start_soon(pipeline.run)
             await tg.start(source.run, pipeline.emitter(SOURCE))
+            await directory_read(source)
             await http.post(f"{url}/_sim/rate", params={"rate": rate})
             await anyio.sleep(WARMUP)
             consumer.send(f"start {acks.start()}")

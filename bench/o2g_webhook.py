@@ -21,12 +21,13 @@ Usage: python -m bench.o2g_webhook [--seconds 10] [--concurrency 32] [--linger 5
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 import anyio
 import httpx
 import orjson
+from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,6 +52,7 @@ from streamd.sim.o2g_traffic import O2GTraffic
 from streamd.telemetry import published_total
 
 SOURCE = "pbx-bench"
+SERVE: list[Callable[..., Any]] = [serve]  # the server under test (``--server``)
 SECRET = "s3cret"
 WARMUP = 1.0
 
@@ -57,8 +60,9 @@ WARMUP = 1.0
 
 
 def bodies(n: int = 5000) -> list[bytes]:
-    """Realistic O2G events (agent states, pilot and call events), one JSON body each."""
-    traffic = O2GTraffic(agents=200, pilots=2, seed=2)
+    """Realistic O2G events (every package: agent states, pilot and call events, RTI, event
+    summaries, system), one JSON body each."""
+    traffic = O2GTraffic(agents=200, pilots=2, seed=2, full_mix=True)
     out: list[bytes] = []
     while len(out) < n:
         out.extend(orjson.dumps(e) for e in traffic.tick())
@@ -117,6 +121,59 @@ async def run_load(
     return summary
 
 
+async def serve_hypercorn(
+    app: Any, host: str, port: int, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED, **_: Any
+) -> None:
+    """``streamd.http.server.serve``'s contract on hypercorn (``--server hypercorn``: measured, not
+    shipped; no connection or head limits): serve until cancelled, then a graceful shutdown."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config as HypercornConfig
+
+    port = port or free_port()
+    config = HypercornConfig()
+    config.bind, config.graceful_timeout, config.accesslog = [f"{host}:{port}"], 2.0, None
+    stop, done = anyio.Event(), anyio.Event()
+
+    async def run() -> None:
+        try:
+            with anyio.CancelScope(shield=True):  # hypercorn's graceful shutdown must not be cancelled
+                await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    await (await anyio.connect_tcp(host, port)).aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.01)
+        task_status.started(port)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await done.wait()
+
+
+def use_server(server: str) -> Callable[..., Any]:
+    """The serve function for ``--server`` (uvicorn-h11: streamd's; the others patched in)."""
+    import streamd.app
+    import streamd.http.server
+
+    if server == "hypercorn":
+        streamd.app.serve = serve_hypercorn  # type: ignore[attr-defined]
+        return serve_hypercorn
+    if server == "uvicorn-httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        streamd.http.server.protocol = lambda limits: HttpToolsProtocol  # type: ignore[attr-defined]
+    return serve
+
+
 @asynccontextmanager
 async def trivial_server() -> AsyncIterator[str]:
     """The anchor: a starlette endpoint that reads the body and answers 200, on streamd's uvicorn setup."""
@@ -127,7 +184,7 @@ async def trivial_server() -> AsyncIterator[str]:
 
     app = Starlette(routes=[Route("/webhooks/o2g/{source}", hook, methods=["POST"])])
     async with anyio.create_task_group() as tg:
-        port = await tg.start(serve, app, "127.0.0.1", 0)
+        port = await tg.start(SERVE[0], app, "127.0.0.1", 0)
         yield f"http://127.0.0.1:{port}/webhooks/o2g/{SOURCE}"
         tg.cancel_scope.cancel()
 
@@ -152,7 +209,7 @@ async def daemon(
                     "url": sim.url,
                     "username": sim.username,
                     "password": sim.password,
-                    "packages": ["agent", "pilot", "telephony"],
+                    "packages": ["agent", "pilot", "telephony", "rti", "eventSummary", "system"],
                     "delivery": "webhook",
                     "webhook_public_url": hook,
                     "webhook_secret": SECRET,
@@ -186,7 +243,10 @@ def summary(name: str, result: dict[str, Any]) -> str:
     )
 
 
-async def main(seconds: float, concurrency: int, kafka: dict[str, Any], profile: str | None) -> None:
+async def main(
+    seconds: float, concurrency: int, kafka: dict[str, Any], profile: str | None, server: str = "uvicorn-h11"
+) -> None:
+    SERVE[0] = use_server(server)
     tune_gc()  # what `streamd run` does before run_daemon: both sides get the daemon's GC settings
     with tempfile.TemporaryDirectory() as tmp:
         async with O2GSimulator(agents=20) as sim, daemon(Path(tmp), sim, kafka) as (_, hook):
@@ -196,7 +256,10 @@ async def main(seconds: float, concurrency: int, kafka: dict[str, Any], profile:
             before = published_total()
             ours = await run_load(hook, sid, seconds, concurrency, profile)
             acked = published_total() - before
-    print(f"O2G webhook POSTs, one event each, {concurrency} concurrent clients, {seconds:.0f} s")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(
+        f"O2G webhook POSTs, one event each, {concurrency} concurrent clients, {seconds:.0f} s, {server} on {loop}"
+    )
     print(summary("trivial starlette endpoint", anchor))
     print(summary("streamd O2G webhook", ours))
     print(f"records acknowledged by Kafka during the streamd run: {acked:.0f}")
@@ -228,6 +291,18 @@ if __name__ == "__main__":
         parser.add_argument("--concurrency", type=int, default=32)
         parser.add_argument("--linger", default=None, help="streamd's kafka.linger (default: the config's)")
         parser.add_argument("--profile", default=None, help="cProfile the daemon's run into this file")
+        parser.add_argument(
+            "--server", default="uvicorn-h11", choices=["uvicorn-h11", "uvicorn-httptools", "hypercorn"]
+        )
+        parser.add_argument("--uvloop", action="store_true", help="run on uvloop (anyio backend_options)")
         args = parser.parse_args()
         kafka = {} if args.linger is None else {"linger": args.linger}
-        anyio.run(main, args.seconds, args.concurrency, kafka, args.profile)
+        anyio.run(
+            main,
+            args.seconds,
+            args.concurrency,
+            kafka,
+            args.profile,
+            args.server,
+            backend_options={"use_uvloop": args.uvloop},
+        )

@@ -1,15 +1,34 @@
-"""Waiting for Kafka's answers to a unit's deliveries (:func:`settle`), and small record helpers."""
+"""The ack loop: wait for Kafka's answers to each unit (:func:`settle`), then acknowledge it to
+its sources or spool it; the only writer to the spool, in publish order.
+
+Rules (see :mod:`streamd.publish.pipeline` for the whole pipeline):
+
+1. Units are finished in the order they were published. While the spool holds anything (or a
+   unit was spooled after this one was sent), a unit is spooled even if Kafka acknowledged it.
+2. Records Kafka refuses for good become dead letters, spooled so they are sent in order.
+3. A spool that refuses events is logged once when it starts and once when it has room again;
+   durable callers get the error, push batches are lost and counted.
+4. On cancellation everything taken but not finished, and everything still queued, is spooled.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 
+from streamd import telemetry as t
+from streamd.errors import PublishError
+from streamd.events import DEADLETTER_TOPIC
+from streamd.publish.emit import Publishing
 from streamd.publish.encoding import Record
-from streamd.publish.units import Delivery
+from streamd.publish.units import Batch, Delivery, Unit
+
+log = logging.getLogger("streamd.pipeline")
 
 
 async def settle(
@@ -73,3 +92,153 @@ def consume_late(future: asyncio.Future[Any]) -> None:
     """Retrieve a late future's outcome (it was spooled already), so asyncio does not warn."""
     if not future.cancelled():
         future.exception()
+
+
+class Delivering(Publishing):
+    """The ack loop and the spool writes (rules above)."""
+
+    async def _ack_loop(self) -> None:
+        async with self._inflight_receive as inflight:
+            async for unit in inflight:
+                await self._finish(unit)
+
+    async def _finish(self, unit: Unit) -> None:
+        outcome = "spooled"
+        if unit.deliveries is None:
+            await self._spool_unit(unit)
+        else:
+            retry, rejected = await settle(
+                unit.deliveries,
+                unit.deadline,
+                quiet=self.spool_after,
+                last_ack=self._last_ack,
+                sent=unit.sent,
+            )
+            # Spool it too when an earlier unit was spooled after this one was sent: even if the
+            # drain has emptied the spool meanwhile, this unit's values must land after that one's.
+            behind = self.spool.count or self._spooled_units != unit.spooled_before
+            if retry is not None or behind:
+                if retry is not None:
+                    self._outage(f"not acknowledged: {retry}")
+                    for batch in unit.batches:
+                        for topic, n in Counter(e.topic for e in batch.events).items():
+                            t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
+                await self._spool_unit(unit, skip={id(r) for r, _ in rejected})
+            else:
+                outcome = "acknowledged"
+                for batch in unit.batches:
+                    self._acked(batch)
+            await self._reject(rejected)
+        if self.tracing is not None:
+            self.tracing.end_unit(unit, outcome)
+        unit.finished = True
+        self._open.remove(unit)
+
+    def _acked(self, batch: Batch) -> None:
+        counts = Counter(e.topic for e in batch.events)
+        for topic, n in counts.items():
+            t.EVENTS_PUBLISHED.labels(batch.source, topic).inc(n)
+        t.PUBLISH_LATENCY.observe(anyio.current_time() - batch.created)
+        for listener in self.listeners:
+            listener(batch.events)
+        if batch.done is not None:
+            batch.done.set()
+        if self.ahead is not None and batch.held is not None:
+            self.ahead.settled(batch)
+
+    async def _spool_unit(self, unit: Unit, skip: set[int] | frozenset[int] = frozenset()) -> None:
+        for batch in unit.batches:
+            if batch.done is not None and batch.done.is_set():
+                continue
+            records = [r for r in batch.records if id(r) not in skip]
+            try:
+                disk = await anyio.to_thread.run_sync(self._append, records)
+                self._spooled_units += 1
+            except PublishError as exc:
+                self._spool_refuses(batch, len(records), exc)
+                batch.error = exc
+            else:
+                self._spool_has_room()
+                for topic, n in Counter(r.topic for r in records).items():
+                    t.EVENTS_SPOOLED.labels(topic).inc(n)
+                t.SPOOL_DEPTH.set(self.spool.count)
+                t.SPOOL_BYTES.set(disk)
+                self._spool_wakeup.set()
+                if self.ahead is not None and batch.held is not None:
+                    self.ahead.settled(batch)
+            if batch.done is not None:
+                batch.done.set()
+
+    def _append(self, records: list[Record]) -> int:
+        """Spool ``records``; the spool's size on disk after (in a worker thread: both take the
+        spool's lock, which the write-ahead may hold for a whole transaction)."""
+        self.spool.append(records)
+        return self.spool.disk_bytes()
+
+    def _spool_refuses(self, batch: Batch, n: int, exc: PublishError) -> None:
+        """Count what the spool refused; log once when it starts refusing, once at the first loss.
+
+        A durable caller (``await emit``: webhooks, pollers) gets the error and retries, so it
+        loses nothing (``spool_refused``); a push batch that cannot be spooled is lost
+        (``spool_failed``).
+        """
+        lost = batch.done is None
+        t.count_error(batch.source, "publish", "spool_failed" if lost else "spool_refused", n)
+        if self._refused is None:
+            self._refused = [0, 0]
+            log.error(
+                "outage spool refuses events: %s; webhooks answer 503 and pollers retry (nothing lost),"
+                " push sources' events that cannot be spooled are lost",
+                exc,
+            )
+        if lost and not self._refused[1]:
+            log.error("%s: events lost: the outage spool refuses them", batch.source)
+        self._refused[int(lost)] += n
+
+    def _spool_has_room(self) -> None:
+        """The spool took events or gave space back: one line if it was refusing."""
+        if self._refused is not None:
+            refused, lost = self._refused
+            self._refused = None
+            log.info(
+                "outage spool has room again: %d events were refused meanwhile (durable callers retry),"
+                " %d events of push sources lost",
+                refused,
+                lost,
+            )
+
+    async def _reject(self, rejected: Sequence[tuple[Record, BaseException]]) -> None:
+        """Records Kafka refuses for good become dead letters (spooled, so they are sent in order)."""
+        letters: list[Record] = []
+        for record, exc in rejected:
+            source, error_type = source_of(record), type(exc).__name__
+            error = f"kafka refused a record for {record.topic}: {exc}"
+            letter = self._dead_letter(source, "publish", error_type, error, record.value)
+            if record.topic != self.prefix + DEADLETTER_TOPIC:  # else: logged and counted, no more
+                letters.append(letter)
+        if letters:
+            try:
+                await anyio.to_thread.run_sync(self.spool.append, letters)
+            except PublishError as exc:
+                log.error("%d dead letters lost: %s", len(letters), exc)
+            self._spool_wakeup.set()
+
+    async def _spool_leftovers(self) -> None:
+        """Spool what was taken but not finished, and what is still queued (on cancellation)."""
+        units = [u for u in self._open if not u.finished]
+        while True:
+            try:
+                batch = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            batch.records = [self._encode(e, batch.source) for e in batch.events]
+            t.QUEUE_DEPTH.dec(len(batch.events))
+            units.append(Unit([batch]))
+        self._receive.close()
+        for unit in units:
+            for batch in unit.batches:
+                if not batch.records:
+                    batch.records = [self._encode(e, batch.source) for e in batch.events]
+            await self._spool_unit(unit)
+        if units:
+            log.warning("stopped with %d unfinished batches: spooled for the next start", len(units))

@@ -1,16 +1,16 @@
-"""The aiokafka side of publishing: client settings, start-up, topic creation, sending.
+"""The aiokafka producer: start-up, sending (``send_many``), and the linger flush (``expedite``).
 
 Rules:
 
-1. Every Kafka client streamd makes (producer, admin, the sink's and wallboard's consumers) takes
-   its connection settings from :func:`client_kwargs`, so SASL/TLS is configured in one place.
+1. Every Kafka client streamd makes takes its connection settings from :func:`client_kwargs`
+   (:mod:`streamd.publish.kafka_client`), so SASL/TLS is configured in one place.
 2. Idempotence is automatic: on for real Kafka, off for the embedded broker (no InitProducerId)
    and for a broker that refuses InitProducerId (one warning).
 3. Start-up is one attempt (:meth:`KafkaPublisher.connect`), retried by the supervisor
    (:func:`streamd.runtime.retry_until`) until ``startup_timeout``, then one clear line.
 4. Topics are created on first use with the configured partitions/replication; the canonical
    latest-state topics get ``cleanup.policy=compact``. A broker that refuses topic creation is
-   left to auto-create, with one logged notice.
+   left to auto-create, with one logged notice (:mod:`streamd.publish.kafka_topics`).
 5. aiokafka exceptions do not leave this module: they become :class:`PublishError`.
 6. aiokafka reports a failed TLS handshake as "Unable to bootstrap": when a TLS connection fails,
    :func:`tls_check` repeats the handshake with the same context to name its cause. A
@@ -28,30 +28,48 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    KafkaTimeoutError,
-    NodeNotReadyError,
-    TopicAlreadyExistsError,
-    for_code,
-)
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from streamd.config_core import KafkaConfig
 from streamd.errors import FatalError, PublishError
-from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, QUEUE_METRICS_TOPIC
 from streamd.publish.encoding import Record
+from streamd.publish.kafka_client import (
+    UNREACHABLE,
+    client_kwargs,
+    producer_kwargs,
+    reason,
+    started_producer,
+    tls_check,
+)
+from streamd.publish.kafka_topics import COMPACTED, TopicCreator
 from streamd.retry import backoff
 from streamd.runtime import retry_until
+
+__all__ = [  # the settings and the topics are re-exported: imported from here elsewhere
+    "BATCH_BUILDER_MIN",
+    "COMPACTED",
+    "UNREACHABLE",
+    "YIELD_EVERY",
+    "Delivery",
+    "KafkaPublisher",
+    "client_kwargs",
+    "producer_kwargs",
+    "tls_check",
+]
 
 log = logging.getLogger("streamd.kafka")
 
 Delivery = tuple["asyncio.Future[Any]", list[Record]]
 
-_TLS_CHECK_TIMEOUT = 5.0  # seconds for tls_check's handshake with one server
+BATCH_BUILDER_MIN = 64
+"""Records for one partition in one unit from which a batch builder pays off over ``send()``."""
+YIELD_EVERY = 256
+"""Records :meth:`KafkaPublisher.send_many` queues between two yields to the event loop (~2-3 ms;
+``send()`` may yield anyway when a partition's buffer is full, so order across calls was never
+promised by one call; within one partition each call's order is kept)."""
 
 
 def _failed(exc: BaseException) -> asyncio.Future[Any]:
@@ -74,114 +92,6 @@ async def _send_one(producer: AIOKafkaProducer, topic: str, partition: int, r: R
     return future
 
 
-UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError)
-"""Start-up failures that mean "not reached yet", never "reached and refused"."""
-
-
-def _reason(exc: BaseException) -> str:
-    """``Type: message`` once (aiokafka's connection errors already start with their type)."""
-    name, text = type(exc).__name__, str(exc)
-    if not text:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
-
-
-async def _started(kwargs: dict[str, Any]) -> AIOKafkaProducer:
-    """A started producer, or the exception; a producer that did not start is closed."""
-    producer = AIOKafkaProducer(**kwargs)
-    try:
-        await producer.start()
-    except (KafkaError, OSError):
-        await producer.stop()
-        raise
-    except BaseException:  # cancelled mid-connect (a stop during start-up): close it, quietly
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            await producer.stop()
-        raise
-    return producer
-
-
-BATCH_BUILDER_MIN = 64
-"""Records for one partition in one unit from which a batch builder pays off over ``send()``."""
-
-COMPACTED = (AGENT_STATE_TOPIC, QUEUE_METRICS_TOPIC)
-
-
-def client_kwargs(cfg: KafkaConfig, bootstrap: str) -> dict[str, Any]:
-    """Connection settings shared by every aiokafka client."""
-    sec = cfg.security
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
-        "client_id": cfg.client_id,
-        "security_protocol": sec.protocol,
-    }
-    if sec.protocol in ("SSL", "SASL_SSL"):
-        try:
-            context = ssl.create_default_context(cafile=str(sec.ca_file) if sec.ca_file else None)
-            if sec.cert_file:
-                context.load_cert_chain(str(sec.cert_file), str(sec.key_file) if sec.key_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise FatalError(f"kafka.security: cannot load the TLS files: {exc}") from None
-        context.check_hostname = sec.check_hostname
-        kwargs["ssl_context"] = context
-    if sec.protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = sec.sasl_mechanism
-        kwargs["sasl_plain_username"] = sec.username
-        kwargs["sasl_plain_password"] = sec.password.get_secret_value() if sec.password else None
-    return kwargs
-
-
-def producer_kwargs(cfg: KafkaConfig, bootstrap: str, *, embedded: bool) -> dict[str, Any]:
-    """Producer settings: acks, compression, batching, idempotence."""
-    # auto: on for real Kafka with acks=all (Kafka requires it), off for the embedded broker.
-    idempotent = (not embedded and cfg.acks_all) if cfg.idempotence == "auto" else bool(cfg.idempotence)
-    acks: Any = {"all": "all", "1": 1, "0": 0}.get(str(cfg.acks), cfg.acks)
-    if acks == -1:
-        acks = "all"
-    return {
-        **client_kwargs(cfg, bootstrap),
-        "acks": acks,
-        "compression_type": None if cfg.compression == "none" else cfg.compression,
-        "linger_ms": int(cfg.linger * 1000),
-        "max_batch_size": cfg.batch_size,
-        "max_request_size": cfg.max_request_size,
-        "request_timeout_ms": int(cfg.delivery_timeout * 1000),
-        "enable_idempotence": idempotent,
-    }
-
-
-async def tls_check(context: ssl.SSLContext, bootstrap: str) -> None:
-    """Repeat the TLS handshake with each bootstrap server to name why it fails (rule 6).
-
-    Returns quietly when every handshake succeeds or a server does not accept TCP at all (then
-    aiokafka's message is the right one).
-
-    Raises:
-        FatalError: a server's certificate did not verify.
-        PublishError: a handshake failed otherwise, naming the server and the cause.
-    """
-    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
-        host, _, port = server.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        try:
-            with anyio.fail_after(_TLS_CHECK_TIMEOUT):
-                stream = await anyio.connect_tcp(host, int(port), ssl_context=context, tls_hostname=host)
-        except ssl.SSLCertVerificationError as exc:
-            raise FatalError(
-                f"Kafka at {server}: TLS certificate not trusted: {exc.verify_message}"
-            ) from None
-        except ssl.SSLError as exc:
-            raise PublishError(f"Kafka at {server}: TLS handshake failed: {exc}") from None
-        except (anyio.BrokenResourceError, anyio.EndOfStream, ConnectionResetError) as exc:
-            why = type(exc).__name__
-            raise PublishError(
-                f"Kafka at {server}: TLS handshake failed: closed by the server ({why}); a plaintext port?"
-            ) from None
-        except (OSError, TimeoutError, ValueError):
-            continue  # not reachable at all, or no answer to the handshake: aiokafka's message stands
-        await stream.aclose()
-
-
 class KafkaPublisher:
     """Owns the producer; ``send`` returns one delivery future per record."""
 
@@ -190,8 +100,7 @@ class KafkaPublisher:
         self.bootstrap = bootstrap
         self.embedded = embedded
         self._producer: AIOKafkaProducer | None = None
-        self._known_topics: set[str] = set()
-        self._create_refused = False
+        self.topics = TopicCreator(cfg, bootstrap, self._broker_count)
         self._partitions: dict[str, list[int]] = {}
         self._by_key: dict[tuple[str, bytes], int] = {}
 
@@ -202,26 +111,14 @@ class KafkaPublisher:
             FatalError: Kafka stayed unreachable (one clear line, with the time actually waited),
                 or refused an idempotent producer with ``idempotence: true``.
         """
-        what = f"Kafka at {self.bootstrap}"
-        started = anyio.current_time()
-        try:
-            await retry_until(
-                self.connect,
-                within=self.cfg.startup_timeout,
-                what=what,
-                delays=lambda: backoff(0.2, 2.0, 5.0, rng=lambda: 1.0),  # 0.2, 0.4, ... 5 s: no jitter
-            )
-        except FatalError as exc:
-            # retry_until gives up once the next wait would pass the deadline: say how long it was
-            prefix = f"{what} unreachable for {self.cfg.startup_timeout:g}s: "
-            text = str(exc)
-            if not text.startswith(prefix):
-                raise
-            waited = anyio.current_time() - started
-            raise FatalError(
-                f"{what} unreachable: gave up after {waited:.1f}s (kafka.startup_timeout: "
-                f"{self.cfg.startup_timeout:g}s): {text.removeprefix(prefix)}"
-            ) from None
+        await retry_until(
+            self.connect,
+            within=self.cfg.startup_timeout,
+            what=f"Kafka at {self.bootstrap}",
+            setting="kafka.startup_timeout",
+            quiet=("aiokafka",),  # its ERROR per failed attempt is folded into the one line
+            delays=lambda: backoff(0.2, 2.0, 5.0, rng=lambda: 1.0),  # 0.2, 0.4, ... 5 s: no jitter
+        )
 
     async def connect(self) -> None:
         """One attempt to start the producer (rule 2: an idempotent producer refused by the broker
@@ -234,33 +131,33 @@ class KafkaPublisher:
         """
         kwargs = producer_kwargs(self.cfg, self.bootstrap, embedded=self.embedded)
         try:
-            self._producer = await _started(kwargs)
+            self._producer = await started_producer(kwargs)
             return
         except KafkaError as exc:
             context = kwargs.get("ssl_context")
             if isinstance(exc, UNREACHABLE) and isinstance(context, ssl.SSLContext):
                 await tls_check(context, self.bootstrap)  # a TLS cause is named, not "Unable to bootstrap"
             if not kwargs["enable_idempotence"] or exc.retriable or isinstance(exc, UNREACHABLE):
-                raise PublishError(_reason(exc)) from None
+                raise PublishError(reason(exc)) from None
             refused = exc
         except OSError as exc:
-            raise PublishError(_reason(exc)) from None
+            raise PublishError(reason(exc)) from None
         # Connected, but the producer id (InitProducerId) was refused: no idempotence on this broker.
         if self.cfg.idempotence is True:
             raise FatalError(
                 f"Kafka at {self.bootstrap} refused an idempotent producer (InitProducerId: "
-                f"{_reason(refused)}): set kafka.idempotence: false (or auto) for this broker"
+                f"{reason(refused)}): set kafka.idempotence: false (or auto) for this broker"
             )
         try:
-            self._producer = await _started({**kwargs, "enable_idempotence": False})
+            self._producer = await started_producer({**kwargs, "enable_idempotence": False})
         except (KafkaError, OSError) as exc:
-            raise PublishError(_reason(exc)) from None
+            raise PublishError(reason(exc)) from None
         log.warning(
             "Kafka at %s refused an idempotent producer (InitProducerId: %s): publishing with "
             "idempotence off, so a retried send may be written twice (kafka.idempotence: false "
             "states this in the config)",
             self.bootstrap,
-            _reason(refused),
+            reason(refused),
         )
 
     async def stop(self) -> None:
@@ -275,59 +172,8 @@ class KafkaPublisher:
             await self._producer.flush()
 
     async def ensure_topics(self, topics: Iterable[str]) -> None:
-        """Create topics not seen before (compacted for the latest-state topics)."""
-        new = [t for t in topics if t not in self._known_topics]
-        if not new:
-            return
-        self._known_topics.update(new)
-        if not self.cfg.topics.create or self._create_refused:
-            return
-        prefix = self.cfg.topic_prefix
-        admin = AIOKafkaAdminClient(**client_kwargs(self.cfg, self.bootstrap))
-        try:
-            await admin.start()
-            replication = self.cfg.topics.replication_factor or min(3, self._broker_count())
-            specs = [
-                NewTopic(
-                    name=t,
-                    num_partitions=self.cfg.topics.partitions,
-                    replication_factor=replication,
-                    topic_configs={"cleanup.policy": "compact"}
-                    if t.removeprefix(prefix) in COMPACTED
-                    else {},
-                )
-                for t in new
-            ]
-            response = await admin.create_topics(specs)
-        except TopicAlreadyExistsError:
-            return
-        except (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError) as exc:
-            self._known_topics.difference_update(new)  # try again once Kafka is back
-            raise PublishError(f"cannot create topics: {type(exc).__name__}: {exc}") from exc
-        except KafkaError as exc:
-            if exc.retriable:  # e.g. the controller moved: ask again with the next batch
-                self._known_topics.difference_update(new)
-                raise PublishError(f"cannot create topics yet: {type(exc).__name__}: {exc}") from exc
-            self._create_refused = True  # e.g. not authorised to create topics at all
-            log.warning("topic creation refused (%s); relying on the broker's auto-creation", exc)
-            return
-        finally:
-            await admin.close()
-        self._check_created(response)
-
-    def _check_created(self, response: Any) -> None:
-        """Per-topic error codes of a CreateTopics response (aiokafka does not raise them)."""
-        for error in getattr(response, "topic_errors", ()):
-            name, code = error[0], error[1]
-            if code in (0, TopicAlreadyExistsError.errno):
-                continue
-            cls = for_code(code)
-            message = error[2] if len(error) > 2 and error[2] else cls.__name__
-            if cls.retriable:
-                self._known_topics.discard(name)  # asked again with the next batch for it
-                log.info("topic %s not created yet (%s); will retry", name, message)
-            else:  # this topic only: the others may still be created
-                log.warning("topic %s not created (%s); relying on the broker's auto-creation", name, message)
+        """Create topics not seen before (rule 4: :mod:`streamd.publish.kafka_topics`)."""
+        await self.topics.ensure(topics)
 
     def _broker_count(self) -> int:
         if self._producer is None:
@@ -336,7 +182,7 @@ class KafkaPublisher:
 
     def default_topics(self) -> list[str]:
         """Topics every deployment has."""
-        return [self.cfg.topic_prefix + t for t in (*COMPACTED, DEADLETTER_TOPIC)]
+        return self.topics.default_topics()
 
     async def send_many(self, records: Sequence[Record]) -> list[Delivery]:
         """Queue records, keeping their order per partition; one delivery per future.
@@ -366,12 +212,16 @@ class KafkaPublisher:
                     deliveries.append((_failed(exc), [record]))  # e.g. topic not authorised
                     continue
                 groups.setdefault((record.topic, partition), []).append(record)
+            queued = 0
             for (topic, partition), group in groups.items():
                 if len(group) < BATCH_BUILDER_MIN:
                     for r in group:
                         deliveries.append((await _send_one(producer, topic, partition, r), [r]))
                 else:
                     deliveries.extend(await self._send_built(producer, topic, partition, group))
+                if (queued := queued + len(group)) >= YIELD_EVERY:  # a big unit never stalls the loop
+                    queued = 0
+                    await anyio.lowlevel.checkpoint()
         except (KafkaError, AssertionError) as exc:
             # AssertionError: aiokafka's check of a cached partition the topic no longer has
             self._partitions.clear()
@@ -394,6 +244,28 @@ class KafkaPublisher:
             carried.append(r)
         deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
         return deliveries
+
+    def expedite(self) -> None:
+        """Send what lingers now: a durable caller (a webhook POST, a poller) waits for it.
+
+        Closes each partition's open batch and wakes aiokafka's sender, as aiokafka's own
+        ``flush_for_commit`` does (a closed batch does not linger; the next record starts a new
+        one). Push traffic keeps ``kafka.linger``'s batching. It uses aiokafka internals: where
+        they differ (another aiokafka version), batches simply linger as configured.
+        """
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            accumulator = producer._message_accumulator
+            for batches in accumulator._batches.values():
+                if batches:
+                    batches[-1]._builder.close()
+            waiter = accumulator._waiter_future
+        except AttributeError:  # pragma: no cover - another aiokafka
+            return
+        if not waiter.done():
+            waiter.set_result(None)
 
     async def _partition_of(self, producer: AIOKafkaProducer, record: Record) -> int:
         partitions = self._partitions.get(record.topic)

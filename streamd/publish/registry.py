@@ -34,9 +34,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from streamd.config_core import KafkaConfig, SchemaRegistryConfig
-from streamd.errors import FatalError
-from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, QUEUE_METRICS_TOPIC, SOURCE_STATUS_TOPIC
+from streamd.errors import FatalError, TransientError
+from streamd.events import (
+    AGENT_ADHERENCE_TOPIC,
+    AGENT_STATE_TOPIC,
+    DEADLETTER_TOPIC,
+    QUEUE_METRICS_TOPIC,
+    SOURCE_STATUS_TOPIC,
+)
 from streamd.publish.encoding import Encode, confluent_json, encode
+from streamd.retry import backoff
+from streamd.runtime import retry_until
 from streamd.sources.calabrio.models import ACTIVITY_TOPIC, ACTIVITY_TYPE, ADHERENCE_TOPIC, ADHERENCE_TYPE
 
 if TYPE_CHECKING:
@@ -46,6 +54,7 @@ log = logging.getLogger("streamd.registry")
 
 TOPIC_OF_TYPE: dict[str, str] = {
     "streamd.agent.State": AGENT_STATE_TOPIC,
+    "streamd.agent.Adherence": AGENT_ADHERENCE_TOPIC,
     "streamd.queue.Metric": QUEUE_METRICS_TOPIC,
     "streamd.deadletter": DEADLETTER_TOPIC,
     "streamd.source.Gap": SOURCE_STATUS_TOPIC,
@@ -143,7 +152,7 @@ def client_conf(cfg: SchemaRegistryConfig) -> dict[str, Any]:
     return conf
 
 
-class _Unreachable(Exception):
+class _Unreachable(TransientError):
     """The registry did not answer, or answered 5xx: worth another attempt."""
 
 
@@ -169,24 +178,20 @@ async def register(kafka: KafkaConfig, vendors: Iterable[str] | None = None) -> 
         client = AsyncSchemaRegistryClient(client_conf(cfg))
     except (ValueError, TypeError, OSError, ssl.SSLError) as exc:
         raise FatalError(f"kafka.schema_registry: {exc}") from None
+
+    async def register_missing() -> None:
+        for subject, schema in subjects.items():
+            if subject not in ids:
+                ids[subject] = await _register_one(client, subject, schema)
+
     try:
-        deadline = anyio.current_time() + cfg.startup_timeout
-        delay = 0.5
-        while True:
-            try:
-                for subject, schema in subjects.items():
-                    if subject not in ids:
-                        ids[subject] = await _register_one(client, subject, schema)
-                break
-            except _Unreachable as exc:
-                if anyio.current_time() + delay > deadline:
-                    raise FatalError(
-                        f"schema registry {cfg.url} unreachable for {cfg.startup_timeout:g}s "
-                        f"(kafka.schema_registry.startup_timeout): {exc}"
-                    ) from None
-                log.warning("schema registry %s: %s; retrying in %gs", cfg.url, exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await retry_until(  # rule 4: one line when it gives up, with the time really waited
+            register_missing,
+            within=cfg.startup_timeout,
+            what=f"schema registry {cfg.url}",
+            setting="kafka.schema_registry.startup_timeout",
+            delays=lambda: backoff(0.5, 2.0, 5.0, rng=lambda: 1.0),  # 0.5, 1, 2, 4, 5 s ...
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await client.aclose()

@@ -80,7 +80,7 @@ def build_routes(
         if not authorized(request, token):
             return _unauthorized()
         flt = Filter.parse(request.query_params.multi_items())
-        body = await encode_snapshot(hub, hub.freeze(flt))  # in slices: the loop keeps running
+        body = await encode_snapshot(hub.freeze(flt))  # in slices: the loop keeps running
         return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def stream(request: Request) -> Response:

@@ -15,6 +15,8 @@ Rules:
    (the stale markers; a restarted daemon knows at once which sources have been silent).
 4. :func:`feed_session` is one plain session: it raises on any failure (Kafka down, a bug) and
    never retries; whoever runs it does (the feed is auxiliary: it never stops the daemon).
+5. A read of up to 5,000 records is applied in slices of :data:`APPLY_SLICE`, yielding to the
+   event loop between them: a backlog (start-up, after an outage) never stalls the loop.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 from anyio.abc import TaskStatus
 
@@ -40,6 +43,9 @@ from streamd.telemetry import count_error
 from streamd.wallboard.hub import StateHub
 
 log = logging.getLogger("streamd.wallboard")
+
+APPLY_SLICE = 500
+"""Records applied to the hub between two yields to the event loop (~5-10 ms; rule 5)."""
 
 
 class DecodeError(NormalizationError):
@@ -182,8 +188,10 @@ async def feed_session(
                     log.info("wallboard feed reading %s", ", ".join(added))
                     connected()
             records = await reader.read(wait=min(poll_interval, 1.0), max_records=5000)
-            for r in records:
+            for i, r in enumerate(records, 1):
                 apply_record(hub, kinds[r.topic], r.key, r.value, r.headers, r.timestamp_ms)
+                if i % APPLY_SLICE == 0:  # a backlog (start, after an outage) never stalls the loop
+                    await anyio.lowlevel.checkpoint()
 
 
 def feed_job(

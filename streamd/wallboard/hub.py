@@ -21,18 +21,19 @@ Rules:
 6. An agent state without ``since`` gets one: the previous ``since`` when the state did not
    change, else the time the change was observed (the Kafka record time), so time-in-state ticks.
 7. The event loop never waits on a big board: :meth:`StateHub.freeze` takes the state at once
-   (a copy of the value lists, ~1 ms for 50,000 agents; the values are immutable), and
-   :func:`encode_snapshot` filters and encodes it in slices, yielding to the loop between them.
-   The encoded lists are cached per filter until the next change, so clients reconnecting
-   together cost one encoding.
+   (a copy of the value lists, ~1 ms for 50,000 agents; the values are immutable), encoded in
+   slices by :mod:`streamd.wallboard.snapshot`, once per filter for every client that needs it.
+   A live-feed client (``freeze(flt, behind=...)``) may get the last encoding while at most
+   ``snapshot_reuse`` changes are newer (and still in the replay buffer), then those changes as
+   deltas: a busy board is encoded once per batch of changes, not once per change and client.
+   ``GET /api/v1/state`` (no deltas) always gets the current state.
 8. Sources: every record read counts as news from its source (:meth:`StateHub.touch`, the Kafka
    record time: when it was published, not the vendor's event time), even when it changed
    nothing. :meth:`StateHub.sync` (once a second, from the plugin) turns that and the daemon's
-   component states into :class:`SourceStatus` changes (kind ``source``, key the source name):
-   the state when this daemon runs the source, ``None`` when another producer does, and
-   ``last_update`` moved on at most every ``min(5 s, stale_after / 10)``, so a busy source costs
-   one change per few seconds, never one per record. The wallboard feed's own state is one
-   :class:`FeedStatus` (kind ``feed``). At most :data:`MAX_SOURCES` sources are tracked.
+   component states into :class:`SourceStatus` changes (kind ``source``, key the source name;
+   see :mod:`streamd.wallboard.sources`: a busy source costs one change per few seconds, never
+   one per record). The wallboard feed's own state is one :class:`FeedStatus` (kind ``feed``).
+   At most :data:`MAX_SOURCES` sources are tracked.
 
 Memory: about 600 bytes per agent with typical ids and names (``bench/wallboard_memory.py``
 measured 580: 50,000 agents add ~28 MB RSS over an empty hub, 70 MB in all).
@@ -42,26 +43,46 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import sys
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import anyio
-import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client import Counter, Gauge
-from pydantic import Field
 
 from streamd.events import AgentState, QueueMetric, utcnow
-from streamd.publish.encoding import dumps
-from streamd.telemetry import REGISTRY, Component, ComponentState, count_error
+from streamd.telemetry import REGISTRY, Component
+from streamd.wallboard.fanout import CLIENTS, CLIENTS_DROPPED, Change, Subscription, delta_json
+from streamd.wallboard.model import (
+    ALL,
+    FeedStatus,
+    Filter,
+    Kind,
+    SourceStatus,
+    Value,
+    agent_key,
+    interned,
+    metric_key,
+)
+from streamd.wallboard.snapshot import SLICE, Frozen, Lists, encode_snapshot, snapshot_parts
+from streamd.wallboard.sources import MAX_SOURCES, note_record, status_changes
 
-Kind = Literal["agent", "metric", "source", "feed"]
-MAX_SOURCES = 1024
-"""Sources tracked at most (rule 8); the records of further ones still update the board."""
+__all__ = [  # re-exported: imported from here by the other wallboard modules and the tests
+    "CLIENTS_DROPPED",
+    "ENTRIES",
+    "EVICTED",
+    "MAX_SOURCES",
+    "SLICE",
+    "FeedStatus",
+    "Filter",
+    "Frozen",
+    "SourceStatus",
+    "StateHub",
+    "Subscription",
+    "delta_json",
+    "encode_snapshot",
+    "snapshot_parts",
+]
 
 EVICTED = Counter(
     "streamd_wallboard_evicted",
@@ -69,173 +90,9 @@ EVICTED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
-CLIENTS_DROPPED = Counter(
-    "streamd_wallboard_clients_dropped",
-    "Live-feed clients dropped because they did not keep up.",
-    registry=REGISTRY,
-)
-CLIENTS = Gauge("streamd_wallboard_clients", "Live-feed clients connected.", registry=REGISTRY)
 ENTRIES = Gauge(
     "streamd_wallboard_entries", "Entries held by the wallboard hub.", ["kind"], registry=REGISTRY
 )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SourceStatus:
-    """One source as the board sees it (rule 8)."""
-
-    source: Annotated[str, Field(description="The source name.")]
-    state: Annotated[
-        ComponentState | None,
-        Field(description="Its state when this daemon runs it (as in /readyz); null when another does."),
-    ] = None
-    detail: Annotated[
-        str, Field(description="Why it is in that state (e.g. the error of a failed source).")
-    ] = ""
-    last_update: Annotated[
-        datetime | None,
-        Field(description="When the last record of this source was published (null: none seen)."),
-    ] = None
-    stale_after: Annotated[
-        float, Field(description="Seconds without a record after which its data is shown as stale.")
-    ] = 120.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedStatus:
-    """The wallboard's own Kafka feed: while it is not running, nothing on the board moves."""
-
-    state: Annotated[ComponentState, Field(description="The feed's state (as in /readyz).")]
-    detail: Annotated[str, Field(description="Why it is in that state.")] = ""
-
-
-Value = AgentState | QueueMetric | SourceStatus | FeedStatus
-
-
-def agent_key(agent: AgentState) -> str:
-    """The key of an agent (as on the ``agent-state`` topic)."""
-    return f"{agent.source}:{agent.agent_id}"
-
-
-def metric_key(metric: QueueMetric) -> str:
-    """The key of a queue metric (as on the ``queue-metrics`` topic)."""
-    return f"{metric.source}:{metric.queue_id}:{metric.metric}"
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """Which entries a client wants; an empty set means "all"."""
-
-    sources: frozenset[str] = frozenset()
-    queues: frozenset[str] = frozenset()
-    states: frozenset[str] = frozenset()
-
-    @classmethod
-    def parse(cls, params: Iterable[tuple[str, str]]) -> Filter:
-        """From query parameters: ``source``, ``queue``, ``state``, repeated or comma-separated."""
-        found: dict[str, set[str]] = {"source": set(), "queue": set(), "state": set()}
-        for name, value in params:
-            if name in found:
-                found[name].update(v.strip() for v in value.split(",") if v.strip())
-        return cls(frozenset(found["source"]), frozenset(found["queue"]), frozenset(found["state"]))
-
-    def matches(self, value: Value | None) -> bool:
-        """Whether ``value`` is wanted (``None`` never is; the feed's status always is)."""
-        if value is None:
-            return False
-        if isinstance(value, FeedStatus):
-            return True
-        if self.sources and value.source not in self.sources:
-            return False
-        if isinstance(value, AgentState):
-            if self.states and value.state.value not in self.states:
-                return False
-            return not self.queues or not self.queues.isdisjoint(value.queue_ids)
-        if isinstance(value, SourceStatus):
-            return True
-        return not self.queues or value.queue_id in self.queues
-
-
-ALL = Filter()
-
-
-class Change:
-    """One numbered change: ``value`` is the new value, ``None`` when the entry is gone."""
-
-    __slots__ = ("_payload", "key", "kind", "prev", "seq", "value")
-
-    def __init__(
-        self,
-        seq: int,
-        kind: Kind,
-        key: str,
-        value: Value | None,
-        prev: Value | None,
-    ) -> None:
-        self.seq, self.kind, self.key, self.value, self.prev = seq, kind, key, value, prev
-        self._payload: bytes | None = None
-
-    def payload(self) -> bytes:
-        """The JSON delta (encoded once, shared by every client)."""
-        if self._payload is None:
-            self._payload = delta_json(self.seq, self.kind, self.key, self.value)
-        return self._payload
-
-    def for_filter(self, flt: Filter) -> bytes | None:
-        """The delta a client with ``flt`` should see: the change, a removal, or nothing."""
-        if flt is ALL or flt.matches(self.value):
-            return self.payload()
-        if flt.matches(self.prev):  # it was on the client's board and no longer belongs there
-            return delta_json(self.seq, self.kind, self.key, None)
-        return None
-
-
-def delta_json(seq: int, kind: Kind, key: str, value: Value | None) -> bytes:
-    """``{"seq", "kind", "key", "value"}`` as JSON."""
-    return dumps({"seq": seq, "kind": kind, "key": key, "value": value})
-
-
-class Subscription:
-    """One client's bounded buffer of deltas: read ``receive``; ``with`` it (or ``release()``)."""
-
-    def __init__(self, hub: StateHub, flt: Filter, size: int) -> None:
-        self.hub = hub
-        self.filter = flt
-        self.dropped = False
-        self._send: MemoryObjectSendStream[tuple[int, bytes]]
-        self.receive: MemoryObjectReceiveStream[tuple[int, bytes]]
-        self._send, self.receive = anyio.create_memory_object_stream[tuple[int, bytes]](size)
-
-    def offer(self, change: Change) -> None:
-        """Queue ``change`` if this client wants it; drop the client when its buffer is full."""
-        payload = change.for_filter(self.filter)
-        if payload is None:
-            return
-        try:
-            self._send.send_nowait((change.seq, payload))
-        except anyio.WouldBlock:
-            self.dropped = True
-            CLIENTS_DROPPED.inc()
-            self.close()
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.close()
-
-    def close(self) -> None:
-        """End the stream (the client sees the end after what is already buffered)."""
-        if self.hub._subscribers.pop(id(self), None) is not None:
-            CLIENTS.dec()
-        self._send.close()
-
-    def release(self) -> None:
-        """Detach and discard whatever is buffered (the reader is done)."""
-        self.close()
-        self.receive.close()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 class StateHub:
@@ -248,6 +105,7 @@ class StateHub:
         max_metrics: int = 100_000,
         replay: int = 4096,
         client_buffer: int = 256,
+        snapshot_reuse: int = 1024,
         stale_after: float = 120.0,
         stale_after_per_source: Mapping[str, float] | None = None,
     ) -> None:
@@ -260,7 +118,8 @@ class StateHub:
         self.metrics: OrderedDict[str, QueueMetric] = OrderedDict()
         self._replay: deque[Change] = deque(maxlen=replay)
         self._subscribers: dict[int, Subscription] = {}
-        self._encoded: dict[Filter, tuple[int, bytes]] = {}  # filter -> (seq, encoded lists)
+        self.snapshot_reuse = min(snapshot_reuse, replay // 2)
+        self._lists: dict[Filter, Lists] = {}  # filter -> the latest encoding (rule 7)
         self.closed = False
         self.stale_after = stale_after
         self.stale_after_per_source = dict(stale_after_per_source or {})
@@ -279,17 +138,10 @@ class StateHub:
         if agent.since is None:
             since = prev.since if prev is not None and prev.state is agent.state else None
             agent = dataclasses.replace(agent, since=since or observed or utcnow())
-        agent = _interned(agent)
+        agent = interned(agent)
         if prev == agent:
             return False
-        self.agents[key] = agent
-        self.agents.move_to_end(key)
-        self._publish("agent", key, agent, prev)
-        while len(self.agents) > self.max_agents:
-            old_key, old = self.agents.popitem(last=False)
-            EVICTED.labels("agent").inc()
-            self._publish("agent", old_key, None, old)
-        ENTRIES.labels("agent").set(len(self.agents))
+        self._store("agent", self.agents, self.max_agents, key, agent, prev)
         return True
 
     def update_metric(self, metric: QueueMetric, *, key: str | None = None) -> bool:
@@ -298,15 +150,21 @@ class StateHub:
         prev = self.metrics.get(key)
         if prev == metric:
             return False
-        self.metrics[key] = metric
-        self.metrics.move_to_end(key)
-        self._publish("metric", key, metric, prev)
-        while len(self.metrics) > self.max_metrics:
-            old_key, old = self.metrics.popitem(last=False)
-            EVICTED.labels("metric").inc()
-            self._publish("metric", old_key, None, old)
-        ENTRIES.labels("metric").set(len(self.metrics))
+        self._store("metric", self.metrics, self.max_metrics, key, metric, prev)
         return True
+
+    def _store(
+        self, kind: Kind, table: OrderedDict[str, Any], bound: int, key: str, value: Value, prev: Value | None
+    ) -> None:
+        """Store ``value`` as the newest entry, evicting the oldest beyond ``bound`` (rule 2)."""
+        table[key] = value
+        table.move_to_end(key)
+        self._publish(kind, key, value, prev)
+        while len(table) > bound:
+            old_key, old = table.popitem(last=False)
+            EVICTED.labels(kind).inc()
+            self._publish(kind, old_key, None, old)
+        ENTRIES.labels(kind).set(len(table))
 
     def remove(self, kind: Kind, key: str) -> bool:
         """Forget an entry (a tombstone on the compacted topic); True when it existed."""
@@ -320,14 +178,7 @@ class StateHub:
 
     def touch(self, source: str, when: datetime) -> None:
         """Note a record of ``source`` published at ``when`` (rule 8; cheap: every record calls it)."""
-        seen = self._seen.get(source)
-        if seen is None:
-            if len(self._seen) >= MAX_SOURCES:
-                count_error("wallboard", "sources", "too_many_sources")
-                return
-            self._seen[source] = when
-        elif when > seen:
-            self._seen[source] = when
+        note_record(self._seen, source, when)
 
     def sync(self, components: Mapping[str, Component] | None = None) -> int:
         """Publish what changed about the sources and the feed (rule 8); returns how many changes.
@@ -336,41 +187,23 @@ class StateHub:
             components: the daemon's components (``Health.components``); those of kind ``source``
                 give their state, the one of kind ``feed`` the feed's. ``None`` keeps the states.
         """
-        now = utcnow()
-        local: dict[str, Component] = {}
-        changes = 0
-        for name, component in (components or {}).items():
-            if component.kind == "source":
-                local[name] = component
-            elif component.kind == "feed":
-                feed = FeedStatus(state=component.state, detail=component.detail)
-                if feed != self.feed:
-                    prev, self.feed = self.feed, feed
-                    self._publish("feed", "feed", feed, prev)
-                    changes += 1
-        for name in [*local, *(n for n in self._seen if n not in local)]:
-            prev_status = self.sources.get(name)
-            stale_after = self.stale_after_per_source.get(name, self.stale_after)
-            last = prev_status.last_update if prev_status else None
-            seen = self._seen.get(name)
-            if seen is not None:
-                seen = min(seen, now)
-                if last is None or (seen - last).total_seconds() >= min(5.0, stale_after / 10):
-                    last = seen
-            if components is None:
-                state, detail = (prev_status.state, prev_status.detail) if prev_status else (None, "")
-            elif name in local:
-                state, detail = local[name].state, local[name].detail
-            else:
-                state, detail = None, ""
-            status = SourceStatus(
-                source=name, state=state, detail=detail, last_update=last, stale_after=stale_after
-            )
-            if status != prev_status:
-                self.sources[name] = status
-                self._publish("source", name, status, prev_status)
-                changes += 1
-        return changes
+        feeds, statuses = status_changes(
+            components,
+            sources=self.sources,
+            feed=self.feed,
+            seen=self._seen,
+            stale_after=self.stale_after,
+            stale_after_per_source=self.stale_after_per_source,
+            now=utcnow(),
+        )
+        for feed in feeds:
+            prev, self.feed = self.feed, feed
+            self._publish("feed", "feed", feed, prev)
+        for status in statuses:
+            prev_status = self.sources.get(status.source)
+            self.sources[status.source] = status
+            self._publish("source", status.source, status, prev_status)
+        return len(feeds) + len(statuses)
 
     def _publish(
         self,
@@ -408,20 +241,29 @@ class StateHub:
             "metrics": metrics,
         }
 
-    def freeze(self, flt: Filter = ALL) -> Frozen:
-        """The state as of now, to encode later without blocking the loop (rule 7)."""
-        cached = self._encoded.get(flt)
-        sources = [s for s in self.sources.values() if flt.matches(s)]
-        if cached is not None and cached[0] == self.seq:
-            return Frozen(self.event_id, self.seq, flt, sources, self.feed, [], [], cached[1])
-        agents, metrics = list(self.agents.values()), list(self.metrics.values())
-        return Frozen(self.event_id, self.seq, flt, sources, self.feed, agents, metrics)
+    def freeze(self, flt: Filter = ALL, *, behind: int = 0) -> Frozen:
+        """The state as of now, to encode later without blocking the loop (rule 7).
 
-    def remember(self, frozen: Frozen, lists: bytes) -> None:
-        """Keep ``frozen``'s encoded lists while nothing changes (a few filters at most)."""
-        if len(self._encoded) >= 16:
-            self._encoded.clear()
-        self._encoded[frozen.flt] = (frozen.seq, lists)
+        Args:
+            behind: how many changes the agents and metrics may lag behind now (the live feed
+                sends them as deltas: ``since(frozen.id)``); 0 for the current state. The
+                sources and the feed are always current.
+        """
+        sources = [s for s in self.sources.values() if flt.matches(s)]
+        lists = self._lists.get(flt)
+        if lists is None or not self._reusable(lists, behind):
+            if lists is None and len(self._lists) >= 16:  # a few filters at most
+                self._lists.clear()
+            lists = Lists(self.seq, flt, list(self.agents.values()), list(self.metrics.values()))
+            self._lists[flt] = lists
+        return Frozen(f"{self.epoch}.{lists.seq}", lists.seq, flt, sources, self.feed, lists)
+
+    def _reusable(self, lists: Lists, behind: int) -> bool:
+        if lists.seq == self.seq:
+            return True
+        if self.seq - lists.seq > min(behind, self.snapshot_reuse):
+            return False
+        return bool(self._replay) and self._replay[0].seq <= lists.seq + 1  # the deltas are there
 
     def since(self, event_id: str | None) -> list[Change] | None:
         """The changes after ``event_id``, or None when they cannot be replayed (send a snapshot)."""
@@ -441,7 +283,7 @@ class StateHub:
 
     def subscribe(self, flt: Filter = ALL, size: int | None = None) -> Subscription:
         """A new subscriber receiving every change from now on (``release()`` it when done)."""
-        sub = Subscription(self, flt, size or self.client_buffer)
+        sub = Subscription(self._subscribers, flt, size or self.client_buffer)
         if self.closed:  # stopping: the stream ends right after what the caller sends first
             sub.close()
             return sub
@@ -463,62 +305,3 @@ class StateHub:
     def __iter__(self) -> Iterator[AgentState | QueueMetric]:
         yield from self.agents.values()
         yield from self.metrics.values()
-
-
-@dataclass(frozen=True, slots=True)
-class Frozen:
-    """The hub's state at one moment (:meth:`StateHub.freeze`)."""
-
-    id: str
-    seq: int
-    flt: Filter
-    sources: list[SourceStatus]
-    feed: FeedStatus | None
-    agents: list[AgentState]
-    metrics: list[QueueMetric]
-    encoded: bytes | None = None
-    """The encoded ``"agents":[...],"metrics":[...]`` part, when the hub had it cached."""
-
-
-SLICE = 2000
-"""Entries filtered and encoded between two yields to the event loop (~2-4 ms)."""
-
-
-async def encode_snapshot(hub: StateHub, frozen: Frozen) -> bytes:
-    """The JSON snapshot of ``frozen`` (``id``, ``seq``, ``now``, ``sources``, ``feed``, ``agents``,
-    ``metrics``), built in slices so the event loop keeps running (rule 7)."""
-    lists = frozen.encoded
-    if lists is None:
-        agents = await _encode_list(frozen.agents, frozen.flt)
-        metrics = await _encode_list(frozen.metrics, frozen.flt)
-        lists = b'"agents":' + agents + b',"metrics":' + metrics
-        hub.remember(frozen, lists)
-    head = dumps(
-        {"id": frozen.id, "seq": frozen.seq, "now": utcnow(), "sources": frozen.sources, "feed": frozen.feed}
-    )
-    return head[:-1] + b"," + lists + b"}"
-
-
-async def _encode_list(values: list[Any], flt: Filter) -> bytes:
-    parts: list[bytes] = []
-    for start in range(0, len(values), SLICE):
-        chunk = values[start : start + SLICE]
-        if flt is not ALL:
-            chunk = [v for v in chunk if flt.matches(v)]
-        if chunk:
-            parts.append(dumps(chunk)[1:-1])
-        if len(values) > SLICE:
-            await anyio.lowlevel.checkpoint()
-    return b"[" + b",".join(parts) + b"]"
-
-
-def _interned(agent: AgentState) -> AgentState:
-    """Share the low-cardinality strings between agents (saves ~150 bytes per agent)."""
-    return dataclasses.replace(
-        agent,
-        vendor=sys.intern(agent.vendor),
-        source=sys.intern(agent.source),
-        vendor_state=sys.intern(agent.vendor_state) if agent.vendor_state else agent.vendor_state,
-        reason_code=sys.intern(agent.reason_code) if agent.reason_code else agent.reason_code,
-        queue_ids=tuple(sys.intern(q) for q in agent.queue_ids),
-    )

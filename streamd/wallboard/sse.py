@@ -4,11 +4,17 @@ Rules:
 
 1. A ``snapshot`` event first, then one ``delta`` event per change, each with id
    ``{epoch}.{seq}``. A client resuming with ``Last-Event-ID`` gets exactly the deltas it missed
-   while they are in the replay buffer (then ``resumed``), else a fresh snapshot. A ``ping`` event
-   every ``heartbeat`` keeps proxies open and lets the page notice a dead connection.
+   while they are in the replay buffer (then ``resumed``), else a snapshot. The snapshot may be
+   the hub's last encoding, up to ``snapshot_reuse`` changes old: the deltas since follow it at
+   once, in the same write (so 20 clients reconnecting together cost one encoding, see
+   :mod:`streamd.wallboard.hub` rule 7). A ``ping`` event every ``heartbeat`` keeps proxies open
+   and lets the page notice a dead connection.
 2. Each stream reads from its own bounded buffer (see :mod:`streamd.wallboard.hub`): a client that
    falls behind is dropped and its stream ends; it reconnects and resumes. A closed connection
    ends the stream at once; so does the daemon stopping (the hub is closed first).
+3. A snapshot is written in slices of :data:`WRITE_SLICE` bytes, each waiting for the server's
+   flow control: a 10 MB board is never copied whole on the event loop (once per client by the
+   HTTP framing, once more into the socket buffer), and a slow reader holds one slice, not all.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from streamd.publish.encoding import dumps
-from streamd.wallboard.hub import Filter, Frozen, StateHub, Subscription, encode_snapshot
+from streamd.wallboard.hub import Filter, Frozen, StateHub, Subscription, snapshot_parts
 
 SSE_RETRY_MS = 1000
+WRITE_SLICE = 256 * 1024
+"""Bytes of a snapshot handed to the server at once (rule 3)."""
 
 
 def sse(event: str | None, data: bytes, event_id: str | None = None) -> bytes:
@@ -69,12 +77,21 @@ class EventStream(Response):
             self.sub.release()
 
     async def _stream(self, send: Send) -> None:
-        parts = [
-            sse("snapshot", await encode_snapshot(self.hub, p), p.id) if isinstance(p, Frozen) else p
-            for p in self.first
-        ]
-        first = b"".join([*parts, self.ping])
-        await send({"type": "http.response.body", "body": first, "more_body": True})
+        pending: list[bytes] = []
+        for p in self.first:
+            if not isinstance(p, Frozen):
+                pending.append(p)
+                continue
+            head, comma, lists, tail = await snapshot_parts(p)
+            pending += [b"id: " + p.id.encode() + b"\nevent: snapshot\ndata: ", head, comma]
+            await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+            pending = [tail, b"\n\n"]
+            view = memoryview(lists)  # the hub's shared bytes, written in slices (rule 3)
+            for start in range(0, len(view), WRITE_SLICE):
+                body = bytes(view[start : start + WRITE_SLICE])
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        pending.append(self.ping)
+        await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
         receive = self.sub.receive
         while True:
             item: tuple[int, bytes] | None = None
@@ -101,7 +118,12 @@ def open_stream(hub: StateHub, flt: Filter, last_event_id: str | None, heartbeat
     missed = hub.since(last_event_id)
     first: list[bytes | Frozen] = [f"retry: {SSE_RETRY_MS}\n".encode()]
     if missed is None:
-        first.append(hub.freeze(flt))  # encoded in slices once the response starts
+        frozen = hub.freeze(flt, behind=hub.snapshot_reuse)  # encoded once the response starts
+        first.append(frozen)
+        for change in hub.since(frozen.id) or ():  # what changed since that encoding
+            payload = change.for_filter(flt)
+            if payload is not None:
+                first.append(sse("delta", payload, f"{hub.epoch}.{change.seq}"))
     else:
         for change in missed:
             payload = change.for_filter(flt)

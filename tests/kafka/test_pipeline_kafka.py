@@ -153,3 +153,26 @@ async def test_cancelled_pipeline_spools_what_it_holds(tmp_path: Path) -> None:
     reopened = Spool(tmp_path / "spool.db")
     assert reopened.count == 60  # durable: the next start drains them
     reopened.close()
+
+
+async def test_a_durable_emit_does_not_wait_for_the_linger_a_push_batch_does() -> None:
+    """``await emit`` (a webhook answering once durable) is sent at once; with a 60 s linger it
+    would wait until ``spool_after`` took Kafka for silent and spooled it. A push batch queued
+    before it rides along in the same send."""
+    async with (
+        EmbeddedBroker() as bootstrap,
+        kafka_publisher(bootstrap, linger="60s", idempotence=False) as pub,
+    ):
+        await pub.ensure_topics(["it.urgent"])
+        spool = Spool(":memory:")
+        pipeline = Pipeline(pub, spool, "it.")
+        emit = pipeline.emitter("s1")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.run)
+            with anyio.fail_after(20):
+                await emit.push(_events(3, topic="urgent"))
+                await emit(_events(2, topic="urgent", source="s2"))
+            assert spool.count == 0  # acknowledged by Kafka, not spooled for want of an answer
+            await emit.aclose()
+        got = await anyio.to_thread.run_sync(read_back, bootstrap, "it.urgent", 5)
+    assert len(got) == 5

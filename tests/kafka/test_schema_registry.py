@@ -86,18 +86,20 @@ async def test_new_subjects_are_checked_then_registered_and_reused_on_the_next_s
         ids = await registry.register(config, {"calabrio"})
         subjects = sorted(fake.subjects)
         assert subjects == [
+            "streamd.agent-adherence-value",
             "streamd.agent-state-value",
             "streamd.calabrio.adherence-value",
             "streamd.calabrio.agent-state-value",
+            "streamd.calabrio.reference-value",
             "streamd.deadletter-value",
             "streamd.queue-metrics-value",
             "streamd.source-status-value",
         ]
         assert ids == {s.removesuffix("-value"): fake.subjects[s][0] for s in subjects}
-        first = "/subjects/streamd.agent-state-value"
+        first = "/subjects/streamd.agent-adherence-value"
         assert fake.calls[:3] == [
             ("POST", first),
-            ("POST", "/compatibility/subjects/streamd.agent-state-value/versions/latest"),
+            ("POST", "/compatibility/subjects/streamd.agent-adherence-value/versions/latest"),
             ("POST", first + "/versions"),
         ]
         fake.calls.clear()
@@ -138,6 +140,7 @@ async def test_a_registry_down_at_start_is_retried_then_fails_with_one_line() ->
     async with serving_registry(fake) as url:
         ids = await registry.register(kafka_config(url), ())  # 503 three times, then served
         assert set(ids) == {
+            "streamd.agent-adherence",
             "streamd.agent-state",
             "streamd.queue-metrics",
             "streamd.deadletter",
@@ -146,7 +149,8 @@ async def test_a_registry_down_at_start_is_retried_then_fails_with_one_line() ->
 
         fake.unavailable = 10**6
         with pytest.raises(
-            FatalError, match=r"unreachable for 1s \(kafka\.schema_registry\.startup_timeout\)"
+            FatalError,
+            match=r"unreachable: gave up after \d+\.\ds \(kafka\.schema_registry\.startup_timeout: 1s, \d+ attempts\)",
         ):
             await registry.register(kafka_config(url, startup_timeout="1s"), ())
 

@@ -137,5 +137,7 @@ def test_canonical_ids_do_not_depend_on_a_shared_time_object() -> None:
     other = datetime(2026, 11, 24, 12, 30, 6, tzinfo=UTC)
     state = AgentState(vendor="v", source="s", agent_id="1", state=State.BUSY)
     a, b = state.to_event(time=WHEN), state.to_event(time=WHEN.replace())
-    assert a.id == b.id == stable_id("s:1", State.BUSY, None, None, WHEN.isoformat())
-    assert state.to_event(time=other).id == stable_id("s:1", State.BUSY, None, None, other.isoformat())
+    assert a.id == b.id == stable_id("s:1", State.BUSY, None, None, WHEN.isoformat(), None, None)
+    assert state.to_event(time=other).id == stable_id(
+        "s:1", State.BUSY, None, None, other.isoformat(), None, None
+    )

@@ -12,7 +12,7 @@ from streamd.publish.kafka import KafkaPublisher, producer_kwargs
 
 def test_per_topic_errors_retry_or_give_up_for_that_topic_only(caplog: pytest.LogCaptureFixture) -> None:
     pub = KafkaPublisher(KafkaConfig(bootstrap_servers="k:9092"), "k:9092", embedded=False)
-    pub._known_topics.update({"p.ok", "p.exists", "p.later", "p.denied"})
+    pub.topics.known.update({"p.ok", "p.exists", "p.later", "p.denied"})
     response = SimpleNamespace(
         topic_errors=[
             ("p.ok", 0, None),
@@ -21,9 +21,9 @@ def test_per_topic_errors_retry_or_give_up_for_that_topic_only(caplog: pytest.Lo
             ("p.denied", 29, "not authorised"),  # TOPIC_AUTHORIZATION_FAILED
         ]
     )
-    pub._check_created(response)
-    assert pub._known_topics == {"p.ok", "p.exists", "p.denied"}  # p.later is asked again
-    assert not pub._create_refused  # other topics may still be created
+    pub.topics.check_created(response)
+    assert pub.topics.known == {"p.ok", "p.exists", "p.denied"}  # p.later is asked again
+    assert not pub.topics.refused  # other topics may still be created
     assert "topic p.denied not created (not authorised)" in caplog.text
 
 

@@ -170,3 +170,23 @@ async def test_units_in_flight_when_kafka_goes_silent_are_spooled_together() -> 
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
     await emit.aclose()
+
+
+async def test_a_record_over_the_limit_only_with_its_headers_is_dead_lettered() -> None:
+    """The size check counts the key twice (it is ``ce_subject`` too) and every header: a value
+    under ``max_record_bytes`` whose record is not goes to the dead-letter topic."""
+    kafka = AckingKafka()
+    pipeline = Pipeline(kafka, Spool(":memory:"), "p.", max_record_bytes=10_000)
+    long_key = "s:" + "k" * 700
+    fits = Event(topic="t", type="x.t.E", source="s", key="s:1", data={"v": "x" * 8_000})
+    over = Event(topic="t", type="x.t.E", source="s", key=long_key, data={"v": "x" * 8_500})
+    deviating = Event(topic="t", type="x.t.E", source="s", key="s:2", data={"v": "x" * 9_000},
+                      deviations=("$." + "d" * 500,) * 2)  # fmt: skip
+    emit = pipeline.emitter("s")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pipeline.run)
+        await emit([fits, over, deviating])
+        await emit.aclose()
+    assert len(orjson.loads(kafka.sent[0].value)["v"]) == 8_000
+    assert [r.topic for r in kafka.sent] == ["p.t", "p.deadletter", "p.deadletter"]
+    assert [orjson.loads(r.value)["error_type"] for r in kafka.sent[1:]] == ["record_too_large"] * 2

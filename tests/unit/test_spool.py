@@ -99,3 +99,29 @@ def test_max_bytes_bounds_the_file_on_disk_and_draining_gives_it_back(tmp_path: 
     spool.append(_with_big_headers(50))  # and it takes records again
     spool.close()
     assert Spool(path).bytes == spool.bytes  # the count survives a reopen
+
+
+def test_headers_are_stored_exactly_whatever_is_cached(tmp_path: Path) -> None:
+    """Shared header pairs are encoded once (a cache); the stored bytes are those of encoding each
+    record's pairs, and every record reads back with its own headers (quotes, non-ASCII, ids)."""
+    import orjson
+
+    from streamd.events import Event
+    from streamd.publish import spool as spool_module
+    from streamd.publish.encoding import encode
+
+    events = [
+        Event(topic="t", type="x.t.E", source="s", key=key, data={"i": i}, deviations=dev)
+        for i, (key, dev) in enumerate([("s:1", ()), ('s:"quoted"\\', ()), ("s:ünï", ("$.a",)), ("s:1", ())])
+    ]
+    records = [encode(e, "p.") for e in events]
+    for record in records:
+        assert spool_module._headers(record) == orjson.dumps([[k, v.decode()] for k, v in record.headers])
+    spool = Spool(tmp_path / "s.db")
+    spool.append(records)
+    spool.write_ahead(records)
+    assert [r for _, r in spool.peek(10)] == records
+    spool.close()
+    again = Spool(tmp_path / "s.db")  # the write-ahead copy is recovered into the spool, in order
+    assert [r for _, r in again.peek(10)] == records + records
+    again.close()

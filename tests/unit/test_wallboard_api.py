@@ -88,6 +88,7 @@ async def test_state_snapshot_is_json_and_filterable() -> None:
         "agent_name": None,
         "vendor_state": None,
         "reason_code": None,
+        "reason_label": None,
         "since": everything["agents"][0]["since"],
         "queue_ids": ["q1"],
     }
@@ -352,3 +353,53 @@ async def test_a_client_that_stops_reading_is_dropped_and_counted() -> None:
         with anyio.fail_after(10):  # reading now: what was sent and buffered, then the end
             async for _ in response.aiter_bytes():
                 pass
+
+
+async def test_a_reconnecting_client_gets_the_shared_snapshot_then_the_changes_since() -> None:
+    hub = StateHub()
+    hub.update_agent(agent(1))
+    hub.update_agent(agent(2))
+    async with serving(hub) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        async with client.stream("GET", "/api/v1/stream") as response:
+            snapshot_id, kind, _ = await SSE(response).next()
+            assert (kind, snapshot_id) == ("snapshot", hub.event_id)
+        hub.update_agent(agent(1, State.BUSY))
+        hub.update_agent(agent(3))
+        async with client.stream("GET", "/api/v1/stream?state=busy,available") as response:
+            events = SSE(response)
+            assert (await events.next())[1] == "snapshot"  # a new filter: its own encoding
+        async with client.stream("GET", "/api/v1/stream") as response:
+            events = SSE(response)
+            got = [await events.next() for _ in range(3)]
+    assert [(i, k) for i, k, _ in got] == [
+        (snapshot_id, "snapshot"),  # the encoding made for the first client
+        (f"{hub.epoch}.3", "delta"),
+        (f"{hub.epoch}.4", "delta"),
+    ]
+    board = {a["agent_id"]: a["state"] for a in got[0][2]["agents"]}
+    for _, _, delta in got[1:]:
+        board[delta["value"]["agent_id"]] = delta["value"]["state"]
+    assert board == {"1": "busy", "2": "available", "3": "available"}
+
+
+async def test_a_snapshot_larger_than_one_write_arrives_whole() -> None:
+    from streamd.wallboard.sse import WRITE_SLICE
+
+    hub = StateHub()
+    n = 0
+    while len(dumps(list(hub.agents.values()))) < 3 * WRITE_SLICE:
+        for _ in range(500):
+            n += 1
+            hub.update_agent(agent(n, queues=("q1",)))
+    async with (
+        serving(hub) as base,
+        httpx.AsyncClient(base_url=base, timeout=5) as client,
+        client.stream("GET", "/api/v1/stream") as response,
+    ):
+        events = SSE(response)
+        _, kind, snap = await events.next()
+        hub.update_agent(agent(1, State.BUSY))
+        _, after, delta = await events.next()
+    assert kind == "snapshot"
+    assert [a["agent_id"] for a in snap["agents"]] == [str(i) for i in range(1, n + 1)]
+    assert (after, delta["value"]["state"]) == ("delta", "busy")

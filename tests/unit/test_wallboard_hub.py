@@ -198,7 +198,7 @@ async def test_a_big_snapshot_is_encoded_in_slices_from_a_frozen_state() -> None
         tg.start_soon(count_yields)
         await anyio.sleep(0)
         hub.update_agent(agent(0, State.BUSY), observed=T0)  # after the freeze: not in it
-        body = await hub_module.encode_snapshot(hub, frozen)
+        body = await hub_module.encode_snapshot(frozen)
         tg.cancel_scope.cancel()
     assert yields >= 5  # the loop ran between the slices
     expected = orjson.loads(dumps(hub.snapshot(flt)))
@@ -208,10 +208,10 @@ async def test_a_big_snapshot_is_encoded_in_slices_from_a_frozen_state() -> None
     assert got["metrics"] == expected["metrics"]
     again = hub.freeze(flt)
     assert again.encoded is None  # a change since: encoded again
-    await hub_module.encode_snapshot(hub, again)
+    await hub_module.encode_snapshot(again)
     cached = hub.freeze(flt)
     assert cached.encoded is not None  # nothing changed: clients reconnecting together share one
-    assert orjson.loads(await hub_module.encode_snapshot(hub, cached))["agents"] == expected["agents"]
+    assert orjson.loads(await hub_module.encode_snapshot(cached))["agents"] == expected["agents"]
 
 
 def test_sources_are_published_with_their_freshness_at_most_every_few_seconds() -> None:
@@ -305,7 +305,7 @@ async def test_source_changes_reach_subscribers_of_that_source_and_the_snapshot_
             except anyio.WouldBlock:
                 break
     assert [(d["kind"], d["key"]) for d in got] == [("feed", "feed"), ("source", "xima")]
-    encoded = orjson.loads(await encode_snapshot(hub, hub.freeze(Filter.parse([("source", "pbx")]))))
+    encoded = orjson.loads(await encode_snapshot(hub.freeze(Filter.parse([("source", "pbx")]))))
     assert [s["source"] for s in encoded["sources"]] == ["pbx"]
     assert encoded["feed"] == {"state": "starting", "detail": ""}
     assert (encoded["agents"], encoded["metrics"]) == ([], [])
@@ -321,3 +321,79 @@ def test_sources_are_bounded_and_the_rest_counted() -> None:
     hub.sync()
     assert len(hub.sources) == MAX_SOURCES
     assert ERRORS.labels("wallboard", "sources", "too_many_sources")._value.get() - before == 2
+
+
+@pytest.mark.anyio
+async def test_clients_reconnecting_together_share_one_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamd.wallboard import snapshot as snapshot_module
+
+    real, encodings = snapshot_module._encode_list, []
+
+    async def counting(values: list[object], flt: Filter) -> bytes:
+        encodings.append(len(values))
+        return await real(values, flt)
+
+    monkeypatch.setattr(snapshot_module, "_encode_list", counting)
+    hub = StateHub()
+    for i in range(3 * snapshot_module.SLICE):
+        hub.update_agent(agent(i), observed=T0)
+    frozen = [hub.freeze() for _ in range(20)]  # 20 clients, before any encoding has finished
+    bodies: list[bytes] = []
+
+    async def client(f: snapshot_module.Frozen) -> None:
+        bodies.append(await encode_snapshot(f))
+
+    async with anyio.create_task_group() as tg:
+        for f in frozen:
+            tg.start_soon(client, f)
+    assert encodings == [3 * snapshot_module.SLICE, 0]  # agents and metrics once, for all 20
+    assert len({orjson.loads(b)["id"] for b in bodies}) == 1
+    assert len(orjson.loads(bodies[0])["agents"]) == 3 * snapshot_module.SLICE
+
+
+@pytest.mark.anyio
+async def test_the_cancelled_encoder_leaves_the_work_to_the_next_client() -> None:
+    from streamd.wallboard import hub as hub_module
+
+    hub = StateHub()
+    for i in range(3 * hub_module.SLICE):
+        hub.update_agent(agent(i), observed=T0)
+    frozen = hub.freeze()
+    with anyio.move_on_after(0):  # cancelled at its first yield, mid-encoding
+        await encode_snapshot(frozen)
+    assert frozen.encoded is None
+    assert len(orjson.loads(await encode_snapshot(hub.freeze()))["agents"]) == 3 * hub_module.SLICE
+
+
+@pytest.mark.anyio
+async def test_a_live_client_gets_the_last_encoding_and_the_changes_since_as_deltas() -> None:
+    hub = StateHub(replay=64, snapshot_reuse=8)
+    for i in range(10):
+        hub.update_agent(agent(i), observed=T0)
+    first = hub.freeze(behind=hub.snapshot_reuse)
+    await encode_snapshot(first)
+    hub.update_agent(agent(3, State.BUSY), observed=T0)
+    hub.update_agent(agent(11), observed=T0)
+    reused = hub.freeze(behind=hub.snapshot_reuse)
+    assert reused.id == first.id != hub.event_id
+    assert reused.encoded is not None
+    board = {
+        f"{a['source']}:{a['agent_id']}": a for a in orjson.loads(await encode_snapshot(reused))["agents"]
+    }
+    changes = hub.since(reused.id)
+    assert changes is not None
+    assert [c.seq for c in changes] == [hub.seq - 1, hub.seq]
+    for change in changes:  # what the page does with the deltas that follow the snapshot
+        delta = orjson.loads(change.payload())
+        board[delta["key"]] = delta["value"]
+    assert board == {k: orjson.loads(dumps_value(v)) for k, v in hub.agents.items()}
+    assert hub.freeze().id == hub.event_id  # GET /api/v1/state: always the current state
+    for i in range(9):  # more changes than snapshot_reuse: encoded again
+        hub.update_agent(agent(i, State.NOT_READY), observed=T0)
+    assert hub.freeze(behind=hub.snapshot_reuse).id == hub.event_id
+
+
+def dumps_value(value: object) -> bytes:
+    from streamd.publish.encoding import dumps
+
+    return dumps(value)
