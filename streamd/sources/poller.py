@@ -1,4 +1,4 @@
-"""The one generic poll loop (STYLE 5): interval, jitter, per-request timeout, ack-then-advance.
+"""The one generic poll loop: interval, jitter, per-request timeout, ack-then-advance.
 
 Rules:
 

@@ -13,7 +13,7 @@ from streamd.errors import AuthError, FatalError
 from streamd.events import AgentState, DeadLetter, Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator
-from streamd.sources.o2g import chunk
+from streamd.sources.o2g import channel
 from streamd.telemetry import ComponentState
 from tests.helpers import GatedEmit
 
@@ -246,7 +246,7 @@ async def test_session_lost_during_the_snapshot_is_retried_not_crashed() -> None
 
 async def test_stop_pushes_the_events_already_read_from_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[Event] = []
-    to_events = chunk.to_events
+    to_events = channel.to_events
 
     def counting(source: str, items: Any, *, snapshot: bool = False, react: Any = None) -> list[Event]:
         events = to_events(source, items, snapshot=snapshot, react=react)
@@ -257,7 +257,7 @@ async def test_stop_pushes_the_events_already_read_from_the_channel(monkeypatch:
     refs = [f"s{i}" for i in range(8)]
     async with O2GSimulator(agents=1, events_per_chunk=1) as sim:
         source = make_source(sim)
-        monkeypatch.setattr(chunk, "to_events", counting)  # to know what the pump has decoded
+        monkeypatch.setattr(channel, "to_events", counting)  # to know what the pump has decoded
         with anyio.fail_after(3):
             async with anyio.create_task_group() as tg:
                 await tg.start(source.run, emit)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 
-from streamd.events import SourceGap
+from streamd.errors import PublishError
+from streamd.events import Event, SourceGap
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator, serve_app
 from streamd.sources.o2g.config import O2GSourceConfig
@@ -227,3 +228,106 @@ async def test_a_daemon_restart_is_one_gap_before_the_first_snapshot(delivery: s
         assert position == 0  # before anything else, the snapshot included
         assert any(e.snapshot for e in second.events[position + 1 :])
         assert call_refs(second) == ["d2"]
+
+
+async def test_a_tomcat_404_on_the_status_is_transient_a_later_restart_still_gives_a_gap() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        sim.fail_next("/system/status", 404, count=1, error="tomcat")  # O2G redeploying
+        source = make_source(sim, delay=0.02, status_interval=0.05)
+        async with running(source, emit):
+            await publish_and_expect(sim, emit, ["t1"])
+            await until(lambda: sum(r.path.endswith("/system/status") for r in sim.requests) >= 3)
+            assert source.watch.enabled
+            sim.system.restart()  # only the status says so
+            await until(lambda: logins(sim) == 2 and gaps(emit) and snapshot_after_gap(emit), timeout=3)
+            (gap,) = gaps(emit)
+            assert gap.reason.startswith("O2G restarted")
+
+
+class FullCursors(MemoryCursors):
+    """A cursor store on a full disk: every save fails (as the spool's does: PublishError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = True
+
+    def save(self, source: str, name: str, value: str) -> None:
+        if self.full:
+            raise PublishError("database or disk is full")
+        super().save(source, name, value)
+
+
+async def test_a_continuity_record_that_cannot_be_written_is_logged_once_and_ends_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emit = MemoryEmit()
+    cursors = FullCursors()
+    async with O2GSimulator(agents=1) as sim:
+        deps = source_deps("pbx1", cursors=cursors)
+        source = O2GSource(make_source(sim).config, deps)
+        with caplog.at_level(logging.INFO, logger="streamd.sources.o2g"):
+            async with running(source, emit, start_timeout=3):
+                await publish_and_expect(sim, emit, ["f1"])
+                await source._save_record()  # again: still full, no second warning
+                cursors.full = False
+                await source._save_record()
+                assert ("pbx1", RECORD) in cursors.saved
+                await publish_and_expect(sim, emit, ["f2"])
+            assert logins(sim) == 1  # the session never ended
+    (failed,) = [r for r in caplog.records if "continuity record not written" in r.getMessage()]
+    assert failed.levelno == logging.WARNING
+    assert "database or disk is full" in failed.getMessage()
+    assert "continuity record written again" in caplog.text
+
+
+class UnreadableCursors(MemoryCursors):
+    """A cursor store whose reads fail (a corrupt or unreadable database file)."""
+
+    def load(self, source: str, name: str) -> str | None:
+        raise PublishError("file is not a database")
+
+
+async def test_a_continuity_record_that_cannot_be_read_at_start_is_logged_and_the_stream_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        source = O2GSource(make_source(sim).config, source_deps("pbx1", cursors=UnreadableCursors()))
+        with caplog.at_level(logging.WARNING, logger="streamd.sources.o2g"):
+            async with running(source, emit, start_timeout=3):
+                await publish_and_expect(sim, emit, ["f1"])
+    assert "continuity record cannot be read (file is not a database)" in caplog.text
+    assert not [e for e in emit.events if e.type == "streamd.source.Gap"]
+
+
+class FirstGapFails(MemoryEmit):
+    """The first emit that carries a Gap raises, as a pipeline that cannot make it durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = 0
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        if not self.failed and any(e.type == "streamd.source.Gap" for e in events):
+            self.failed += 1
+            raise PublishError("the spool is full")
+        await super().__call__(events)
+
+
+async def test_a_gap_whose_emit_failed_goes_out_before_the_next_sessions_snapshot() -> None:
+    cursors = MemoryCursors()
+    async with O2GSimulator(agents=1) as sim:
+        config = make_source(sim).config
+        async with running(O2GSource(config, source_deps("pbx1", cursors=cursors)), MemoryEmit()):
+            await until(lambda: ("pbx1", RECORD) in cursors.saved)
+        emit = FirstGapFails()
+        deps = source_deps("pbx1", cursors=cursors, delays=lambda: itertools.repeat(0.02))
+        async with running(O2GSource(config, deps), emit, start_timeout=3):
+            await publish_and_expect(sim, emit, ["g1"])
+        assert emit.failed == 1
+        assert logins(sim) == 3  # the first run's, the session the failed Gap ended, the next
+        (gap,) = gaps(emit)
+        assert gap.reason == "daemon restart"
+        assert emit.events[0].type == "streamd.source.Gap"
+        assert snapshot_after_gap(emit)

@@ -1,4 +1,4 @@
-"""The contract every source keeps (STYLE 14), checked the same way for each vendor against its
+"""The contract every source keeps, checked the same way for each vendor against its
 simulator: readiness is signalled, events flow, cancellation stops it promptly, and bad
 credentials are fatal (one clear error) instead of being retried forever."""
 

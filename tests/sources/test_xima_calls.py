@@ -3,6 +3,7 @@ methods, body cap, dead letters, and 2xx only once the event is durable."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -12,10 +13,13 @@ import pytest
 
 from streamd.errors import PublishError
 from streamd.events import Event
+from streamd.http.app import Webhooks, build_app
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.server import serving
 from streamd.sim.xima import XimaSimulator
+from streamd.sources.o2g.webhook import WebhookReceiver
 from streamd.sources.xima.models import CALL_FINISHED_TYPE, CallFinished
+from streamd.telemetry import Health
 from tests.helpers import MemoryWebhooks, running
 
 from .xima_helpers import make_source
@@ -114,3 +118,45 @@ async def test_the_route_is_gone_once_the_source_stopped() -> None:
         async with running(source, MemoryEmit()):
             assert ("xima", "cr1") in webhooks.handlers
     assert ("xima", "cr1") not in webhooks.handlers
+
+
+async def test_the_daemons_http_app_routes_get_and_post_and_each_handler_decides() -> None:
+    """Through streamd.http.app (not MemoryWebhooks): a profile set to GET (000 L1058) reaches the
+    Xima receiver; O2G's receiver still answers a GET with 405."""
+    webhooks = Webhooks()
+    emit = MemoryEmit()
+    o2g = WebhookReceiver(source="pbx1", emit=MemoryEmit(), deadline=1.0, max_event_size=1 << 20)
+    webhooks.register("o2g", "pbx1", o2g.handle)
+    async with XimaSimulator() as sim:
+        source = make_source(sim, metrics=[], webhooks=webhooks, calls={"secret": "s3cret"})
+        async with (
+            running(source, emit),
+            serving(build_app(Health(), webhooks)) as url,
+            httpx.AsyncClient() as client,
+        ):
+            get = await client.get(f"{url}/webhooks/xima/cr1", params={"callId": "9"}, headers=SECRET)
+            post = await client.post(f"{url}/webhooks/xima/cr1", params={"callId": "10"}, headers=SECRET)
+            o2g_get = await client.get(f"{url}/webhooks/o2g/pbx1")
+            unknown = await client.get(f"{url}/webhooks/xima/nope")
+    assert (get.status_code, post.status_code) == (200, 200)
+    assert [e.key for e in emit.of_type(CALL_FINISHED_TYPE)] == ["cr1:9", "cr1:10"]
+    assert (o2g_get.status_code, o2g_get.headers["allow"]) == (405, "POST")
+    assert unknown.status_code == 404
+
+
+async def test_a_dead_letter_that_is_not_durable_is_answered_503_so_the_push_is_made_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emit = RefusingEmit()
+    async with receiver(emit, deadline=0.2, call_id_field="Call ID") as (client, url):
+        emit.block = True
+        with caplog.at_level(logging.DEBUG, logger="streamd.sources.xima"):
+            late = await client.post(url, params={"callId": "7"}, headers=SECRET)
+        emit.block = False
+        kept = await client.post(url, params={"callId": "7"}, headers=SECRET)  # made again: now durable
+    assert (late.status_code, kept.status_code) == (503, 400)
+    assert "dead letter not accepted" in late.text
+    (line,) = [r for r in caplog.records if "answering call-finished pushes 503" in r.getMessage()]
+    assert "the dead letter of a push without a call id" in line.getMessage()
+    dead = [e.data for e in emit.events if e.topic == "deadletter"]
+    assert [d.error_type for d in dead] == ["missing_key"]

@@ -223,3 +223,34 @@ async def test_agent_states_carry_the_queues_of_the_agent_group_metrics_listing_
     assert queues == expected
     assert queues["201"] == ("Sales", "Support")
     assert queues["202"] == ("Support",)
+
+
+async def test_an_agent_whose_group_value_is_no_longer_listed_is_published_again_without_that_queue() -> None:
+    async with XimaSimulator(init_requests=0, agents=4, group_state_metrics=True) as sim:
+        listing = [  # a metric list without Category Selections: membership comes from the values alone
+            {"metricId": m.metric_id, "metricName": m.name, "categoryType": m.category_type}
+            for m in sim.world.metrics.values()
+        ]
+        sim.faults.add("metrics", Fault(200, orjson.dumps(listing)), times=None)
+        emit = MemoryEmit()
+        groups = dict(sim.world.group_states)
+        (support,) = [m for m, g in groups.items() if g == "Support"]
+        first = sim.world.agents[0]  # in both groups
+        source = make_source(
+            sim,
+            agent_state_metrics=["K0STATE1"],
+            agent_group_metrics=groups,
+            interval=0.05,
+            refresh_every=3600,
+        )
+
+        def queues_of(agent_id: str) -> list[tuple[str, ...]]:
+            return [
+                e.data.queue_ids for e in emit.of_type("streamd.agent.State") if e.data.agent_id == agent_id
+            ]
+
+        async with running(source, emit):
+            await until(lambda: ("Sales", "Support") in queues_of("201"))
+            sim.world.drop_category((support, first))  # the admin took the agent out of Support
+            await until(lambda: queues_of("201")[-1] == ("Sales",))
+        assert queues_of("201") == [("Sales", "Support"), ("Sales",)]

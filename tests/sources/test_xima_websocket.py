@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import anyio
 import pytest
 
-from streamd.errors import AuthError, FatalError
-from streamd.events import SourceGap
+from streamd.errors import AuthError, FatalError, PublishError
+from streamd.events import Event, SourceGap
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import Fault, WsPlan, XimaSimulator
 from tests.helpers import GatedEmit, running, until
@@ -228,3 +228,46 @@ async def test_falling_back_to_polling_after_streaming_publishes_one_gap_and_the
         async with running(source, emit):
             await until(lambda: source.mode == "poll" and len(sim.log.to("/metrics/values")) >= 3)
         assert gaps(emit) == []
+
+
+class FirstGapFails(MemoryEmit):
+    """The first emit that carries a Gap raises, as a pipeline that cannot make it durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = 0
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        if not self.failed and any(e.type == "streamd.source.Gap" for e in events):
+            self.failed += 1
+            raise PublishError("the spool is full")
+        await super().__call__(events)
+
+
+async def test_a_gap_whose_emit_failed_goes_out_with_the_next_baseline() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.faults.plan_websocket(WsPlan(close_after=1))
+        emit = FirstGapFails()
+        async with running(make_source(sim, mode="websocket", metrics=["K0QUEUED"]), emit):
+            await until(lambda: len(ws_requests(sim)) == 1 and sim.subscribed)
+            sim.push([("K0QUEUED", "Sales")])  # one message, then the server closes
+            await until(lambda: emit.failed == 1 and sim.subscribed and len(ws_requests(sim)) >= 2)
+            await until(lambda: gaps(emit))
+        [gap] = gaps(emit)
+        assert "close code 1011" in gap.reason
+        at = next(i for i, e in enumerate(emit.events) if e.type == "streamd.source.Gap")
+        assert any(e.snapshot for e in emit.events[at + 1 :] if e.topic == "xima.realtime")
+
+
+async def test_a_gap_whose_baseline_failed_before_a_refused_reconnect_goes_out_before_polling() -> None:
+    async with XimaSimulator(init_requests=0) as sim:
+        sim.faults.plan_websocket(WsPlan(close_after=1))
+        emit = FirstGapFails()
+        source = make_source(sim, mode="websocket", metrics=["K0QUEUED"], interval=0.05)
+        async with running(source, emit):
+            await until(lambda: sim.subscribed)
+            sim.faults.websocket_enabled = False  # the reconnect is refused: polling from then on
+            sim.push([("K0QUEUED", "Sales")])
+            await until(lambda: source.mode == "poll" and gaps(emit))
+        assert emit.failed == 1
+        assert len(gaps(emit)) == 1

@@ -74,9 +74,14 @@ def test_a_withdrawn_agent_carries_the_code_and_its_label_and_its_name() -> None
     (state,) = states(events)
     assert (state.state, state.reason_code, state.reason_label) == (State.NOT_READY, "2", "Meeting")
     assert state.agent_name == "Ada Lovelace"
-    assert (
-        events[1].id == normalize("pbx1", agent_event("oxe70100", "WITHDRAW", withdrawReason=2), now=T0)[1].id
-    )
+    raw = normalize("pbx1", agent_event("oxe70100", "WITHDRAW", withdrawReason=2), now=T0)[1]
+    assert events[1].id != raw.id  # the name and label are content: a new id (AgentState.to_event)
+    assert events[1].id == state.to_event(time=raw.time, snapshot=raw.snapshot).id
+    assert (events[1].time, events[1].key, events[1].topic) == (raw.time, raw.key, raw.topic)
+    directory.names = {"oxe70100": "Ada King"}
+    again = run(directory, agent_event("oxe70100", "WITHDRAW", withdrawReason=2))
+    (renamed,) = [e for e in again if isinstance(e.data, AgentState)]
+    assert renamed.id not in (raw.id, events[1].id)
 
 
 def test_what_the_directory_does_not_know_stays_codes_and_logins() -> None:

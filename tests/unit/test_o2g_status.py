@@ -45,6 +45,7 @@ def test_a_restart_names_a_pending_loss_and_keeps_its_start() -> None:
     assert gap is not None
     assert isinstance(gap.data, SourceGap)
     assert (gap.data.from_, gap.data.reason) == (start, "O2G restarted (startDate a -> b); session lost: 403")
+    c.gap_sent(gap)
     c.streaming()
     c.restarted("O2G HA switchover (primary a -> b)", start)
     assert c.gap() is not None
@@ -63,6 +64,24 @@ def test_the_continuity_record_survives_a_daemon_restart_as_one_gap() -> None:
     assert gap is not None
     assert gap.data.reason == "daemon restart"
     assert gap.data.from_.isoformat() in saved
+
+
+def test_a_record_written_on_another_host_is_a_restart_or_a_takeover() -> None:
+    first = O2GContinuity("pbx1", host="replica-a")
+    first.streaming()
+    saved = first.record()
+    assert saved is not None
+    same, other = O2GContinuity("pbx1", host="replica-a"), O2GContinuity("pbx1", host="replica-b")
+    same.resumed(saved)
+    other.resumed(saved)
+    assert (same_gap := same.gap()) is not None
+    assert (other_gap := other.gap()) is not None
+    assert same_gap.data.reason == "daemon restart"
+    assert other_gap.data.reason == "daemon restart or takeover (the stream was last recorded on replica-a)"
+    old = O2GContinuity("pbx1", host="replica-b")
+    old.resumed('{"complete_until": "2026-01-01T00:00:00+00:00"}')  # a record from before hosts were kept
+    assert (old_gap := old.gap()) is not None
+    assert old_gap.data.reason == "daemon restart"
 
 
 @pytest.mark.parametrize(

@@ -511,6 +511,6 @@ def test_stale_socket_update_does_not_overwrite_a_newer_value() -> None:
 def test_removed_metrics_are_forgotten_and_no_longer_refreshed() -> None:
     state = _state()
     state.apply([entry(SEED_COUNT), entry(SEED_DURATION)], [MetricKey(metric_id="K1RNV20Q")], now_ms=0)
-    state.forget({"K08ZIKVN"})
+    assert state.forget({"K08ZIKVN"}, now_ms=0) == []
     assert [e.key for e in state.refresh(now_ms=0)] == ["cr1:K08ZIKVN:John Doe(831)"]
     assert state.initializing == set()

@@ -56,7 +56,8 @@ def test_prune_drops_the_values_an_answer_no_longer_lists_for_the_metrics_it_was
     ]
     state.apply(batch, now_ms=NOW)
     listed = [MetricKey(metric_id="D", category_value=d) for d in ("Inbound", "Outbound")]
-    gone = state.prune(["D"], listed)
+    gone, moved = state.prune(["D"], listed, now_ms=NOW)
+    assert moved == []
     assert gone == [MetricKey(metric_id="D", category_value="Internal")]
     assert {(k.metric_id, k.category_value) for k in state.entries} == {
         ("D", "Inbound"),
@@ -69,7 +70,7 @@ def test_prune_drops_the_values_an_answer_no_longer_lists_for_the_metrics_it_was
 def test_a_value_still_initializing_is_listed_and_not_pruned() -> None:
     state = RealtimeState("cr1")
     state.apply([entry("D", "Inbound", 1, NEW)], now_ms=NOW)
-    assert state.prune(["D"], [MetricKey(metric_id="D", category_value="Inbound")]) == []
+    assert state.prune(["D"], [MetricKey(metric_id="D", category_value="Inbound")], now_ms=NOW) == ([], [])
 
 
 # -- agents' queues from agent-group metrics (issue 20 item 2), with the seed's example shapes ---
@@ -163,5 +164,23 @@ def test_a_group_value_no_longer_listed_takes_the_agent_out_of_the_queue() -> No
     }
     state.apply([parse_entry(member, now_ms=NOW), state_entry("Bob", "Talking")], now_ms=NOW)
     assert state.queues() == {"bob": ("Sales",)}
-    state.prune(["101"], [])
+    gone, moved = state.prune(["101"], [], now_ms=NOW)
+    assert [k.category_value for k in gone] == ["Bob"]
+    assert agent_states(moved) == [("Bob", ())]  # leaving is published, as joining is
+    assert all(e.topic == "agent-state" for e in moved)
     assert agent_states(state.refresh(now_ms=NOW)) == [("Bob", ())]
+
+
+def test_an_agent_group_metric_removed_from_the_list_publishes_its_agents_again() -> None:
+    state = RealtimeState("cr1", rules=GROUPS)
+    unlisted = [{**m, "categorySelection": []} for m in SEED_METRIC_LIST]
+    state.set_descriptors(parse_metric_list(unlisted), now_ms=NOW)
+    member = {
+        "key": {"metricId": "101", "categoryValue": "Bob"},
+        "value": {"lastUpdateTime": NEW, "count": 1, "type": "COUNT"},
+    }
+    state.apply([parse_entry(member, now_ms=NOW), state_entry("Bob", "Talking")], now_ms=NOW)
+    remaining = {m["metricId"] for m in SEED_METRIC_LIST} - {"101"}
+    moved = state.forget(remaining, now_ms=NOW)
+    assert agent_states(moved) == [("Bob", ())]
+    assert state.forget(remaining, now_ms=NOW) == []  # nothing moved the second time

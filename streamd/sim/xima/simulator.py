@@ -1,8 +1,14 @@
-"""The Xima simulator: the world, its routes, its faults and its pushes, served on 127.0.0.1."""
+"""The Xima simulator: the world, its routes, its faults and its pushes, served on 127.0.0.1.
+
+Rules:
+
+1. Finished calls are queued for the WebService profiles only while there is one; the queue
+   holds :data:`OUTBOX_SIZE` calls at most (a target slower than the calls: the newest are not
+   requested, counted in :attr:`XimaSimulator.calls_not_sent`).
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -18,6 +24,9 @@ from streamd.sim.xima.faults import XimaFaults
 from streamd.sim.xima.socket import SocketHub
 from streamd.sim.xima.webservice import WebServiceProfile, WebServicePusher
 from streamd.sim.xima.world import Key, XimaWorld
+
+OUTBOX_SIZE = 1000
+"""How many finished calls may wait for the WebService profiles (rule 1)."""
 
 
 class XimaSimulator:
@@ -71,7 +80,8 @@ class XimaSimulator:
         self.ws_url = ""
         self._stack: AsyncExitStack | None = None
         self._tasks = anyio.CancelScope()
-        self._calls_sent = 0
+        self.calls_not_sent = 0
+        """Finished calls never requested: the profiles' queue was full (rule 1)."""
         self._outbox: MemoryObjectSendStream[dict[str, str]] | None = None
 
     @property
@@ -92,13 +102,24 @@ class XimaSimulator:
     def step(self, n: int = 1) -> list[Key]:
         """Advance the world ``n`` times; push the changes to the sockets and the finished calls to
         the WebService profiles (in order); returns the keys that changed."""
+        before = self.world.finished_calls
         changed = self.world.step(n)
         self.hub.push(changed)
-        if self._outbox is not None:  # served: the finished calls are pushed
-            for call in self.world.calls[self._calls_sent :]:
-                self._outbox.send_nowait(call)
-            self._calls_sent = len(self.world.calls)
+        new = self.world.finished_calls - before
+        if self._outbox is not None and self.webservice.profiles and new:  # served, and a profile
+            calls = list(self.world.calls)[-new:]
+            self.calls_not_sent += new - len(calls)  # more than the world keeps in one step
+            for call in calls:
+                try:
+                    self._outbox.send_nowait(call)
+                except anyio.WouldBlock:
+                    self.calls_not_sent += 1
         return changed
+
+    @property
+    def calls_waiting(self) -> int:
+        """Finished calls queued for the WebService profiles, not requested yet (rule 1)."""
+        return 0 if self._outbox is None else self._outbox.statistics().current_buffer_used
 
     def push(self, keys: Sequence[Key]) -> None:
         """Send the current values of ``keys`` to the subscribed sockets (after a test set them)."""
@@ -113,7 +134,7 @@ class XimaSimulator:
             )
             self.ws_url = "ws" + self.url.removeprefix("http")
             stack.push_async_callback(self.webservice.aclose)
-            self._outbox, calls = anyio.create_memory_object_stream[dict[str, str]](math.inf)
+            self._outbox, calls = anyio.create_memory_object_stream[dict[str, str]](OUTBOX_SIZE)
             stack.enter_context(self._outbox)
             stack.enter_context(calls)
             tg = await stack.enter_async_context(anyio.create_task_group())

@@ -7,11 +7,13 @@ Rules:
    headers. With no triggering criteria every finished call triggers one request.
 2. The guide defines no body and no schema: the call data travel as URL parameters only.
 3. A request is made once; its answer (status, or 0 when the target could not be reached) is
-   logged in :attr:`WebServicePusher.sent`. The guide says nothing of retries.
+   logged in :attr:`WebServicePusher.sent` (the last ``kept``: :data:`SENT_KEPT`). The guide says
+   nothing of retries.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +30,8 @@ CALL_FIELDS = (
     "talkingDuration",
 )
 """The call data fields the simulator's finished calls carry."""
+SENT_KEPT = 1000
+"""How many requests :attr:`WebServicePusher.sent` keeps (rule 3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +56,10 @@ class Sent:
 class WebServicePusher:
     """Makes the profiles' requests for finished calls (module rules)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kept: int = SENT_KEPT) -> None:
         self.profiles: list[WebServiceProfile] = []
-        self.sent: list[Sent] = []
+        self.sent: deque[Sent] = deque(maxlen=kept)
+        """The last ``kept`` requests made, in order."""
         self._client: httpx.AsyncClient | None = None
 
     async def send(self, call: Mapping[str, str]) -> None:

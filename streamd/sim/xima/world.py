@@ -10,7 +10,9 @@ Rules:
 3. Late data: rows a test adds to :attr:`XimaWorld.late` for a timeframe appear in every later
    run of that timeframe's report (as rows that arrive after the period was first exported).
 4. A call ends when an agent leaves ``Talking``: the world records one call record (the call
-   data a WebService Integration profile can send, seed 000 L1030-1062) in :attr:`XimaWorld.calls`.
+   data a WebService Integration profile can send, seed 000 L1030-1062) in :attr:`XimaWorld.calls`,
+   which keeps the last ``calls_kept`` (:data:`CALLS_KEPT`) only: a simulator that runs for days
+   holds no more; :attr:`XimaWorld.finished_calls` counts them all (and numbers them).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ METRICS = (
     SimMetric("K0DIRCNT", "Calls by Direction", "CALL_DIRECTION", "COUNT"),
     SimMetric("K0NOTICE", "Site Notice", "NONE", "STRING"),
 )
+CALLS_KEPT = 1000
+"""How many finished calls :attr:`XimaWorld.calls` keeps (rule 4)."""
 GROUP_STATE_PREFIX = "K0GS"
 """Agent-group metrics: one AGENT ``Agent State`` metric per group, listing that group's agents."""
 
@@ -78,6 +82,7 @@ class XimaWorld:
         seed: int = 1,
         now_ms: Callable[[], int] | None = None,
         group_state_metrics: bool = False,
+        calls_kept: int = CALLS_KEPT,
     ) -> None:
         self.agents = [
             f"{AGENT_NAMES[i % 10]}{f' {i // 10 + 1}' if i >= 10 else ''}({201 + i})" for i in range(agents)
@@ -100,8 +105,10 @@ class XimaWorld:
         self.dropped: set[Key] = set()
         self.late: dict[str, list[str]] = {}
         """Timeframe start -> agents whose report rows arrived late (added after a first run)."""
-        self.calls: list[dict[str, str]] = []
-        """Every finished call's record, in order (rule 3)."""
+        self.calls: deque[dict[str, str]] = deque(maxlen=calls_kept)
+        """The last ``calls_kept`` finished calls' records, in order (rule 4)."""
+        self.finished_calls = 0
+        """How many calls finished (the last one's ``callId`` is ``100000 + finished_calls``)."""
         self.seen: Counter[Key] = Counter()
         """How often each key was requested (its initialization, :meth:`ready`)."""
         self._versions: dict[Key, deque[dict[str, Any]]] = {}
@@ -251,14 +258,15 @@ class XimaWorld:
         return changed
 
     def _finish_call(self, agent: str, direction: str, spoken_ms: int) -> None:
-        """Record one finished call (rule 3): the call data a WebService profile can send."""
+        """Record one finished call (rule 4): the call data a WebService profile can send."""
         end = self._now_ms()
         start = self._talk_since.pop(agent, end - spoken_ms)
         name, ext = agent[:-1].split("(")
         groups = [g for g, members in self.members.items() if agent in members]
+        self.finished_calls += 1
         self.calls.append(
             {
-                "callId": str(100_001 + len(self.calls)),
+                "callId": str(100_000 + self.finished_calls),
                 "direction": direction,
                 "agent": name,
                 "extension": ext,

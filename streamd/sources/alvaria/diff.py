@@ -29,7 +29,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import orjson
@@ -139,8 +139,9 @@ def diff_snapshot(
     changes: list[RowChange] = []
     bad: list[BadRow] = []
     deviations: tuple[str, ...]
+    key_of, clean_add, changes_add = shape.key_of, clean.add, changes.append
     for row in rows:
-        key = shape.key_of(row, scope) if isinstance(row, dict) else None
+        key = key_of(row, scope) if isinstance(row, dict) else None
         if key is None:
             _unkeyable(shape, row, prev.rejected_unkeyed, unkeyed, bad)
             continue
@@ -151,21 +152,23 @@ def diff_snapshot(
         new_rows[key], new_cmp[key] = row, cmp
         old = prev_cmp.get(key)
         if old is not None and old == cmp:
-            was_clean = key in prev_clean
-            if was_clean:
-                clean.add(key)
-            if full:
-                if was_clean and _integers(row, ticking):
-                    value, deviations = row, ()
-                else:
-                    value, deviations = read(row)
-                changes.append(RowChange("unchanged", key, value, cmp, deviations=deviations))
+            if key in prev_clean:
+                clean_add(key)
+                if full:
+                    if _integers(row, ticking):
+                        changes_add(_row_change("unchanged", key, row, cmp, ()))
+                    else:
+                        value, deviations = read(row)
+                        changes_add(_row_change("unchanged", key, value, cmp, deviations))
+            elif full:
+                value, deviations = read(row)
+                changes_add(_row_change("unchanged", key, value, cmp, deviations))
             continue
         value, deviations = read(row)
         if not deviations:
-            clean.add(key)
+            clean_add(key)
         if old is None:
-            changes.append(RowChange("added", key, value, cmp, deviations=deviations))
+            changes_add(_row_change("added", key, value, cmp, deviations))
             continue
         if check is not None:  # compare what was published: a new representation is no change
             prev_row = prev.rows[key]
@@ -175,13 +178,13 @@ def diff_snapshot(
         published = cmp if value is row else _without(value, ticking)
         change = _change(shape, key, value, cmp, published, old, deviations)
         if change.changed:
-            changes.append(change)
+            changes_add(change)
         elif full:
-            changes.append(RowChange("unchanged", key, value, cmp, deviations=deviations))
+            changes_add(_row_change("unchanged", key, value, cmp, deviations))
     for key, old_row in prev.rows.items():
         if key not in new_rows:
             value, deviations = read(old_row)
-            changes.append(RowChange("removed", key, value, prev_cmp[key], deviations=deviations))
+            changes_add(_row_change("removed", key, value, prev_cmp[key], deviations))
     state = ScopeState(
         rows=new_rows,
         cmp=new_cmp,
@@ -190,6 +193,31 @@ def diff_snapshot(
         last_full=now if full else prev.last_full,
     )
     return DiffResult(changes, state, bad)
+
+
+# _row_change builds a RowChange by writing its slots (one per row of a snapshot; see its docstring).
+_new_object = object.__new__
+_ROW_CHANGE_FIELDS = ("change", "key", "row", "cmp", "changed", "previous", "gap", "deviations")
+if {f.name for f in fields(RowChange)} != set(_ROW_CHANGE_FIELDS):  # _row_change sets them all
+    raise ImportError(f"RowChange's fields changed: update {__name__}._ROW_CHANGE_FIELDS and _row_change")
+(_set_change, _set_key, _set_row, _set_cmp, _set_changed, _set_previous, _set_gap, _set_deviations) = (
+    RowChange.__dict__[name].__set__ for name in _ROW_CHANGE_FIELDS
+)
+
+
+def _row_change(change: Change, key: Key, row: Row, cmp: Row, deviations: tuple[str, ...]) -> RowChange:
+    """``RowChange(change, key, row, cmp, deviations=deviations)`` for the per-row hot path: the
+    same frozen object without the frozen ``__init__``'s cost (as :func:`streamd.events.new_event`)."""
+    made: RowChange = _new_object(RowChange)
+    _set_change(made, change)
+    _set_key(made, key)
+    _set_row(made, row)
+    _set_cmp(made, cmp)
+    _set_changed(made, ())
+    _set_previous(made, _NO_PREVIOUS)
+    _set_gap(made, False)
+    _set_deviations(made, deviations)
+    return made
 
 
 def _as_received(row: Row) -> tuple[Row, tuple[str, ...]]:

@@ -12,6 +12,7 @@ Rules:
    in ``ticking``; all of them are documented integers.
 4. An answer's rows (:func:`extract_rows`) are its ``rows`` (presence: ``users``; listActivity's
    single object is one row); no such field is an empty snapshot, anything else an error.
+5. Answers are decoded with :func:`streamd.jsonwire.loads` (integers beyond 64 bits kept exact).
 """
 
 from __future__ import annotations

@@ -1,24 +1,21 @@
-"""The O2G HTTP chunk channel: the pump between the socket and the sans-IO decoder.
+"""The O2G chunk channel of a subscription, kept open: reopen decisions and the channel job.
+
+Reading one open channel (the pump, decoding, dead letters) is :mod:`.channel`'s; its names
+(:func:`to_events`, :func:`dead_letter`, :func:`pump`, :class:`ChannelEnded`, ``React``) are
+re-exported here.
 
 Rules:
 
-1. The pump is ``async for chunk in response.aiter_bytes(): decoder.feed(chunk)``; the decoder
-   (:class:`~streamd.sources.o2g.protocol.O2GEventDecoder`) does the framing, this module the I/O.
-2. At most one ``emit.push`` per received chunk (all its events at once), never one per event;
-   chunks that arrive while a push is in progress are coalesced into the next push. A stop
-   (cancellation) ends the reading first, then pushes what was already decoded, shielded, within
-   ``STOP_GRACE``: O2G removed those events from its queue and the teardown unsubscribes.
-3. Keepalives (``OnChannelInformation``) are liveness only: they reset the idle timer (the httpx
-   read timeout is the idle timeout: no byte for ``idle_timeout`` raises) and are never published.
-4. A malformed object becomes a dead letter (and a counted error); the stream goes on.
-5. The channel ending (clean close, cut mid-event, idle timeout, oversize event) is reopened on
+1. Every channel is read by :func:`~.channel.pump` (:mod:`.channel` rules: one push per chunk,
+   keepalives never published, malformed objects dead-lettered, a stop pushes what was read).
+2. The channel ending (clean close, cut mid-event, idle timeout, oversize event) is reopened on
    the *same* subscription at once: O2G queues its events meanwhile (004 L2138-2145). A channel
    that closes cleanly after delivering data is simply the long poll going on; one that fails is
    a :class:`ChannelEnded` (with the bytes it delivered), which the supervisor's job
    (:func:`streamd.runtime.run_job`, decided by :class:`Reopening`) reopens at once. Only channels
    that deliver *nothing* count towards ``MAX_EMPTY_CHANNELS`` in a row (then the session is
    given up); an error after data is an ordinary network error.
-6. A reopen that fails for a reason that may pass (5xx, a refused connection, a timeout: a
+3. A reopen that fails for a reason that may pass (5xx, a refused connection, a timeout: a
    :class:`ChannelNotOpened`) is retried with backoff for ``reopen_window`` seconds since the
    channel closed: O2G keeps the subscription and its queued events for one minute
    (004 L2142, L2145). Past it, the subscription is gone anyway: :class:`ChannelLost` gives the
@@ -26,7 +23,7 @@ Rules:
    subscription is gone (:class:`~streamd.sources.o2g.client.SubscriptionGone`) or the session is
    (:class:`~streamd.sources.o2g.protocol.SessionExpired`) ends it sooner, and so does an error
    retrying cannot fix (a certificate, a refusal): they go to the subscription's job unchanged.
-7. ``on_open`` is awaited after the subscription's first channel opened, ``on_reopen`` after
+4. ``on_open`` is awaited after the subscription's first channel opened, ``on_reopen`` after
    every later one (the re-snapshot, issue 17), both before the channel is read: O2G queues what
    happens meanwhile. ``react`` sees every decoded object of a system event
    (:data:`~streamd.sources.o2g.continuity.SYSTEM_EVENTS`) and adds its events to the same push.
@@ -35,63 +32,55 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 import anyio
 import httpx
-import orjson
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from streamd.errors import (
-    BackOff,
-    FatalError,
-    NormalizationError,
-    SourceError,
-    StreamdError,
-    TransientError,
-    VendorProtocolError,
-)
-from streamd.events import DeadLetter, Event, utcnow
+from streamd.errors import BackOff, FatalError, TransientError
+from streamd.events import utcnow
 from streamd.retry import Decision, Fatal, Retry, Wait
-from streamd.runtime import Connected, Job, Policy, run_job, task_group
+from streamd.runtime import Connected, Job, Policy, run_job
 from streamd.sources.base import Emit
-from streamd.sources.http import httpx_errors
+from streamd.sources.o2g.channel import (
+    PUSH_QUEUE,
+    STOP_GRACE,
+    ChannelEnded,
+    React,
+    dead_letter,
+    pump,
+    to_events,
+)
 from streamd.sources.o2g.client import O2GClient, SubscriptionGone
-from streamd.sources.o2g.continuity import SYSTEM_EVENTS
-from streamd.sources.o2g.normalize import normalize
-from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, SessionExpired
-from streamd.telemetry import count_error
+from streamd.sources.o2g.protocol import SessionExpired
+
+__all__ = [
+    "MAX_EMPTY_CHANNELS",
+    "PUSH_QUEUE",
+    "STOP_GRACE",
+    "ChannelEnded",
+    "ChannelLost",
+    "ChannelNotOpened",
+    "React",
+    "Reopening",
+    "dead_letter",
+    "pump",
+    "read_subscription",
+    "to_events",
+]
 
 log = logging.getLogger("streamd.sources.o2g")
 
-PUSH_QUEUE = 16
-"""Decoded chunks waiting for the pusher; a full queue stops reading the socket (backpressure)."""
-STOP_GRACE = 1.0
-"""Seconds a stop waits for the events already read to be pushed (then the teardown's 2 s follow)."""
 MAX_EMPTY_CHANNELS = 3
 """Consecutive channels that end without a single byte before the session is given up."""
 
 
-class ChannelEnded(TransientError):
-    """The chunk channel failed, or closed without data: reopen it on the same subscription.
-
-    Attributes:
-        received: bytes the channel delivered before it ended (0: an empty channel).
-    """
-
-    def __init__(self, message: str, error_type: str, received: int = 0) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.received = received
-
-
 class ChannelNotOpened(TransientError):
-    """Reopening the channel failed for a reason that may pass (rule 6); ``delay``: O2G's, if any."""
+    """Reopening the channel failed for a reason that may pass (rule 3); ``delay``: O2G's, if any."""
 
     def __init__(self, message: str, delay: float | None = None) -> None:
         super().__init__(message)
@@ -99,7 +88,7 @@ class ChannelNotOpened(TransientError):
 
 
 class ChannelLost(TransientError):
-    """The channel could not be reopened within the window: the subscription is gone (rule 6).
+    """The channel could not be reopened within the window: the subscription is gone (rule 3).
 
     Attributes:
         since: when the channel closed (the events since then are lost), if known.
@@ -110,7 +99,7 @@ class ChannelLost(TransientError):
 
 @dataclass(slots=True)
 class Reopening:
-    """The state of one subscription's channel between reopens, and the job's decisions (rules 5, 6).
+    """The state of one subscription's channel between reopens, and the job's decisions (rules 2, 3).
 
     Attributes:
         window: seconds a channel that cannot be reopened is retried.
@@ -156,144 +145,6 @@ class Reopening:
         return Retry() if exc.delay is None else Wait(min(exc.delay, left))
 
 
-def dead_letter(source: str, stage: str, error_type: str, error: str, raw: bytes | str) -> Event:
-    """A counted dead-letter event for input that could not be decoded or normalized."""
-    count_error(source, stage, error_type)
-    return DeadLetter.of(source=source, stage=stage, error_type=error_type, error=error, raw=raw).to_event()
-
-
-React = Callable[[dict[str, Any]], list[Event]]
-"""What a source does about a system event (:meth:`~streamd.sources.o2g.continuity.O2GContinuity.react`)."""
-
-
-def to_events(
-    source: str,
-    items: Iterable[dict[str, Any] | MalformedEvent],
-    *,
-    snapshot: bool = False,
-    react: React | None = None,
-) -> list[Event]:
-    """Normalize decoded items; channel information is dropped, bad input dead-lettered.
-
-    Args:
-        source: the source name.
-        items: what the decoder returned.
-        snapshot: mark the events as snapshot records.
-        react: called with each system event (after its own events); what it returns follows.
-
-    Returns:
-        The events to publish, in input order.
-    """
-    events: list[Event] = []
-    now = utcnow()  # one reading time per chunk: its events were read at once
-    for item in items:
-        if isinstance(item, MalformedEvent):
-            events.append(dead_letter(source, "decode", "malformed_json", item.error, item.raw))
-            continue
-        try:  # channel information normalizes to []
-            events += normalize(source, item, snapshot=snapshot, now=now)
-        except NormalizationError as exc:
-            events.append(dead_letter(source, "processing", exc.error_type, str(exc), orjson.dumps(item)))
-            continue
-        if react is not None and item.get("eventName") in SYSTEM_EVENTS:
-            events += react(item)
-    return events
-
-
-async def pump(
-    response: httpx.Response,
-    emit: Emit,
-    *,
-    source: str,
-    max_event_size: int,
-    stop_grace: float = STOP_GRACE,
-    react: React | None = None,
-) -> int:
-    """Read one open channel until it ends cleanly; return the number of bytes received.
-
-    The events of each chunk go, in order, through a small bounded queue to one pusher task that
-    sends whatever has piled up in a single ``emit.push``: one push per chunk when the pipeline
-    keeps up, fewer (coalesced) when it does not, so a server writing one event per HTTP chunk
-    does not cost one pipeline batch per event. Events decoded before a failure are still pushed.
-
-    On cancellation (stop) reading stops first; the pusher is shielded from the stop and gets
-    ``stop_grace`` seconds to push what was already decoded (O2G has removed those events from its
-    queue, and the teardown unsubscribes), then it is cancelled.
-
-    Raises:
-        ChannelEnded: the read timed out (idle), the connection broke, an oversize event, or the
-            stream ended inside an event; it says how many bytes came before.
-    """
-    send, receive = anyio.create_memory_object_stream[list[Event]](max_buffer_size=PUSH_QUEUE)
-    failure: StreamdError | None = None
-    received = [0]
-    pushed = anyio.Event()
-    pusher = anyio.CancelScope(shield=True)  # only a stop's grace (below) cancels it
-    async with task_group() as tg:  # a failed push surfaces as itself
-        tg.start_soon(_push_coalesced, receive, emit, pusher, pushed)
-        try:
-            try:
-                async with send:
-                    await _read(response, send, source, max_event_size, received, react)
-            except (TransientError, VendorProtocolError) as exc:
-                failure = ChannelEnded(
-                    f"o2g {source}: chunk channel ended ({exc})", _reason(exc), received[0]
-                )
-                failure.__cause__ = exc
-            await pushed.wait()  # the channel ended: push everything read (backpressure applies)
-        except anyio.get_cancelled_exc_class():
-            with anyio.move_on_after(stop_grace, shield=True):
-                await pushed.wait()
-            if not pushed.is_set():
-                count_error(source, "chunk", "stop_grace")
-                log.warning("o2g %s: events read before the stop not pushed within %.1fs", source, stop_grace)
-            pusher.cancel()
-            raise
-    if failure is not None:
-        raise failure
-    return received[0]
-
-
-async def _read(
-    response: httpx.Response,
-    send: MemoryObjectSendStream[list[Event]],
-    source: str,
-    max_event_size: int,
-    received: list[int],
-    react: React | None,
-) -> None:
-    decoder = O2GEventDecoder(max_event_size)
-    with httpx_errors():
-        async for chunk in response.aiter_bytes():
-            received[0] += len(chunk)
-            items = decoder.feed(chunk)
-            if items:
-                events = to_events(source, items, react=react)
-                if events:
-                    await send.send(events)
-    decoder.feed_eof()
-
-
-async def _push_coalesced(
-    receive: MemoryObjectReceiveStream[list[Event]],
-    emit: Emit,
-    pusher: anyio.CancelScope,
-    pushed: anyio.Event,
-) -> None:
-    try:
-        with pusher, receive:
-            async for events in receive:
-                batch = list(events)
-                while True:
-                    try:
-                        batch.extend(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await emit.push(batch)
-    finally:
-        pushed.set()
-
-
 async def read_subscription(
     client: O2GClient,
     polling_url: str,
@@ -304,7 +155,7 @@ async def read_subscription(
     react: React | None = None,
     policy: Policy | None = None,
 ) -> None:
-    """Keep the subscription's chunk channel open, reopening it whenever it ends (rules 5-7).
+    """Keep the subscription's chunk channel open, reopening it whenever it ends (rules 2-4).
 
     Args:
         client: the session's client.
@@ -313,7 +164,7 @@ async def read_subscription(
         on_open: awaited once, after the channel first opened (snapshot, readiness); a failure
             is the subscription's job's to handle.
         on_reopen: awaited after every later opening (the re-snapshot); a failure likewise.
-        react: what the source does about system events (rule 7).
+        react: what the source does about system events (rule 4).
         policy: how reopens wait (its ``delays`` and ``sleep``; never ``failed_retry``).
 
     Raises:
@@ -397,12 +248,3 @@ async def _opened(client: O2GClient, polling_url: str) -> AsyncIterator[httpx.Re
         delay = exc.delay if isinstance(exc, BackOff) else None
         log.info("o2g %s: chunk channel not reopened (%s)", client.config.name, exc)
         raise ChannelNotOpened(f"o2g {client.config.name}: chunk channel not opened: {exc}", delay) from exc
-
-
-def _reason(exc: SourceError) -> str:
-    text = str(exc)
-    if isinstance(exc, VendorProtocolError):
-        return "protocol_error"
-    if "Timeout" in text:
-        return "idle_timeout"
-    return "connection_lost"

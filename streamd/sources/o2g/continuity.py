@@ -22,7 +22,8 @@ Rules:
 5. Across daemon restarts (shared rule 3) the record is written while streaming and when the
    source stops (:mod:`.source`); the events O2G had for the previous run's subscription are gone
    with it (webhook POSTs nobody took, a chunk queue nobody read), so its first snapshot follows
-   one Gap ``daemon restart``.
+   one Gap ``daemon restart`` (``daemon restart or takeover ...`` when another host wrote the
+   record: a replica that took the source over).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class O2GContinuity(Continuity):
         stale: the nodes whose CTI link is down.
     """
 
-    def __init__(self, source: str) -> None:
-        super().__init__(source, "o2g")
+    def __init__(self, source: str, *, host: str | None = None) -> None:
+        super().__init__(source, "o2g", host=host)
         self.stale: set[str] = set()
         self._wanted: anyio.Event | None = None
 

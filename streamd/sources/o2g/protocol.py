@@ -1,49 +1,40 @@
 """O2G wire protocol, sans-IO: the chunk-channel event decoder and REST error classification.
 
+The decoder and keepalive tests live in :mod:`.wire`, the REST error mapping in
+:mod:`.rest_errors`; this module re-exports both (the names other modules and tests import).
+
 Rules:
 
-1. :class:`O2GEventDecoder` does no I/O, holds no clock and never logs. The chunk source is the
-   pump: ``for item in decoder.feed(chunk): ...``; at end of stream it calls ``feed_eof()``.
-2. Framing is not documented by the seed (spec o2g.md ambiguity 1), so the decoder accepts
-   newline-delimited JSON *and* back-to-back objects, with whitespace, ``,``, ``[`` and ``]``
-   skipped between objects, and bytes split at any boundary (inside multi-byte UTF-8, inside
-   strings with escaped quotes or braces).
-3. Hot path: a line that ends in ``\\n`` is handed to ``orjson.loads`` as a whole (NDJSON is what
-   real O2G servers send); only when that fails does a string-aware brace scanner find the object
-   boundaries, jumping from ``{``/``}``/``"`` to the next with regexes, never a per-byte loop.
-4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
-   :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
-   dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
-   safely) raises :class:`VendorProtocolError`, and so does ``feed_eof`` with a partial event.
-5. :func:`error_from_response` is the one place that turns an O2G error response
-   (``RestErrorInfo``) into the streamd error tree; ``canRetry`` alone cannot drive it (spec
-   o2g.md §7.4: it is ``true`` for INVALID_SESSION, which needs a new login).
+1. Nothing here does I/O, holds a clock or logs (the rules of each half are in its module).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any, Final
-
-import orjson
-from pydantic import ValidationError
-
-from streamd.errors import (
-    AuthError,
-    BackOff,
-    FatalError,
-    StreamdError,
-    TransientError,
-    VendorProtocolError,
-)
-from streamd.jsonwire import loads, may_hold_big_ints
-
 from .models_common import RestErrorInfo
+from .rest_errors import (
+    ERROR_CODES,
+    SERVER_PROBLEM_BACKOFF,
+    UNDOCUMENTED_429_BACKOFF,
+    O2GRequestError,
+    SessionExpired,
+    error_from_response,
+    parse_rest_error,
+)
+from .wire import (
+    DEFAULT_MAX_EVENT_SIZE,
+    KEEPALIVE_EVENT,
+    MalformedEvent,
+    O2GEventDecoder,
+    is_channel_information,
+    is_keepalive,
+)
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
+    "ERROR_CODES",
     "KEEPALIVE_EVENT",
+    "SERVER_PROBLEM_BACKOFF",
+    "UNDOCUMENTED_429_BACKOFF",
     "MalformedEvent",
     "O2GEventDecoder",
     "O2GRequestError",
@@ -54,356 +45,3 @@ __all__ = [
     "is_keepalive",
     "parse_rest_error",
 ]
-
-DEFAULT_MAX_EVENT_SIZE: Final = 1_048_576
-KEEPALIVE_EVENT: Final = "OnChannelInformation"
-
-# Between objects: anything that is not a separator (whitespace , [ ]).
-_NON_SEPARATOR = re.compile(rb"[^ \t\r\n,\[\]]")
-# Inside an object, outside strings: the next structural byte.
-_STRUCTURAL = re.compile(rb'[{}"]')
-# The rest of a JSON string body up to and including its closing quote (escapes honoured).
-_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_OPEN_BRACE = 0x7B
-
-
-@dataclass(frozen=True, slots=True)
-class MalformedEvent:
-    """Bytes from the event stream that are not a JSON object: dead-letter them, keep reading.
-
-    Attributes:
-        raw: the offending bytes (a whole ``{...}`` span, or stray bytes between objects).
-        error: why they were rejected (bounded text, safe to log).
-    """
-
-    raw: bytes
-    error: str
-
-
-class O2GEventDecoder:
-    """Incremental decoder of the O2G chunk channel: bytes in, JSON objects out.
-
-    Use one decoder per connection; after it raised, discard it (its buffer is not resynced).
-
-    Args:
-        max_event_size: the largest event (bytes) accepted; a larger one raises
-            :class:`VendorProtocolError` (like h11's buffer limit and websockets' ``max_size``).
-    """
-
-    __slots__ = ("_buf", "_depth", "_exact", "_garbage", "_in_string", "_max", "_pos", "_start")
-
-    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
-        if max_event_size <= 0:
-            raise ValueError("max_event_size must be positive")
-        self._max = max_event_size
-        self._buf = bytearray()
-        self._pos = 0  # next byte to examine
-        self._start = -1  # offset of the pending object's "{", -1 between objects
-        self._garbage = -1  # offset of pending stray bytes, -1 if none
-        self._depth = 0
-        self._in_string = False  # _pos is just after an opening quote
-        self._exact = False  # the bytes fed last may hold an integer beyond 64 bits
-
-    def feed(self, data: bytes) -> list[dict[str, Any] | MalformedEvent]:
-        """Add bytes from the stream; return every object completed by them, in order.
-
-        Args:
-            data: the next bytes of the stream (any size, split anywhere).
-
-        Returns:
-            Decoded objects (``dict``) and :class:`MalformedEvent` markers, in stream order.
-
-        Raises:
-            VendorProtocolError: a pending event grew beyond ``max_event_size``.
-        """
-        buf = self._buf
-        seam = max(0, len(buf) - 18)  # a digit run may straddle two chunks
-        buf += data
-        self._exact = may_hold_big_ints(memoryview(buf)[seam:])
-        out: list[dict[str, Any] | MalformedEvent] = []
-        while True:
-            if self._start < 0 and not self._between_objects(out):
-                break
-            end = self._scan()
-            if end < 0:
-                break
-            out.append(_decode(bytes(buf[self._start : end]), self._exact))
-            self._start = -1
-            self._pos = end
-        self._compact()
-        return out
-
-    def feed_eof(self) -> None:
-        """The stream ended.
-
-        Raises:
-            VendorProtocolError: an event (or stray bytes) was cut off by the end of the stream.
-        """
-        pending = self._start if self._start >= 0 else self._garbage
-        if pending >= 0:
-            size = len(self._buf) - pending
-            snippet = bytes(self._buf[pending : pending + 80])
-            raise VendorProtocolError(f"O2G event stream ended inside an event ({size} bytes): {snippet!r}")
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _between_objects(self, out: list[dict[str, Any] | MalformedEvent]) -> bool:
-        """Skip separators up to the next ``{``; try the NDJSON fast path. False = need bytes."""
-        buf = self._buf
-        while True:
-            match = _NON_SEPARATOR.search(buf, self._pos)
-            if match is None:
-                self._pos = len(buf)
-                self._check_garbage_size()
-                return False
-            i = match.start()
-            if buf[i] != _OPEN_BRACE:
-                if self._garbage < 0:
-                    self._garbage = i
-                brace = buf.find(b"{", i)
-                if brace < 0:
-                    self._pos = len(buf)
-                    self._check_garbage_size()
-                    return False
-                i = brace
-            if self._garbage >= 0:
-                raw = bytes(buf[self._garbage : i]).strip()
-                out.append(MalformedEvent(raw, "unexpected bytes between events"))
-                self._garbage = -1
-            newline = buf.find(b"\n", i)
-            if newline >= 0:
-                obj = _loads_dict(buf[i:newline], self._exact)
-                if obj is not None:
-                    if newline - i > self._max:
-                        raise VendorProtocolError(f"O2G event of {newline - i} bytes exceeds {self._max}")
-                    out.append(obj)
-                    self._pos = newline + 1
-                    continue
-            self._start = i
-            self._pos = i + 1
-            self._depth = 1
-            self._in_string = False
-            return True
-
-    def _scan(self) -> int:
-        """Advance the brace scanner; return the end offset of the object, or -1 if incomplete."""
-        buf = self._buf
-        pos = self._pos
-        depth = self._depth
-        while True:
-            if self._in_string:
-                match = _STRING_TAIL.match(buf, pos)
-                if match is None:
-                    break
-                pos = match.end()
-                self._in_string = False
-            found = _STRUCTURAL.search(buf, pos)
-            if found is None:
-                pos = len(buf)
-                break
-            pos = found.end()
-            char = buf[found.start()]
-            if char == 0x22:  # '"'
-                self._in_string = True
-            elif char == _OPEN_BRACE:
-                depth += 1
-            else:
-                depth -= 1
-                if depth == 0:
-                    self._depth = 0
-                    return pos
-        self._pos = pos
-        self._depth = depth
-        if len(buf) - self._start > self._max:
-            raise VendorProtocolError(f"O2G event exceeds {self._max} bytes (still incomplete)")
-        return -1
-
-    def _check_garbage_size(self) -> None:
-        if self._garbage >= 0 and len(self._buf) - self._garbage > self._max:
-            raise VendorProtocolError(f"more than {self._max} stray bytes between O2G events")
-
-    def _compact(self) -> None:
-        """Drop consumed bytes so the buffer only holds the pending event (or stray bytes)."""
-        keep = min(x for x in (self._start, self._garbage, self._pos) if x >= 0)
-        if keep:
-            del self._buf[:keep]
-            self._pos -= keep
-            if self._start >= 0:
-                self._start -= keep
-            if self._garbage >= 0:
-                self._garbage -= keep
-
-
-def _loads_dict(raw: bytes | bytearray, exact: bool) -> dict[str, Any] | None:
-    try:
-        obj = loads(raw, check=exact)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if type(obj) is dict else None
-
-
-def _decode(raw: bytes, exact: bool) -> dict[str, Any] | MalformedEvent:
-    try:
-        obj = loads(raw, check=exact)
-    except orjson.JSONDecodeError as exc:
-        return MalformedEvent(raw, f"invalid JSON: {exc}")
-    if type(obj) is not dict:  # pragma: no cover - a balanced {...} always decodes to a dict
-        return MalformedEvent(raw, "not a JSON object")
-    return obj
-
-
-def is_keepalive(obj: dict[str, Any]) -> bool:
-    """True for the chunk channel's keepalive ``{"eventName":"OnChannelInformation","text":"keepalive"}``.
-
-    The seed gives exactly this body (004 L2122). Keepalives count as liveness, never as events.
-    """
-    return obj.get("eventName") == KEEPALIVE_EVENT and obj.get("text") == "keepalive"
-
-
-def is_channel_information(obj: dict[str, Any]) -> bool:
-    """True for any ``OnChannelInformation`` (keepalive or the "channel established" notice).
-
-    ALE's SDKs treat the first non-keepalive ``OnChannelInformation`` after opening the channel
-    as "channel established" (not in the seed). Neither kind is a business event.
-    """
-    return obj.get("eventName") == KEEPALIVE_EVENT
-
-
-# -- REST errors ---------------------------------------------------------------------------
-
-
-class SessionExpired(TransientError):
-    """The O2G session is gone (INVALID_SESSION, 401, 403 without a body): log in again.
-
-    The network half catches it, authenticates anew, creates a session, resubscribes and takes
-    snapshots; :mod:`streamd.retry` treats it as an ordinary transient error otherwise.
-    """
-
-
-class O2GRequestError(FatalError):
-    """O2G rejected one request (NOT_FOUND, BAD_PARAMETER, NOT_EXPECTED, 404, other 4xx).
-
-    Retrying the same request cannot help. Per-item callers (e.g. a snapshot looping over
-    logins) may catch it and skip the item; ``info`` holds the parsed body if any.
-    """
-
-    def __init__(self, message: str, *, status: int, info: RestErrorInfo | None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.info = info
-
-    @property
-    def final(self) -> bool:
-        """O2G said so: a ``RestErrorInfo`` with ``canRetry: false`` (a bare 404 from Tomcat is not)."""
-        return self.info is not None and self.info.canRetry is False
-
-
-# error type -> code (004 L311-320); the code is used when ``type`` is missing.
-ERROR_CODES: Final = {
-    1000: "NOT_READY",
-    1001: "INVALID_SESSION",
-    1002: "NOT_ALLOWED",
-    1003: "NOT_FOUND",
-    1004: "NOT_EXPECTED",
-    1005: "NOT_SUPPORTED",
-    1006: "BAD_PARAMETER",
-    1007: "SERVER_PROBLEM",
-}
-SERVER_PROBLEM_BACKOFF: Final = 300.0
-"""Seconds to wait after SERVER_PROBLEM: the installer has to act, so retry slowly (§7.4)."""
-UNDOCUMENTED_429_BACKOFF: Final = 5.0
-
-
-def parse_rest_error(body: bytes) -> RestErrorInfo | None:
-    """Parse a ``RestErrorInfo`` body; None when the body is empty or not such an object."""
-    try:
-        obj = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    try:
-        return RestErrorInfo.model_validate(obj)
-    except ValidationError:
-        return None
-
-
-def error_from_response(
-    status: int, body: bytes, *, what: str = "O2G request", login: bool = False
-) -> StreamdError:
-    """Classify a non-2xx O2G response into the streamd error tree.
-
-    The ``RestErrorInfo`` type (or code) decides first, the HTTP status second:
-
-    =================================  ==========================================
-    INVALID_SESSION (1001)             :class:`SessionExpired` (log in again)
-    NOT_READY (1000)                   :class:`TransientError`
-    NOT_ALLOWED (1002)                 :class:`AuthError` (rights / licence / credentials)
-    NOT_SUPPORTED (1005)               :class:`FatalError`
-    SERVER_PROBLEM (1007)              :class:`BackOff` (300 s: the installer must act)
-    NOT_FOUND / NOT_EXPECTED /         :class:`O2GRequestError` (fatal for that request)
-    BAD_PARAMETER (1003/1004/1006)
-    other type, ``canRetry=false``     :class:`FatalError`
-    401, 403 (no usable type)          :class:`SessionExpired`; :class:`AuthError` if ``login``
-    429                                :class:`BackOff` (undocumented by O2G)
-    408, 5xx                           :class:`TransientError`
-    other 4xx                          :class:`O2GRequestError`
-    =================================  ==========================================
-
-    Args:
-        status: the HTTP status code (non-2xx).
-        body: the response body (may be empty).
-        what: a short description for the error line, e.g. ``"POST /subscriptions"``.
-        login: the request was the authentication itself: 401/403 mean bad credentials.
-
-    Returns:
-        The exception to raise (not raised here).
-    """
-    info = parse_rest_error(body)
-    kind = _error_type(info)
-    line = _error_line(what, status, info, body)
-    if login and (status in (401, 403) or kind == "NOT_ALLOWED"):
-        return AuthError(f"{line} (check the O2G login and password)")
-    if kind == "INVALID_SESSION":
-        return SessionExpired(line)
-    if kind == "NOT_READY":
-        return TransientError(line)
-    if kind == "NOT_ALLOWED":
-        return AuthError(line)
-    if kind == "NOT_SUPPORTED":
-        return FatalError(line)
-    if kind == "SERVER_PROBLEM":
-        return BackOff(line, SERVER_PROBLEM_BACKOFF)
-    if kind in ("NOT_FOUND", "NOT_EXPECTED", "BAD_PARAMETER"):
-        return O2GRequestError(line, status=status, info=info)
-    if kind is not None and info is not None and info.canRetry is False:
-        return FatalError(line)
-    return _from_status(status, line, info)
-
-
-def _from_status(status: int, line: str, info: RestErrorInfo | None) -> StreamdError:
-    if status in (401, 403):
-        return SessionExpired(line)
-    if status == 429:
-        return BackOff(line, UNDOCUMENTED_429_BACKOFF)
-    if status == 408 or status >= 500:
-        return TransientError(line)
-    return O2GRequestError(line, status=status, info=info)
-
-
-def _error_type(info: RestErrorInfo | None) -> str | None:
-    if info is None:
-        return None
-    if info.type:
-        return info.type.upper()
-    return ERROR_CODES.get(info.code) if info.code is not None else None
-
-
-def _error_line(what: str, status: int, info: RestErrorInfo | None, body: bytes) -> str:
-    if info is None:
-        text = body[:200].decode("utf-8", "replace").strip()
-        return f"{what}: HTTP {status}" + (f" {text}" if text else "")
-    parts = [p for p in (info.type, str(info.code) if info.code is not None else None) if p]
-    detail = " ".join(parts)
-    message = info.helpMessage or info.innerMessage or ""
-    return f"{what}: HTTP {status} {detail}: {message}".rstrip(": ")

@@ -205,6 +205,7 @@ class Sessions:
         if (gap := self.continuity.gap()) is not None:
             log.warning("o2g %s: events may be missing: %s", self.name, gap.data.reason)
             await emit([gap])  # before the snapshot: consumers rebuild their state from it
+            self.continuity.gap_sent(gap)  # durable: else the next snapshot gets it again
         snapshots = self.snapshots
         if "rti" in self.config.packages:
             await snapshots.part("rti activation", snapshots.activate_rti, live.client)

@@ -11,7 +11,8 @@ snapshot); in webhook mode no POST and no status answer for ``idle_timeout`` end
 per run, after the first login, the licence pre-flight (:mod:`.licenses`). Across daemon restarts
 the cursor store keeps until when the stream was complete (:mod:`streamd.sources.continuity`
 rule 3): written when a subscription streams, every ``RECORD_INTERVAL`` and when the source
-stops; a run that finds it starts with a ``daemon restart`` Gap before its first snapshot.
+stops (advisory: a write that fails is logged, never raised); a run that finds it starts with a
+``daemon restart`` Gap before its first snapshot.
 
 Rules: no retry loop here (the supervisor owns it); no httpx exception is caught here; every
 event passes the directory (:class:`~.enrich.Enriching`); the config's warnings are logged when
@@ -26,6 +27,7 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from streamd.errors import PublishError
 from streamd.runtime import Job, Policy
 from streamd.sources.base import Emit, SourceDeps
 from streamd.sources.o2g.client import O2GClient
@@ -71,6 +73,7 @@ class O2GSource:
         self.liveness: Liveness | None = None  # webhook mode: the server's last sign of life
         self._preflight_done = False
         self._resumed = False
+        self._record_failing = False  # the last write of the continuity record failed
         self.directory = Directory(config.name, concurrency=config.snapshot_concurrency)  # names, labels
         self.snapshots = Snapshots(config.name, config, self.directory)
         # how the jobs nested in a session wait (no failed_retry: their failures go to the session)
@@ -93,7 +96,14 @@ class O2GSource:
             self.watch.disable("the login is not an administrator (admin: false)")
         if not self._resumed:  # once per source: a later run() of it is no daemon restart
             self._resumed = True
-            self.continuity.resumed(await anyio.to_thread.run_sync(self.deps.cursors.load, self.name, RECORD))
+            try:
+                record = await anyio.to_thread.run_sync(self.deps.cursors.load, self.name, RECORD)
+            except PublishError as exc:  # advisory, like its save: the stream goes on without it
+                log.warning(
+                    "o2g %s: the continuity record cannot be read (%s): no restart Gap", self.name, exc
+                )
+            else:
+                self.continuity.resumed(record)
         if self.config.delivery == "webhook":
             secret = self.config.webhook_secret
             self.liveness = Liveness(anyio.current_time)
@@ -118,10 +128,28 @@ class O2GSource:
                 await self._save_record()
 
     async def _save_record(self) -> None:
-        """Keep until when the stream is known complete (:mod:`streamd.sources.continuity` rule 3)."""
+        """Keep until when the stream is known complete (:mod:`streamd.sources.continuity` rule 3).
+
+        The record is advisory: a cursor store that cannot write it (a full disk) is logged once
+        per change (failing, written again) and never ends the session.
+        """
         record = self.continuity.record()
-        if record is not None:
+        if record is None:
+            return
+        try:
             await anyio.to_thread.run_sync(self.deps.cursors.save, self.name, RECORD, record)
+        except PublishError as exc:
+            if not self._record_failing:
+                self._record_failing = True
+                log.warning(
+                    "o2g %s: continuity record not written (a daemon restart may show no Gap): %s",
+                    self.name,
+                    exc,
+                )
+            return
+        if self._record_failing:
+            self._record_failing = False
+            log.info("o2g %s: continuity record written again", self.name)
 
     async def _keep_record(self) -> None:
         while True:

@@ -11,9 +11,11 @@ Rules:
    (:meth:`~streamd.sources.o2g.continuity.Continuity.restarted`): the Gap before the next
    snapshot says so. Seen during a session, it ends the session (:class:`ServerChanged`,
    transient): the supervisor opens a new one, which subscribes and snapshots again.
-3. A login that may not read the status (a fatal answer: not an administrator, no right) turns
-   the watch off for the source, with one line; any other failed read is logged and tried again
-   at the next interval (a debug line), except a lost session, which ends the session as usual.
+3. A read refused for good (:func:`refused_for_good`: ``NOT_ALLOWED``, not an administrator,
+   ``NOT_SUPPORTED``, an error O2G marks ``canRetry: false``) turns the watch off for the source,
+   with one line; any other failed read (Tomcat's bare 404 while O2G redeploys after a restart
+   included) is logged and tried again at the next interval (a debug line), except a lost
+   session, which ends the session as usual.
 4. Liveness (webhook mode, :class:`Liveness`): every webhook POST and every status answer is a
    sign of life; none for ``idle_timeout`` seconds ends the session with a :class:`Silent`
    (transient: the source goes ``retrying``).
@@ -37,7 +39,7 @@ from streamd.events import Event, utcnow
 from streamd.sources.base import Emit
 from streamd.sources.continuity import Continuity
 from streamd.sources.o2g.client import O2GClient
-from streamd.sources.o2g.protocol import SessionExpired
+from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired
 
 log = logging.getLogger("streamd.sources.o2g")
 
@@ -146,6 +148,12 @@ class HeardEmit:
         await self.emit.push(events)
 
 
+def refused_for_good(exc: FatalError) -> bool:
+    """The status read is refused for good (rule 3): NOT_ALLOWED, a refused login, NOT_SUPPORTED,
+    an answer O2G marks ``canRetry: false``; not a bare 404 (Tomcat's, while O2G redeploys)."""
+    return not isinstance(exc, O2GRequestError) or exc.final
+
+
 async def read_status(client: O2GClient, watch: StatusWatch) -> ServerStatus | None:
     """One status read (rule 3): None when the watch is off or the read failed.
 
@@ -159,7 +167,10 @@ async def read_status(client: O2GClient, watch: StatusWatch) -> ServerStatus | N
     except SessionExpired:
         raise
     except FatalError as exc:
-        watch.disable(str(exc))
+        if refused_for_good(exc):
+            watch.disable(str(exc))
+            return None
+        log.debug("o2g %s: server status not read (again in the next interval): %s", watch.source, exc)
         return None
     except SourceError as exc:
         log.debug("o2g %s: server status not read (again in the next interval): %s", watch.source, exc)

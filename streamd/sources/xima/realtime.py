@@ -169,7 +169,9 @@ class RealtimeCore:
             )
             if not parsed.problems:  # an unroutable entry may be a listed key: prune nothing then
                 listed = [e.key for e in parsed.results] + list(parsed.initializing)
-                self._pruned(self.state.prune(asked, listed))
+                gone, moved = self.state.prune(asked, listed, now_ms=now_ms)
+                self._pruned(gone)
+                out += moved  # agents that left a queue with the dropped values (state.py rule 6)
         count_dead(self.source, out)
         count_deviations(self.source, out)
         return out
@@ -233,7 +235,7 @@ class RealtimeCore:
         moved = self.state.set_descriptors(descriptors, now_ms=self.now_ms())
         if self.cfg.metrics == "all":
             self._ids = list(self.state.descriptors)
-            self.state.forget(set(self._ids))
+            moved += self.state.forget(set(self._ids), now_ms=self.now_ms())
         self.rejected.clear()  # rejected ids get another chance after each list refresh
         return moved
 

@@ -12,7 +12,8 @@ Rules:
    the rest of its life when ``websocket_fallback`` is on (logged once); otherwise it is fatal.
    The source's continuity outlives sessions (:mod:`.websocket` rule 6): a fall-back after the
    socket streamed publishes one ``streamd.source.Gap`` before the first poll's snapshot, unless
-   the baseline of the refused reconnect already did.
+   the baseline of the refused reconnect already did (a Gap whose emit raised is published by
+   the next attempt).
 4. No retry loops here: sessions raise streamd errors and the supervisor decides.
 5. With ``calls:`` a job ``calls`` registers the call-finished receiver (:mod:`.webhook`) on
    ``/webhooks/xima/{name}`` for as long as it runs (ready at once: Xima pushes when calls end).
@@ -120,8 +121,9 @@ class XimaSource:
                     raise
                 log.warning("xima %s: %s; falling back to polling", self.name, exc)
                 self.mode = "poll"
-                if (gap := self._continuity.gap()) is not None:  # rule 3: before the first poll
-                    await emit([gap])
+        if (gap := self._continuity.gap()) is not None:  # rule 3: before the first poll
+            await emit([gap])  # raised: owed again by the next attempt
+            self._continuity.gap_sent(gap)
         if self._poller is None:
             self._poller = Poller(RealtimePollSpec(core), self.name, self.cfg.interval, self.cfg.timeout)
         await self._poller.session(emit, connected)

@@ -21,8 +21,9 @@ Rules:
    each agent-group metric that lists it, in the metric list's ``categorySelection``
    (:meth:`RealtimeState.set_descriptors`) or as the category value of a value held. Agents are
    matched by their folded display string (``"Nate Thatcher (123)"`` = ``"Nate Thatcher(123)"``).
-   Every AgentState carries its agent's sorted ``queue_ids``; when an agent's queues change, its
-   held state is published again (the canonical AgentState only) with the new ones.
+   Every AgentState carries its agent's sorted ``queue_ids``; when an agent's queues change
+   (joining or leaving: a new metric list, a value read, pruned or forgotten), its held state is
+   published again (the canonical AgentState only) with the new ones.
 """
 
 from __future__ import annotations
@@ -166,31 +167,39 @@ class RealtimeState:
             out.extend(self._events(entry, now_ms, snapshot))
         return out + self._moved(before, now_ms, done)
 
-    def prune(self, metric_ids: Iterable[str], listed: Iterable[MetricKey]) -> list[MetricKey]:
+    def prune(
+        self, metric_ids: Iterable[str], listed: Iterable[MetricKey], *, now_ms: int
+    ) -> tuple[list[MetricKey], list[Event]]:
         """Drop the held values of ``metric_ids`` whose keys an answer no longer ``listed`` (rule 5).
 
         Args:
             metric_ids: the metrics one values answer was asked for (and answered).
             listed: every key that answer listed, under ``results`` or ``initializing``.
+            now_ms: the evaluation instant of the AgentStates published again.
 
         Returns:
-            The keys dropped, in the order they were held.
+            The keys dropped, in the order they were held, and the AgentStates of the agents that
+            left a queue by it (rule 6).
         """
         ids, seen = set(metric_ids), set(listed)
+        before = self.queues()
         gone = [k for k in self.entries if k.metric_id in ids and k not in seen]
         for key in gone:
             del self.entries[key]
         for key in [k for k in self._members if k.metric_id in ids and k not in seen]:
             self._member(key, False)
-        return gone
+        return gone, self._moved(before, now_ms, set())
 
-    def forget(self, metric_ids: set[str]) -> None:
-        """Drop the values of metrics no longer in ``metric_ids`` (removed from the metric list)."""
+    def forget(self, metric_ids: set[str], *, now_ms: int) -> list[Event]:
+        """Drop the values of metrics no longer in ``metric_ids`` (removed from the metric list);
+        the AgentStates of the agents that left a queue by it (rule 6)."""
+        before = self.queues()
         for key in [k for k in self.entries if k.metric_id not in metric_ids]:
             del self.entries[key]
         for key in [k for k in self._members if k.metric_id not in metric_ids]:
             self._member(key, False)
         self.initializing = {k for k in self.initializing if k.metric_id in metric_ids}
+        return self._moved(before, now_ms, set())
 
     def refresh(self, *, now_ms: int) -> list[Event]:
         """Every current value as a snapshot (the periodic full refresh)."""

@@ -5,16 +5,18 @@ per finished call, with the call data as URL parameters and the profile's custom
 
 Rules:
 
-1. ``POST`` (the daemon routes only POSTs to webhooks: configure the profile's HTTP method as
-   POST); the handler itself also reads ``GET``, anything else is 405. The request must carry the
-   shared secret in the configured header (``secret_header``, default ``X-Streamd-Secret``, one
-   of the profile's HTTP Headers), compared in constant time: else 401, counted
-   (``bad_secret``). The secret is never a URL parameter, so it never reaches Kafka or a log.
+1. ``POST`` or ``GET`` (the profile's HTTP method, 000 L1058; the daemon routes both to the
+   handler, which decides), anything else is 405. The request must carry the shared secret in
+   the configured header (``secret_header``, default ``X-Streamd-Secret``, one of the profile's
+   HTTP Headers), compared in constant time: else 401, counted (``bad_secret``). The secret is
+   never a URL parameter, so it never reaches Kafka or a log.
 2. Only then is the body read, at most ``max_body`` bytes: a larger declared Content-Length is
    answered 413 before anything is read, a larger body as soon as it has grown beyond the cap
    (:func:`streamd.http.limits.read_body`), counted (``body_too_large``).
 3. The push is read by :func:`.calls.call_event` (tolerant). One without a call id is put on the
-   dead-letter topic, then answered 400 (the same request would fail again).
+   dead-letter topic, then answered 400 (the same request would fail again); when the dead letter
+   is not durable (rule 4's cases) it is answered 503 instead, so the request is made again and
+   its dead letter with it, and the log line says so.
 4. Same durability rule as the O2G webhooks: 2xx only once the event is durable
    (``await emit(...)``: Kafka acknowledged it, or the spool holds it), within ``deadline``
    seconds; past it, when Kafka and the spool refuse, or during the shutdown: 503, counted, so
@@ -87,7 +89,10 @@ class CallsReceiver:
         except NormalizationError as exc:
             count_error(self.source, "processing", exc.error_type)
             raw = f"{request.method} {request.url.path}?{request.url.query}\n".encode() + body
-            await self._durable(dead_letters(self.source, [(exc, raw)]))  # 400 either way (rule 3)
+            dead = dead_letters(self.source, [(exc, raw)])
+            refused = await self._durable(dead, "the dead letter of a push without a call id")
+            if refused is not None:  # rule 3: the sender may make it again, the dead letter with it
+                return Response(f"dead letter not accepted: {refused}", status_code=503)
             return Response(f"{exc}\n", status_code=400)
         count_deviations(self.source, [event])
         refused = await self._durable([event])
@@ -95,8 +100,9 @@ class CallsReceiver:
             return Response(f"event not accepted: {refused}", status_code=503)
         return Response(status_code=200)
 
-    async def _durable(self, events: list[Event]) -> str | None:
-        """``await emit(events)`` within the deadline; None once durable, else the counted error type."""
+    async def _durable(self, events: list[Event], what: str = "events") -> str | None:
+        """``await emit(events)`` within the deadline; None once durable, else the counted error type
+        (``what`` names the events in the log line)."""
         try:
             with anyio.fail_after(self.cfg.deadline):
                 await self.emit(events)
@@ -113,8 +119,9 @@ class CallsReceiver:
             return None
         count_error(self.source, "webhook", error_type, len(events))
         if error_type == "publish_failed" or error_type == self._refusing:
-            log.debug("xima %s: call-finished events %s", self.source, why)  # the pipeline logs spool full
+            # publish_failed: the pipeline logs it (spool full); a repeat: logged at its transition
+            log.debug("xima %s: call-finished %s %s: answered 503", self.source, what, why)
         else:
-            log.warning("xima %s: answering call-finished pushes 503: events %s", self.source, why)
+            log.warning("xima %s: answering call-finished pushes 503: %s %s", self.source, what, why)
             self._refusing = error_type
         return error_type

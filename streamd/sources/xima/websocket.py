@@ -31,7 +31,8 @@ Rules:
    shared by every session of the source): once a socket proved healthy the stream is complete;
    a session that ends with an error (a close, a missed pong, a refused reconnect) records the
    loss with when it happened. The next REST baseline publishes one ``streamd.source.Gap`` on
-   ``{prefix}source-status`` (``from`` the loss ``to`` now) before its snapshot; a fall-back to
+   ``{prefix}source-status`` (``from`` the loss ``to`` now) before its snapshot, the loss cleared
+   once that emit returned (one that raised leaves it for the next baseline); a fall-back to
    polling publishes it before the first poll (:mod:`.source`). A resubscribe in place (the metric
    list changed) and a stop are no loss.
 """
@@ -236,6 +237,8 @@ class RealtimeWebsocket:
             events.insert(0, gap)
         if events:
             await emit(events)
+        if gap is not None and self.continuity is not None:
+            self.continuity.gap_sent(gap)  # durable: else the next baseline gets it again
         return self.core.active_ids()
 
     async def _subscribe(self, emit: Emit, connected: Callable[[], None], ids: list[str]) -> None:

@@ -1,0 +1,244 @@
+"""O2G chunk-channel wire format, sans-IO: the event decoder and the keepalive tests.
+
+Rules:
+
+1. :class:`O2GEventDecoder` does no I/O, holds no clock and never logs. The chunk source is the
+   pump: ``for item in decoder.feed(chunk): ...``; at end of stream it calls ``feed_eof()``.
+2. Framing is not documented by the seed (spec o2g.md ambiguity 1), so the decoder accepts
+   newline-delimited JSON *and* back-to-back objects, with whitespace, ``,``, ``[`` and ``]``
+   skipped between objects, and bytes split at any boundary (inside multi-byte UTF-8, inside
+   strings with escaped quotes or braces).
+3. Hot path: a line that ends in ``\\n`` is handed to ``orjson.loads`` as a whole (NDJSON is what
+   real O2G servers send); only when that fails does a string-aware brace scanner find the object
+   boundaries, jumping from ``{``/``}``/``"`` to the next with regexes, never a per-byte loop.
+4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
+   :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
+   dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
+   safely) raises :class:`VendorProtocolError`, and so does ``feed_eof`` with a partial event.
+5. :func:`error_from_response` is the one place that turns an O2G error response
+   (``RestErrorInfo``) into the streamd error tree; ``canRetry`` alone cannot drive it (spec
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from streamd.errors import VendorProtocolError
+from streamd.jsonwire import loads, may_hold_big_ints
+
+DEFAULT_MAX_EVENT_SIZE: Final = 1_048_576
+KEEPALIVE_EVENT: Final = "OnChannelInformation"
+
+# Between objects: anything that is not a separator (whitespace , [ ]).
+_NON_SEPARATOR = re.compile(rb"[^ \t\r\n,\[\]]")
+# Inside an object, outside strings: the next structural byte.
+_STRUCTURAL = re.compile(rb'[{}"]')
+# The rest of a JSON string body up to and including its closing quote (escapes honoured).
+_STRING_TAIL = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPEN_BRACE = 0x7B
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedEvent:
+    """Bytes from the event stream that are not a JSON object: dead-letter them, keep reading.
+
+    Attributes:
+        raw: the offending bytes (a whole ``{...}`` span, or stray bytes between objects).
+        error: why they were rejected (bounded text, safe to log).
+    """
+
+    raw: bytes
+    error: str
+
+
+class O2GEventDecoder:
+    """Incremental decoder of the O2G chunk channel: bytes in, JSON objects out.
+
+    Use one decoder per connection; after it raised, discard it (its buffer is not resynced).
+
+    Args:
+        max_event_size: the largest event (bytes) accepted; a larger one raises
+            :class:`VendorProtocolError` (like h11's buffer limit and websockets' ``max_size``).
+    """
+
+    __slots__ = ("_buf", "_depth", "_exact", "_garbage", "_in_string", "_max", "_pos", "_start")
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        if max_event_size <= 0:
+            raise ValueError("max_event_size must be positive")
+        self._max = max_event_size
+        self._buf = bytearray()
+        self._pos = 0  # next byte to examine
+        self._start = -1  # offset of the pending object's "{", -1 between objects
+        self._garbage = -1  # offset of pending stray bytes, -1 if none
+        self._depth = 0
+        self._in_string = False  # _pos is just after an opening quote
+        self._exact = False  # the bytes fed last may hold an integer beyond 64 bits
+
+    def feed(self, data: bytes) -> list[dict[str, Any] | MalformedEvent]:
+        """Add bytes from the stream; return every object completed by them, in order.
+
+        Args:
+            data: the next bytes of the stream (any size, split anywhere).
+
+        Returns:
+            Decoded objects (``dict``) and :class:`MalformedEvent` markers, in stream order.
+
+        Raises:
+            VendorProtocolError: a pending event grew beyond ``max_event_size``.
+        """
+        buf = self._buf
+        seam = max(0, len(buf) - 18)  # a digit run may straddle two chunks
+        buf += data
+        self._exact = may_hold_big_ints(memoryview(buf)[seam:])
+        out: list[dict[str, Any] | MalformedEvent] = []
+        while True:
+            if self._start < 0 and not self._between_objects(out):
+                break
+            end = self._scan()
+            if end < 0:
+                break
+            out.append(_decode(bytes(buf[self._start : end]), self._exact))
+            self._start = -1
+            self._pos = end
+        self._compact()
+        return out
+
+    def feed_eof(self) -> None:
+        """The stream ended.
+
+        Raises:
+            VendorProtocolError: an event (or stray bytes) was cut off by the end of the stream.
+        """
+        pending = self._start if self._start >= 0 else self._garbage
+        if pending >= 0:
+            size = len(self._buf) - pending
+            snippet = bytes(self._buf[pending : pending + 80])
+            raise VendorProtocolError(f"O2G event stream ended inside an event ({size} bytes): {snippet!r}")
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _between_objects(self, out: list[dict[str, Any] | MalformedEvent]) -> bool:
+        """Skip separators up to the next ``{``; try the NDJSON fast path. False = need bytes."""
+        buf = self._buf
+        while True:
+            match = _NON_SEPARATOR.search(buf, self._pos)
+            if match is None:
+                self._pos = len(buf)
+                self._check_garbage_size()
+                return False
+            i = match.start()
+            if buf[i] != _OPEN_BRACE:
+                if self._garbage < 0:
+                    self._garbage = i
+                brace = buf.find(b"{", i)
+                if brace < 0:
+                    self._pos = len(buf)
+                    self._check_garbage_size()
+                    return False
+                i = brace
+            if self._garbage >= 0:
+                raw = bytes(buf[self._garbage : i]).strip()
+                out.append(MalformedEvent(raw, "unexpected bytes between events"))
+                self._garbage = -1
+            newline = buf.find(b"\n", i)
+            if newline >= 0:
+                obj = _loads_dict(buf[i:newline], self._exact)
+                if obj is not None:
+                    if newline - i > self._max:
+                        raise VendorProtocolError(f"O2G event of {newline - i} bytes exceeds {self._max}")
+                    out.append(obj)
+                    self._pos = newline + 1
+                    continue
+            self._start = i
+            self._pos = i + 1
+            self._depth = 1
+            self._in_string = False
+            return True
+
+    def _scan(self) -> int:
+        """Advance the brace scanner; return the end offset of the object, or -1 if incomplete."""
+        buf = self._buf
+        pos = self._pos
+        depth = self._depth
+        while True:
+            if self._in_string:
+                match = _STRING_TAIL.match(buf, pos)
+                if match is None:
+                    break
+                pos = match.end()
+                self._in_string = False
+            found = _STRUCTURAL.search(buf, pos)
+            if found is None:
+                pos = len(buf)
+                break
+            pos = found.end()
+            char = buf[found.start()]
+            if char == 0x22:  # '"'
+                self._in_string = True
+            elif char == _OPEN_BRACE:
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0:
+                    self._depth = 0
+                    return pos
+        self._pos = pos
+        self._depth = depth
+        if len(buf) - self._start > self._max:
+            raise VendorProtocolError(f"O2G event exceeds {self._max} bytes (still incomplete)")
+        return -1
+
+    def _check_garbage_size(self) -> None:
+        if self._garbage >= 0 and len(self._buf) - self._garbage > self._max:
+            raise VendorProtocolError(f"more than {self._max} stray bytes between O2G events")
+
+    def _compact(self) -> None:
+        """Drop consumed bytes so the buffer only holds the pending event (or stray bytes)."""
+        keep = min(x for x in (self._start, self._garbage, self._pos) if x >= 0)
+        if keep:
+            del self._buf[:keep]
+            self._pos -= keep
+            if self._start >= 0:
+                self._start -= keep
+            if self._garbage >= 0:
+                self._garbage -= keep
+
+
+def _loads_dict(raw: bytes | bytearray, exact: bool) -> dict[str, Any] | None:
+    try:
+        obj = loads(raw, check=exact)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None
+
+
+def _decode(raw: bytes, exact: bool) -> dict[str, Any] | MalformedEvent:
+    try:
+        obj = loads(raw, check=exact)
+    except orjson.JSONDecodeError as exc:
+        return MalformedEvent(raw, f"invalid JSON: {exc}")
+    if type(obj) is not dict:  # pragma: no cover - a balanced {...} always decodes to a dict
+        return MalformedEvent(raw, "not a JSON object")
+    return obj
+
+
+def is_keepalive(obj: dict[str, Any]) -> bool:
+    """True for the chunk channel's keepalive ``{"eventName":"OnChannelInformation","text":"keepalive"}``.
+
+    The seed gives exactly this body (004 L2122). Keepalives count as liveness, never as events.
+    """
+    return obj.get("eventName") == KEEPALIVE_EVENT and obj.get("text") == "keepalive"
+
+
+def is_channel_information(obj: dict[str, Any]) -> bool:
+    """True for any ``OnChannelInformation`` (keepalive or the "channel established" notice).
+
+    ALE's SDKs treat the first non-keepalive ``OnChannelInformation`` after opening the channel
+    as "channel established" (not in the seed). Neither kind is a business event.
+    """
+    return obj.get("eventName") == KEEPALIVE_EVENT
