@@ -22,9 +22,10 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY streamd ./streamd
-RUN pip install --no-compile "/src${EXTRAS:+[$EXTRAS]}" \
+# constraints.txt pins every dependency (and those of the image extras): reproducible builds.
+RUN pip install --no-compile -c /src/constraints.txt "/src${EXTRAS:+[$EXTRAS]}" \
     && python -m compileall -q /opt/venv/lib \
     && streamd --help > /dev/null
 

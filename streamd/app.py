@@ -1,4 +1,4 @@
-"""Composition root: one anyio task group, start order, ordered shutdown (DESIGN §2, STYLE 10).
+"""Composition root: one anyio task group, start order, ordered shutdown.
 
 Start: embedded broker (if configured) -> publisher (connected within ``startup_timeout``) ->
 HTTP -> pipeline -> sources and sinks, each awaited until it signals readiness. Every
@@ -35,6 +35,7 @@ from streamd import tracing as otel
 from streamd.cluster.assign import state_topic
 from streamd.cluster.member import ClusterMember
 from streamd.cluster.state import KafkaCursorStore
+from streamd.cluster.webhooks import advertised_base
 from streamd.config import Config
 from streamd.config_core import KafkaConfig
 from streamd.embedded import EmbeddedBroker
@@ -110,12 +111,8 @@ async def run_daemon(
             clear line). A component failing later never stops the daemon: it is ``failed``.
     """
     rt = runtime or Runtime(config)
-    if not config.kafka.acks_all:
-        log.warning(
-            "kafka.acks is %s, not all: an event Kafka acknowledged can still be lost when a broker "
-            "fails (streamd's delivery guarantee assumes acks: all)",
-            config.kafka.acks,
-        )
+    if config.kafka.acks_warning:
+        log.warning("%s", config.kafka.acks_warning)
     rt.health.readiness = config.readiness
     rt.supervisor = Supervisor(rt.health, Policy(failed_retry=config.failed_retry))
     async with task_group() as lifecycle:
@@ -255,6 +252,8 @@ def _cluster_member(
         jobs.component,
         store=store,
         sources=list(sources),
+        webhooks=webhooks,
+        advertised_url=lambda: advertised_base(config.http.host, rt.http_port),
     )
 
 

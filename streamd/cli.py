@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--agents", type=int, default=20, help="agents per simulator (default: %(default)s)")
     demo.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="run this many daemons sharing the sources as a cluster, on ports PORT, PORT+1, ... "
+        "(default: %(default)s; each replica's /readyz and wallboard show what it runs)",
+    )
+    demo.add_argument(
         "--duration",
         type=float,
         default=None,
@@ -128,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         cfg = load_config(args.config, no_env=args.no_env)
         _require_explicit_kafka(cfg, args.config)
+        if cfg.kafka.acks_warning:
+            print(f"{args.config}: warning: {cfg.kafka.acks_warning}", file=sys.stderr)
         counts = f"{plural(len(cfg.sources), 'source')}, {plural(len(cfg.sinks), 'sink')}"
         print(f"{args.config}: ok ({counts}{', substitutions not resolved' if args.no_env else ''})")
         return 0
@@ -145,7 +154,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         tune_gc()
         anyio.run(
-            lambda: run_demo(host=args.host, port=args.port, agents=args.agents, duration=args.duration)
+            lambda: run_demo(
+                host=args.host,
+                port=args.port,
+                agents=args.agents,
+                duration=args.duration,
+                replicas=args.replicas,
+            )
         )
         return 0
     from streamd.tail import run_tail

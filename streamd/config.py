@@ -322,19 +322,21 @@ def _message(err: Any, data: Any, path: tuple[str | int, ...]) -> str:
 
 def _known_keys(path: tuple[str | int, ...], data: Any) -> list[str]:
     """The field names allowed at ``path`` (the config models walked along the data)."""
-    model: Any = Config
+    annotation: Any = Config  # resolved against the value it describes (a list item picks its kind)
     cursor = data
     for part in path:
         if isinstance(part, int):
             cursor = cursor[part] if isinstance(cursor, list) and part < len(cursor) else None
             continue
-        cursor = cursor.get(part) if isinstance(cursor, dict) else None
+        model = _model_of(annotation, cursor)
         field = (
             model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         )
         if field is None:
             return []
-        model = _model_of(field.annotation, cursor)
+        annotation = field.annotation
+        cursor = cursor.get(part) if isinstance(cursor, dict) else None
+    model = _model_of(annotation, cursor)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return [f.alias or name for name, f in model.model_fields.items()]
     return []

@@ -159,6 +159,16 @@ class KafkaConfig(StrictModel):
         return str(self.acks) in ("all", "-1")
 
     @property
+    def acks_warning(self) -> str | None:
+        """What an operator must hear when ``acks`` is not ``all`` (``None`` when it is)."""
+        if self.acks_all:
+            return None
+        return (
+            f"kafka.acks is {self.acks}, not all: an event Kafka acknowledged can still be lost when a "
+            "broker fails (streamd's delivery guarantee assumes acks: all)"
+        )
+
+    @property
     def embedded(self) -> bool:
         """True when streamd starts its own broker."""
         return self.bootstrap_servers.strip() == "embedded"
@@ -251,6 +261,15 @@ class ClusterConfig(StrictModel):
         description=(
             "A replica that stops heartbeating for this long loses its sources to another one; a replica "
             "that cannot commit to Kafka for half of it stops its sources first (fencing)."
+        ),
+    )
+    ride_through_outage: bool = Field(
+        True,
+        description=(
+            "Keep sources running (spooling) while every Kafka broker refuses connections: Kafka is "
+            "then down for every replica and none can take a source over. A broker that cannot be "
+            "reached (timeout) proves nothing and still fences. Set false where a firewall rejects "
+            "rather than drops, or where the brokers forget consumer groups on a restart."
         ),
     )
 

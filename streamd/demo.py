@@ -46,24 +46,66 @@ def demo_sinks(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rtdc_sink_config(wfm, from_=pbx["name"])]
 
 
+DEMO_WALLBOARD: dict[str, Any] = {
+    "stale_after": "2m",
+    "page_seconds": "10s",
+    "thresholds": {
+        "metrics": {
+            "waiting": {"warn": 3, "alert": 6},
+            "longest_wait_seconds": {"warn": 30, "alert": 60},
+            "average_wait_seconds": {"warn": 45, "alert": 90},
+        },
+        "service_level_target": 80,
+        "queues": {"o2g-sim:60141": {"metrics": {"waiting": {"warn": 2, "alert": 4}}}},
+        "time_in_state": {
+            "not_ready": {"warn": "5m", "alert": "15m"},
+            "after_call_work": {"warn": "2m", "alert": "5m"},
+            "busy": {"warn": "10m", "alert": "20m"},
+        },
+    },
+    "views": {
+        "floor": {"title": "Whole floor", "expand": ["logged_out", "unknown"]},
+        "queues": {"title": "Queues", "sections": ["summary", "queues"]},
+        "pbx": {"title": "PBX agents", "source": ["o2g-sim"]},
+    },
+    "reason_labels": {"wfm": {"1": "Break", "2": "Lunch", "7": "Training"}},
+}
+"""The demo's ``wallboard:`` section (config/demo.yaml spells it out; a test keeps them equal)."""
+
+
+def demo_config(sources: list[dict[str, Any]], *, host: str, port: int, spool: Path) -> dict[str, Any]:
+    """The config ``streamd demo`` runs, given its simulators' ``sources:`` entries (config/demo.yaml
+    is this with fixed simulator ports; a test keeps them equal)."""
+    return {
+        "kafka": {"bootstrap_servers": "embedded", "topic_prefix": "streamd."},
+        "http": {"listen": f"{_bracketed(host)}:{port}"},
+        "spool": {"path": str(spool)},
+        "wallboard": DEMO_WALLBOARD,
+        "shutdown_grace": "5s",
+        "sources": sources,
+        "sinks": demo_sinks(sources),
+    }
+
+
 async def run_demo(
-    port: int = 8080, agents: int = 20, duration: float | None = None, host: str = "127.0.0.1"
-) -> Runtime:
+    port: int = 8080,
+    agents: int = 20,
+    duration: float | None = None,
+    host: str = "127.0.0.1",
+    replicas: int = 1,
+) -> Runtime | None:
     """Run the demo until Ctrl-C (or ``duration`` seconds); HTTP on ``host`` (``0.0.0.0``: reachable
-    from other machines, e.g. a demo on a remote VM)."""
+    from other machines, e.g. a demo on a remote VM). With ``replicas`` > 1, that many ``streamd
+    run`` processes share the sources as a cluster (:mod:`streamd.cluster.demo`; returns None)."""
+    if replicas > 1:
+        from streamd.cluster.demo import run_replicas
+
+        await run_replicas(replicas, port=port, agents=agents, duration=duration, host=host)
+        return None
     async with AsyncExitStack() as stack:
         sources = [await stack.enter_async_context(sim(agents)) for sim in demo_simulators()]
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="streamd-demo-")))
-        config = Config.model_validate(
-            {
-                "kafka": {"bootstrap_servers": "embedded"},
-                "http": {"listen": f"{_bracketed(host)}:{port}"},
-                "spool": {"path": str(workdir / "spool.db")},
-                "shutdown_grace": "5s",
-                "sources": sources,
-                "sinks": demo_sinks(sources),
-            }
-        )
+        config = Config.model_validate(demo_config(sources, host=host, port=port, spool=workdir / "spool.db"))
         runtime = Runtime(config)
         async with task_group() as tg:  # a fatal start-up error surfaces as itself (one line)
             tg.start_soon(_report, runtime, len(sources), duration, host)

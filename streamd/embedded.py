@@ -9,6 +9,9 @@ Rules:
    with one line saying how to install it.
 2. It listens on a free loopback port, is ready only once it accepts TCP connections, and is
    terminated (then killed) when the context exits.
+3. It runs in a session of its own: Ctrl-C in a terminal (SIGINT to the whole foreground process
+   group) reaches streamd only, so the broker outlives the daemon's shutdown and is stopped last,
+   when its context exits (enter it first), not while the daemon still flushes to it.
 """
 
 from __future__ import annotations
@@ -77,7 +80,12 @@ class EmbeddedBroker:
         cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._process = await anyio.open_process(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,  # rule 3: a terminal's Ctrl-C is not for the broker
         )
         try:
             await self._wait_ready()

@@ -3,7 +3,8 @@
 Rules: one line per state transition, not per retry (see :mod:`streamd.telemetry`); secrets never
 reach a log line because config secrets are :class:`pydantic.SecretStr` everywhere. Libraries that
 log every retry themselves (aiokafka, uvicorn's protocol errors) go through a
-:class:`RepeatFilter`.
+:class:`RepeatFilter`; while streamd itself retries a start-up step, the library's lines are
+:func:`folded` into streamd's own line about that step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +108,60 @@ class RepeatFilter(logging.Filter):
 
 
 _DIGITS = re.compile(r"\d+")
+
+
+class Folded(logging.Handler):
+    """What the libraries logged within a :func:`folded` block: how many lines, and the last one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.count = 0
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count the record and keep its message (never raises: it is logging)."""
+        self.count += 1
+        try:
+            self.last = record.getMessage()
+        except Exception:  # a library's bad format arguments: counted, not kept
+            self.last = str(record.msg)
+
+    def summary(self, library: str) -> str:
+        """``aiokafka logged 3 lines, the last: ...`` ('' when it logged none)."""
+        if not self.count:
+            return ""
+        lines = "1 line" if self.count == 1 else f"{self.count} lines"
+        return f"{library} logged {lines}, the last: {self.last}"
+
+
+@contextmanager
+def folded(*loggers: str) -> Iterator[Folded]:
+    """Within the block, what ``loggers`` (and the loggers below them) log is counted, not written.
+
+    For a start-up step streamd retries itself (:func:`streamd.runtime.retry_until`): the step's
+    own outcome is the one line (issue: aiokafka logged an ERROR per attempt while Kafka was
+    unreachable at start), and it can quote the library's last line from the returned
+    :class:`Folded`.
+
+    Rules:
+
+    1. Records of those loggers stop at them (``propagate`` is off within the block): no handler
+       above them (the console, pytest's capture) sees them; their level still applies.
+    2. On exit every logger is restored as it was, whatever the block raised.
+    """
+    sink = Folded()
+    saved: list[tuple[logging.Logger, bool]] = []
+    for name in loggers:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate))
+        logger.addHandler(sink)
+        logger.propagate = False
+    try:
+        yield sink
+    finally:
+        for logger, propagate in saved:
+            logger.removeHandler(sink)
+            logger.propagate = propagate
 
 
 class TextFormatter(logging.Formatter):

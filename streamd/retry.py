@@ -1,6 +1,6 @@
 """Retry policy: the one place that decides how long to wait.
 
-Rules (STYLE 4):
+Rules:
 
 1. :func:`backoff` yields delays with full jitter, geometric growth and a cap.
 2. :func:`classify` maps an exception to :class:`Retry`, :class:`Wait` (server-given delay)

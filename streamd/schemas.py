@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from streamd.events import AgentState, DeadLetter, QueueMetric, SourceGap, SourceStatus
+from streamd.events import AgentAdherence, AgentState, DeadLetter, QueueMetric, SourceGap, SourceStatus
 
 # Each vendor's models module exposes EVENT_MODELS: ce_type -> model (pydantic or dataclass).
 VENDOR_MODEL_MODULES = (
@@ -44,6 +44,7 @@ VENDOR_MODEL_MODULES = (
 
 CANONICAL: dict[str, type[Any]] = {
     "streamd.agent.State": AgentState,
+    "streamd.agent.Adherence": AgentAdherence,
     "streamd.queue.Metric": QueueMetric,
     "streamd.deadletter": DeadLetter,
     "streamd.source.Gap": SourceGap,

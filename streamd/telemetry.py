@@ -1,6 +1,6 @@
 """Telemetry as a spec: each internal event emits one log line (on transitions) and one metric.
 
-Rules (STYLE 13):
+Rules (log transitions, not repetitions):
 
 1. Metric names are ``streamd_<what>_<unit>``; labels are bounded (``source``, ``topic``,
    ``stage``, ``error_type``, ``component``), never a URL, an agent name or a message.

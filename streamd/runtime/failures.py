@@ -1,4 +1,4 @@
-"""The one place that looks inside exception groups (STYLE 17: an error reaches exactly one place).
+"""The one place that looks inside exception groups (an error reaches exactly one place).
 
 Rules:
 

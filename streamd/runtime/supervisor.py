@@ -1,4 +1,4 @@
-"""The supervisor: every long-running job of streamd is run, retried and reported here (STYLE 17).
+"""The supervisor: every long-running job of streamd is run, retried and reported here.
 
 A *job* is one session function, ``session(connected)``, that runs until it fails (a source's
 connection, one poller, a sink's consumer, the wallboard feed, the spool drain). A *component* is
@@ -48,6 +48,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from streamd.errors import FatalError, SourceError
+from streamd.logs import folded
 from streamd.retry import Decision, Fatal, Wait, backoff, classify
 from streamd.runtime.failures import EXPECTED, describe, error_type, leading_error, task_group
 from streamd.telemetry import Component, ComponentState, Health, JobHealth, count_error
@@ -310,29 +311,54 @@ async def retry_until(
     *,
     within: float,
     what: str,
+    setting: str | None = None,
+    quiet: Sequence[str] = (),
     delays: Delays = backoff,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = anyio.current_time,
 ) -> T:
     """Call ``attempt`` until it returns, retrying expected errors for ``within`` seconds.
 
+    Rules:
+
+    1. Waits follow ``delays``, the last one cut short at the deadline, where one last attempt is
+       made: the whole ``within`` is used, never more waiting than it.
+    2. While it retries, what the libraries named in ``quiet`` log is folded into this function's
+       own lines (:func:`streamd.logs.folded`): the give-up line quotes their last line, and a
+       success after failed attempts logs one line saying how long it took.
+
     Raises:
-        FatalError: ``"{what} unreachable for {within}s: {last error}"`` once the next wait would
-            pass the deadline; a fatal error of ``attempt`` at once.
+        FatalError: ``"{what} unreachable: gave up after {waited}s ({setting}: {within}s, N attempts):
+            {last error}"`` with the time really waited, once an attempt at the deadline failed;
+            a fatal error of ``attempt`` at once.
     """
-    deadline = clock() + within
+    started = clock()
+    deadline = started + within
     waits = delays()
-    while True:
-        try:
-            return await attempt()
-        except EXPECTED as exc:
-            if isinstance(classify(exc), Fatal):
-                raise
-            delay = next(waits)
-            if clock() + delay > deadline:
-                raise FatalError(f"{what} unreachable for {within:g}s: {describe(exc)}") from None
-            log.debug("%s not reachable yet (%s); retrying in %.1fs", what, describe(exc), delay)
-            await sleep(delay)
+    attempts = 0
+    with folded(*quiet) as noise:
+        while True:
+            attempts += 1
+            try:
+                result = await attempt()
+            except EXPECTED as exc:
+                if isinstance(classify(exc), Fatal):
+                    raise
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    limit = f"{setting or 'within'}: {within:g}s, {attempts} attempts"
+                    library = noise.summary("/".join(quiet))
+                    raise FatalError(
+                        f"{what} unreachable: gave up after {clock() - started:.1f}s ({limit}): "
+                        f"{describe(exc)}{f' ({library})' if library else ''}"
+                    ) from None
+                delay = min(next(waits), remaining)
+                log.debug("%s not reachable yet (%s); retrying in %.1fs", what, describe(exc), delay)
+                await sleep(delay)
+            else:
+                if attempts > 1:
+                    log.info("%s reachable after %.1fs (%d attempts)", what, clock() - started, attempts)
+                return result
 
 
 @dataclass(slots=True)

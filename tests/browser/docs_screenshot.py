@@ -26,8 +26,6 @@ AGENTS = 20
 async def take(out: Path, wait: float) -> None:
     """Run the demo-like daemon, open the page, wait ``wait`` seconds of traffic, screenshot it."""
     wallboard = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text(encoding="utf-8"))["wallboard"]
-    # streamd demo names its Calabrio source "wfm" (config/demo.yaml: "calabrio-sim")
-    wallboard["reason_labels"] = {"wfm": wallboard["reason_labels"]["calabrio-sim"]}
     with tempfile.TemporaryDirectory() as workdir:
         async with AsyncExitStack() as stack:
             sources = [await stack.enter_async_context(sim(AGENTS)) for sim in demo_simulators()]

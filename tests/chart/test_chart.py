@@ -468,7 +468,13 @@ def test_three_replicas_with_the_cluster_render_and_validate() -> None:
     assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert "maxUnavailable" not in only(docs, "PodDisruptionBudget")["spec"]
     assert "cluster:" in rendered_config(docs)
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}  # webhook forwarding
     test_manifests_validate_against_kubernetes((CLUSTER3, docs))
+    closed = render({**CLUSTER3, "networkPolicy": {"enabled": True, "ingress": {"allowAllWhenEmpty": False}}})
+    [replicas_only] = only(closed, "NetworkPolicy")["spec"]["ingress"]
+    assert replicas_only["from"] == [{"podSelector": {"matchLabels": spec["selector"]["matchLabels"]}}]
+    test_manifests_validate_against_kubernetes((CLUSTER3, closed))
 
 
 def test_several_replicas_need_the_cluster() -> None:
@@ -543,15 +549,22 @@ def test_network_policy() -> None:
     policy = only(docs, "NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == workload(docs)["spec"]["selector"]["matchLabels"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    [ingress] = policy["ingress"]
+    [ingress, replicas_in] = policy["ingress"]  # all-options runs the cluster
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    selector = workload(docs)["spec"]["selector"]["matchLabels"]
+    assert replicas_in == {
+        "ports": [{"port": "http", "protocol": "TCP"}],
+        "from": [{"podSelector": {"matchLabels": selector}}],
+    }  # webhook POSTs forwarded between replicas
     [namespaces, pods, block] = ingress["from"]
     assert namespaces["namespaceSelector"]["matchExpressions"] == [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring", "ingress-nginx"]}
     ]
     assert pods == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "wallboard-proxy"}}}
     assert block == {"ipBlock": {"cidr": "203.0.113.0/24"}}
-    dns, kafka, vendors, extra = policy["egress"]
+    dns, kafka, vendors, replicas_out, extra = policy["egress"]
+    assert replicas_out["to"] == [{"podSelector": {"matchLabels": selector}}]
+    assert [p["protocol"] for p in replicas_out["ports"]] == ["TCP"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert {p["protocol"] for p in dns["ports"]} == {
         "UDP",
@@ -612,4 +625,106 @@ def test_ephemeral_storage_covers_the_spool_empty_dir(
 )
 def test_schema_rejects_bad_optional_objects(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
+        render(values)
+
+
+def _xima(api_key: str, **values: Any) -> dict[str, Any]:
+    source = {"kind": "xima", "name": "cr1", "url": "https://x.example", "api_key": api_key}
+    return {"config": {"kafka": {"bootstrap_servers": "kafka:9092"}, "sources": [source]}, **values}
+
+
+ENV = {"secrets": {"env": [{"name": "XIMA_KEY", "secretName": "xima", "key": "api-key"}]}}
+FILES = {"secrets": {"files": [{"name": "xima", "secretName": "xima"}]}}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (_xima("${env:XIMA_KEY}"), "config: ${env:XIMA_KEY} is not wired: add XIMA_KEY to secrets.env"),
+        (
+            _xima("${file:/etc/streamd/secrets/xima/api-key}"),
+            "config: ${file:/etc/streamd/secrets/xima/api-key} is not in a mounted Secret",
+        ),
+        (
+            _xima(
+                "${file:/etc/streamd/secrets/xima/api-key}",
+                secrets={
+                    "files": [{"name": "xima", "secretName": "xima", "items": [{"key": "k", "path": "k"}]}]
+                },
+            ),
+            "is not in a mounted Secret",  # mounted, but that file is not one of its items
+        ),
+        (_xima("${env:}"), "config: unrecognised substitution ${env:}: use ${env:NAME} or ${file:/path}"),
+        (_xima("${XIMA_KEY}"), "config: unrecognised substitution ${XIMA_KEY}"),
+        (
+            {
+                "config": {
+                    "sources": [
+                        {"kind": "xima", "name": "cr1", "url": "https://x", "api_key": "k"},
+                        {"kind": "xima", "name": "cr1", "url": "https://y", "api_key": "k"},
+                    ]
+                }
+            },
+            'config.sources[1].name: duplicate name "cr1"',
+        ),
+        (
+            {"config": {"kafka": {"idempotence": True, "acks": "1"}}},
+            "config.kafka: idempotence: true requires acks: all (got acks: 1)",
+        ),
+    ],
+    ids=[
+        "unwired-env",
+        "unmounted-file",
+        "file-not-an-item",
+        "empty-env",
+        "bare-substitution",
+        "dup",
+        "acks",
+    ],
+)
+def test_install_fails_with_the_reason_for_a_config_the_pod_would_refuse(
+    values: dict[str, Any], message: str
+) -> None:
+    """What values.schema.json cannot express is checked when the chart renders (templates/_validate.tpl):
+    `helm install` fails with the reason instead of the pod exiting 2 at start."""
+    with pytest.raises(helm.HelmRenderError) as info:
+        render(values)
+    assert "invalid streamd config:" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_install_reports_every_config_problem_at_once_and_wired_secrets_render() -> None:
+    values = _xima("${env:XIMA_KEY}")
+    values["config"]["sources"].append(
+        {"kind": "xima", "name": "cr1", "url": "https://y", "api_key": "${env:B}"}
+    )
+    with pytest.raises(helm.HelmRenderError) as info:
+        render(values)
+    lines = str(info.value).split("invalid streamd config:\n", 1)[1].splitlines()
+    assert [line.split(" is not wired")[0] for line in lines[:2]] == [
+        "config: ${env:XIMA_KEY}",
+        "config: ${env:B}",
+    ]
+    assert lines[2] == 'config.sources[1].name: duplicate name "cr1"'
+
+    for ok in (
+        _xima("${env:XIMA_KEY}", **ENV),
+        _xima("${env:XIMA_KEY}", secrets={"existingSecret": "streamd-env"}),  # its keys are unknown here
+        _xima("${env:XIMA_KEY}", extraEnv=[{"name": "XIMA_KEY", "value": "from-extra-env"}]),
+        _xima("${file:/etc/streamd/secrets/xima/api-key}", **FILES),
+    ):
+        assert render(ok), ok
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"config": {"kafka": {"linger": "5 minutes"}}}, "/config/kafka/linger"),
+        ({"config": {"kafka": {"topic_prefx": "x."}}}, "topic_prefx"),
+        ({"config": {"shutdown_grace": "5 minutes"}}, "shutdown_grace"),
+    ],
+    ids=["5-minutes", "typo", "chart-owned-key"],
+)
+def test_install_fails_on_what_the_generated_schema_refuses(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=where):
         render(values)

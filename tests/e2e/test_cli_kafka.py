@@ -1,28 +1,25 @@
-"""``streamd tail`` through the real entry point against a broker (issue 22 item 7)."""
+"""``streamd tail`` through the real entry point (``python -m streamd``, a process of its own)
+against a broker (issue 22 item 7)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
-import anyio.from_thread
+import anyio
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamd import cli
-from streamd.embedded import EmbeddedBroker
+from tests.faults.daemon_helpers import embedded_broker
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
 def bootstrap() -> Iterator[str]:
-    with anyio.from_thread.start_blocking_portal() as portal:
-        broker = EmbeddedBroker()
-        address = portal.call(broker.__aenter__)
-        try:
-            yield address
-        finally:
-            portal.call(broker.__aexit__, None, None, None)
+    with embedded_broker() as address:
+        yield address
 
 
 async def _produce(bootstrap: str, topic: str, n: int) -> None:
@@ -36,13 +33,20 @@ async def _produce(bootstrap: str, topic: str, n: int) -> None:
         await producer.stop()
 
 
-def test_tail_limit_stops_after_n_records(bootstrap: str, capsys: pytest.CaptureFixture[str]) -> None:
+def _tail(*argv: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamd", "tail", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_tail_limit_stops_after_n_records(bootstrap: str) -> None:
     anyio.run(_produce, bootstrap, "streamd.agent-state", 5)  # one fetch returns all five
-    argv = ["tail", "agent-state", "--bootstrap", bootstrap, "--from-beginning", "--timeout", "10"]
-    assert cli.main([*argv, "--limit", "2"]) == 0
-    out = capsys.readouterr().out
+    argv = ["agent-state", "--bootstrap", bootstrap, "--from-beginning", "--timeout", "5"]
+    out = _tail(*argv, "--limit", "2")
     assert out.count("(p0@") == 2, out  # the prefix was added: streamd.agent-state
     assert '"n": 1' in out
     assert '"n": 2' not in out
-    assert cli.main(argv) == 0  # no limit: every record, then idle for --timeout
-    assert capsys.readouterr().out.count("(p0@") == 5
+    assert _tail(*argv).count("(p0@") == 5  # no limit: every record, then idle for --timeout

@@ -15,8 +15,9 @@ import pytest
 from streamd.app import Runtime, run_daemon
 from streamd.config import Config
 from streamd.events import AgentState
-from streamd.sim.calabrio import CalabrioSimulator, rtdc_sink_config
+from streamd.sim.calabrio import CalabrioSimulator, SimAgent, rtdc_sink_config
 from streamd.sim.o2g import O2GSimulator
+from streamd.sim.o2g_traffic import O2GTraffic
 from streamd.sinks.calabrio_rtdc import RtdcMapping, to_record
 from tests.kafka_helpers import read_back
 
@@ -31,11 +32,13 @@ def per_agent(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, int]]]
 
 
 async def test_sink_delivers_exactly_the_o2g_agent_states(tmp_path: Path) -> None:
-    async with O2GSimulator(agents=4, rate=0) as pbx, CalabrioSimulator(agents=4) as wfm:
+    logins = list(O2GTraffic(agents=4, pilots=1).agents)  # the PBX's agents, as their ACD ids in WFM
+    wfm_agents = [SimAgent(101 + i, login, "Agent", str(i)) for i, login in enumerate(logins)]
+    async with O2GSimulator(agents=4, rate=0) as pbx, CalabrioSimulator(agents=wfm_agents) as wfm:
         source = {"kind": "o2g", "name": "pbx1", "url": pbx.url, "username": pbx.username,
                   "password": pbx.password, "packages": ["agent", "telephony"]}  # fmt: skip
         wfm_block = {"url": wfm.url, "username": wfm.username, "password": wfm.password}
-        sink = {**rtdc_sink_config(wfm_block, from_="pbx1"), "flush_interval": "100ms"}
+        sink = {**rtdc_sink_config(wfm_block, from_="pbx1"), "flush_interval": "100ms", "map_by_acd_id": True}
         config = Config.model_validate(
             {
                 "kafka": {"bootstrap_servers": "embedded"},

@@ -4,7 +4,6 @@ restart, every event the simulator got a 2xx for is in Kafka (README "Guarantees
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import anyio.from_thread
@@ -14,26 +13,17 @@ import pytest
 from streamd.embedded import free_port
 from streamd.sim.o2g import O2GSimulator
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_daemon_process import write_config
-from tests.faults.test_signals import _broker_behind_proxy
+from tests.faults.daemon_helpers import broker_behind_proxy, wait_for, write_config
 from tests.kafka_helpers import read_back
 from tests.sources.o2g_helpers import call
 
 pytestmark = pytest.mark.kafka
 
 
-def _until(condition: object, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_sigkill_during_an_outage_loses_no_webhook_event_answered_2xx(tmp_path: Path) -> None:
     port = free_port()
     with (
-        _broker_behind_proxy() as (bootstrap, proxy),
+        broker_behind_proxy() as (bootstrap, proxy),
         anyio.from_thread.start_blocking_portal() as portal,
         portal.wrap_async_context_manager(O2GSimulator(agents=2, rate=0)) as sim,
     ):
@@ -60,12 +50,16 @@ def test_sigkill_during_an_outage_loses_no_webhook_event_answered_2xx(tmp_path: 
                     marks += 1
 
             publish(50)
-            _until(lambda: sum(1 for s, st in sim.webhook_log if s == sid) >= 50, 20, "50 POSTs answered")
+            wait_for(lambda: sum(1 for s, st in sim.webhook_log if s == sid) >= 50, 20, "50 POSTs answered")
             proxy.mode = "blackhole"  # Kafka goes away: 2xx only once spooled (after spool_after)
-            for _ in range(20):
+            for round_ in range(1, 21):  # paced by the daemon's answers, not by the clock
                 publish(5)
-                time.sleep(0.1)
-            _until(
+                wait_for(
+                    lambda n=50 + 5 * round_: sum(1 for s, st in sim.webhook_log if s == sid) >= n,
+                    30,
+                    "POSTs answered during the outage",
+                )
+            wait_for(
                 lambda: sum(1 for s, st in sim.webhook_log if s == sid and 200 <= st < 300) >= 80,
                 30,
                 "POSTs answered during the outage",
@@ -81,10 +75,14 @@ def test_sigkill_during_an_outage_loses_no_webhook_event_answered_2xx(tmp_path: 
         try:
             second.wait_ready()
             got: set[str] = set()
-            end = time.monotonic() + 30
-            while time.monotonic() < end and not all(f"m{i}" in got for i in range(durable)):
+
+            def all_in_kafka() -> bool:
+                nonlocal got
                 records = read_back(bootstrap, "whk.o2g.pilot", expected=10**9, timeout=2)
-                got = {orjson.loads(r.value or b"{}").get("callRef") for r in records}  # type: ignore[misc]
+                got = {orjson.loads(r.value or b"{}").get("callRef") for r in records}
+                return all(f"m{i}" in got for i in range(durable))
+
+            wait_for(all_in_kafka, 60, "every event answered 2xx in Kafka", second)
             assert second.terminate(timeout=15) == 0, second.log()
         finally:
             second.kill()

@@ -11,93 +11,66 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-import anyio.from_thread
-import httpx
 import pytest
 
-from streamd.embedded import EmbeddedBroker, free_port
+from streamd.embedded import free_port
 from streamd.logs import JsonFormatter, RepeatFilter, TextFormatter
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_daemon_process import write_config
-from tests.faults.proxy import FaultProxy
+from tests.faults.daemon_helpers import (
+    broker_behind_proxy,
+    component_state,
+    log_lines,
+    metric,
+    o2g_sim_process,
+    published,
+    sim_call,
+    wait_for,
+    write_config,
+)
 
 LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) +(?P<logger>[\w.]+): (?P<message>.*)$")
-
-
-def _sim(sim_url: str, action: str, **params: object) -> dict[str, int]:
-    return dict(httpx.post(f"{sim_url}/_sim/{action}", params=params, timeout=5).json())
-
-
-def _kafka_state(daemon: Daemon) -> str:
-    try:
-        components = httpx.get(daemon.url("/readyz"), timeout=2).json()["components"]
-    except (httpx.HTTPError, ValueError, KeyError):
-        return "?"
-    return str(components["kafka"]["state"])
-
-
-def _wait(condition: object, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.1)
-    return False
+SPOOLED = 1_000  # events spooled during the outage (5 s of the 200 events/s): aiokafka retried all along
 
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("outage", ["refuse", "blackhole"])
 def test_a_kafka_outage_under_traffic_does_not_flood_the_log(tmp_path: Path, outage: str) -> None:
-    sim_port, port, broker_port, proxy_port = free_port(), free_port(), free_port(), free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "streamd.sim.o2g", "--port", str(sim_port), "--agents", "10", "--rate", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    proxy = FaultProxy(proxy_port, broker_port).start()
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            broker = EmbeddedBroker(port=broker_port, advertised_port=proxy_port)
-            bootstrap = portal.call(broker.__aenter__)
-            try:
-                config = write_config(
-                    tmp_path,
-                    port,
-                    f"{{bootstrap_servers: '{bootstrap}', idempotence: false, spool_after: 1s,"
-                    " delivery_timeout: 3s, startup_timeout: 20s}",
-                    "shutdown_grace: 5s",
-                    "sources:",
-                    f"  - {{kind: o2g, name: pbx, url: '{sim_url}', username: admin, password: admin,"
-                    " packages: [agent, telephony, pilot], snapshot: false}",
-                )
-                daemon = Daemon(config, port, tmp_path / "daemon.log").start()
-                try:
-                    daemon.wait_ready()
-                    _sim(sim_url, "rate", rate=200)
-                    time.sleep(1)  # flowing into Kafka
-                    proxy.mode = outage  # type: ignore[assignment]
-                    assert _wait(lambda: _kafka_state(daemon) == "retrying", 15), daemon.log()
-                    time.sleep(6)  # the outage goes on under traffic: aiokafka keeps retrying
-                    outage_lines = _lines(daemon)
-                    proxy.mode = "pass"
-                    assert _wait(lambda: _kafka_state(daemon) == "running", 30), daemon.log()
-                    _sim(sim_url, "rate", rate=0)
-                    code = daemon.terminate(timeout=10)
-                finally:
-                    daemon.kill()
-            finally:
-                portal.call(broker.__aexit__, None, None, None)
-    finally:
-        proxy.close()
-        sim.terminate()
-        sim.wait(10)
+    port = free_port()
+    with (
+        o2g_sim_process("--agents", "10", "--rate", "0") as sim_url,
+        broker_behind_proxy() as (bootstrap, proxy),
+    ):
+        config = write_config(
+            tmp_path,
+            port,
+            f"{{bootstrap_servers: '{bootstrap}', idempotence: false, spool_after: 1s,"
+            " delivery_timeout: 3s, startup_timeout: 20s}",
+            "shutdown_grace: 5s",
+            "sources:",
+            f"  - {{kind: o2g, name: pbx, url: '{sim_url}', username: admin, password: admin,"
+            " packages: [agent, telephony, pilot], snapshot: false}",
+        )
+        daemon = Daemon(config, port, tmp_path / "daemon.log").start()
+        try:
+            daemon.wait_ready()
+            sim_call(sim_url, "rate", rate=200)
+            wait_for(lambda: published(daemon) >= 200, 30, "traffic flowing into Kafka", daemon)
+            before = len(_lines(daemon))  # the start-up's lines are not the outage's
+            proxy.mode = outage  # type: ignore[assignment]
+            wait_for(lambda: component_state(daemon, "kafka") == "retrying", 15, "kafka retrying", daemon)
+            # The outage goes on under traffic (the spool fills) while aiokafka keeps retrying.
+            wait_for(lambda: metric(daemon, "streamd_spool_events") >= SPOOLED, 60, "events spooled", daemon)
+            wait_for(lambda: log_lines(daemon, " aiokafka") >= 1, 30, "aiokafka saying what failed", daemon)
+            outage_lines = _lines(daemon)[before:]
+            proxy.mode = "pass"
+            wait_for(lambda: component_state(daemon, "kafka") == "running", 30, "kafka running", daemon)
+            sim_call(sim_url, "rate", rate=0)
+            code = daemon.terminate(timeout=10)
+        finally:
+            daemon.kill()
     assert code == 0, daemon.log()
     kafka_lines = [line for line in outage_lines if line[0].startswith(("aiokafka", "kafka"))]
     repeats = {key: n for key, n in Counter(kafka_lines).items() if n > 1}

@@ -16,7 +16,7 @@ from streamd.embedded import EmbeddedBroker, free_port
 from streamd.sim.o2g import O2GSimulator
 from streamd.sources.o2g.webhook import BATCH_FACTOR
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_daemon_process import write_config
+from tests.faults.daemon_helpers import write_config
 from tests.sources.o2g_helpers import call
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]

@@ -13,11 +13,6 @@ the producer, so the first stop would wait for them until ``shutdown_grace`` (60
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio.from_thread
@@ -26,10 +21,21 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from streamd.embedded import EmbeddedBroker, free_port
+from streamd.embedded import free_port
 from streamd.sim.o2g import O2GSimulator
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_daemon_process import write_config
+from tests.faults.daemon_helpers import (
+    broker_behind_proxy,
+    embedded_broker,
+    exit_code,
+    log_lines,
+    metric,
+    o2g_sim_process,
+    received,
+    sim_call,
+    wait_for,
+    write_config,
+)
 from tests.faults.proxy import FaultProxy
 from tests.kafka_helpers import read_back
 
@@ -41,57 +47,9 @@ RAW = ("o2g.agent", "o2g.telephony", "o2g.pilot")  # one record per O2G event re
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _until(condition: Callable[[], bool], timeout: float, what: str, daemon: Daemon | None = None) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if daemon is not None and daemon.process is not None and daemon.process.poll() is not None:
-            raise AssertionError(
-                f"daemon exited {daemon.process.returncode} waiting for {what}:\n{daemon.log()}"
-            )
-        if time.monotonic() > end:
-            raise AssertionError(f"no {what} within {timeout}s" + (f":\n{daemon.log()}" if daemon else ""))
-        time.sleep(0.05)
-
-
-def _logged(daemon: Daemon, text: str) -> bool:
-    return text in daemon.log_path.read_text(errors="replace")
-
-
 def _signal(daemon: Daemon, signum: signal.Signals) -> None:
     assert daemon.process is not None
     daemon.process.send_signal(signum)
-
-
-def _exit_code(daemon: Daemon, within: float) -> int:
-    """The daemon's exit code; an assertion fails when it takes longer than ``within`` seconds."""
-    assert daemon.process is not None
-    try:
-        return daemon.process.wait(timeout=within)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"still running {within}s later:\n{daemon.log()}") from None
-
-
-def _metric(daemon: Daemon, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (-1: no answer)."""
-    try:
-        text = httpx.get(daemon.url("/metrics"), timeout=2).text
-    except httpx.HTTPError:
-        return -1
-    total = 0.0
-    for line in text.splitlines():
-        sample = line.startswith((name + "{", name + " "))
-        if sample and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def _raw_received(daemon: Daemon) -> float:
-    """O2G events read (the metric's topics carry no prefix)."""
-    return sum(_metric(daemon, "streamd_events_received_total", topic=t) for t in RAW)
-
-
-def _sim(sim_url: str, action: str, **params: object) -> dict[str, int]:
-    return dict(httpx.post(f"{sim_url}/_sim/{action}", params=params, timeout=5).json())
 
 
 def _topics(bootstrap: str, prefix: str) -> list[str]:
@@ -102,91 +60,43 @@ def _topics(bootstrap: str, prefix: str) -> list[str]:
         consumer.close()
 
 
-@contextmanager
-def _sim_process(port: int, *args: str) -> Iterator[str]:
-    """The O2G simulator in its own process; yields its URL."""
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "streamd.sim.o2g", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/api/rest", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _until(up, 20, "O2G simulator")
-        yield url
-    finally:
-        sim.terminate()
-        sim.wait(10)
-
-
-@contextmanager
-def _broker_behind_proxy() -> Iterator[tuple[str, FaultProxy]]:
-    """The embedded broker, reached through a :class:`FaultProxy`: yields (bootstrap, proxy)."""
-    broker_port, proxy_port = free_port(), free_port()
-    proxy = FaultProxy(proxy_port, broker_port).start()
-    try:
-        with anyio.from_thread.start_blocking_portal() as portal:
-            broker = EmbeddedBroker(port=broker_port, advertised_port=proxy_port)
-            bootstrap = portal.call(broker.__aenter__)
-            try:
-                yield bootstrap, proxy
-            finally:
-                portal.call(broker.__aexit__, None, None, None)
-    finally:
-        proxy.close()
-
-
 # -- SIGHUP ------------------------------------------------------------------------------------
 
 
 @pytest.mark.kafka
 def test_sighup_under_o2g_chunk_traffic_is_a_clean_stop(tmp_path: Path) -> None:
     port = free_port()
-    with anyio.from_thread.start_blocking_portal() as portal:
-        broker = EmbeddedBroker()
-        bootstrap = portal.call(broker.__aenter__)
-        try:
-            with portal.wrap_async_context_manager(O2GSimulator(agents=30, rate=0)) as sim:
-                config = write_config(
-                    tmp_path,
-                    port,
-                    f"{{bootstrap_servers: '{bootstrap}', idempotence: false, topic_prefix: 'hup.'}}",
-                    "shutdown_grace: 10s",
-                    "sources:",
-                    f"  - {{kind: o2g, name: pbx, url: '{sim.url}', username: admin, password: admin,"
-                    " packages: [agent, telephony, pilot]}",
-                    http="auth_token: not-a-real-token",
-                )
-                daemon = Daemon(config, port, tmp_path / "daemon.log").start()
-                try:
-                    daemon.wait_ready()
-                    _sim(sim.url, "rate", rate=300)
-                    _until(lambda: _raw_received(daemon) >= 300, 30, "traffic", daemon)
-                    _signal(daemon, signal.SIGHUP)  # under traffic
-                    code = _exit_code(daemon, within=10 + 10)
-                finally:
-                    daemon.kill()
-                _sim(sim.url, "rate", rate=0)
-                sessions = portal.call(lambda: len(sim.sessions))
-                deletes = portal.call(
-                    lambda: [(r.path, r.status) for r in sim.requests if r.method == "DELETE"]
-                )
-            log = daemon.log_path.read_text()
-            assert code == 0, log
-            acknowledged = int(log.rsplit("streamd stopped: ", 1)[1].split(" ", 1)[0])
-            in_kafka = sum(
-                len(read_back(bootstrap, topic, expected=10**9, timeout=3))
-                for topic in _topics(bootstrap, "hup.")
+    with embedded_broker() as bootstrap, anyio.from_thread.start_blocking_portal() as portal:
+        with portal.wrap_async_context_manager(O2GSimulator(agents=30, rate=0)) as sim:
+            config = write_config(
+                tmp_path,
+                port,
+                f"{{bootstrap_servers: '{bootstrap}', idempotence: false, topic_prefix: 'hup.'}}",
+                "shutdown_grace: 10s",
+                "sources:",
+                f"  - {{kind: o2g, name: pbx, url: '{sim.url}', username: admin, password: admin,"
+                " packages: [agent, telephony, pilot]}",
+                http="auth_token: not-a-real-token",
             )
-        finally:
-            portal.call(broker.__aexit__, None, None, None)
+            daemon = Daemon(config, port, tmp_path / "daemon.log").start()
+            try:
+                daemon.wait_ready()
+                sim_call(sim.url, "rate", rate=300)
+                wait_for(lambda: received(daemon, *RAW) >= 300, 30, "traffic", daemon)
+                _signal(daemon, signal.SIGHUP)  # under traffic
+                code = exit_code(daemon, within=10 + 10)
+            finally:
+                daemon.kill()
+            sim_call(sim.url, "rate", rate=0)
+            sessions = portal.call(lambda: len(sim.sessions))
+            deletes = portal.call(lambda: [(r.path, r.status) for r in sim.requests if r.method == "DELETE"])
+        log = daemon.log_path.read_text()
+        assert code == 0, log
+        acknowledged = int(log.rsplit("streamd stopped: ", 1)[1].split(" ", 1)[0])
+        in_kafka = sum(
+            len(read_back(bootstrap, topic, expected=10**9, timeout=3))
+            for topic in _topics(bootstrap, "hup.")
+        )
     assert "received SIGHUP: stopping cleanly" in log
     assert "SIGHUP stops streamd like SIGTERM, it does not reload the config" in log
     assert "Traceback" not in log
@@ -211,9 +121,9 @@ def test_a_signal_during_start_up_is_a_clean_stop(tmp_path: Path, signum: signal
     )
     daemon = Daemon(config, port, tmp_path / "daemon.log").start()
     try:
-        _until(lambda: _logged(daemon, "connecting to Kafka at"), 30, "start-up", daemon)
+        wait_for(lambda: log_lines(daemon, "connecting to Kafka at") >= 1, 30, "start-up", daemon)
         _signal(daemon, signum)
-        code = _exit_code(daemon, within=20)
+        code = exit_code(daemon, within=20)
     finally:
         daemon.kill()
     log = daemon.log_path.read_text()
@@ -233,17 +143,20 @@ def _stop_slowly(daemon: Daemon, sim_url: str, proxy: FaultProxy, *, read_all: b
     and spooled them), stop the traffic (``read_all``: once the daemon has read all of it), then
     SIGTERM: the stop now waits for Kafka until the grace ends. Returns once the sources are
     stopped, with the number of events the simulator wrote since the traffic started."""
-    base = _sim(sim_url, "rate", rate=300)["published"]
-    _until(lambda: _metric(daemon, "streamd_events_published_total") >= 300, 30, "traffic in Kafka", daemon)
+    base = sim_call(sim_url, "rate", rate=300)["published"]
+    wait_for(lambda: metric(daemon, "streamd_events_published_total") >= 300, 30, "traffic in Kafka", daemon)
     proxy.mode = "blackhole"
-    _until(lambda: _metric(daemon, "streamd_spool_events") > 0, 30, "events spooled", daemon)
-    written = _sim(sim_url, "rate", rate=0)["published"] - base
+    wait_for(lambda: metric(daemon, "streamd_spool_events") > 0, 30, "events spooled", daemon)
+    written = sim_call(sim_url, "rate", rate=0)["published"] - base
     if read_all:
-        _until(lambda: _sim(sim_url, "stats")["queued"] == 0, 10, "traffic written")
-        _until(lambda: _raw_received(daemon) >= written, 10, "traffic read", daemon)
+        wait_for(lambda: sim_call(sim_url, "stats")["queued"] == 0, 10, "traffic written")
+        wait_for(lambda: received(daemon, *RAW) >= written, 10, "traffic read", daemon)
     _signal(daemon, signal.SIGTERM)
-    _until(
-        lambda: _logged(daemon, "sources stopped: publishing what is queued"), 20, "sources stopped", daemon
+    wait_for(
+        lambda: log_lines(daemon, "sources stopped: publishing what is queued") >= 1,
+        20,
+        "sources stopped",
+        daemon,
     )
     return written
 
@@ -252,8 +165,8 @@ def _stop_slowly(daemon: Daemon, sim_url: str, proxy: FaultProxy, *, read_all: b
 def test_a_second_sigterm_stops_at_once_and_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
     with (
-        _sim_process(free_port(), "--agents", "30", "--rate", "0", "--stamp", STAMP) as sim_url,
-        _broker_behind_proxy() as (bootstrap, proxy),
+        o2g_sim_process("--agents", "30", "--rate", "0", "--stamp", STAMP) as sim_url,
+        broker_behind_proxy() as (bootstrap, proxy),
     ):
         config = write_config(
             tmp_path,
@@ -270,7 +183,7 @@ def test_a_second_sigterm_stops_at_once_and_loses_nothing(tmp_path: Path) -> Non
             first.wait_ready()
             written = _stop_slowly(first, sim_url, proxy)
             _signal(first, signal.SIGTERM)  # the second one
-            code = _exit_code(first, within=GRACE / 3)  # well under the grace
+            code = exit_code(first, within=GRACE / 3)  # well under the grace
         finally:
             first.kill()
         log = first.log_path.read_text()
@@ -278,7 +191,7 @@ def test_a_second_sigterm_stops_at_once_and_loses_nothing(tmp_path: Path) -> Non
         second = Daemon(config, port, tmp_path / "second.log").start()
         try:
             second.wait_ready()  # the spool drains into Kafka
-            _until(lambda: _metric(second, "streamd_spool_events") == 0, 30, "spool drained", second)
+            wait_for(lambda: metric(second, "streamd_spool_events") == 0, 30, "spool drained", second)
             second_code = second.terminate(timeout=GRACE)
         finally:
             second.kill()
@@ -305,8 +218,8 @@ def test_a_webhook_post_during_the_shutdown_gets_503(tmp_path: Path) -> None:
     port = free_port()
     hook = f"http://127.0.0.1:{port}/webhooks/o2g/wh"
     with (
-        _sim_process(free_port(), "--agents", "30", "--rate", "0") as sim_url,
-        _broker_behind_proxy() as (bootstrap, proxy),
+        o2g_sim_process("--agents", "30", "--rate", "0") as sim_url,
+        broker_behind_proxy() as (bootstrap, proxy),
     ):
         config = write_config(
             tmp_path,
@@ -329,9 +242,9 @@ def test_a_webhook_post_during_the_shutdown_gets_503(tmp_path: Path) -> None:
             # waits for Kafka.
             stopped = httpx.post(hook, content=b'{"eventName":"OnPilotCallQueued"}', timeout=5)
             unknown = httpx.post(daemon.url("/webhooks/o2g/nosuch"), content=b"{}", timeout=5)
-            errors = _metric(daemon, "streamd_errors_total", source="wh", error_type="shutting_down")
+            errors = metric(daemon, "streamd_errors_total", source="wh", error_type="shutting_down")
             _signal(daemon, signal.SIGTERM)  # no need to wait out the grace
-            code = _exit_code(daemon, within=GRACE / 3)
+            code = exit_code(daemon, within=GRACE / 3)
         finally:
             daemon.kill()
     log = daemon.log_path.read_text()

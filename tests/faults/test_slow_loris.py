@@ -13,7 +13,7 @@ from anyio.abc import SocketStream
 
 from streamd.embedded import free_port
 from tests.e2e.daemon import Daemon
-from tests.e2e.test_daemon_process import write_config
+from tests.faults.daemon_helpers import write_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.anyio]
 

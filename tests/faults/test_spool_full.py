@@ -30,6 +30,7 @@ from streamd.publish.pipeline import Delivery, Pipeline
 from streamd.publish.spool import Spool
 from streamd.sim.o2g import O2GSimulator
 from streamd.telemetry import ERRORS
+from tests.faults.daemon_helpers import samples
 from tests.faults.proxy import FaultProxy
 from tests.sources.o2g_helpers import call
 
@@ -53,8 +54,7 @@ async def daemon(config: dict[str, Any]) -> AsyncIterator[Runtime]:
 
 
 def spool_events(metrics: str) -> float:
-    (line,) = [line for line in metrics.splitlines() if line.startswith("streamd_spool_events ")]
-    return float(line.split()[1])
+    return samples(metrics, "streamd_spool_events")
 
 
 @pytest.mark.kafka

@@ -134,3 +134,53 @@ def test_log_level_is_checked_and_case_insensitive(capsys: pytest.CaptureFixture
     assert exit_.value.code == 2
     assert "invalid choice: 'LOUD'" in capsys.readouterr().err
     assert cli.main(["--log-level", "debug", "schema"]) == 0
+
+
+def test_a_url_with_a_space_is_refused_in_every_url_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "streamd.yaml"
+    path.write_text(
+        "kafka: {bootstrap_servers: 'kafka:9092'}\nsources:\n"
+        "  - {kind: o2g, name: pbx, url: 'https://pbx example:8443', username: a, password: b}\n"
+        "  - {kind: xima, name: cr, url: 'https://x example', api_key: k}\n"
+        "  - {kind: calabrio, name: wfm, url: 'https://c example', username: a, password: b}\n"
+        "  - {kind: alvaria, name: via, base_url: 'https://a example', token_url: 'https://t example',"
+        " client_id: c, client_secret: s, api_key: k}\n"
+    )
+    assert cli.main(["check-config", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    for field in ("sources[0].url", "sources[1].url", "sources[2].url", "sources[3].base_url"):
+        assert f"{path}: {field}: a URL cannot contain spaces" in err, err
+    assert f"{path}: sources[3].token_url: a URL cannot contain spaces" in err
+
+
+def test_an_unknown_key_is_matched_against_the_keys_of_its_own_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "streamd.yaml"
+    path.write_text(  # o2g has no `interval` (xima has): never "did you mean `interval`?" for it
+        "kafka: {bootstrap_servers: 'kafka:9092'}\nsources:\n"
+        "  - {kind: o2g, name: pbx, url: 'https://pbx:8443', username: a, password: b, interval: 5s}\n"
+        "  - {kind: xima, name: cr, url: 'https://cr', api_key: k, intreval: 5s}\n"
+    )
+    assert cli.main(["check-config", "-c", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    o2g = next(line for line in lines if "sources[0].interval" in line)
+    assert "unknown key" in o2g
+    assert "`interval`" not in o2g
+    assert any("sources[1].intreval: unknown key: did you mean `interval`?" in line for line in lines)
+
+
+def test_check_config_warns_loudly_about_acks_other_than_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "streamd.yaml"
+    for acks in ("1", "0"):
+        path.write_text(f"kafka: {{bootstrap_servers: 'kafka:9092', acks: '{acks}'}}\n")
+        assert cli.main(["check-config", "-c", str(path)]) == 0  # allowed, but said out loud
+        err = capsys.readouterr().err
+        assert err.startswith(f"{path}: warning: kafka.acks is {acks}, not all"), err
+    path.write_text("kafka: {bootstrap_servers: 'kafka:9092'}\n")
+    assert cli.main(["check-config", "-c", str(path)]) == 0
+    assert capsys.readouterr().err == ""

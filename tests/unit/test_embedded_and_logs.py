@@ -12,7 +12,7 @@ import pytest
 
 from streamd.embedded import INSTALL_HINT, broker_binary
 from streamd.errors import FatalError
-from streamd.logs import JsonFormatter
+from streamd.logs import Folded, JsonFormatter, folded
 
 
 def test_missing_embedded_extra_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,3 +81,31 @@ def test_run_and_demo_tune_the_gc_before_the_daemon(monkeypatch: pytest.MonkeyPa
     assert cli.main(["run", "-c", str(config)]) == 0
     assert cli.main(["demo", "--duration", "0"]) == 0
     assert calls == ["gc", "daemon", "gc", "demo"]  # run_daemon itself leaves the GC alone
+
+
+def test_folded_library_lines_are_counted_not_written_and_the_logger_is_restored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    library, streamd_log = logging.getLogger("aiokafka.conn"), logging.getLogger("streamd.x")
+
+    def fail_within_the_block() -> Folded:
+        with folded("aiokafka") as noise:
+            library.error("Unable connect to %s", "k:9092")
+            library.error("Unable connect to %s", "k:9093")
+            streamd_log.info("streamd's own line")  # other loggers are never folded
+            seen.append(noise)
+            raise RuntimeError("the block fails")
+
+    seen: list[Folded] = []
+    with pytest.raises(RuntimeError):
+        fail_within_the_block()
+    (noise,) = seen
+    assert [r.getMessage() for r in caplog.records] == ["streamd's own line"]
+    assert noise.summary("aiokafka") == "aiokafka logged 2 lines, the last: Unable connect to k:9093"
+    assert logging.getLogger("aiokafka").propagate  # restored although the block raised
+    library.error("after the block")
+    assert caplog.records[-1].getMessage() == "after the block"
+    with folded("aiokafka") as quiet:
+        pass
+    assert quiet.summary("aiokafka") == ""

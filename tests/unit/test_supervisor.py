@@ -523,12 +523,60 @@ async def test_retry_until_gives_up_with_one_line_at_its_deadline() -> None:
             attempt,
             within=5,
             what="Kafka at k:9092",
+            setting="kafka.startup_timeout",
             delays=lambda: itertools.repeat(2.0),
             sleep=clock.sleep,
             clock=clock,
         )
-    assert str(info.value) == "Kafka at k:9092 unreachable for 5s: KafkaConnectionError: connect failed"
-    assert clock.sleeps == [2.0, 2.0]  # a third wait would pass the deadline
+    assert str(info.value) == (
+        "Kafka at k:9092 unreachable: gave up after 5.0s (kafka.startup_timeout: 5s, 4 attempts): "
+        "KafkaConnectionError: connect failed"
+    )
+    assert clock.sleeps == [2.0, 2.0, 1.0]  # the third wait is cut at the deadline: a last attempt there
+
+
+async def test_retry_until_folds_what_the_library_logs_into_its_own_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = SleepingClock(0.0)
+    library = logging.getLogger("aiokafka.conn")
+    outcomes = iter([True, True, False])
+
+    async def attempt() -> str:
+        if next(outcomes):
+            library.error('Unable connect to "k:9092": [Errno 111] refused')
+            raise PublishError("KafkaConnectionError: Unable to bootstrap")
+        return "connected"
+
+    caplog.set_level(logging.DEBUG)
+    got = await retry_until(
+        attempt, within=5, what="Kafka", quiet=("aiokafka",), sleep=clock.sleep, clock=clock
+    )
+    assert got == "connected"
+    assert [r.name for r in caplog.records if r.name.startswith("aiokafka")] == []  # folded
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == [
+        f"Kafka reachable after {sum(clock.sleeps):.1f}s (3 attempts)"
+    ]
+    library.error("after the start-up step")  # the library speaks for itself again
+    assert [r.getMessage() for r in caplog.records if r.name == "aiokafka.conn"] == [
+        "after the start-up step"
+    ]
+
+    outcomes = iter(itertools.repeat(True))
+    with pytest.raises(FatalError) as info:
+        await retry_until(
+            attempt,
+            within=1,
+            what="Kafka",
+            quiet=("aiokafka",),
+            delays=lambda: itertools.repeat(0.5),
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    assert str(info.value) == (
+        "Kafka unreachable: gave up after 1.0s (within: 1s, 3 attempts): KafkaConnectionError: Unable to "
+        'bootstrap (aiokafka logged 3 lines, the last: Unable connect to "k:9092": [Errno 111] refused)'
+    )
 
 
 async def test_retry_until_does_not_retry_a_fatal_error() -> None:
