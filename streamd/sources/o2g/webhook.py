@@ -43,10 +43,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from streamd.errors import PublishError, VendorProtocolError
-from streamd.events import Event
+from streamd.errors import VendorProtocolError
 from streamd.http.limits import BodyTooLarge, read_body
 from streamd.sources.base import Emit
+from streamd.sources.durable import Durability
 from streamd.sources.o2g.chunk import React, dead_letter, to_events
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
 from streamd.telemetry import count_error
@@ -98,7 +98,9 @@ class WebhookReceiver:
         self.subscription_ids: set[str] = set()
         self.session_tokens: set[str] = set()
         self.react: React | None = None  # what the source does about system events (issue 17)
-        self._refusing: str | None = None  # why POSTs are refused, once that was logged (rule 6)
+        self._durability = Durability(  # rule 6: a 2xx only once durable; refusals logged by transition
+            source, f"o2g {source}", "webhook POSTs", log, hint=" (O2G resends them)"
+        )
         self._subscribing: anyio.Event | None = None  # set once a subscription's id is known (rule 2)
 
     @contextmanager
@@ -140,41 +142,14 @@ class WebhookReceiver:
         items = self._parse(body)
         if items is None:
             events = [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
-            await self._durable(events)  # 400 either way: the same body would fail again
+            await self._durability(
+                self.emit, events, self.deadline
+            )  # 400 either way: the same body would fail again
             return Response("unparseable body", status_code=400)
         events = to_events(self.source, items, react=self.react)
-        if events and (refused := await self._durable(events)) is not None:
+        if events and (refused := await self._durability(self.emit, events, self.deadline)) is not None:
             return Response(f"events not accepted: {refused}", status_code=503)  # no internals in the body
         return Response(status_code=200)
-
-    async def _durable(self, events: list[Event]) -> str | None:
-        """``await emit(events)`` within the deadline; None once durable, else the counted error type.
-
-        A missed deadline, Kafka and the spool refusing (``PublishError``) and an emitter already
-        closed by the shutdown (``ClosedResourceError``/``BrokenResourceError``) are expected
-        answers, not bugs: O2G gets a 503 and retries the POST later.
-        """
-        try:
-            with anyio.fail_after(self.deadline):
-                await self.emit(events)
-        except TimeoutError:
-            error_type, why = "deadline", f"not durable within {self.deadline:.1f}s"
-        except PublishError as exc:
-            error_type, why = "publish_failed", f"not durable: {exc}"
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            error_type, why = "shutting_down", "not accepted: streamd is shutting down"
-        else:
-            if self._refusing is not None:
-                log.info("o2g %s: webhook POSTs accepted again", self.source)
-                self._refusing = None
-            return None
-        count_error(self.source, "webhook", error_type, len(events))
-        if error_type == "publish_failed" or error_type == self._refusing:
-            log.debug("o2g %s: webhook events %s", self.source, why)  # the pipeline logs spool full
-        else:
-            log.warning("o2g %s: answering webhook POSTs 503 (O2G resends them): events %s", self.source, why)
-            self._refusing = error_type
-        return error_type
 
     def _secret_ok(self, request: Request) -> bool:
         assert self.secret is not None

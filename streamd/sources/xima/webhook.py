@@ -30,14 +30,14 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from streamd.errors import NormalizationError, PublishError
-from streamd.events import Event, utcnow
+from streamd.errors import NormalizationError
+from streamd.events import utcnow
 from streamd.http.limits import BodyTooLarge, read_body
 from streamd.sources.base import Emit
+from streamd.sources.durable import Durability
 from streamd.sources.xima.calls import call_event
 from streamd.sources.xima.config import XimaCallsWebhook
 from streamd.sources.xima.metric_events import dead_letters
@@ -61,7 +61,7 @@ class CallsReceiver:
         self.emit = emit
         self._now = now
         self._secret = cfg.secret.get_secret_value().encode()
-        self._refusing: str | None = None
+        self._durability = Durability(source, f"xima {source}", "call-finished pushes", log)
 
     async def handle(self, request: Request) -> Response:
         """Handle one call-finished request (see the module rules for the answers)."""
@@ -90,38 +90,14 @@ class CallsReceiver:
             count_error(self.source, "processing", exc.error_type)
             raw = f"{request.method} {request.url.path}?{request.url.query}\n".encode() + body
             dead = dead_letters(self.source, [(exc, raw)])
-            refused = await self._durable(dead, "the dead letter of a push without a call id")
+            refused = await self._durability(
+                self.emit, dead, self.cfg.deadline, "the dead letter of a push without a call id"
+            )
             if refused is not None:  # rule 3: the sender may make it again, the dead letter with it
                 return Response(f"dead letter not accepted: {refused}", status_code=503)
             return Response(f"{exc}\n", status_code=400)
         count_deviations(self.source, [event])
-        refused = await self._durable([event])
+        refused = await self._durability(self.emit, [event], self.cfg.deadline)
         if refused is not None:
             return Response(f"event not accepted: {refused}", status_code=503)
         return Response(status_code=200)
-
-    async def _durable(self, events: list[Event], what: str = "events") -> str | None:
-        """``await emit(events)`` within the deadline; None once durable, else the counted error type
-        (``what`` names the events in the log line)."""
-        try:
-            with anyio.fail_after(self.cfg.deadline):
-                await self.emit(events)
-        except TimeoutError:
-            error_type, why = "deadline", f"not durable within {self.cfg.deadline:.1f}s"
-        except PublishError as exc:
-            error_type, why = "publish_failed", f"not durable: {exc}"
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            error_type, why = "shutting_down", "not accepted: streamd is shutting down"
-        else:
-            if self._refusing is not None:
-                log.info("xima %s: call-finished pushes accepted again", self.source)
-                self._refusing = None
-            return None
-        count_error(self.source, "webhook", error_type, len(events))
-        if error_type == "publish_failed" or error_type == self._refusing:
-            # publish_failed: the pipeline logs it (spool full); a repeat: logged at its transition
-            log.debug("xima %s: call-finished %s %s: answered 503", self.source, what, why)
-        else:
-            log.warning("xima %s: answering call-finished pushes 503: %s %s", self.source, what, why)
-            self._refusing = error_type
-        return error_type
