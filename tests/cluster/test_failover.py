@@ -36,7 +36,7 @@ import pytest
 
 from streamd.embedded import EmbeddedBroker, free_port
 from streamd.sim.calabrio import CalabrioSimulator
-from streamd.sim.o2g import DEMO_PACKAGES, O2GSimulator
+from streamd.sim.o2g import O2GSimulator
 from streamd.sim.script import LoggedRequest
 from tests.e2e.daemon import Daemon
 from tests.faults.proxy import FaultProxy
@@ -140,19 +140,7 @@ def cluster(
             workdir = tmp_path / f"r{i}"
             workdir.mkdir()
             port = free_port()
-            sources = [
-                {
-                    "kind": "o2g",
-                    "name": name,
-                    "url": sim.url,
-                    "username": sim.username,
-                    "password": sim.password,
-                    "packages": DEMO_PACKAGES,
-                    "ids": ["*"],
-                    "delivery": "chunk",
-                }
-                for name, sim in sims.items()
-            ]
+            sources = [sim.source_config(name) for name, sim in sims.items()]
             sources.append(
                 {
                     "kind": "calabrio",

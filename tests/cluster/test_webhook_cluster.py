@@ -14,7 +14,7 @@ import anyio.from_thread
 import pytest
 
 from streamd.embedded import EmbeddedBroker, free_port
-from streamd.sim.o2g import DEMO_PACKAGES, O2GSimulator
+from streamd.sim.o2g import O2GSimulator
 from tests.cluster.test_failover import Replica, logs, owner, until
 from tests.kafka_helpers import read_back
 
@@ -38,17 +38,11 @@ def test_a_webhook_post_to_a_replica_that_does_not_run_its_source_is_forwarded(t
             workdir = tmp_path / f"r{i}"
             workdir.mkdir()
             sources = [
-                {
-                    "kind": "o2g",
-                    "name": name,
-                    "url": sim.url,
-                    "username": sim.username,
-                    "password": sim.password,
-                    "packages": DEMO_PACKAGES,
-                    "ids": ["*"],
-                    "delivery": "webhook",
-                    "webhook_public_url": f"http://127.0.0.1:{ports[0]}/webhooks/o2g/{name}",
-                }
+                sim.source_config(
+                    name,
+                    delivery="webhook",
+                    webhook_public_url=f"http://127.0.0.1:{ports[0]}/webhooks/o2g/{name}",
+                )
                 for name, sim in sims.items()
             ]
             config = workdir / "streamd.yaml"

@@ -128,6 +128,20 @@ class O2GSimulator(O2GFaults):
             log.warning("O2G simulator on %s (user %s / %s)", self.url, self.username, self.password)
             await anyio.sleep_forever()
 
+    def source_config(self, name: str, **fields: Any) -> dict[str, Any]:
+        """The ``sources:`` entry (a dict) that streams from this simulator: chunk delivery of the
+        demo packages for every user; ``fields`` override or add config fields."""
+        return {
+            "kind": "o2g",
+            "name": name,
+            "url": self.url,
+            "username": self.username,
+            "password": self.password,
+            "packages": DEMO_PACKAGES,
+            "ids": ["*"],
+            "delivery": "chunk",
+        } | fields
+
     def start_soon(self, job: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
         """Run ``job(http)`` in the simulator's task group (a webhook delivery)."""
         assert self._tg is not None
@@ -193,16 +207,7 @@ async def demo_source(
     This is the ``streamd demo`` hook (``DemoSimulator``): ``async with demo_source(20) as cfg``.
     """
     async with O2GSimulator(agents=agents, rate=rate, seed=None) as sim:
-        yield {
-            "kind": "o2g",
-            "name": name,
-            "url": sim.url,
-            "username": sim.username,
-            "password": sim.password,
-            "packages": DEMO_PACKAGES,
-            "ids": ["*"],
-            "delivery": "chunk",
-        }
+        yield sim.source_config(name)
 
 
 async def serve_forever(
