@@ -8,6 +8,11 @@ Rules:
    holds) every event of the cycle; then it is persisted, if the spec persists it.
 3. Errors leave the loop (the session ends); the supervisor (:mod:`streamd.runtime`) decides.
 4. A per-vendor :class:`PollSpec` supplies ``fetch`` and the cursor codec; nothing else.
+5. Each cycle's deadline is ``timeout`` as the cycle starts; a spec may change ``timeout`` for the
+   next cycle (Alvaria's follows the scopes it discovers), and a cycle that times out names the
+   deadline it had.
+6. ``PollResult.next_in`` sets when the next cycle starts instead of the interval: ``0`` at once,
+   ``math.inf`` never (the session then waits until cancelled: O2G's status watch turned off).
 """
 
 from __future__ import annotations
@@ -92,10 +97,11 @@ class Poller(Generic[C]):
         while self.cycles is None or done < self.cycles:
             await self._sleep_until(next_start)
             started = self.clock()
-            with anyio.move_on_after(self.timeout) as scope:
+            timeout = self.timeout  # this cycle's: fetch may set the next one's (rule 5)
+            with anyio.move_on_after(timeout) as scope:
                 result = await self.spec.fetch(cursor)
             if scope.cancelled_caught:
-                raise TransientError(f"{self.spec.name}: no answer within {self.timeout:g}s")
+                raise TransientError(f"{self.spec.name}: no answer within {timeout:g}s")
             if result.events:
                 await emit(result.events)
             cursor = result.cursor

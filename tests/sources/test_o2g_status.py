@@ -133,7 +133,8 @@ async def test_webhook_mode_with_a_silent_server_goes_retrying_and_recovers() ->
             assert source.deps.component.state is ComponentState.RUNNING
             sim.fail_next("/system/status", status=503, count=FOREVER)  # no answer, and no POST
             await until(lambda: source.deps.component.state is ComponentState.RETRYING, timeout=3)
-            assert "no webhook POST and no server status answer" in source.deps.component.detail
+            silent = "session lost: o2g pbx1: no webhook POST and no server status answer for "
+            await until(lambda: any(silent in g.reason for g in gaps(emit)), timeout=3)  # ended, again
             sim.clear_faults()
             await until(lambda: source.deps.component.state is ComponentState.RUNNING, timeout=3)
 
@@ -144,10 +145,13 @@ async def test_webhook_posts_keep_a_source_alive_without_status_answers() -> Non
         overrides = {"status_interval": 0.05, "idle_timeout": 0.5, "keepalive_interval": 60}
         async with webhook_source(sim, emit, **overrides) as source:
             sim.fail_next("/system/status", status=503, count=FOREVER)
+            failed_read = "o2g pbx1 system status: HTTP 503"  # the status job's, shown by the source
+            await until(lambda: failed_read in source.deps.component.detail)
             for n in range(8):  # a POST every 0.1 s for 0.8 s: longer than idle_timeout
                 await publish_and_expect(sim, emit, [f"p{n}"])
                 await anyio.sleep(0.1)
-            assert source.deps.component.state is ComponentState.RUNNING
+            assert source.deps.component.state is ComponentState.RETRYING
+            assert failed_read in source.deps.component.detail  # not silent
             assert logins(sim) == 1  # never declared silent: that would have ended the session
 
 
@@ -243,6 +247,26 @@ async def test_a_tomcat_404_on_the_status_is_transient_a_later_restart_still_giv
             await until(lambda: logins(sim) == 2 and gaps(emit) and snapshot_after_gap(emit), timeout=3)
             (gap,) = gaps(emit)
             assert gap.reason.startswith("O2G restarted")
+
+
+async def test_a_failed_status_read_shows_the_source_retrying_until_one_answers_the_session_goes_on() -> None:
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim:
+        source = make_source(sim, delay=0.02, status_interval=0.05)
+        async with running(source, emit):
+            await publish_and_expect(sim, emit, ["s1"])
+            assert source.deps.component.state is ComponentState.RUNNING
+            sim.fail_next("/system/status", 503, count=FOREVER)
+            await until(lambda: source.deps.component.state is ComponentState.RETRYING)
+            assert "o2g pbx1 system status: HTTP 503" in source.deps.component.detail
+            failed = sum(r.path.endswith("/system/status") for r in sim.requests)
+            await until(lambda: sum(r.path.endswith("/system/status") for r in sim.requests) > failed + 1)
+            await publish_and_expect(sim, emit, ["s2"])  # the subscription streams meanwhile
+            sim.clear_faults()
+            await until(lambda: source.deps.component.state is ComponentState.RUNNING)
+            assert source.watch.enabled
+            assert logins(sim) == 1  # a failed read never ended the session
+            assert gaps(emit) == []
 
 
 class FullCursors(MemoryCursors):

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from streamd.errors import BackOff, TransientError
 from streamd.events import SourceGap
+from streamd.retry import Fatal, Retry, Wait
 from streamd.sources.o2g.continuity import O2GContinuity
 from streamd.sources.o2g.licenses import needed, verdict
-from streamd.sources.o2g.status import ServerStatus, StatusWatch, parse_status
+from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired
+from streamd.sources.o2g.status import ServerChanged, ServerStatus, StatusWatch, parse_status, status_decision
 
 
 def test_parse_status_reads_start_date_primary_and_ha_tolerantly() -> None:
@@ -31,6 +34,15 @@ def test_the_watch_reports_a_new_start_date_and_a_new_primary_not_the_first_read
         "O2G restarted (startDate t2 -> t3); O2G HA switchover (primary b -> c)"
     )
     assert watch.changed(ServerStatus("t9", "x", True), "https://secondary") is None  # another server
+
+
+def test_the_status_job_reads_again_after_a_failed_read_and_hands_the_session_what_ends_it() -> None:
+    tomcat_404 = O2GRequestError("o2g pbx1 system status: HTTP 404", status=404, info=None)
+    assert isinstance(status_decision(tomcat_404), Retry)  # not refused for good: read again
+    assert isinstance(status_decision(TransientError("o2g pbx1 system status: HTTP 503")), Retry)
+    assert status_decision(BackOff("o2g pbx1 system status: HTTP 429", 7.0)) == Wait(7.0)
+    assert isinstance(status_decision(ServerChanged("o2g pbx1: O2G restarted")), Fatal)  # the session's
+    assert isinstance(status_decision(SessionExpired("o2g pbx1: INVALID_SESSION")), Fatal)
 
 
 def test_a_restart_names_a_pending_loss_and_keeps_its_start() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -82,6 +83,14 @@ async def test_next_in_polls_early() -> None:
     assert clock.sleeps == [0.5, 10]
 
 
+@pytest.mark.anyio
+async def test_an_infinite_next_in_asks_for_no_further_cycle() -> None:
+    clock = SleepingClock(100.0)
+    spec = CountingSpec(clock, next_in=[math.inf])
+    await _poller(spec, clock, cycles=2).session(MemoryEmit(), lambda: None)
+    assert clock.sleeps == [math.inf]  # the only wait before the second cycle: forever
+
+
 class FailingEmit(MemoryEmit):
     async def __call__(self, events: Sequence[Event]) -> None:
         raise PublishError("kafka down and spool full")
@@ -119,6 +128,37 @@ async def test_request_timeout_is_a_transient_error() -> None:
     poller: Poller[int] = Poller(HangingSpec(), "s", interval=1, timeout=0.01, rng=lambda: 0.0, cycles=1)
     with pytest.raises(TransientError, match="no answer within"):
         await poller.session(MemoryEmit(), lambda: None)
+
+
+@dataclass
+class RetimingSpec:
+    """Sets the next cycle's deadline during its fetch (as Alvaria does), then hangs."""
+
+    poller: Poller[int] | None = None
+    name: str = "retime"
+
+    def load_cursor(self, saved: str | None) -> int:
+        return 0
+
+    def dump_cursor(self, cursor: int) -> str | None:
+        return None
+
+    async def fetch(self, cursor: int) -> PollResult[int]:
+        assert self.poller is not None
+        self.poller.timeout = 30.0
+        await anyio.sleep_forever()
+        raise AssertionError
+
+
+@pytest.mark.anyio
+async def test_a_timeout_names_the_deadline_of_its_own_cycle_not_the_next_ones() -> None:
+    spec = RetimingSpec()
+    poller: Poller[int] = Poller(spec, "s", interval=60, timeout=0.01, rng=lambda: 0.0, cycles=1)
+    spec.poller = poller
+    with pytest.raises(TransientError) as caught:
+        await poller.session(MemoryEmit(), lambda: None)
+    assert str(caught.value) == "retime: no answer within 0.01s"
+    assert poller.timeout == 30.0  # the next cycle's deadline is kept
 
 
 def test_timeout_not_below_interval_warns(caplog: pytest.LogCaptureFixture) -> None:

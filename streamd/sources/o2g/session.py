@@ -4,7 +4,8 @@ A session:
 
 1. connect (discovery, login, session; HA: the active server, else the other one);
 2. session keepalives in the background (a failure ends the session: log in again), and what the
-   source runs beside every session (status, liveness, the continuity record: :mod:`.source`);
+   source runs beside every session (the ``status`` job nested in it, whose first read is waited
+   for; liveness; the continuity record: :mod:`.source`);
 3. discover the pilots (:mod:`.acd`) when ``pilot`` is subscribed or a ``pilot``/``rsi`` selector
    needs their numbers, then subscribe (chunk: open the channel at once; webhook: with the public
    URL, a POST that arrives before the answer waits for it), then: (re)activate the RTI context
@@ -56,8 +57,9 @@ log = logging.getLogger("streamd.sources.o2g")
 
 TEARDOWN_DEADLINE = 2.0
 
-Watches = Callable[[O2GClient, TaskGroup], Awaitable[None]]
-"""What the source starts beside a session once it is connected (:mod:`.source`)."""
+Watches = Callable[[O2GClient, TaskGroup, Emit], Awaitable[None]]
+"""What the source starts beside a session once it is connected (:mod:`.source`): the status
+job (nested in the session), the webhook liveness, the continuity record."""
 
 
 @dataclass(slots=True)
@@ -109,7 +111,7 @@ class Sessions:
                 await client.connect()
                 async with task_group() as tg:  # a failed keepalive ends the session
                     tg.start_soon(client.keepalive_forever)
-                    await self._watches(client, tg)
+                    await self._watches(client, tg, emit)
                     live = Live(client, tg, PilotMonitor(client), subscriptions)
                     self.continuity.served()  # this session's own snapshot covers earlier requests
                     tg.start_soon(self._on_demand, live, emit)

@@ -6,13 +6,15 @@ directory of names and labels (:mod:`.enrich`) and, in webhook mode, the receive
 (:mod:`.webhook`, registered on the daemon's HTTP port while the source runs).
 
 Beside every session (:mod:`.status`): the server status is read when it starts and every
-``status_interval`` (a restart or an HA switchover ends the session: a Gap, a new subscription, a
-snapshot); in webhook mode no POST and no status answer for ``idle_timeout`` ends it too. Once
-per run, after the first login, the licence pre-flight (:mod:`.licenses`). Across daemon restarts
-the cursor store keeps until when the stream was complete (:mod:`streamd.sources.continuity`
-rule 3): written when a subscription streams, every ``RECORD_INTERVAL`` and when the source
-stops (advisory: a write that fails is logged, never raised); a run that finds it starts with a
-``daemon restart`` Gap before its first snapshot.
+``status_interval`` by the ``status`` job nested in the session (the generic poller under the
+supervisor: a failed read is that job's, retried one interval later; a restart or an HA
+switchover ends the session: a Gap, a new subscription, a snapshot); in webhook mode no POST and
+no status answer for ``idle_timeout`` ends it too. Once per run, after the first login, the
+licence pre-flight (:mod:`.licenses`). Across daemon restarts the cursor store keeps until when
+the stream was complete (:mod:`streamd.sources.continuity` rule 3): written when a subscription
+streams, every ``RECORD_INTERVAL`` and when the source stops (advisory: a write that fails is
+logged, never raised); a run that finds it starts with a ``daemon restart`` Gap before its first
+snapshot.
 
 Rules: no retry loop here (the supervisor owns it); no httpx exception is caught here; every
 event passes the directory (:class:`~.enrich.Enriching`); the config's warnings are logged when
@@ -21,6 +23,7 @@ the source starts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from functools import partial
 
@@ -28,7 +31,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from streamd.errors import PublishError
-from streamd.runtime import Job, Policy
+from streamd.runtime import Job, Policy, run_job
 from streamd.sources.base import Emit, SourceDeps
 from streamd.sources.o2g.client import O2GClient
 from streamd.sources.o2g.config import O2GSourceConfig
@@ -40,16 +43,19 @@ from streamd.sources.o2g.snapshots import Snapshots
 from streamd.sources.o2g.status import (
     HeardEmit,
     Liveness,
+    StatusReads,
     StatusWatch,
-    check_status,
+    status_decision,
     watch_liveness,
-    watch_status,
 )
 from streamd.sources.o2g.webhook import WebhookReceiver
+from streamd.sources.poller import Poller
 
 log = logging.getLogger("streamd.sources.o2g")
 
 VENDOR = "o2g"
+STATUS_TIMEOUT_MARGIN = 1.0
+"""Seconds a status read may take beyond ``request_timeout`` (httpx's own timeout comes first)."""
 RECORD = "o2g.continuity"
 """The cursor-store name of the continuity record (:mod:`streamd.sources.continuity` rule 3)."""
 RECORD_INTERVAL = 10.0
@@ -71,6 +77,7 @@ class O2GSource:
         self.continuity = O2GContinuity(config.name)
         self.watch = StatusWatch(config.name)
         self.liveness: Liveness | None = None  # webhook mode: the server's last sign of life
+        self.status: tuple[StatusReads, Poller[None]] | None = None  # admin logins only
         self._preflight_done = False
         self._resumed = False
         self._record_failing = False  # the last write of the continuity record failed
@@ -117,6 +124,16 @@ class O2GSource:
             self.receiver.react = self.continuity.react
             self.sessions.receiver = self.receiver
             self.deps.webhooks.register(VENDOR, self.name, self.receiver.handle)
+        if self.watch.enabled:  # for this run's liveness
+            reads = StatusReads(self.watch, self.continuity, self.liveness)
+            poller = Poller(  # warns when request_timeout is not below status_interval
+                reads,
+                source=self.name,
+                interval=self.config.status_interval,
+                timeout=self.config.request_timeout + STATUS_TIMEOUT_MARGIN,
+                jitter=0.0,
+            )
+            self.status = (reads, poller)
         try:
             await self.deps.jobs.run(
                 Job("session", partial(self.sessions.session, emit)), task_status=task_status
@@ -156,14 +173,26 @@ class O2GSource:
             await anyio.sleep(RECORD_INTERVAL)
             await self._save_record()
 
-    async def _watches(self, client: O2GClient, tg: TaskGroup) -> None:
-        """What runs beside a session's subscription (module docstring): status, liveness, record."""
+    async def _watches(self, client: O2GClient, tg: TaskGroup, emit: Emit) -> None:
+        """What runs beside a session's subscription (module docstring): status, liveness, record.
+
+        The ``status`` job is started here and waited for until its first read answered or failed.
+        """
         if not self._preflight_done:
             self._preflight_done = True
             await preflight(client, self.config.packages)
-        await check_status(client, self.watch, self.continuity, self.liveness)
-        interval = self.config.status_interval
-        tg.start_soon(watch_status, client, self.watch, self.continuity, interval, self.liveness)
+        if self.status is not None and self.watch.enabled:
+            reads, poller = self.status
+            reads.begin(client)
+            interval = self.config.status_interval
+            job = Job(
+                "status",
+                partial(poller.session, emit),
+                decide=status_decision,
+                delays=lambda: itertools.repeat(interval),  # a failed read: again one interval later
+                stage="status",
+            )
+            await tg.start(partial(run_job, job, policy=self.sessions.nested, owner=self.name))
         if self.liveness is not None:
             self.liveness.alive()  # a new session is a sign of life
             tg.start_soon(watch_liveness, self.name, self.liveness, self.config.idle_timeout, self.watch)

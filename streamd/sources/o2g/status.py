@@ -3,19 +3,25 @@
 Rules:
 
 1. ``GET {base}/system/status`` (004 L8810-8838, L9088-9105; an administrator session) is read
-   when a session starts and every ``status_interval`` seconds during it. Its ``startDate`` and,
-   on an HA pair, its ``primary`` are remembered across sessions (:class:`StatusWatch`, one per
-   source), per configured server (``url``, ``secondary_url``).
+   when a session starts and every ``status_interval`` seconds during it, by the ``status`` job
+   nested in the session (:class:`StatusReads`, a :class:`~streamd.sources.poller.PollSpec`: the
+   generic poll loop under :func:`streamd.runtime.run_job`; the session waits for its first read).
+   Its ``startDate`` and, on an HA pair, its ``primary`` are remembered across sessions
+   (:class:`StatusWatch`, one per source), per configured server (``url``, ``secondary_url``).
 2. A ``startDate`` that changed means O2G restarted; a ``primary`` that changed means an HA
    switchover. Either is logged (a warning) and named as the reason of the continuity loss
    (:meth:`~streamd.sources.o2g.continuity.Continuity.restarted`): the Gap before the next
-   snapshot says so. Seen during a session, it ends the session (:class:`ServerChanged`,
-   transient): the supervisor opens a new one, which subscribes and snapshots again.
+   snapshot says so. Seen during a session (not by its first read: the session subscribes and
+   snapshots anyway), it ends the session (:class:`ServerChanged`, transient): the supervisor
+   opens a new one, which subscribes and snapshots again.
 3. A read refused for good (:func:`refused_for_good`: ``NOT_ALLOWED``, not an administrator,
    ``NOT_SUPPORTED``, an error O2G marks ``canRetry: false``) turns the watch off for the source,
-   with one line; any other failed read (Tomcat's bare 404 while O2G redeploys after a restart
-   included) is logged and tried again at the next interval (a debug line), except a lost
-   session, which ends the session as usual.
+   with one line, and the job asks for no further cycle. Any other failed read (Tomcat's bare 404
+   while O2G redeploys after a restart included) ends the status job (:func:`status_decision`):
+   the supervisor reads again one ``status_interval`` later (a server-given delay is kept), and
+   meanwhile the source shows ``retrying`` with the read's reason (a nested job reports through
+   its session's health). A changed server or a lost session ends the session as usual. Nothing
+   here loops past a failure.
 4. Liveness (webhook mode, :class:`Liveness`): every webhook POST and every status answer is a
    sign of life; none for ``idle_timeout`` seconds ends the session with a :class:`Silent`
    (transient: the source goes ``retrying``).
@@ -27,6 +33,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,12 +41,14 @@ from typing import Any
 
 import anyio
 
-from streamd.errors import FatalError, SourceError, TransientError
+from streamd.errors import FatalError, TransientError
 from streamd.events import Event, utcnow
+from streamd.retry import Decision, Fatal, Retry, classify
 from streamd.sources.base import Emit
 from streamd.sources.continuity import Continuity
 from streamd.sources.o2g.client import O2GClient
 from streamd.sources.o2g.protocol import O2GRequestError, SessionExpired
+from streamd.sources.poller import PollResult
 
 log = logging.getLogger("streamd.sources.o2g")
 
@@ -155,10 +164,11 @@ def refused_for_good(exc: FatalError) -> bool:
 
 
 async def read_status(client: O2GClient, watch: StatusWatch) -> ServerStatus | None:
-    """One status read (rule 3): None when the watch is off or the read failed.
+    """One status read (rule 3): None when the watch is off or was turned off by this read.
 
     Raises:
         SessionExpired: the session is gone.
+        SourceError: the read failed, not for good (the status job's failure).
     """
     if not watch.enabled:
         return None
@@ -167,13 +177,9 @@ async def read_status(client: O2GClient, watch: StatusWatch) -> ServerStatus | N
     except SessionExpired:
         raise
     except FatalError as exc:
-        if refused_for_good(exc):
-            watch.disable(str(exc))
-            return None
-        log.debug("o2g %s: server status not read (again in the next interval): %s", watch.source, exc)
-        return None
-    except SourceError as exc:
-        log.debug("o2g %s: server status not read (again in the next interval): %s", watch.source, exc)
+        if not refused_for_good(exc):
+            raise
+        watch.disable(str(exc))
         return None
     return parse_status(body)
 
@@ -181,7 +187,11 @@ async def read_status(client: O2GClient, watch: StatusWatch) -> ServerStatus | N
 async def check_status(
     client: O2GClient, watch: StatusWatch, continuity: Continuity, liveness: Liveness | None = None
 ) -> str | None:
-    """Read the status and act on a change (rules 1-2); the reason when O2G restarted or switched."""
+    """Read the status and act on a change (rules 1-2); the reason when O2G restarted or switched.
+
+    Raises:
+        SessionExpired | SourceError: as :func:`read_status`.
+    """
     since = watch.seen_at
     status = await read_status(client, watch)
     if status is None:
@@ -194,25 +204,52 @@ async def check_status(
     return reason
 
 
-async def watch_status(
-    client: O2GClient,
-    watch: StatusWatch,
-    continuity: Continuity,
-    interval: float,
-    liveness: Liveness | None = None,
-) -> None:
-    """Read the status every ``interval`` seconds until the server changes (rule 2).
+class StatusReads:
+    """The status read as a :class:`~streamd.sources.poller.PollSpec` (rules 1-3): one read a cycle.
 
-    Raises:
-        ServerChanged: O2G restarted or switched over: the session is over.
-        SessionExpired: the session is gone.
+    One per source; :meth:`begin` hands it each new session's client.
     """
-    while watch.enabled:
-        await anyio.sleep(interval)
-        reason = await check_status(client, watch, continuity, liveness)
-        if reason is not None:
-            raise ServerChanged(f"o2g {watch.source}: {reason}")
-    await anyio.sleep_forever()
+
+    name = "status"
+
+    def __init__(self, watch: StatusWatch, continuity: Continuity, liveness: Liveness | None) -> None:
+        self.watch, self.continuity, self.liveness = watch, continuity, liveness
+        self.client: O2GClient | None = None
+        self.fresh = True  # the next read is the session's first (rule 2)
+
+    def begin(self, client: O2GClient) -> None:
+        """A new session: read with its client; its first read ends nothing."""
+        self.client, self.fresh = client, True
+
+    def load_cursor(self, saved: str | None) -> None:
+        """No cursor: each read stands alone."""
+
+    def dump_cursor(self, cursor: None) -> str | None:
+        """Nothing to persist."""
+        return None
+
+    async def fetch(self, cursor: None) -> PollResult[None]:
+        """One read; no further cycle once the watch is off (rule 3).
+
+        Raises:
+            ServerChanged: O2G restarted or switched over since the session's first read.
+            SessionExpired | SourceError: as :func:`read_status`.
+        """
+        assert self.client is not None, "begin() before the first read"
+        first, self.fresh = self.fresh, False
+        reason = await check_status(self.client, self.watch, self.continuity, self.liveness)
+        if reason is not None and not first:
+            raise ServerChanged(f"o2g {self.watch.source}: {reason}")
+        return PollResult((), None, next_in=None if self.watch.enabled else math.inf)
+
+
+def status_decision(exc: BaseException) -> Decision:
+    """What the status job does about a failure (rule 3): a changed server or a lost session is the
+    session's (:class:`~streamd.retry.Fatal`: raised to it); a failed read is read again."""
+    if isinstance(exc, ServerChanged | SessionExpired):
+        return Fatal()
+    decision = classify(exc)
+    return Retry() if isinstance(decision, Fatal) else decision
 
 
 async def watch_liveness(source: str, liveness: Liveness, idle_timeout: float, watch: StatusWatch) -> None:
