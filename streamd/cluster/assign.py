@@ -29,6 +29,12 @@ def state_topic(prefix: str) -> str:
     return prefix + STATE_SUFFIX
 
 
+def member_client_id(client_id: str, advertised_url: str) -> str:
+    """The Kafka client id of a replica's cluster consumer: ``{client_id}@{host}:{port}``, its HTTP
+    address, so the group's description (and the wallboard) names the replica that owns a unit."""
+    return f"{client_id}@{advertised_url.partition('://')[2] or advertised_url}"
+
+
 def units(names: Iterable[str]) -> list[str]:
     """The assignable units in partition order (rule 1).
 

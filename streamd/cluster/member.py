@@ -40,7 +40,16 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from anyio.abc import TaskGroup
 
-from streamd.cluster.assign import Fence, control_topic, owned, plan, state_topic, units, wanted
+from streamd.cluster.assign import (
+    Fence,
+    control_topic,
+    member_client_id,
+    owned,
+    plan,
+    state_topic,
+    units,
+    wanted,
+)
 from streamd.cluster.outage import kafka_refused, parse_bootstrap
 from streamd.cluster.state import FLUSH_INTERVAL, KafkaCursorStore, follow
 from streamd.cluster.webhooks import ADVERT_NAME, Advert, WebhookForwarder
@@ -137,8 +146,11 @@ class ClusterMember:
             TransientError: Kafka failed (the supervisor retries the session).
         """
         await self.ensure_topics()
+        kwargs = client_kwargs(self.kafka, self.kafka.bootstrap_servers)
+        if self.advertised_url is not None:  # names this replica in the group's description
+            kwargs["client_id"] = member_client_id(self.kafka.client_id, self.advertised_url())
         consumer = AIOKafkaConsumer(
-            **client_kwargs(self.kafka, self.kafka.bootstrap_servers),
+            **kwargs,
             group_id=self.cfg.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

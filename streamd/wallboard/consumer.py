@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -219,10 +219,12 @@ async def run_feed(
     jobs: Jobs | None = None,
     poll_interval: float = 1.0,
     delays: Callable[[], Iterator[float]] = lambda: backoff(cap=10.0),
+    extra: Sequence[Job] = (),
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run :func:`feed_job` under ``jobs`` (default: standalone) until cancelled; reports started
-    at once, so a daemon never waits for Kafka or the topics to show the wallboard."""
+    """Run :func:`feed_job` (and the ``extra`` jobs of the same component, e.g. the placement)
+    under ``jobs`` (default: standalone) until cancelled; reports started at once, so a daemon
+    never waits for Kafka or the topics to show the wallboard."""
     task_status.started()
     jobs = jobs or Jobs.standalone("wallboard", "feed")
-    await jobs.run(feed_job(hub, kafka, poll_interval=poll_interval, delays=delays))
+    await jobs.run(feed_job(hub, kafka, poll_interval=poll_interval, delays=delays), *extra)

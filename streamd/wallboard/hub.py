@@ -33,7 +33,9 @@ Rules:
    component states into :class:`SourceStatus` changes (kind ``source``, key the source name;
    see :mod:`streamd.wallboard.sources`: a busy source costs one change per few seconds, never
    one per record). The wallboard feed's own state is one :class:`FeedStatus` (kind ``feed``).
-   At most :data:`MAX_SOURCES` sources are tracked.
+   At most :data:`MAX_SOURCES` sources are tracked. In a cluster, :meth:`StateHub.place` (from
+   :mod:`streamd.wallboard.placement`) says which replica runs each source; the next sync
+   publishes it with the source's status.
 
 Memory: about 600 bytes per agent with typical ids and names (``bench/wallboard_memory.py``
 measured 580: 50,000 agents add ~28 MB RSS over an empty hub, 70 MB in all).
@@ -65,7 +67,7 @@ from streamd.wallboard.model import (
     metric_key,
 )
 from streamd.wallboard.snapshot import SLICE, Frozen, Lists, encode_snapshot, snapshot_parts
-from streamd.wallboard.sources import MAX_SOURCES, note_record, status_changes
+from streamd.wallboard.sources import MAX_SOURCES, Placement, note_record, status_changes
 
 __all__ = [  # re-exported: imported from here by the other wallboard modules and the tests
     "CLIENTS_DROPPED",
@@ -126,6 +128,7 @@ class StateHub:
         self.sources: dict[str, SourceStatus] = {}  # as last published (rule 8)
         self.feed: FeedStatus | None = None
         self._seen: dict[str, datetime] = {}  # source -> newest record time
+        self.placement = Placement()  # where the sources run (rule 8)
 
     # --- updates -----------------------------------------------------------------------------
 
@@ -180,6 +183,18 @@ class StateHub:
         """Note a record of ``source`` published at ``when`` (rule 8; cheap: every record calls it)."""
         note_record(self._seen, source, when)
 
+    def place(self, owners: Mapping[str, str], *, me: str | None = None) -> None:
+        """Record which replica runs each of the cluster's sources (rule 8; published by the next
+        :meth:`sync`).
+
+        Args:
+            owners: unit name -> the name of the replica assigned it (units nobody owns: absent).
+            me: this replica's name, when known.
+        """
+        self.placement = dataclasses.replace(
+            self.placement, owners=dict(owners), me=self.placement.me if me is None else me
+        )
+
     def sync(self, components: Mapping[str, Component] | None = None) -> int:
         """Publish what changed about the sources and the feed (rule 8); returns how many changes.
 
@@ -195,6 +210,7 @@ class StateHub:
             stale_after=self.stale_after,
             stale_after_per_source=self.stale_after_per_source,
             now=utcnow(),
+            placement=self.placement,
         )
         for feed in feeds:
             prev, self.feed = self.feed, feed

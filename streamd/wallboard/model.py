@@ -25,6 +25,7 @@ from streamd.events import AgentState, QueueMetric
 from streamd.telemetry import ComponentState
 
 Kind = Literal["agent", "metric", "source", "feed"]
+Where = Literal["here", "replica", "unassigned", "elsewhere"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +47,21 @@ class SourceStatus:
     stale_after: Annotated[
         float, Field(description="Seconds without a record after which its data is shown as stale.")
     ] = 120.0
+    placement: Annotated[
+        Where,
+        Field(
+            description="Where it runs: `here` (this daemon), `replica` (another replica of this "
+            "cluster, named in `replica`), `unassigned` (a source of this cluster no replica is "
+            "assigned now, e.g. during a rebalance), `elsewhere` (another producer, or the "
+            "cluster's assignment is not known yet)."
+        ),
+    ] = "elsewhere"
+    replica: Annotated[
+        str,
+        Field(
+            description="The replica that runs it when `placement` is `replica`: its HTTP address (host:port)."
+        ),
+    ] = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,9 @@ the Kafka feed, and closes every live stream as soon as the daemon starts stoppi
 browsers do not hold the HTTP shutdown for its grace period). Without ``http.auth_token`` it logs
 one warning at start naming what is open to anyone who reaches ``http.listen``. Once a second it
 hands the daemon's component states to the hub (:meth:`StateHub.sync
-<streamd.wallboard.hub.StateHub.sync>`: per-source state and freshness on the board).
+<streamd.wallboard.hub.StateHub.sync>`: per-source state and freshness on the board). In a
+cluster, the ``placement`` job (:mod:`streamd.wallboard.placement`) tells the hub which replica
+runs each source.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
+from streamd.cluster.assign import control_topic, member_client_id, units
+from streamd.cluster.webhooks import advertised_base
+from streamd.retry import Retry, backoff
+from streamd.runtime import Job
 from streamd.wallboard.api import build_routes
 from streamd.wallboard.consumer import run_feed
 from streamd.wallboard.hub import StateHub
+from streamd.wallboard.placement import placement_session, replica_name
+from streamd.wallboard.sources import Placement
 
 if TYPE_CHECKING:
     from streamd.app import Runtime
@@ -62,10 +70,36 @@ async def wallboard_plugin(rt: Runtime, tg: TaskGroup) -> StateHub | None:
     )
     kafka = rt.config.kafka.model_copy(update={"bootstrap_servers": rt.bootstrap})
     jobs = rt.supervisor.jobs("wallboard", "feed")  # in /readyz; never affects readiness
-    await tg.start(partial(run_feed, hub, kafka, jobs=jobs, poll_interval=cfg.topic_poll))
+    extra = [_placement_job(rt, hub)] if rt.config.cluster.enabled else []
+    await tg.start(partial(run_feed, hub, kafka, jobs=jobs, poll_interval=cfg.topic_poll, extra=extra))
     tg.start_soon(_close_on_stop, rt, hub)
     tg.start_soon(_sync_sources, rt, hub)
     return hub
+
+
+def _placement_job(rt: Runtime, hub: StateHub) -> Job:
+    """The ``placement`` job: which replica runs each of the cluster's sources (retried like the
+    feed: it never fails for good)."""
+    config = rt.config
+    kafka = config.kafka.model_copy(update={"bootstrap_servers": rt.bootstrap})
+    hub.placement = Placement(units=frozenset(s.name for s in config.sources))
+
+    def me() -> str:
+        url = advertised_base(config.http.host, rt.http_port)  # as the cluster member names itself
+        return replica_name(member_client_id(kafka.client_id, url), "") if rt.http_port else ""
+
+    session = partial(
+        placement_session,
+        hub,
+        kafka,
+        config.cluster.group_id,
+        units([*(s.name for s in config.sources), *(s.name for s in config.sinks)]),
+        control_topic(kafka.topic_prefix),
+        me=me,
+    )
+    return Job(
+        "placement", session, decide=lambda _: Retry(), delays=lambda: backoff(cap=10.0), catch=(Exception,)
+    )
 
 
 async def _sync_sources(rt: Runtime, hub: StateHub, interval: float = 1.0) -> None:

@@ -8,18 +8,55 @@ Rules:
    does; ``components=None`` keeps the states as they were.
 3. ``last_update`` (the newest record time seen, never in the future) moves on at most every
    ``min(5 s, stale_after / 10)``, so a busy source costs one change per few seconds.
+4. Where a source runs (:class:`Placement`): ``here`` when this daemon runs it (its component),
+   ``replica`` (with the replica's name) when another replica of this cluster is assigned it,
+   ``unassigned`` when it is one of this cluster's units and nobody is, else ``elsewhere``
+   (another producer, or the cluster's assignment not known yet). A cluster's configured sources
+   are listed even before a record of theirs is seen. A source running elsewhere never has a
+   state here: only its freshness says whether its data flows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from streamd.telemetry import Component, count_error
-from streamd.wallboard.model import FeedStatus, SourceStatus
+from streamd.wallboard.model import FeedStatus, SourceStatus, Where
 
 MAX_SOURCES = 1024
 """Sources tracked at most (:mod:`streamd.wallboard.hub` rule 8); the records of further ones still update the board."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What this daemon knows of where the sources run (rule 4).
+
+    Attributes:
+        units: this cluster's sources (empty: not in a cluster).
+        me: this replica's name (as :func:`streamd.wallboard.placement.replica_name` gives it).
+        owners: unit -> the replica assigned it; None: not known yet.
+    """
+
+    units: frozenset[str] = frozenset()
+    me: str = ""
+    owners: Mapping[str, str] | None = field(default=None, compare=False)
+
+    def of(self, name: str, *, local: bool) -> tuple[Where, str]:
+        """``(placement, replica)`` of source ``name``; ``local``: this daemon runs it."""
+        if local:
+            return "here", ""
+        if name not in self.units or self.owners is None:
+            return "elsewhere", ""
+        owner = self.owners.get(name)
+        if owner is None:
+            return "unassigned", ""
+        return ("here", "") if owner == self.me else ("replica", owner)
+
+
+NOWHERE = Placement()
+"""Not in a cluster: what this daemon does not run, another producer does."""
 
 
 def note_record(seen: dict[str, datetime], source: str, when: datetime) -> None:
@@ -44,6 +81,7 @@ def status_changes(
     stale_after: float,
     stale_after_per_source: Mapping[str, float],
     now: datetime,
+    placement: Placement = NOWHERE,
 ) -> tuple[list[FeedStatus], list[SourceStatus]]:
     """The feed's new statuses (none: unchanged) and the sources' changed statuses, in order.
 
@@ -53,6 +91,7 @@ def status_changes(
         sources: the statuses as last published, by source name.
         feed: the feed's status as last published.
         seen: the newest record time per source.
+        placement: where the sources run (rule 4).
     """
     local: dict[str, Component] = {}
     feeds: list[FeedStatus] = []
@@ -64,7 +103,8 @@ def status_changes(
             if feed_status != (feeds[-1] if feeds else feed):
                 feeds.append(feed_status)
     changed: list[SourceStatus] = []
-    for name in [*local, *(n for n in seen if n not in local)]:
+    names = dict.fromkeys([*local, *seen, *sorted(placement.units)])
+    for name in names:
         prev = sources.get(name)
         after = stale_after_per_source.get(name, stale_after)
         last = prev.last_update if prev else None
@@ -79,7 +119,16 @@ def status_changes(
             state, detail = local[name].state, local[name].detail
         else:
             state, detail = None, ""
-        status = SourceStatus(source=name, state=state, detail=detail, last_update=last, stale_after=after)
+        where, replica = placement.of(name, local=name in local)
+        status = SourceStatus(
+            source=name,
+            state=state,
+            detail=detail,
+            last_update=last,
+            stale_after=after,
+            placement=where,
+            replica=replica,
+        )
         if status != prev:
             changed.append(status)
     return feeds, changed

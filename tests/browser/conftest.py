@@ -61,10 +61,12 @@ async def wallboard_daemon(
     workdir: Path,
     *sources: Mapping[str, Any],
     wallboard: Mapping[str, Any] | None = None,
+    cluster: Mapping[str, Any] | None = None,
     **http: Any,
 ) -> AsyncIterator[Runtime]:
     """The daemon (in process, default plugins) serving the wallboard on ``port`` with this
-    ``wallboard:`` section, against an external (embedded) broker; stopped cleanly on exit."""
+    ``wallboard:`` (and ``cluster:``) section, against an external (embedded) broker; stopped
+    cleanly on exit."""
     config = Config.model_validate(
         {
             "kafka": {"bootstrap_servers": bootstrap, "idempotence": False, "linger": "1ms"},
@@ -73,6 +75,7 @@ async def wallboard_daemon(
             "shutdown_grace": "2s",
             "wallboard": dict(wallboard or {}),
             "sources": [dict(s) for s in sources],
+            **({"cluster": dict(cluster)} if cluster else {}),
         }
     )
     runtime = Runtime(config)

@@ -426,6 +426,73 @@ async def test_a_silent_source_turns_stale_and_a_failed_source_shows(tmp_path: P
             await expect(page.locator('.problem[data-source="quiet"]')).to_have_count(0)
 
 
+async def test_a_source_on_another_replica_says_where_it_runs_and_is_not_stale(tmp_path: Path) -> None:
+    """A daemon in a cluster with a second member (another replica, in process): each runs one of
+    the two sources; the page's footer and tiles say which runs here and which on the other
+    replica, and the other's flowing data is neither stale nor failed here."""
+    import anyio
+
+    from streamd.cluster.member import ClusterMember
+    from streamd.config_core import ClusterConfig, KafkaConfig
+    from streamd.sim.xima import XimaSimulator
+    from streamd.telemetry import Component
+
+    port = free_port()
+    cluster = {"enabled": True, "group_id": "board", "session_timeout": "10s"}
+
+    async def elsewhere(name: str) -> None:  # the other replica's unit: its data comes from emit
+        await anyio.sleep_forever()
+
+    async with (
+        EmbeddedBroker() as bootstrap,
+        XimaSimulator(agents=2) as xima,
+        publishing(bootstrap) as emit,
+    ):
+        sources = [
+            {"kind": "xima", "name": name, "url": xima.url, "api_key": xima.api_key, "mode": "poll"}
+            for name in ("xima-a", "xima-b")
+        ]
+        other = ClusterMember(
+            ClusterConfig.model_validate(cluster),
+            KafkaConfig(bootstrap_servers=bootstrap),
+            ["xima-a", "xima-b"],
+            elsewhere,
+            Component("cluster", "cluster"),
+            advertised_url=lambda: "http://10.0.0.9:8080",
+        )
+        async with (
+            wallboard_daemon(bootstrap, port, tmp_path, *sources, cluster=cluster) as rt,
+            chromium() as browser,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(other.session, lambda: None)
+            with anyio.fail_after(60):
+                while len(other.running) != 1:
+                    await anyio.sleep(0.2)
+            (theirs,) = other.running
+            (ours,) = {"xima-a", "xima-b"} - {theirs}
+            await emit(
+                [metric(name, "q", "waiting", 1, "contacts", f"Queue of {name}") for name in (ours, theirs)]
+            )
+            page = await browser.new_page(viewport=TV)
+            await page.goto(f"http://127.0.0.1:{port}/wallboard")
+            footer = page.locator("#sources")
+            await expect(footer).to_have_text("Sources: 1 here · 1 on other replicas", timeout=30_000)
+            title = await footer.get_attribute("title") or ""
+            assert f"{theirs}: runs on replica 10.0.0.9:8080" in title
+            assert f"{ours}: runs here" in title
+            remote = tile(page, f"{theirs}:q")
+            await expect(remote.locator(".src")).to_have_attribute("title", "runs on replica 10.0.0.9:8080")
+            await expect(remote.locator(".src")).to_have_attribute("data-placement", "replica")
+            await expect(tile(page, f"{ours}:q").locator(".src")).to_have_attribute("title", "runs here")
+            assert await remote.get_attribute("class") == "tile"  # neither stale nor failed here
+            assert await remote.get_attribute("data-source-state") is None
+            await expect(page.locator(f'.problem[data-source="{theirs}"]')).to_have_count(0)
+            assert theirs not in rt.health.components  # /readyz lists only what runs here
+            await screenshot(page, tmp_path, "wallboard-cluster-placement")
+            tg.cancel_scope.cancel()
+
+
 async def test_saved_views_and_rotation(tmp_path: Path) -> None:
     port = free_port()
     wallboard = {

@@ -274,6 +274,35 @@ def test_served_bodies_match_the_documented_schemas() -> None:
     assert not validator("Snapshot").is_valid({k: v for k, v in snapshot.items() if k != "sources"})
 
 
+async def test_state_says_which_replica_runs_each_source_as_documented() -> None:
+    """GET /api/v1/state carries each source's placement (here / on replica X / unassigned), and
+    the document's SourceStatus describes it."""
+    from jsonschema import Draft202012Validator
+
+    from streamd.wallboard.sources import Placement
+
+    components = openapi_document()["components"]
+    props = components["schemas"]["SourceStatus"]["properties"]
+    assert props["placement"]["enum"] == ["here", "replica", "unassigned", "elsewhere"]
+    assert props["replica"]["type"] == "string"
+    health = Health()
+    health.add("o2g", "source").set(ComponentState.RUNNING)
+    hub = StateHub()
+    hub.placement = Placement(units=frozenset({"o2g", "xima", "alvaria"}))
+    hub.place({"o2g": "10.0.0.5:8080", "xima": "10.0.0.6:8080"}, me="10.0.0.5:8080")
+    hub.touch("xima", utcnow())
+    hub.sync(health.components)
+    async with serving(hub) as base, httpx.AsyncClient(base_url=base) as client:
+        body = (await client.get("/api/v1/state")).json()
+    where = {s["source"]: (s["state"], s["placement"], s["replica"]) for s in body["sources"]}
+    assert where == {
+        "o2g": ("running", "here", ""),
+        "xima": (None, "replica", "10.0.0.6:8080"),
+        "alvaria": (None, "unassigned", ""),
+    }
+    Draft202012Validator({"$ref": "#/components/schemas/Snapshot", "components": components}).validate(body)
+
+
 async def test_the_page_settings_are_served_as_configured_and_documented() -> None:
     from jsonschema import Draft202012Validator
 

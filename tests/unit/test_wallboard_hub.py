@@ -247,6 +247,8 @@ def test_sources_are_published_with_their_freshness_at_most_every_few_seconds() 
             "detail": "",
             "last_update": (start + timedelta(seconds=5)).isoformat().replace("+00:00", "Z"),
             "stale_after": 120.0,
+            "placement": "elsewhere",
+            "replica": "",
         },
     }
     # a producer's clock ahead of ours: never in the future

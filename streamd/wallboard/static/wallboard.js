@@ -35,12 +35,11 @@
   // pattern on its snake_case form; one vendor metric stands for one canonical metric at most.
   var CANONICAL = [
     { name: "waiting", label: "Waiting", unit: "count",
-      aliases: ["waiting_calls", "calls_waiting", "queueCount", "queue_count", "contacts_waiting", "in_queue",
-                "K0QUEUED", "Calls in Queue"],
+      aliases: ["waiting_calls", "calls_waiting", "queueCount", "queue_count", "contacts_waiting", "in_queue", "Calls in Queue"],
       loose: /(^|_)waiting(_calls|_contacts)?$|queued|in_queue|queue_count/ },
     { name: "longest_wait_seconds", label: "Longest wait", unit: "seconds",
       aliases: ["longest_wait", "longest_waiting_time", "longest_waiting_time_in_list", "longestWaitingQueueTime",
-                "maxQueueDur", "oldest_contact", "current_waiting_time", "K0LONGWT"],
+                "maxQueueDur", "oldest_contact", "current_waiting_time"],
       loose: /longest|oldest|max_queue_dur/ },
     { name: "average_wait_seconds", label: "Average wait", unit: "seconds",
       aliases: ["average_wait", "avg_wait", "Average Wait", "averageWaitTime", "average_waiting_time"],
@@ -402,6 +401,38 @@
     return s && s.state ? s.state : null;
   }
 
+  // Where a source runs (its status's placement): "" when not known (another producer).
+  function placementText(name) {
+    var s = sources.get(name);
+    if (!s) return "";
+    if (s.placement === "here") return "runs here";
+    if (s.placement === "replica") return "runs on replica " + s.replica;
+    if (s.placement === "unassigned") return "unassigned: no replica runs it now";
+    return "";
+  }
+
+  // The footer's discreet line: how many sources run here, on other replicas, nowhere (a cluster
+  // only: shown when some source runs on another replica or is unassigned); each in the tooltip.
+  function renderSources() {
+    var count = { here: 0, replica: 0, unassigned: 0 };
+    var lines = [];
+    Array.from(sources.values()).sort(function (a, b) { return a.source.localeCompare(b.source); }).forEach(function (s) {
+      if (!(s.placement in count)) return;
+      count[s.placement] += 1;
+      lines.push(s.source + ": " + placementText(s.source));
+    });
+    var el = $("sources");
+    var shown = count.replica + count.unassigned > 0;
+    var text = !shown ? "" : "Sources: " + [
+      count.here ? count.here + " here" : "",
+      count.replica ? count.replica + " on other replicas" : "",
+      count.unassigned ? count.unassigned + " unassigned" : "",
+    ].filter(Boolean).join(" · ");
+    if (el.textContent !== text) el.textContent = text;
+    el.title = lines.join("\n");
+    el.hidden = !shown;
+  }
+
   function renderProblems() {
     var out = problemsOfConfig.map(function (text) {
       return '<span class="problem error">⚠ ' + esc(text) + "</span>";
@@ -422,8 +453,9 @@
       } else {
         var stale = staleFor(s.source);
         if (stale != null) {
+          var where = placementText(s.source);
           out.push('<span class="problem stale"' + attrs + ' data-state="stale">◷ ' + esc(s.source) +
-            ": no update for " + ago(stale) + "</span>");
+            ": no update for " + ago(stale) + (where ? ' <span class="why">' + esc(where) + "</span>" : "") + "</span>");
         }
       }
     });
@@ -443,6 +475,7 @@
     renderViews();
     renderFilters();
     renderProblems();
+    renderSources();
     var show = {};
     v.sections.forEach(function (s) { show[s] = true; });
     $("summary").hidden = !show.summary;
@@ -712,7 +745,9 @@
     var stale = staleFor(q.source);
     var note = "";
     var cls = "tile";
-    var detail = (sources.get(q.source) || {}).detail;
+    var src = sources.get(q.source) || {};
+    var detail = src.detail;
+    var where = placementText(q.source);
     if (state === "failed") {
       cls += " failed";
       note = "✖ source failed" + (detail ? ": " + detail : "");
@@ -730,7 +765,8 @@
       ' title="' + esc(all.join("\n")) + '">' +
       '<div class="head"><h2' + (name.length > 22 ? ' class="long"' : "") + '><a href="' + esc(linkWith({ queue: q.id })) +
       '" title="Show only this queue">' + esc(name) + "</a></h2>" +
-      '<span class="src">' + esc(q.source) + "</span></div>" +
+      '<span class="src"' + (where ? ' title="' + esc(where) + '" data-placement="' + esc(src.placement) + '"' : "") +
+      ">" + esc(q.source) + "</span></div>" +
       '<div class="kpis">' + (kpis.join("") || '<span class="src">no numbers yet</span>') + "</div>" +
       (note ? '<div class="note">' + esc(note) + "</div>" : "") + "</article>";
   }
