@@ -21,8 +21,14 @@ Rules:
    retried by :func:`streamd.runtime.run_job` every ``COMMIT_INTERVAL`` / ``FLUSH_INTERVAL``;
    nothing here loops on a failure.
 7. Webhooks on any replica (:mod:`.webhooks`): the credentials of the webhook sources this replica
-   runs are advertised through the state topic whenever they change; the ``webhooks`` job follows
-   everyone's advertisements, and the registry forwards a POST for a source that runs elsewhere.
+   runs are advertised through the state topic whenever they change, on every new generation and
+   every ``READVERTISE_INTERVAL`` (the newest owner's advertisement wins over one a replica cut
+   off from Kafka sends late); the ``webhooks`` job follows everyone's advertisements, and the
+   registry forwards a POST for a source that runs elsewhere. This replica's URL is worked out
+   once per session, in a worker thread (it may ask DNS).
+8. A unit given up (revocation, fence, stop) has its state-topic values flushed, bounded, and
+   whatever is still queued then dropped (:meth:`~.state.KafkaCursorStore.drop`): sent once this
+   replica reaches Kafka again, it would overwrite the next owner's.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ WATCH_INTERVAL = 0.25
 """Seconds between two looks at the fence."""
 FLUSH_BOUND = 2.0
 """Longest wait for a unit's cursors to reach Kafka when it is given up."""
+READVERTISE_INTERVAL = 60.0
+"""Seconds after which an owner sends its unchanged webhook advertisement again (rule 7)."""
 
 RunUnit = Callable[[str], Awaitable[None]]
 
@@ -129,7 +137,9 @@ class ClusterMember:
         self.jobs = {"fencing": JobHealth("fencing"), "cursors": JobHealth("cursors")}
         self.webhooks, self.advertised_url = webhooks, advertised_url
         self.forwarder = WebhookForwarder(self.sources)
-        self._advertised: dict[str, str] = {}
+        self._advertised: dict[str, tuple[str, float]] = {}  # source -> (value, when queued)
+        self._url: str | None = None  # advertised_url() of this session (rule 7)
+        self._no_metadata_logged = False
         if webhooks is not None and store is not None:
             self.jobs["webhooks"] = JobHealth("webhooks")
             webhooks.forwarder = self.forwarder
@@ -147,8 +157,9 @@ class ClusterMember:
         """
         await self.ensure_topics()
         kwargs = client_kwargs(self.kafka, self.kafka.bootstrap_servers)
-        if self.advertised_url is not None:  # names this replica in the group's description
-            kwargs["client_id"] = member_client_id(self.kafka.client_id, self.advertised_url())
+        url = await self.resolve_url()
+        if url is not None:  # names this replica in the group's description
+            kwargs["client_id"] = member_client_id(self.kafka.client_id, url)
         consumer = AIOKafkaConsumer(
             **kwargs,
             group_id=self.cfg.group_id,
@@ -191,6 +202,7 @@ class ClusterMember:
             self._switch = self._tg = None
             self.assigned = frozenset()
             self._advertised.clear()
+            self._url = None
             await self.forwarder.aclose()
             if self.store is not None:
                 await self.store.close()
@@ -209,6 +221,7 @@ class ClusterMember:
         self._rebalancing = False
         self.assigned = owned(self.units, partitions)
         self.fence.ok(anyio.current_time())
+        self._advertised.clear()  # every generation hears every owner anew (rule 7)
         log.info(
             "cluster generation %d: this replica owns %s",
             generation,
@@ -261,6 +274,12 @@ class ClusterMember:
                 await self._flush(stop)
                 for name in stop:  # advertised anew whenever it runs here again
                     self._advertised.pop(name, None)
+                    if self.store is not None and self.store.drop(name):  # rule 8
+                        log.warning(
+                            "cluster: state of %s not written to Kafka before giving it up: dropped "
+                            "(the next owner reads from what Kafka has)",
+                            name,
+                        )
             for name in start:
                 switch.start(name, lambda name=name: self._run(name))  # type: ignore[misc]
             self._show()
@@ -305,20 +324,31 @@ class ClusterMember:
         while True:
             await anyio.sleep(WATCH_INTERVAL)
             await self._reconcile()
-            self._advertise()
+            self._advertise(anyio.current_time())
 
-    def _advertise(self) -> None:
+    async def resolve_url(self) -> str | None:
+        """Work out ``advertised_url()`` for this session, in a worker thread (it may ask DNS), and
+        keep it (rule 7); None without one."""
+        if self.advertised_url is None:
+            return None
+        if self._url is None:
+            self._url = await anyio.to_thread.run_sync(self.advertised_url)
+        return self._url
+
+    def _advertise(self, now: float) -> None:
         """Queue for the state topic the advertisement of every webhook source that runs here and
-        changed (rule 7)."""
-        if self.webhooks is None or self.store is None or self.advertised_url is None:
+        changed, or was last queued in an earlier generation or ``READVERTISE_INTERVAL`` before
+        ``now`` (rule 7)."""
+        url = self._url
+        if self.webhooks is None or self.store is None or url is None:
             return
-        url = self.advertised_url()
         for (_, source), (credentials, max_body) in self.webhooks.advertised().items():
             if source not in self.running:
                 continue
             value = Advert.of(url, credentials, max_body).encode()
-            if self._advertised.get(source) != value:
-                self._advertised[source] = value
+            previous = self._advertised.get(source)
+            if previous is None or previous[0] != value or now - previous[1] >= READVERTISE_INTERVAL:
+                self._advertised[source] = (value, now)
                 self.store.queue(source, ADVERT_NAME, value)
                 self.forwarder.learn(source, value)
 
@@ -376,10 +406,11 @@ class ClusterMember:
         and must not be cancelled mid-way (its shielded request would fail unobserved), so the
         fencing job waits for it ``COMMIT_TIMEOUT`` at most and leaves it running."""
         self._commit_failure = None
+        sent = anyio.current_time()  # the coordinator heard from the member no earlier than this
         try:
             with kafka_errors():
                 await consumer.commit(dict.fromkeys(partitions, 0))
-            self.fence.ok(anyio.current_time())
+            self.fence.ok(sent)
         except TransientError as exc:  # the fencing job raises it (its supervisor retries)
             self._commit_failure = exc
         finally:
@@ -390,8 +421,16 @@ class ClusterMember:
         if not self.cfg.ride_through_outage or not self.assigned:
             return
         at = anyio.current_time()  # the brokers were seen down no earlier than this
-        cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
-        brokers = [(b.host, b.port) for b in cluster.brokers()] if cluster is not None else []
+        brokers = _metadata_brokers(consumer)
+        if not brokers:  # the bootstrap servers alone may be a part of the cluster: no proof
+            if not self._no_metadata_logged:
+                self._no_metadata_logged = True
+                log.warning(
+                    "cluster: the brokers of the consumer's metadata cannot be read: no proof that "
+                    "Kafka is down for every replica is taken (a failed commit fences as without "
+                    "ride_through_outage)"
+                )
+            return
         self.probes += 1
         if not await kafka_refused(parse_bootstrap(self.kafka.bootstrap_servers), brokers):
             log.debug("cluster: a fencing commit failed and Kafka is not down for everyone")
@@ -432,6 +471,17 @@ class ClusterMember:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await admin.close()
+
+
+def _metadata_brokers(consumer: Any) -> list[tuple[str, int]]:
+    """``(host, port)`` of every broker of the consumer's last metadata (aiokafka keeps it on a
+    private attribute); empty when it cannot be read."""
+    cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+    try:
+        brokers = list(cluster.brokers()) if cluster is not None else []
+        return [(str(b.host), int(b.port)) for b in brokers]
+    except (AttributeError, TypeError, ValueError):
+        return []
 
 
 async def _create(admin: AIOKafkaAdminClient, topic: NewTopic) -> None:

@@ -5,9 +5,11 @@ Rules:
 
 1. The proof that Kafka is down for everyone is a refused TCP connection (``ECONNREFUSED``: the
    host answered, nothing listens) from every address of every bootstrap server, and from every
-   broker of the last known metadata (or that broker's name no longer resolves: a broker pod that
-   is gone). A timeout, an unreachable network, a name of a bootstrap server that does not resolve
-   or a connection that is accepted prove nothing (a partition looks like that).
+   broker of the last known metadata (or DNS answers that broker's name does not exist,
+   ``EAI_NONAME``: a broker pod that is gone). A timeout, an unreachable network, a name of a
+   bootstrap server that does not resolve, DNS not answering (``EAI_AGAIN`` and every other
+   resolver error: a partition can cut a replica off its DNS too) or a connection that is accepted
+   prove nothing (a partition looks like that).
 2. :func:`kafka_refused` never raises for a network error: it answers the question, it does not
    retry (the fencing job's supervisor does).
 """
@@ -42,6 +44,12 @@ def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
     return found
 
 
+def name_gone(exc: socket.gaierror) -> bool:
+    """True when a resolver error says the name does not exist (``EAI_NONAME``), not that DNS
+    could not be asked (rule 1)."""
+    return exc.errno == socket.EAI_NONAME
+
+
 def _refused(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
         return True
@@ -54,8 +62,8 @@ def _refused(exc: BaseException) -> bool:
 async def _address_refused(host: str, port: int, *, must_resolve: bool, bound: float) -> bool:
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return not must_resolve  # a metadata broker whose name is gone: its pod is gone
+    except socket.gaierror as exc:
+        return not must_resolve and name_gone(exc)  # a metadata broker whose name is gone: its pod is gone
     for *_, sockaddr in infos:
         ip = str(sockaddr[0])
         try:

@@ -9,8 +9,10 @@ Rules:
    sends the newest queued value of each key and waits for Kafka's acknowledgement. ``save`` is called from worker threads: the queue
    is guarded by a lock and never waits.
 2. Before a unit is given up (revocation, fencing, shutdown) its queued values are flushed, bounded,
-   so the next owner reads them; what cannot be sent then stays queued (at least once: a cursor
-   that did not reach Kafka makes the next owner read a cycle again).
+   so the next owner reads them; what cannot be sent then is dropped (:meth:`KafkaCursorStore.drop`):
+   sent later, once this replica reaches Kafka again, it would overwrite what the next owner wrote
+   meanwhile (a regressed cursor, an advertisement naming the old owner). At least once still
+   holds: a cursor that did not reach Kafka makes the next owner read a cycle again.
 3. :meth:`KafkaCursorStore.restore` reads the state topic from its start to its end and writes the
    values of one source into the cache; it runs before the source starts on a new owner.
 4. Records: key ``source/name``, value the cursor string (UTF-8), one partition, compacted.
@@ -89,6 +91,19 @@ class KafkaCursorStore:
         """Queue a value for the state topic only (an advertisement, not a cursor: nothing cached)."""
         with self._lock:
             self._pending[(source, name)] = value
+
+    def drop(self, source: str) -> int:
+        """Forget every value of ``source`` still queued for Kafka (the unit was given up, rule 2);
+        the cache keeps its cursors.
+
+        Returns:
+            How many values were dropped.
+        """
+        with self._lock:
+            mine = [k for k in self._pending if k[0] == source]
+            for k in mine:
+                del self._pending[k]
+        return len(mine)
 
     # -- Kafka side ----------------------------------------------------------------------------
 

@@ -121,7 +121,8 @@ async def placement_session(
             for answer in answers:
                 for group in answer.groups:
                     if group[1] == group_id and (owners := owners_of(group, units, topic)) is not None:
-                        hub.place(owners, me=me())
+                        # me() may resolve the host name (no POD_IP): never on the event loop
+                        hub.place(owners, me=await anyio.to_thread.run_sync(me))
             connected()
             await anyio.sleep(interval)
     finally:
