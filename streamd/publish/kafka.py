@@ -27,6 +27,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import aiokafka
 import anyio
 import anyio.lowlevel
 from aiokafka import AIOKafkaProducer
@@ -103,6 +104,7 @@ class KafkaPublisher:
         self.topics = TopicCreator(cfg, bootstrap, self._broker_count)
         self._partitions: dict[str, list[int]] = {}
         self._by_key: dict[tuple[str, bytes], int] = {}
+        self._expedite_missing = False  # this aiokafka lacks the internals ``expedite`` uses
 
     async def start(self) -> None:
         """Connect; the supervisor retries until ``startup_timeout`` (rule 3).
@@ -251,10 +253,11 @@ class KafkaPublisher:
         Closes each partition's open batch and wakes aiokafka's sender, as aiokafka's own
         ``flush_for_commit`` does (a closed batch does not linger; the next record starts a new
         one). Push traffic keeps ``kafka.linger``'s batching. It uses aiokafka internals: where
-        they differ (another aiokafka version), batches simply linger as configured.
+        they differ (another aiokafka version), batches linger as configured, said once at WARNING
+        naming the aiokafka version (durable emits then wait up to ``kafka.linger``).
         """
         producer = self._producer
-        if producer is None:
+        if producer is None or self._expedite_missing:
             return
         try:
             accumulator = producer._message_accumulator
@@ -262,7 +265,14 @@ class KafkaPublisher:
                 if batches:
                     batches[-1]._builder.close()
             waiter = accumulator._waiter_future
-        except AttributeError:  # pragma: no cover - another aiokafka
+        except AttributeError as exc:  # another aiokafka
+            self._expedite_missing = True
+            log.warning(
+                "aiokafka %s lacks the internals streamd uses to flush a lingering batch (%s): "
+                "the linger flush is unavailable, durable emits wait up to kafka.linger",
+                aiokafka.__version__,
+                exc,
+            )
             return
         if not waiter.done():
             waiter.set_result(None)

@@ -9,11 +9,17 @@ import logging
 from typing import Any
 
 import anyio
+import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from streamd.errors import TransientError
 from streamd.events import AGENT_STATE_TOPIC, DEADLETTER_TOPIC, AgentState, State
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.calabrio import CalabrioSimulator
+from streamd.sim.script import Fault
+from streamd.sim.server import serving
+from streamd.sources.calabrio.adherence_job import adherence_cycle_timeout
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.models import ACTIVITY_TOPIC, ADHERENCE_TOPIC
 from streamd.sources.calabrio.normalize import UnreadableAnswer
@@ -271,6 +277,52 @@ async def test_adherence_reads_at_most_adherence_max_pages_per_cycle(
     assert pages == ["1", "2"]
     assert [e.key for e in emit.events if e.topic == ADHERENCE_TOPIC] == ["wfm:101", "wfm:102"]
     assert "stopped after adherence_max_pages (2) full pages of 1 rows" in caplog.text
+
+
+def slow(app: ASGIApp, seconds: float) -> ASGIApp:
+    """The simulator's app answering every HTTP request ``seconds`` late (a tenant far away)."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await anyio.sleep(seconds)
+        await app(scope, receive, send)
+
+    return answer
+
+
+async def test_a_tenant_of_many_slow_adherence_pages_is_read_whole_in_one_cycle() -> None:
+    clock, emit = Clock(T0), MemoryEmit()
+    agents = 24  # 25 pages of one row at 0.1 s each: past the cycle budget of two requests
+    async with CalabrioSimulator(agents=agents, clock_ms=clock) as sim, serving(slow(sim.app(), 0.1)) as url:
+        cfg = config(url, sim, adherence=True, adherence_page_size=1, adherence_interval=300)
+        deps = source_deps("wfm", cursors=MemoryCursors(), delays=lambda: itertools.repeat(0))
+        src = CalabrioSource(cfg, deps, now_ms=clock, sleep=no_sleep, cycles=1)
+        async with httpx.AsyncClient() as unused:
+            assert src.adherence_poller(unused).timeout == 0.9 * 2 * 50  # timeout per page
+        await cycle(src, emit)
+        assert len(sim.calls(ADHERENCE)) == agents + 1  # the last page is short
+    assert len([e for e in emit.events if e.topic == ADHERENCE_TOPIC]) == agents
+
+
+async def test_a_stalled_adherence_page_fails_within_the_request_timeout() -> None:
+    clock = Clock(T0)
+    async with CalabrioSimulator(agents=3, clock_ms=clock) as sim:
+        sim.faults.add(ADHERENCE, Fault(200, b"[]", delay=3600))
+        src = source(sim, clock, MemoryCursors(), adherence=True, adherence_page_size=1)
+        (adherence,) = [job for job in src.jobs(MemoryEmit()) if job.name == "adherence"]
+        with pytest.raises(TransientError, match=r"adherence: page 1 of 2026-01-01: no answer within 0.9s"):
+            await adherence.session(lambda: None)
+
+
+def test_the_adherence_cycle_budget_scales_with_the_pages_and_stays_below_the_interval() -> None:
+    def budget(**cfg: Any) -> float:
+        return adherence_cycle_timeout(CalabrioSourceConfig.model_validate(
+            {"kind": "calabrio", "name": "wfm", "url": "https://t", "username": "u", "password": "p", **cfg}
+        ))  # fmt: skip
+
+    assert budget(timeout=5, adherence_max_pages=3) == 30  # two days of three pages
+    assert budget(timeout=5, adherence_max_pages=50, adherence_interval=300) == 270  # the interval bounds it
+    assert budget(timeout=5, adherence_max_pages=50, adherence_interval=4) == 10  # never below two requests
 
 
 # --- item 10: agent reference data with fullDetail=true --------------------------------------

@@ -324,24 +324,61 @@ async def test_without_automatic_mapping_unknown_agents_are_sent_with_their_own_
 
 async def test_the_agent_list_is_reread_every_reference_refresh_and_a_failed_reread_keeps_the_last() -> None:
     clock = Clock(0.0)
-    async with CalabrioSimulator(agents=1, acd_base=1001) as sim:
+    async with CalabrioSimulator(agents=2, acd_base=1001) as sim:
         cfg = config(sim, reference_refresh="1h")
         directory = AgentDirectory(cfg, clock=clock)
         dead = MemoryEmit()
         async with client(cfg) as c:
             delivery = RtdcDelivery(cfg, c, dead, directory=directory)
             assert (await delivery.deliver([state_of("1001")])).sent == 1
-            sim.world.agents.append(SimAgent(102, "1002", "Ben", "Okafor"))  # hired after the read
             clock.now += 3599
-            assert (await delivery.deliver([state_of("1002")])).unmapped == 1  # not re-read yet
+            assert (await delivery.deliver([state_of("1002")])).sent == 1  # not re-read yet
             clock.now += 1
-            assert (await delivery.deliver([state_of("1002")])).sent == 1  # re-read: known now
+            assert (await delivery.deliver([state_of("1002")])).sent == 1  # re-read
             sim.fail_next(500, path="/api/rest/scheduling/agent")
             clock.now += 3600
             assert (await delivery.deliver([state_of("1002")])).sent == 1  # the last copy maps it
     assert [p.status for p in sim.calls("/api/rest/scheduling/agent")] == [200, 200, 500]
-    assert [r["acdAgentId"] for r in sim.captured] == ["1001", "1002", "1002"]
-    assert [e.data.error_type for e in dead.events] == ["unmapped_agent"]
+    assert [r["acdAgentId"] for r in sim.captured] == ["1001", "1002", "1002", "1002"]
+    assert dead.events == []
+
+
+async def test_an_unknown_agent_rereads_the_list_at_most_once_a_minute_before_it_is_dead_lettered() -> None:
+    clock = Clock(0.0)
+    async with CalabrioSimulator(agents=1, acd_base=1001) as sim:
+        cfg = config(sim, reference_refresh="1h")
+        dead = MemoryEmit()
+        async with client(cfg) as c:
+            delivery = RtdcDelivery(cfg, c, dead, directory=AgentDirectory(cfg, clock=clock))
+            assert (await delivery.deliver([state_of("1001")])).sent == 1
+            sim.world.agents.append(SimAgent(102, "1002", "Ben", "Okafor"))  # hired after the read
+            clock.now += 59
+            assert (await delivery.deliver([state_of("1002")])).unmapped == 1  # read under a minute ago
+            clock.now += 1
+            assert (await delivery.deliver([state_of("1002")])).sent == 1  # re-read first: known now
+            assert (await delivery.deliver([state_of("9999")])).unmapped == 1  # no second re-read yet
+    assert [p.status for p in sim.calls("/api/rest/scheduling/agent")] == [200, 200]
+    assert [r["acdAgentId"] for r in sim.captured] == ["1001", "1002"]
+    assert [e.data.error_type for e in dead.events] == ["unmapped_agent", "unmapped_agent"]
+
+
+async def test_an_empty_agent_list_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock(0.0)
+    async with CalabrioSimulator(agents=0) as sim:  # a 200 with [] (e.g. a missing permission)
+        cfg = config(sim)
+        dead = MemoryEmit()
+        with caplog.at_level(logging.WARNING, logger="streamd.sinks.calabrio_rtdc"):
+            async with client(cfg) as c:
+                delivery = RtdcDelivery(cfg, c, dead, directory=AgentDirectory(cfg, clock=clock))
+                for _ in range(3):
+                    assert (await delivery.deliver([state_of("1001")])).unmapped == 1
+                    clock.now += 60  # each delivery re-reads the list
+    assert len(sim.calls("/api/rest/scheduling/agent")) == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "calabrio-rtdc-pbx1: Calabrio answered /api/rest/scheduling/agent with no agents (a permission the "
+        "API user lacks?): every agent not in agent_map is dead-lettered"
+    ]
 
 
 async def test_an_unreadable_first_agent_list_fails_the_delivery_and_sends_nothing() -> None:

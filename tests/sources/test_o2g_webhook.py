@@ -129,6 +129,17 @@ async def test_webhook_answers_503_when_events_are_not_durable_in_time() -> None
     assert response.status_code == 503
 
 
+async def test_an_unparseable_body_answers_503_when_its_dead_letter_is_not_durable() -> None:
+    receiver = WebhookReceiver(source="pbx1", emit=StuckEmit(), deadline=0.05, max_event_size=4096)
+    receiver.subscription_ids = {"sub-1"}
+    app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://streamd") as http:
+        response = await http.post("/hook", content=b"{not json", headers={"Cookie": "sub-1"})
+    assert response.status_code == 503  # O2G resends it; a 400 would lose the dead letter
+    assert response.text == "dead letter not accepted: deadline"
+
+
 def test_cookie_candidates_cover_whole_value_named_and_url_encoded_forms() -> None:
     assert "abc" in cookie_candidates("abc")
     assert "abc" in cookie_candidates("subscriptionId=abc; other=1")

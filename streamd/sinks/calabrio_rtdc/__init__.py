@@ -60,7 +60,10 @@ Rules:
 9. Agents are mapped automatically (``map_by_acd_id``, the default): the sink reads the Calabrio
    agents with ``fullDetail=true`` (only the full detail carries ``acdId``, 002 L671-686) when
    it starts and every ``reference_refresh``, and sends an agent whose ``agent_id`` is a
-   Calabrio agent's ``acdId`` under that id; ``agent_map`` overrides it per agent. A state of an
+   Calabrio agent's ``acdId`` under that id; ``agent_map`` overrides it per agent. An agent the
+   last read did not know makes the sink read the list again first (at most once a minute:
+   :data:`~.directory.REREAD_AFTER`). A list that maps nobody (``[]``, e.g. a missing
+   permission, or no agent with an ``acdId``) is logged once at WARNING. A state of an
    agent found in neither goes to ``{prefix}deadletter`` (stage ``sink``, error type
    ``unmapped_agent``, the reason in the error) and is not sent, so it never counts as a
    rejection. The first read of the agent list must succeed (the session retries until it

@@ -95,6 +95,8 @@ class RtdcDelivery:
         records: list[RtdcRecord] = []
         letters: list[Event] = []
         mapping = self.mapping.with_acd_ids(await self.directory.refresh(self.client))
+        if any(mapping.unmapped(state.agent_id) is not None for state, _ in states):  # a hire since?
+            mapping = self.mapping.with_acd_ids(await self.directory.reread(self.client))
         for state, fallback in states:
             if (why := mapping.unmapped(state.agent_id)) is not None:  # rule 9
                 report.unmapped += 1

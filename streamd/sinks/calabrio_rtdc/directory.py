@@ -23,9 +23,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamd.sinks.calabrio_rtdc")
 
 
+REREAD_AFTER = 60.0
+"""Seconds since the last read before an agent unknown to it makes the directory read again."""
+
+
 class AgentDirectory:
     """The ``acdId`` of every Calabrio agent, read with ``fullDetail=true`` (only the full detail
-    carries ``acdId``, 002 L671-686) and again every ``reference_refresh``.
+    carries ``acdId``, 002 L671-686), again every ``reference_refresh``, and again (at most once
+    per :data:`REREAD_AFTER`) when a state names an agent the last read did not know.
 
     Args:
         cfg: the sink config.
@@ -38,6 +43,7 @@ class AgentDirectory:
         """None until the first read (and always without ``map_by_acd_id``)."""
         self._loaded_at: float | None = None
         self._failing = False
+        self._warned: str | None = None  # the unusable-list warning last given (once per kind)
 
     async def refresh(self, client: httpx.AsyncClient) -> frozenset[str] | None:
         """The current ``acdId`` set, re-read when due; None when agents are not mapped automatically.
@@ -46,11 +52,27 @@ class AgentDirectory:
             StreamdError: the first read failed (nothing can be mapped yet; the session retries).
                 A later failure keeps the last good copy, is counted and logged once.
         """
-        cfg = self.cfg
-        if not cfg.map_by_acd_id:
+        if not self.cfg.map_by_acd_id:
             return None
-        if self._loaded_at is not None and self.clock() - self._loaded_at < cfg.reference_refresh:
+        if self._loaded_at is not None and self.clock() - self._loaded_at < self.cfg.reference_refresh:
             return self.acd_ids
+        return await self._read(client)
+
+    async def reread(self, client: httpx.AsyncClient) -> frozenset[str] | None:
+        """The ``acdId`` set read again for an agent the last read did not know (a hire since), at
+        most once per :data:`REREAD_AFTER` seconds; else the last copy.
+
+        Raises:
+            StreamdError: as :meth:`refresh` (only before a first good read).
+        """
+        if not self.cfg.map_by_acd_id:
+            return None
+        if self._loaded_at is not None and self.clock() - self._loaded_at < REREAD_AFTER:
+            return self.acd_ids
+        return await self._read(client)
+
+    async def _read(self, client: httpx.AsyncClient) -> frozenset[str] | None:
+        cfg = self.cfg
         try:
             with httpx_errors():
                 response = await client.get(cfg.agents_path, params={"fullDetail": "true"})
@@ -69,11 +91,30 @@ class AgentDirectory:
             return self.acd_ids
         self._loaded_at, self._failing = self.clock(), False
         self.acd_ids = frozenset(a.acd_id for a in agents.values() if a.acd_id)
-        if agents and not self.acd_ids:
+        self._warn_if_unusable(len(agents))
+        return self.acd_ids
+
+    def _warn_if_unusable(self, agents: int) -> None:
+        """One warning when the list maps nobody (again after a list that maps someone)."""
+        cfg = self.cfg
+        if self.acd_ids:
+            self._warned = None
+            return
+        kind = "empty" if not agents else "no_acd_id"
+        if kind == self._warned:
+            return
+        self._warned = kind
+        if kind == "empty":
+            log.warning(
+                "%s: Calabrio answered %s with no agents (a permission the API user lacks?): "
+                "every agent not in agent_map is dead-lettered",
+                cfg.name,
+                cfg.agents_path,
+            )
+        else:
             log.warning(
                 "%s: none of the %d Calabrio agents has an acdId: every agent not in agent_map is "
                 "dead-lettered (set the agents' ACD ID in Calabrio, or agent_map)",
                 cfg.name,
-                len(agents),
+                agents,
             )
-        return self.acd_ids

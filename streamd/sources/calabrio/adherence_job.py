@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import httpx
 
+from streamd.errors import TransientError
 from streamd.events import Event
 from streamd.retry import backoff
 from streamd.sources.calabrio import normalize
@@ -35,6 +37,14 @@ class AdherenceState:
     """When every row was last published (None: not since this start)."""
     date: str | None = None
     """The tenant date of the last poll (kept in the cursor store: rule 4's final publish)."""
+
+
+def adherence_cycle_timeout(cfg: CalabrioSourceConfig) -> float:
+    """The adherence cycle's deadline (rule 4): ``timeout`` per page, for up to twice
+    ``adherence_max_pages`` pages (a new day reads the last day's too), but at most nine tenths of
+    ``adherence_interval`` (the next cycle is due); never less than two requests' ``timeout``."""
+    pages = cfg.timeout * 2 * cfg.adherence_max_pages
+    return max(cfg.timeout * 2, min(pages, cfg.adherence_interval * 0.9))
 
 
 def adherence_delays(interval: float) -> Iterator[float]:
@@ -113,9 +123,12 @@ class AdherenceSpec:
         previous: list[str] = []
         cut_short: str | None = f"stopped after adherence_max_pages ({most}) full pages of {size} rows"
         for page in range(1, most + 1):
-            with httpx_errors():
-                response = await self.client.get(
-                    self.cfg.adherence_path, params={"date": date, "pageSize": size, "pageNumber": page}
+            params: dict[str, str | int] = {"date": date, "pageSize": size, "pageNumber": page}
+            with anyio.move_on_after(self.cfg.timeout) as scope, httpx_errors():
+                response = await self.client.get(self.cfg.adherence_path, params=params)
+            if scope.cancelled_caught:  # each page has ``timeout``, not the whole cycle (rule 4)
+                raise TransientError(
+                    f"adherence: page {page} of {date}: no answer within {self.cfg.timeout:g}s"
                 )
             check_status(response, f"calabrio GET {self.cfg.adherence_path}")
             got, bad = normalize.parse_adherence(self.cfg.name, response.content, date)

@@ -6,6 +6,8 @@ Rules:
 1. One :class:`ReferenceData` per source holds the last good copy of each kind. It is read when
    stale by whichever job needs it first (the activity job before a window, for enrichment; the
    reference job to publish), under a lock, so each kind is read once per ``reference_refresh``.
+   A read counts once it answered or failed (counted); one cancelled by the cycle's timeout does
+   not, so the next cycle reads again.
 2. Each kind is read on its own: a kind that cannot be read (a 403 for a user without ViewOrg or
    Plan Schedules, a garbled answer) is counted and logged once and keeps its last good copy; the
    others go on. An answer with rows none of which can be used does not replace a good copy.
@@ -170,8 +172,9 @@ class ReferenceData:
                 loaded = self._loaded_at.get(kind)
                 if kind not in self.paths or (loaded is not None and self.clock() - loaded < self.refresh):
                     continue
-                self._loaded_at[kind] = self.clock()
+                started = self.clock()
                 dead += await self._read(client, kind)
+                self._loaded_at[kind] = started  # a read or a counted failure; not a cancelled read
         return dead
 
     async def _read(self, client: httpx.AsyncClient, kind: str) -> list[Event]:

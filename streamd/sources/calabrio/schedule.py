@@ -8,7 +8,8 @@ Rules:
    by the activity job when ``realtime_adherence`` is on, before a window, again every
    ``schedule_refresh`` and when the tenant date changes; a failed read is counted and logged
    once and the last good copy of today is used (:class:`ScheduleData`); until today's schedule
-   was read once, nobody is judged (a guess would publish every working agent as out).
+   was read once, nobody is judged (a guess would publish every working agent as out). A read
+   cancelled by the cycle's timeout does not count as a read: the next cycle reads again.
 2. Parsing is pure (:func:`parse_schedule`): an agent row without a usable ``agentId`` and an
    activity without a usable ``activityType``, ``startTime`` or ``endTime`` (epoch ms, a number
    or a numeric string; the seed prints both) are dead letters; types are compared lower-case
@@ -175,7 +176,7 @@ class ScheduleData:
             and self.clock() - self._loaded_at < self.refresh
         ):
             return []
-        self._loaded_at = self.clock()
+        started = self.clock()  # counted as loaded once read or failed, not when cancelled
         body = {"agentIds": agent_ids} if agent_ids else {}
         try:
             with httpx_errors():
@@ -188,11 +189,11 @@ class ScheduleData:
                 log.warning(
                     "%s: cannot read the schedule, adherence uses the last copy: %s", self.source, exc
                 )
-            self._failing = True
+            self._failing, self._loaded_at = True, started
             return []
         if self._failing:
             log.info("%s: schedule readable again", self.source)
-        self._failing, self.agents, self.date = False, agents, date
+        self._failing, self.agents, self.date, self._loaded_at = False, agents, date, started
         return dead
 
 

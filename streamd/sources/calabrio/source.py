@@ -24,6 +24,9 @@ Rules:
    ``adherence_max_pages`` pages and stops early at a page that repeats the previous one (a
    server that ignores ``pageNumber``), with one warning. A failing adherence job is retried
    no sooner than one ``adherence_interval`` (:func:`adherence_delays`): it backs off alone.
+   Each page has ``timeout``; the cycle has ``timeout`` per page it may read, at most nine tenths
+   of ``adherence_interval`` (:func:`~.adherence_job.adherence_cycle_timeout`), so a tenant of
+   many pages is read whole.
    Adherence is per tenant day (midnight to midnight in ``tenant_timezone``, 002 L585): the
    date of the last poll is kept in the cursor store, and the first poll of a new day (also
    after a restart) first reads the ended day's pages once more and publishes every row of it
@@ -59,7 +62,12 @@ from anyio.abc import TaskStatus
 from streamd.runtime import Connected, Job
 from streamd.sources import base
 from streamd.sources.calabrio.activity_job import ActivitySpec, enrichment
-from streamd.sources.calabrio.adherence_job import AdherenceSpec, AdherenceState, adherence_delays
+from streamd.sources.calabrio.adherence_job import (
+    AdherenceSpec,
+    AdherenceState,
+    adherence_cycle_timeout,
+    adherence_delays,
+)
 from streamd.sources.calabrio.auth import CalabrioAuth, auth_for, logout
 from streamd.sources.calabrio.config import CalabrioSourceConfig
 from streamd.sources.calabrio.monitoring import ContactsSpec
@@ -195,7 +203,7 @@ class CalabrioSource:
             spec,
             source=self.name,
             interval=self.cfg.adherence_interval,
-            timeout=self.cfg.timeout * 2,  # a new day reads the last day's pages too
+            timeout=adherence_cycle_timeout(self.cfg),  # scales with the pages (rule 4)
             cursors=self.deps.cursors,
             sleep=self.sleep,
             cycles=self.cycles,
@@ -239,7 +247,7 @@ class CalabrioSource:
             await poller(client).session(emit, connected)
 
     async def logout(self) -> None:
-        """Destroy both Calabrio sessions, best effort (002 L540-548)."""
+        """Destroy the four jobs' Calabrio sessions, best effort (002 L540-548)."""
         verify = True if self._verify is None else self._verify
         await logout(self.auth, verify=verify)
         await logout(self.adherence_auth, verify=verify)

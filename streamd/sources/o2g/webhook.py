@@ -17,7 +17,9 @@ Rules:
    (O2G posts one event per request): a larger declared Content-Length is answered 413 before
    anything is read, a larger body (chunked) as soon as it has grown beyond the cap; counted
    (``body_too_large``), never held whole (:func:`streamd.http.limits.read_body`).
-4. An unparseable body answers 400, after the body was put on the dead-letter topic.
+4. An unparseable body answers 400, after the body was put on the dead-letter topic (the same
+   body would fail again); when the dead letter is not durable (rule 5's cases) it is answered
+   503 instead, so O2G resends it and its dead letter is made with it, and the log line says so.
 5. 2xx only once the events are durable (``await emit(events)``: Kafka ack or spool), within
    ``deadline`` seconds; past it, when Kafka and the spool refuse (``PublishError``) or when the
    emitter is already closed (a POST during shutdown): 503, counted and no traceback, so O2G
@@ -142,9 +144,11 @@ class WebhookReceiver:
         items = self._parse(body)
         if items is None:
             events = [dead_letter(self.source, "decode", "malformed_json", "bad webhook body", body)]
-            await self._durability(
-                self.emit, events, self.deadline
-            )  # 400 either way: the same body would fail again
+            refused = await self._durability(
+                self.emit, events, self.deadline, "the dead letter of an unparseable body"
+            )
+            if refused is not None:  # rule 4: O2G resends it, the dead letter with it
+                return Response(f"dead letter not accepted: {refused}", status_code=503)
             return Response("unparseable body", status_code=400)
         events = to_events(self.source, items, react=self.react)
         if events and (refused := await self._durability(self.emit, events, self.deadline)) is not None:
