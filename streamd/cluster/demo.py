@@ -9,7 +9,8 @@ Rules:
    ones). A config a replica would refuse is refused here first, with the reasons.
 2. Each replica logs to a file in the demo's work directory (printed); the demo prints every
    replica's URLs, then the assignment read from each ``/readyz`` whenever it changes.
-3. Ctrl-C or ``duration``: every replica gets SIGTERM (it unsubscribes and leaves the group) and is
+3. Ctrl-C, SIGTERM, SIGHUP or ``duration``: every replica (each in its own session, so a
+   terminal's Ctrl-C reaches the demo only) gets SIGTERM (it unsubscribes and leaves the group) and is
    killed if it has not stopped within :data:`STOP_BOUND`; a replica that exits by itself stops
    the demo with the end of its log.
 """
@@ -32,7 +33,7 @@ from anyio.abc import Process
 from streamd.config import Config
 from streamd.embedded import EmbeddedBroker, free_port
 from streamd.errors import FatalError, TransientError
-from streamd.runtime import retry_until
+from streamd.runtime import retry_until, task_group, watch_signals
 
 log = logging.getLogger("streamd.demo")
 
@@ -86,6 +87,19 @@ async def run_replicas(
             within :data:`READY_BOUND`.
         ConfigError: the replicas' config is invalid.
     """
+    stop = anyio.CancelScope()
+    async with task_group() as signals:
+        # Ctrl-C, SIGTERM, SIGHUP from the first instruction on: leave the block below, whose
+        # stack stops the replicas, the simulators and the broker in order (rule 3)
+        await signals.start(watch_signals, lambda _signum: stop.cancel())
+        with stop:
+            await _run_replicas(n, port=port, agents=agents, duration=duration, host=host, out=out)
+        signals.cancel_scope.cancel()
+
+
+async def _run_replicas(
+    n: int, *, port: int, agents: int, duration: float | None, host: str, out: IO[str]
+) -> None:
     from streamd.demo import _shown_host, demo_config, demo_simulators
 
     async with AsyncExitStack() as stack:
@@ -127,6 +141,7 @@ async def _start(stack: AsyncExitStack, config: Path, log_path: Path) -> Process
         [sys.executable, "-m", "streamd", "--log-format", "text", "run", "-c", str(config)],
         stdout=log_file,
         stderr=log_file,
+        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the replicas (rule 3)
     )
     stack.push_async_callback(_stop, process)
     return process

@@ -6,7 +6,13 @@ replica serves the wallboard."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import anyio
 import httpx
@@ -17,6 +23,7 @@ import streamd.demo
 from streamd.cli import _parser
 from streamd.cluster.demo import owned, replica_config
 from streamd.sim import calabrio, xima
+from tests.faults.daemon_helpers import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +70,40 @@ async def test_two_replicas_share_the_demo_sources(monkeypatch: pytest.MonkeyPat
                 assert len(owned(body)) == 1
                 assert (await http.get(f"{url}/wallboard")).status_code == 200
         tg.cancel_scope.cancel()  # Ctrl-C: the replicas get SIGTERM
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(300)  # a broker, four simulators and two daemon processes start on a loaded machine
+def test_a_stop_signal_to_the_demo_stops_every_replica_and_exits_cleanly(tmp_path: Path) -> None:
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "streamd", "demo", "--replicas", "2", "--port", "0", "--agents", "3"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+        try:
+
+            def text() -> str:
+                return log_path.read_text(errors="replace")
+
+            def assigned() -> bool:
+                if demo.poll() is not None:
+                    raise AssertionError(f"demo exited {demo.returncode}:\n{text()}")
+                return "Ctrl-C to stop" in text()
+
+            wait_for(assigned, 180, "demo replicas running")
+            replicas = [int(p) for p in re.findall(r"wallboard http://127\.0\.0\.1:(\d+)/wallboard", text())]
+            assert len(replicas) == 2, text()
+            demo.send_signal(signal.SIGTERM)  # the demo only: its replicas are in their own sessions
+            code = demo.wait(timeout=120)
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait()
+    assert code == 0, f"exit {code}:\n{text()}"
+    for port in replicas:  # stopped by the demo, not orphaned
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
