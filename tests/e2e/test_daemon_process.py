@@ -88,30 +88,27 @@ def test_a_broker_refusing_idempotence_with_auto_falls_back_with_one_warning(
     tmp_path: Path, outside_broker: str
 ) -> None:
     port = free_port()
-    config = write_config(tmp_path, port, f"{{bootstrap_servers: '{outside_broker}', acks: 1}}")
-    daemon = Daemon(config, port, tmp_path / "daemon.log").start()
-    try:
-        daemon.wait_ready()
-        code = daemon.terminate(timeout=10 + 2)
-    finally:
-        daemon.kill()
-    log = daemon.log()
-    assert code == 0, log
+
+    def started_and_stopped(kafka: str, log_name: str) -> str:
+        """Start a daemon with ``kafka`` as its kafka section, stop it once ready: its log."""
+        daemon = Daemon(write_config(tmp_path, port, kafka), port, tmp_path / log_name).start()
+        try:
+            daemon.wait_ready()
+            code = daemon.terminate(timeout=10 + 2)
+        finally:
+            daemon.kill()
+        log = daemon.log()
+        assert code == 0, log
+        return log
+
+    log = started_and_stopped(f"{{bootstrap_servers: '{outside_broker}', acks: 1}}", "daemon.log")
     # acks: 1 is said loudly, once, at start
     acks = [line for line in log.splitlines() if "kafka.acks is 1, not all" in line]
     assert len(acks) == 1, log
     assert "WARNING" in acks[0]
     assert "refused an idempotent producer" not in log  # acks: 1 never asks for idempotence
 
-    config = write_config(tmp_path, port, f"{{bootstrap_servers: '{outside_broker}'}}")  # auto
-    daemon = Daemon(config, port, tmp_path / "daemon2.log").start()
-    try:
-        daemon.wait_ready()
-        code = daemon.terminate(timeout=10 + 2)
-    finally:
-        daemon.kill()
-    log = daemon.log()
-    assert code == 0, log
+    log = started_and_stopped(f"{{bootstrap_servers: '{outside_broker}'}}", "daemon2.log")  # auto
     warnings = [line for line in log.splitlines() if "refused an idempotent producer" in line]
     assert len(warnings) == 1, log
     assert "WARNING" in warnings[0]

@@ -109,14 +109,21 @@ class FakeSchemaRegistry:
             return self._error(422, 42201, "Invalid schema")
         return schema, schema_type
 
-    async def _lookup(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+    async def _accepted(self, request: Request) -> tuple[str, tuple[str, str]] | Response:
+        """The subject and the (schema, type) of a request the registry takes, or its refusal."""
         refused = self._refused(request)
         if refused is not None:
             return refused
         body = await self._body(request)
         if isinstance(body, Response):
             return body
+        return request.path_params["subject"], body
+
+    async def _lookup(self, request: Request) -> Response:
+        accepted = await self._accepted(request)
+        if isinstance(accepted, Response):
+            return accepted
+        subject, body = accepted
         if subject not in self.subjects:
             return self._error(404, 40401, f"Subject '{subject}' not found.")
         for version, schema_id in enumerate(self.subjects[subject], 1):
@@ -133,25 +140,19 @@ class FakeSchemaRegistry:
         return self._error(404, 40403, "Schema not found")
 
     async def _compatible(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+        accepted = await self._accepted(request)
+        if isinstance(accepted, Response):
+            return accepted
+        subject, _schema = accepted
         if subject not in self.subjects:
             return self._error(404, 40401, f"Subject '{subject}' not found.")
         return self._ok({"is_compatible": subject not in self.incompatible})
 
     async def _register(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
+        accepted = await self._accepted(request)
+        if isinstance(accepted, Response):
+            return accepted
+        subject, body = accepted
         if subject in self.incompatible:
             return self._error(409, 40901, "Schema being registered is incompatible with an earlier schema")
         return self._ok({"id": self.add(subject, *body)})
