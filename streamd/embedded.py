@@ -12,6 +12,8 @@ Rules:
 3. It runs in a session of its own: Ctrl-C in a terminal (SIGINT to the whole foreground process
    group) reaches streamd only, so the broker outlives the daemon's shutdown and is stopped last,
    when its context exits (enter it first), not while the daemon still flushes to it.
+4. It is tethered to this process (:mod:`streamd.tether`): should this process die without
+   stopping it (SIGKILL), the broker is stopped all the same.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import anyio
 from anyio.abc import Process
 
 from streamd.errors import FatalError
+from streamd.tether import kill_group, tethered
 
 log = logging.getLogger("streamd.embedded")
 
@@ -80,8 +83,8 @@ class EmbeddedBroker:
         cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._process = await anyio.open_process(
-            cmd,
-            stdin=subprocess.DEVNULL,
+            tethered(cmd),
+            stdin=subprocess.PIPE,  # rule 4: closed when this process dies
             stdout=self._log,
             stderr=self._log,
             env=env,
@@ -125,7 +128,7 @@ class EmbeddedBroker:
                 with anyio.move_on_after(5):
                     await process.wait()
                 if process.returncode is None:
-                    process.kill()
+                    kill_group(process.pid)  # the tether and the broker
                     await process.wait()
             await process.aclose()
         self._log.close()

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from streamd.errors import PublishError
 from streamd.events import Event
 from streamd.publish.memory import MemoryEmit
 from streamd.retry import backoff
@@ -151,3 +152,17 @@ class GatedEmit(MemoryEmit):
         self.waiting += 1
         await self.gate.wait()
         await super().push(events)
+
+
+class FirstGapFails(MemoryEmit):
+    """The first emit that carries a Gap raises, as a pipeline that cannot make it durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = 0
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        if not self.failed and any(e.type == "streamd.source.Gap" for e in events):
+            self.failed += 1
+            raise PublishError("the spool is full")
+        await super().__call__(events)

@@ -13,12 +13,15 @@ Rules:
    terminal's Ctrl-C reaches the demo only) gets SIGTERM (it unsubscribes and leaves the group) and is
    killed if it has not stopped within :data:`STOP_BOUND`; a replica that exits by itself stops
    the demo with the end of its log.
+4. Every replica, like the broker, is tethered to the demo (:mod:`streamd.tether`): a demo that
+   dies without stopping them (SIGKILL) has them stopped all the same (SIGTERM, as in rule 3).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import subprocess
 import sys
 import tempfile
 from contextlib import AsyncExitStack
@@ -34,6 +37,7 @@ from streamd.config import Config
 from streamd.embedded import EmbeddedBroker, free_port
 from streamd.errors import FatalError, TransientError
 from streamd.runtime import retry_until, task_group, watch_signals
+from streamd.tether import kill_group, tethered
 
 log = logging.getLogger("streamd.demo")
 
@@ -138,7 +142,8 @@ async def _run_replicas(
 async def _start(stack: AsyncExitStack, config: Path, log_path: Path) -> Process:
     log_file = stack.enter_context(log_path.open("wb"))
     process = await anyio.open_process(
-        [sys.executable, "-m", "streamd", "--log-format", "text", "run", "-c", str(config)],
+        tethered([sys.executable, "-m", "streamd", "--log-format", "text", "run", "-c", str(config)]),
+        stdin=subprocess.PIPE,  # rule 4: closed when the demo dies
         stdout=log_file,
         stderr=log_file,
         start_new_session=True,  # Ctrl-C reaches the demo only; it stops the replicas (rule 3)
@@ -158,7 +163,7 @@ async def _stop(process: Process) -> None:
             with anyio.move_on_after(STOP_BOUND):
                 await process.wait()
             if process.returncode is None:
-                process.kill()
+                kill_group(process.pid)  # the tether and the replica
                 await process.wait()
 
 

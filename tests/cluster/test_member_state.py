@@ -1,4 +1,4 @@
-"""A cluster member's own bookkeeping, without a broker (streamd/cluster/member.py rules 3, 7, 8):
+"""A cluster member's own bookkeeping, without a broker (streamd/cluster/member.py, fencing.py, advertise.py):
 the state a unit leaves queued when it is given up, the owner's advertisements per generation and
 per interval, this replica's URL worked out once off the event loop, no outage proof without the
 consumer's metadata, and a commit counting from when it was sent. The member's units run in a real
@@ -70,11 +70,11 @@ async def test_a_unit_given_up_drops_what_it_left_queued_and_owners_advertise_ag
     member, store = member_with_store(tmp_path, calls)
     async with anyio.create_task_group() as tg:
         member._switch = Switchboard(tg)
-        assert await member.resolve_url() == URL
+        assert await member.adverts.resolve_url() == URL
         await member.assigned_partitions([0], 1, "m-1")
         assert member.running == {"pbx"}
         now = anyio.current_time()
-        member._advertise(now)
+        member.adverts.advertise(now, member.running)
         assert store.pending("pbx") == 1
         assert Advert.decode(store._pending[("pbx", ADVERT_NAME)]) == Advert.of(URL, ["sub-1"], 4096 * 4)
         store.save("pbx", "cursor", "2026-12-05T01:00:00Z")
@@ -91,12 +91,12 @@ async def test_a_unit_given_up_drops_what_it_left_queued_and_owners_advertise_ag
         # a new generation while the unit keeps running: advertised again, unchanged as it is
         await member.assigned_partitions([0], 2, "m-1")
         assert member.running == {"pbx"}
-        member._advertise(now)
+        member.adverts.advertise(now, member.running)
         assert store.pending("pbx") == 1
         store.drop("pbx")  # as if sent
-        member._advertise(now)
+        member.adverts.advertise(now, member.running)
         assert store.pending("pbx") == 0  # unchanged, same generation
-        member._advertise(now + READVERTISE_INTERVAL)
+        member.adverts.advertise(now + READVERTISE_INTERVAL, member.running)
         assert store.pending("pbx") == 1  # and again every READVERTISE_INTERVAL
 
         # a revocation drops what is queued too
@@ -136,9 +136,9 @@ def probing_member() -> tuple[ClusterMember, int]:
 async def test_no_outage_proof_without_the_brokers_of_the_metadata(caplog: pytest.LogCaptureFixture) -> None:
     member, _ = probing_member()
     with caplog.at_level(logging.WARNING, "streamd.cluster"), anyio.fail_after(10):
-        await member._probe_outage(object())  # type: ignore[arg-type]  # no metadata to read
-        await member._probe_outage(SimpleNamespace(_client=SimpleNamespace(cluster=None)))  # type: ignore[arg-type]
-    assert member.outage_proofs == 0
+        await member.fencing.probe_outage(object())  # type: ignore[arg-type]  # no metadata to read
+        await member.fencing.probe_outage(SimpleNamespace(_client=SimpleNamespace(cluster=None)))  # type: ignore[arg-type]
+    assert member.fencing.outage_proofs == 0
     assert member.fence.last_down == float("-inf")
     said = [r for r in caplog.records if "metadata cannot be read" in r.getMessage()]
     assert len(said) == 1  # said once
@@ -151,8 +151,8 @@ async def test_an_outage_proof_from_the_brokers_of_the_metadata() -> None:
         _client=SimpleNamespace(cluster=SimpleNamespace(brokers=lambda: [broker]))
     )
     with anyio.fail_after(10):
-        await member._probe_outage(consumer)
-    assert (member.probes, member.outage_proofs) == (1, 1)
+        await member.fencing.probe_outage(consumer)
+    assert (member.fencing.probes, member.fencing.outage_proofs) == (1, 1)
 
 
 class HeldCommit:
@@ -173,10 +173,10 @@ async def test_a_commit_counts_from_when_it_was_sent() -> None:
     consumer = HeldCommit()
     done = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(member._commit, consumer, frozenset({TopicPartition("c", 0)}), done)
+        tg.start_soon(member.fencing.commit, consumer, frozenset({TopicPartition("c", 0)}), done)
         await anyio.sleep(0.05)  # the answer comes later than the request
         consumer.answer.set()
         with anyio.fail_after(10):
             await done.wait()
-    assert member._commit_failure is None
+    assert member.fencing.commit_failure is None
     assert 0.0 < member.fence.last_ok <= consumer.sent_at

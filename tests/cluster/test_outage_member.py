@@ -98,7 +98,7 @@ async def test_kafka_down_for_everyone_keeps_the_unit_running_and_a_partition_fe
     async with member_behind_proxy(ride_through=True, group="ride") as (member, unit, proxy):
         proxy.mode = "refuse"
         # four proofs span more than session_timeout / 2 (5 s) without a commit
-        await until(lambda: member.outage_proofs >= 4, "four proofs that Kafka is down")
+        await until(lambda: member.fencing.outage_proofs >= 4, "four proofs that Kafka is down")
         assert member.running == {"a"}
         assert (unit.starts, unit.stops) == (1, 0)  # never stopped
         assert member.fence.riding_through(anyio.current_time())
@@ -107,21 +107,21 @@ async def test_kafka_down_for_everyone_keeps_the_unit_running_and_a_partition_fe
         assert member.jobs["fencing"].state is ComponentState.RETRYING
 
         proxy.mode = "pass"  # the same broker, the group still knows the member: commits resume
-        proofs = member.outage_proofs
+        proofs = member.fencing.outage_proofs
         await until(lambda: not member.fence.fenced_by_commits(anyio.current_time()), "a commit again")
         assert (unit.starts, unit.stops) == (1, 0)
 
         proxy.mode = "blackhole"  # a partition: no proof, fenced after session_timeout / 2
         await until(lambda: member.running == frozenset(), "the unit stopped by the fence")
         assert unit.stops == 1
-        assert member.outage_proofs == proofs
+        assert member.fencing.outage_proofs == proofs
         assert "fenced" in member.component.detail
         # the broker going down now is no proof for a fenced member: the coordinator may have given
         # the unit away already; only a commit brings it back
         proxy.mode = "refuse"
-        probes = member.probes
-        await until(lambda: member.probes > probes + 1, "two probes while fenced")
-        assert member.outage_proofs == proofs
+        probes = member.fencing.probes
+        await until(lambda: member.fencing.probes > probes + 1, "two probes while fenced")
+        assert member.fencing.outage_proofs == proofs
         assert member.running == frozenset()
 
 
@@ -130,4 +130,4 @@ async def test_without_ride_through_a_refusing_broker_fences() -> None:
         proxy.mode = "refuse"
         await until(lambda: member.running == frozenset(), "the unit stopped by the fence")
         assert unit.stops == 1
-        assert member.outage_proofs == 0
+        assert member.fencing.outage_proofs == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,13 +13,13 @@ import anyio
 import pytest
 
 from streamd.errors import PublishError
-from streamd.events import Event, SourceGap
+from streamd.events import SourceGap
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator, serve_app
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import RECORD, O2GSource
 from streamd.telemetry import ComponentState
-from tests.helpers import MemoryCursors, MemoryWebhooks, running, source_deps
+from tests.helpers import FirstGapFails, MemoryCursors, MemoryWebhooks, running, source_deps
 
 from .o2g_helpers import call_refs, logins, make_source, publish_and_expect, until
 
@@ -323,20 +323,6 @@ async def test_a_continuity_record_that_cannot_be_read_at_start_is_logged_and_th
                 await publish_and_expect(sim, emit, ["f1"])
     assert "continuity record cannot be read (file is not a database)" in caplog.text
     assert not [e for e in emit.events if e.type == "streamd.source.Gap"]
-
-
-class FirstGapFails(MemoryEmit):
-    """The first emit that carries a Gap raises, as a pipeline that cannot make it durable."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed = 0
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        if not self.failed and any(e.type == "streamd.source.Gap" for e in events):
-            self.failed += 1
-            raise PublishError("the spool is full")
-        await super().__call__(events)
 
 
 async def test_a_gap_whose_emit_failed_goes_out_before_the_next_sessions_snapshot() -> None:

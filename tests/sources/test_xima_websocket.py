@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import anyio
 import pytest
 
-from streamd.errors import AuthError, FatalError, PublishError
-from streamd.events import Event, SourceGap
+from streamd.errors import AuthError, FatalError
+from streamd.events import SourceGap
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.xima import Fault, WsPlan, XimaSimulator
-from tests.helpers import GatedEmit, running, until
+from tests.helpers import FirstGapFails, GatedEmit, running, until
 
 from .xima_helpers import make_source, values
 
@@ -228,20 +228,6 @@ async def test_falling_back_to_polling_after_streaming_publishes_one_gap_and_the
         async with running(source, emit):
             await until(lambda: source.mode == "poll" and len(sim.log.to("/metrics/values")) >= 3)
         assert gaps(emit) == []
-
-
-class FirstGapFails(MemoryEmit):
-    """The first emit that carries a Gap raises, as a pipeline that cannot make it durable."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed = 0
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        if not self.failed and any(e.type == "streamd.source.Gap" for e in events):
-            self.failed += 1
-            raise PublishError("the spool is full")
-        await super().__call__(events)
 
 
 async def test_a_gap_whose_emit_failed_goes_out_with_the_next_baseline() -> None:

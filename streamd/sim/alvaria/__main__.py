@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import anyio
 import orjson
 
+from streamd.sim import cli
 from streamd.sim.alvaria.simulator import AlvariaSimulator
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line (``--help`` lists it)."""
-    p = argparse.ArgumentParser(
-        prog="python -m streamd.sim.alvaria",
-        description="Alvaria Cloud reporting simulator: serves the token endpoint, the five real-time "
+    p = cli.parser(
+        "alvaria",
+        "Alvaria Cloud reporting simulator: serves the token endpoint, the five real-time "
         "queries and the scope lists, and prints the kind: alvaria config block for it.",
+        port=9103,
+        agents=20,
+        deviates="rows",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9103, help="TCP port (0 = any free port; default 9103)")
-    p.add_argument("--agents", type=int, default=20, help="simulated agents (default 20)")
     p.add_argument("--teams", type=int, default=2, help="teams (default 2)")
     p.add_argument("--work-types", type=int, default=2, help="worktypes (default 2)")
     p.add_argument("--token-ttl", type=float, default=300.0, help="expires_in of issued tokens, seconds")
-    p.add_argument(
-        "--deviate", type=float, default=0.0, help="share of rows (0..1) that deviate from the seed's schemas"
-    )
     p.add_argument("--seed", type=int, default=1, help="seeds the world and the deviations")
     return p
 
@@ -51,8 +48,7 @@ async def serve(args: argparse.Namespace) -> None:  # pragma: no cover - manual 
 def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` and serve."""
     args = parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a manual run quietly
-        anyio.run(serve, args)
+    cli.serve_until_interrupted(lambda: serve(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 
-import anyio
-
+from streamd.sim import cli
 from streamd.sim.xima.simulator import XimaSimulator, serve_forever
 from streamd.sim.xima.webservice import WebServiceProfile
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line options."""
-    options = argparse.ArgumentParser(
-        prog="python -m streamd.sim.xima",
-        description="A simulated Xima / Avaya Call Reporting server on loopback: realtime metrics "
+    options = cli.parser(
+        "xima",
+        "A simulated Xima / Avaya Call Reporting server on loopback: realtime metrics "
         "(REST and websocket), the agent mapping, historic reports and call-finished pushes.",
+        port=8092,
+        agents=8,
+        deviates="entries and rows",
     )
-    options.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    options.add_argument("--port", type=int, default=8092, help="TCP port (0: any free one)")
-    options.add_argument("--agents", type=int, default=8, help="how many agents the contact centre has")
     options.add_argument("--tick", type=float, default=1.0, help="seconds between data changes")
     options.add_argument("--api-key", default="sim-key", help="the Bearer key the simulator accepts")
-    options.add_argument(
-        "--deviate", type=float, default=0.0, help="share of entries and rows deviating from the guide"
-    )
     options.add_argument(
         "--group-metrics",
         action="store_true",
@@ -49,7 +43,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` and serve until interrupted."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
     profiles = []
     if args.webhook:
         headers = {"X-Streamd-Secret": args.webhook_secret} if args.webhook_secret else {}
@@ -58,20 +51,20 @@ def main(argv: list[str] | None = None) -> None:
     def started(sim: XimaSimulator) -> None:
         print(f"xima simulator on {sim.url} (api key {sim.api_key})", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            lambda: serve_forever(
-                host=args.host,
-                port=args.port,
-                agents=args.agents,
-                tick=args.tick,
-                api_key=args.api_key,
-                deviate=args.deviate,
-                profiles=profiles,
-                group_state_metrics=args.group_metrics,
-                started=started,
-            )
-        )
+    cli.serve_until_interrupted(
+        lambda: serve_forever(
+            host=args.host,
+            port=args.port,
+            agents=args.agents,
+            tick=args.tick,
+            api_key=args.api_key,
+            deviate=args.deviate,
+            profiles=profiles,
+            group_state_metrics=args.group_metrics,
+            started=started,
+        ),
+        log=True,
+    )
 
 
 if __name__ == "__main__":
