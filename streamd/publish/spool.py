@@ -16,6 +16,10 @@ Rules:
    deletes rows once their records are acknowledged or spooled). Opening the database moves
    whatever a crash left there into the spool, in order, ahead of anything new
    (:attr:`Spool.recovered` says how many): at-least-once, never a loss.
+6. A write-ahead row holds one whole batch, its records packed into one blob (:func:`pack`):
+   writing a batch is one ``INSERT``, forgetting it one ``DELETE`` (of a range of batches). A
+   ``received`` table in the layout of older versions (one row per record) is moved into the
+   spool and replaced when the database is opened, in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ import contextlib
 import itertools
 import os
 import sqlite3
+import struct
+import sys
 import threading
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +42,15 @@ import orjson
 from streamd.errors import FatalError, PublishError
 from streamd.publish.encoding import Record
 
-_SCHEMA = """
+_RECEIVED = "(seq INTEGER PRIMARY KEY, records INTEGER NOT NULL, packed BLOB NOT NULL)"
+"""The write-ahead table's columns: one row per batch, its records packed (rule 6)."""
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS spool (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS received (
-  seq INTEGER PRIMARY KEY,
-  topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL
-);
+CREATE TABLE IF NOT EXISTS received {_RECEIVED};
 CREATE TABLE IF NOT EXISTS cursors (
   source TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (source, name)
 );
@@ -65,7 +73,11 @@ class Spool:
         self._lock = threading.Lock()
         self.max_bytes = max_bytes
         self.path = str(path)
-        self.recovered = self._recover()
+        try:
+            self.recovered = self._recover()
+        except FatalError:
+            self._db.close()
+            raise
         self.count, self.bytes = self._totals()
         self._received_next = 1
 
@@ -95,39 +107,80 @@ class Spool:
 
     # -- write-ahead of push sources -----------------------------------------------------------
 
-    def write_ahead(self, records: Sequence[Record], forget: Sequence[tuple[int, int]] = ()) -> int:
-        """Durably keep ``records`` until acknowledged; delete the ``forget`` ranges in the same
-        transaction (one fsync for both). Returns the sequence number of the first record (the
-        rest follow it).
+    def write_ahead(self, batches: Sequence[Sequence[Record]], forget: Sequence[tuple[int, int]] = ()) -> int:
+        """Durably keep each batch's records until acknowledged, one row per batch (rule 6); delete
+        the ``forget`` ranges of rows (first and last sequence number, inclusive) in the same
+        transaction (one fsync for both). Returns the sequence number of the first batch's row
+        (the other batches' rows follow it).
 
         Raises:
-            PublishError: the database failed.
+            PublishError: the database failed, or a record cannot be held by the spool (see
+                :func:`pack`); nothing is written then.
         """
-        headers = [_headers(r) for r in records]
+        try:
+            rows = [(len(batch), pack(batch)) for batch in batches]
+        except ValueError as exc:
+            raise PublishError(f"outage spool {self.path}: a record cannot be written ahead: {exc}") from None
         with self._lock:
             first = self._received_next
             self._write(
-                ("INSERT INTO received (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
-                 [(seq, r.topic, r.key, r.value, h) for seq, r, h in zip(itertools.count(first), records, headers)]),
+                ("INSERT INTO received (seq, records, packed) VALUES (?, ?, ?)",
+                 [(seq, n, packed) for seq, (n, packed) in zip(itertools.count(first), rows)]),
                 ("DELETE FROM received WHERE seq BETWEEN ? AND ?", forget),
             )  # fmt: skip
-            self._received_next = first + len(records)
+            self._received_next = first + len(rows)
         return first
 
     def _recover(self) -> int:
-        """Move what a crash left in ``received`` into the spool, in order (rule 5)."""
+        """Move what a crash left in ``received`` into the spool, in order (rules 5 and 6).
+
+        Raises:
+            FatalError: a written-ahead batch cannot be read back (the database was damaged).
+        """
         with self._lock:
-            [(left,)] = self._read("SELECT COUNT(*) FROM received")
-            if left:
+            columns = {row[1] for row in self._read("PRAGMA table_info(received)")}
+            if "topic" in columns:  # an older version's layout: one row per record
+                [(left,)] = self._read("SELECT COUNT(*) FROM received")
                 self._write(
                     (
                         "INSERT INTO spool (topic, key, value, headers) "
                         "SELECT topic, key, value, headers FROM received ORDER BY seq",
                         [()],
                     ),
+                    ("DROP TABLE received", None),
+                    (f"CREATE TABLE received {_RECEIVED}", None),
+                )  # one transaction: a crash in between repeats nothing
+                return int(left)
+            [(left,)] = self._read("SELECT COALESCE(SUM(records), 0) FROM received")
+            if self._read("SELECT 1 FROM received LIMIT 1"):
+                self._write(
+                    (
+                        "INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)",
+                        self._written_ahead(),
+                    ),
                     ("DELETE FROM received", [()]),
                 )  # one transaction: a crash in between repeats nothing
         return int(left)
+
+    def _written_ahead(self) -> Iterator[tuple[str, bytes, bytes, bytes]]:
+        """The records in ``received`` as spool rows, in order, one batch in memory at a time.
+
+        Raises:
+            FatalError: a batch cannot be read back, or holds another number of records than its
+                row says (the database was damaged).
+        """
+        for seq, n, packed in self._db.execute("SELECT seq, records, packed FROM received ORDER BY seq"):
+            try:
+                records = unpack(bytes(packed))
+                if len(records) != n:
+                    raise ValueError(f"{len(records)} records, the row says {n}")
+            except ValueError as exc:
+                raise FatalError(
+                    f"the spool database {self.path} holds an unreadable write-ahead batch "
+                    f"(received row {seq}): {exc}; move the file aside to start without it"
+                ) from None
+            for r in records:
+                yield r.topic, r.key, r.value, _headers(r)
 
     def peek(self, limit: int) -> list[tuple[int, Record]]:
         """The oldest ``limit`` spooled records with their sequence numbers."""
@@ -197,13 +250,16 @@ class Spool:
         )
         return int(row[0]), int(row[1]) + int(row[0]) * _ROW_OVERHEAD
 
-    def _write(self, *statements: tuple[str, Sequence[tuple[object, ...]]]) -> None:
-        """One transaction of ``(sql, rows)`` statements, rolled back on failure; the caller
-        holds the lock."""
+    def _write(self, *statements: tuple[str, Iterable[tuple[object, ...]] | None]) -> None:
+        """One transaction of ``(sql, rows)`` statements (``rows`` None: run once without
+        parameters; an iterator is consumed inside the transaction), rolled back on failure; the
+        caller holds the lock."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             for sql, rows in statements:
-                if rows:
+                if rows is None:
+                    self._db.execute(sql)
+                elif rows:
                     self._db.executemany(sql, rows)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -283,3 +339,92 @@ def _file_size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
+
+
+# -- the write-ahead's packed batches (rule 6) -------------------------------------------------
+
+_MAGIC = b"swa1"
+_U32 = "I"
+assert array(_U32).itemsize == 4, "the packed batches' lengths are 32-bit"
+_SWAP = sys.byteorder != "little"
+_FIELDS = attrgetter("topic", "key", "value", "headers")
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
+
+
+def pack(records: Sequence[Record]) -> bytes:
+    """The records in one blob, column by column: the fields are gathered, measured and joined by
+    C loops (``map``, ``join``), never one Python step per field. Read back by :func:`unpack`.
+
+    Layout (integers are unsigned 32-bit little-endian):
+
+    1. ``swa1``, then N (records), P (header pairs of all records), T (bytes of the text below);
+    2. the lengths: N topic lengths, N key lengths, N value lengths, N header counts, P header
+       name lengths, P header value lengths (topics and names in characters, the rest in bytes);
+    3. the text: every topic, then every header name, as UTF-8;
+    4. every key, every value, every header value.
+
+    Raises:
+        ValueError: a record the spool could not hold (it keeps headers as JSON text): a topic or
+            header name that is not valid Unicode (a lone surrogate), a header value that is not
+            UTF-8.
+    """
+    if not records:
+        return _MAGIC + bytes(12)
+    topics, keys, values, headers = zip(*map(_FIELDS, records), strict=True)
+    pairs = list(itertools.chain.from_iterable(headers))
+    names, header_values = list(map(_NAME, pairs)), list(map(_VALUE, pairs))
+    try:
+        text = "".join(itertools.chain(topics, names)).encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"a topic or header name is not valid Unicode: {exc}") from None
+    try:
+        b"\n".join(header_values).decode()  # each value checked: a separator ends any partial character
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a header value is not UTF-8: {exc}") from None
+    lengths = array(_U32, (len(records), len(pairs), len(text)))
+    for column in (topics, keys, values, headers, names, header_values):
+        lengths.extend(map(len, column))
+    if _SWAP:
+        lengths.byteswap()
+    return b"".join((_MAGIC, lengths.tobytes(), text, *keys, *values, *header_values))
+
+
+def unpack(packed: bytes) -> list[Record]:
+    """The records :func:`pack` put into ``packed``, in order.
+
+    Raises:
+        ValueError: ``packed`` is not such a blob, or is truncated or inconsistent (the message
+            says what is wrong); nothing is read past its end.
+    """
+    if len(packed) < 16 or packed[:4] != _MAGIC:
+        raise ValueError(f"not a packed batch (starts with {packed[:4]!r}, {len(packed)} bytes)")
+    n, p, text_size = struct.unpack_from("<III", packed, 4)
+    start = 16 + 4 * (4 * n + 2 * p)
+    if start + text_size > len(packed):
+        raise ValueError(f"truncated: {n} records and {p} headers announced in {len(packed)} bytes")
+    lengths = array(_U32)
+    lengths.frombytes(packed[16:start])
+    if _SWAP:
+        lengths.byteswap()
+    topic_len, key_len, value_len, counts = (lengths[i * n : (i + 1) * n] for i in range(4))
+    name_len, header_len = lengths[4 * n : 4 * n + p], lengths[4 * n + p :]
+    if sum(counts) != p:
+        raise ValueError(f"the header counts add up to {sum(counts)}, not {p}")
+    try:
+        text = packed[start : start + text_size].decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"topics and header names are not UTF-8: {exc}") from None
+    if sum(topic_len) + sum(name_len) != len(text):
+        raise ValueError(f"{len(text)} characters of topics and header names, the lengths say otherwise")
+    end = start + text_size + sum(key_len) + sum(value_len) + sum(header_len)
+    if end != len(packed):
+        raise ValueError(f"{len(packed)} bytes, the lengths say {end}")
+    text_at = itertools.accumulate(itertools.chain(topic_len, name_len), initial=0)
+    strings = [text[a:b] for a, b in itertools.pairwise(text_at)]
+    data_at = itertools.accumulate(itertools.chain(key_len, value_len, header_len), initial=start + text_size)
+    data = [packed[a:b] for a, b in itertools.pairwise(data_at)]
+    header_pairs = iter(zip(strings[n:], data[2 * n :], strict=True))
+    return [
+        Record(strings[i], data[i], data[n + i], list(itertools.islice(header_pairs, counts[i])))
+        for i in range(n)
+    ]

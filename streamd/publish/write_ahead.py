@@ -22,9 +22,10 @@ class WriteAhead:
 
     A push batch waits (in :meth:`hold`) until the next commit, at most ``interval`` later,
     unless Kafka acknowledged it or it was spooled first; then it is skipped, so at low latency
-    most batches never touch the disk. Acknowledged or spooled batches that were written are
-    deleted in a later commit. A crash loses at most the last ``interval`` of push traffic; what
-    was written ahead is moved into the spool when the database is opened again.
+    most batches never touch the disk. A written batch is one row (its records packed,
+    :meth:`Spool.write_ahead`); acknowledged or spooled batches that were written are deleted in a
+    later commit, adjacent rows as one range. A crash loses at most the last ``interval`` of push
+    traffic; what was written ahead is moved into the spool when the database is opened again.
     """
 
     def __init__(self, spool: Spool, encode: Callable[[Event, str], Record], interval: float) -> None:
@@ -68,29 +69,43 @@ class WriteAhead:
         """Write the pending batches that are not settled yet, and forget settled ones."""
         batches = [b for b in self._pending if not b.settled]
         self._pending = []
-        forget, self._forget = self._forget, []
-        records = [r for b in batches for r in b.records]
-        if not records and not forget:
+        forget, self._forget = _ranges(self._forget), []
+        records = sum(len(b.records) for b in batches)
+        if not batches and not forget:
             return
         try:
-            first = await anyio.to_thread.run_sync(self.spool.write_ahead, records, forget)
+            first = await anyio.to_thread.run_sync(
+                self.spool.write_ahead, [b.records for b in batches], forget
+            )
         except PublishError as exc:  # durability lost for these batches, never the events
             if not self._failing:
                 log.error(
                     "write-ahead of push sources failing, events only in memory until Kafka has them: %s", exc
                 )
             self._failing = True
-            t.count_error("spool", "write_ahead", "spool_failed", len(records))
+            t.count_error("spool", "write_ahead", "spool_failed", records)
+            self._forget.extend(forget)  # still in the database: forgotten by a later commit
         else:
             if self._failing:
                 log.info("write-ahead of push sources works again")
             self._failing = False
-            for batch in batches:
-                batch.written = (first, first + len(batch.records) - 1)
-                first += len(batch.records)
+            for seq, batch in enumerate(batches, first):
+                batch.written = (seq, seq)
                 if batch.settled:  # acknowledged while being written: forget it next time
                     self._forget.append(batch.written)
                     self._wake.set()
         for batch in batches:
             assert batch.held is not None
             batch.held.set()
+
+
+def _ranges(forget: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``forget``'s ranges of rows, sorted, with adjacent and overlapping ones merged (one
+    ``DELETE`` each)."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(forget):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return merged

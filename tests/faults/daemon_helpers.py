@@ -25,6 +25,7 @@ import anyio.from_thread
 import httpx
 
 from streamd.embedded import EmbeddedBroker, free_port
+from streamd.publish.spool import unpack
 from tests.e2e.daemon import Daemon
 from tests.faults.proxy import FaultProxy
 
@@ -94,13 +95,15 @@ def received(daemon: Daemon, *topics: str) -> float:
 
 def spooled_rows(spool: Path, *topics: str) -> int:
     """Records of ``topics`` (as in Kafka, prefixed) the daemon holds durably in its spool database:
-    written ahead (table ``received``) or spooled (table ``spool``); read-only, while it runs."""
+    written ahead (table ``received``, a packed batch per row) or spooled (table ``spool``);
+    read-only, while it runs."""
     marks = ", ".join("?" * len(topics))
     with sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=5) as db:
-        return sum(
-            int(db.execute(f"SELECT COUNT(*) FROM {table} WHERE topic IN ({marks})", topics).fetchone()[0])
-            for table in ("received", "spool")
+        spooled = int(
+            db.execute(f"SELECT COUNT(*) FROM spool WHERE topic IN ({marks})", topics).fetchone()[0]
         )
+        batches = [unpack(bytes(packed)) for (packed,) in db.execute("SELECT packed FROM received")]
+    return spooled + sum(r.topic in topics for batch in batches for r in batch)
 
 
 def component_state(daemon: Daemon, name: str) -> str:

@@ -119,7 +119,7 @@ def test_headers_are_stored_exactly_whatever_is_cached(tmp_path: Path) -> None:
         assert spool_module._headers(record) == orjson.dumps([[k, v.decode()] for k, v in record.headers])
     spool = Spool(tmp_path / "s.db")
     spool.append(records)
-    spool.write_ahead(records)
+    spool.write_ahead([records])
     assert [r for _, r in spool.peek(10)] == records
     spool.close()
     again = Spool(tmp_path / "s.db")  # the write-ahead copy is recovered into the spool, in order

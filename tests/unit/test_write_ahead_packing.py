@@ -1,0 +1,335 @@
+"""The write-ahead's packed batches: one row per batch, records packed and read back exactly, what a
+crash leaves recovered into the spool in order and exactly once, and a database of an older
+version (one row per record) recovered after an upgrade."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import struct
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from streamd.errors import FatalError, PublishError
+from streamd.events import Event
+from streamd.publish.encoding import Record, encode
+from streamd.publish.spool import Spool, pack, unpack
+from streamd.publish.units import Batch
+from streamd.publish.write_ahead import WriteAhead, _ranges
+
+
+def _events(n: int, start: int = 0) -> list[Event]:
+    return [
+        Event(topic="t", type="x.t.E", source="s", key=f"s:{i % 3}", data={"i": i})
+        for i in range(start, start + n)
+    ]
+
+
+RECORDS = [encode(e, "p.") for e in _events(20)]
+"""Realistic records (CloudEvents headers), encoded once: each has its own id and time."""
+
+
+def _records(n: int, start: int = 0) -> list[Record]:
+    return RECORDS[start : start + n]
+
+
+def _numbers(records: list[Record]) -> list[int]:
+    return [orjson.loads(r.value)["i"] for r in records]
+
+
+def _spooled(spool: Spool) -> list[Record]:
+    return [r for _, r in spool.peek(10_000)]
+
+
+def _rows(path: Path) -> list[tuple[int, int]]:
+    with sqlite3.connect(path) as db:
+        return [(int(seq), int(n)) for seq, n in db.execute("SELECT seq, records FROM received ORDER BY seq")]
+
+
+ODD = [
+    Record("", b"", b"", []),  # nothing at all
+    Record("t", b"", b"{}", [("ce_id", b""), ("", b""), ("ce_type", b"x")]),  # empty key, names, values
+    Record("tøpic.ünï.日本", "kéy".encode(), b"\x00\xff\x00binary", [("naïve-名", "välue-値".encode())]),
+    Record("big", b"k", b"v" * 100_000, [("h", "€".encode())]),
+    Record("t", b"k", b"v", []),
+]
+
+
+def test_pack_round_trips_odd_and_realistic_records() -> None:
+    records = ODD + _records(50) + ODD
+    assert unpack(pack(records)) == records
+    assert unpack(pack([])) == []
+    assert unpack(pack(ODD[:1])) == ODD[:1]
+    assert all(isinstance(h, list) for r in unpack(pack(records)) for h in [r.headers])
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        Record("surrogate-\udc80", b"k", b"v", []),
+        Record("t", b"k", b"v", [("h\udcff", b"x")]),
+        Record("t", b"k", b"v", [("a", b"\xff\xfe")]),
+        Record("t", b"k", b"v", [("a", "€".encode()[:2]), ("b", "€".encode()[2:])]),  # split: each checked
+    ],
+)
+def test_records_the_spool_could_not_hold_are_refused_when_written_ahead(
+    tmp_path: Path, record: Record
+) -> None:
+    with pytest.raises(ValueError, match=r"not valid Unicode|not UTF-8"):
+        pack([record])
+    spool = Spool(tmp_path / "s.db")
+    with pytest.raises(PublishError, match="cannot be written ahead"):
+        spool.write_ahead([_records(2), [record]])
+    assert _rows(tmp_path / "s.db") == []
+    assert spool.write_ahead([_records(1)]) == 1  # nothing half-written, the next write works
+    spool.close()
+
+
+def test_unpack_refuses_anything_truncated_extended_or_inconsistent_with_a_clear_error() -> None:
+    packed = pack(ODD[1:3] + _records(3))
+    for end in range(len(packed)):  # every truncation, never an IndexError or a short read
+        with pytest.raises(ValueError, match=r"not a packed batch|truncated|the lengths say"):
+            unpack(packed[:end])
+    with pytest.raises(ValueError, match="the lengths say"):
+        unpack(packed + b"x")
+    with pytest.raises(ValueError, match="not a packed batch"):
+        unpack(b"SQLite format 3\x00" + packed)
+    n, p, text = struct.unpack_from("<III", packed, 4)
+    with pytest.raises(ValueError, match="header counts add up"):
+        unpack(packed[:4] + struct.pack("<III", n, p - 1, text) + packed[16:-4])
+    with pytest.raises(ValueError, match="truncated"):
+        unpack(packed[:4] + struct.pack("<III", n + 1_000_000, p, text) + packed[16:])
+    start = 16 + 4 * (4 * n + 2 * p)
+    bad_text = packed[:start] + b"\xff" + packed[start + 1 :]
+    with pytest.raises(ValueError, match="not UTF-8"):
+        unpack(bad_text)
+
+
+def test_unpack_of_damaged_bytes_returns_records_or_a_value_error_never_anything_else() -> None:
+    packed = pack(ODD + _records(5))
+    rng = random.Random(19)
+    for _ in range(2_000):
+        damaged = bytearray(packed)
+        for _ in range(rng.randint(1, 3)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        try:
+            records = unpack(bytes(damaged))
+        except ValueError:
+            continue
+        assert all(isinstance(r, Record) for r in records)
+
+
+def test_a_batch_is_one_row_and_forgetting_deletes_ranges_of_batches(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    first = spool.write_ahead([_records(3), _records(2, 3), _records(4, 5)])
+    assert _rows(path) == [(first, 3), (first + 1, 2), (first + 2, 4)]
+    second = spool.write_ahead([_records(1, 9)], forget=[(first, first + 1)])
+    assert second == first + 3
+    assert _rows(path) == [(first + 2, 4), (second, 1)]
+    spool.close()
+
+
+def test_nothing_settled_every_record_is_recovered_in_order_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    crashed = Spool(path)
+    crashed.append(_records(2))  # spooled during an outage, before the crash
+    crashed.write_ahead([_records(3, 2), _records(1, 5)])
+    crashed.write_ahead([ODD, _records(2, 6)])
+    crashed.close()  # SIGKILL: nothing else ran
+
+    spool = Spool(path)
+    assert spool.recovered == 6 + len(ODD)
+    spooled = _spooled(spool)
+    assert spooled[:6] == _records(6)
+    assert spooled[6 : 6 + len(ODD)] == [Record(r.topic, r.key, r.value, r.headers) for r in ODD]
+    assert _numbers(spooled[6 + len(ODD) :]) == [6, 7]
+    assert _rows(path) == []
+    spool.close()
+
+    again = Spool(path)  # recovered once: reopening moves nothing again
+    assert again.recovered == 0
+    assert _spooled(again) == spooled
+    assert again.write_ahead([_records(1, 8)]) == 1  # and the write-ahead goes on
+    again.close()
+
+
+def test_settled_batches_are_not_recovered_the_others_are_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    crashed = Spool(path)
+    first = crashed.write_ahead([_records(2, 0), _records(2, 2), _records(2, 4), _records(2, 6)])
+    crashed.write_ahead([_records(2, 8)], forget=[(first, first), (first + 2, first + 2)])
+    crashed.close()
+
+    spool = Spool(path)
+    assert spool.recovered == 6
+    assert _numbers(_spooled(spool)) == [2, 3, 6, 7, 8, 9]
+    spool.close()
+
+
+def test_recovered_records_are_counted_like_appended_ones(tmp_path: Path) -> None:
+    records = _records(20) + ODD[1:3]
+    crashed = Spool(tmp_path / "a.db")
+    crashed.write_ahead([records[:7], records[7:]])
+    crashed.close()
+    recovered = Spool(tmp_path / "a.db")
+    appended = Spool(tmp_path / "b.db")
+    appended.append(records)
+    assert (
+        (recovered.count, recovered.bytes)
+        == (appended.count, appended.bytes)
+        == (len(records), appended.bytes)
+    )
+    assert appended.bytes > 0
+    recovered.close()
+    appended.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE spool (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL
+);
+CREATE TABLE received (
+  seq INTEGER PRIMARY KEY,
+  topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL
+);
+CREATE TABLE cursors (
+  source TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (source, name)
+);
+"""
+"""The tables as the version before packed batches created them (one write-ahead row per record)."""
+
+
+def _old_row(record: Record) -> tuple[str, bytes, bytes, bytes]:
+    headers = orjson.dumps([[k, v.decode()] for k, v in record.headers])
+    return record.topic, record.key, record.value, headers
+
+
+def test_an_older_versions_write_ahead_is_recovered_in_order_after_an_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        db.executemany(
+            "INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", map(_old_row, _records(2))
+        )
+        written = dict(zip([7, 5, 6, 9], _records(4, 2), strict=True))  # seq -> record, inserted out of order
+        db.executemany(
+            "INSERT INTO received (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
+            [(seq, *_old_row(r)) for seq, r in written.items()],
+        )
+        db.execute("INSERT INTO cursors VALUES ('src', 'window', 'w1')")
+
+    spool = Spool(path)
+    assert spool.recovered == 4
+    assert spool.count == 6
+    assert _spooled(spool) == _records(2) + [written[seq] for seq in sorted(written)]
+    assert spool.load("src", "window") == "w1"
+    assert _rows(path) == []  # the table has the new layout now, and takes batches
+    spool.write_ahead([_records(2, 10)])
+    spool.close()
+
+    again = Spool(path)
+    assert again.recovered == 2
+    assert _numbers(_spooled(again)) == [0, 1, 3, 4, 2, 5, 10, 11]
+    again.close()
+
+
+def test_an_older_versions_empty_write_ahead_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    spool = Spool(path)
+    assert (spool.recovered, spool.count) == (0, 0)
+    assert spool.write_ahead([_records(1)]) == 1
+    assert _rows(path) == [(1, 1)]
+    spool.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("UPDATE received SET packed = substr(packed, 1, 40)", "received row 1.*truncated"),
+        ("UPDATE received SET records = 99", "received row 1.*the row says 99"),
+    ],
+)
+def test_an_unreadable_written_ahead_batch_stops_the_start_naming_the_row(
+    tmp_path: Path, damage: str, message: str
+) -> None:
+    path = tmp_path / "s.db"
+    crashed = Spool(path)
+    crashed.write_ahead([_records(3)])
+    crashed.close()
+    with sqlite3.connect(path) as db:
+        db.execute(damage)
+    with pytest.raises(FatalError, match=message):
+        Spool(path)
+    with sqlite3.connect(path) as db:  # nothing was moved: the batch is still there to look at
+        assert db.execute("SELECT COUNT(*) FROM received").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
+
+
+def test_forget_ranges_are_sorted_and_merged() -> None:
+    assert _ranges([]) == []
+    assert _ranges([(4, 4), (1, 1), (2, 2), (7, 7), (5, 6)]) == [(1, 2), (4, 7)]
+    assert _ranges([(3, 5), (4, 4), (1, 8)]) == [(1, 8)]
+
+
+def _encode(event: Event, source: str) -> Record:
+    return encode(event, "p.")
+
+
+def _batch(events: list[Event], ahead: WriteAhead) -> Batch:
+    batch = Batch("s", events, 0.0, held=anyio.Event())
+    batch.records = ahead.encode(batch)
+    return batch
+
+
+@pytest.mark.anyio
+async def test_each_written_batch_knows_its_row_and_settling_forgets_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    ahead = WriteAhead(spool, _encode, 0.01)
+    batches = [_batch(_events(2, 2 * i), ahead) for i in range(4)]
+    async with anyio.create_task_group() as tg:
+        for batch in batches:
+            tg.start_soon(ahead.hold, batch)
+        await anyio.wait_all_tasks_blocked()
+        await ahead.commit()  # releases every hold
+    assert [b.written for b in batches] == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    assert _rows(path) == [(1, 2), (2, 2), (3, 2), (4, 2)]
+    for batch in (batches[0], batches[1], batches[3]):
+        ahead.settled(batch)
+    await ahead.commit()
+    assert _rows(path) == [(3, 2)]
+    spool.close()
+    again = Spool(path)
+    assert _numbers(_spooled(again)) == [4, 5]
+    again.close()
+
+
+@pytest.mark.anyio
+async def test_what_a_failed_commit_had_to_forget_is_forgotten_by_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    ahead = WriteAhead(spool, _encode, 0.01)
+    written, failed = _batch(_events(2), ahead), _batch(_events(1, 2), ahead)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ahead.hold, written)
+        await anyio.wait_all_tasks_blocked()
+        await ahead.commit()
+    ahead.settled(written)
+    spool._db.execute("ALTER TABLE received RENAME TO hidden")  # the database fails for a while
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ahead.hold, failed)
+        await anyio.wait_all_tasks_blocked()
+        await ahead.commit()  # releases the hold although nothing could be written
+    assert failed.written is None
+    spool._db.execute("ALTER TABLE hidden RENAME TO received")
+    assert _rows(path) == [(1, 2)]
+    await ahead.commit()
+    assert _rows(path) == []
+    spool.close()
