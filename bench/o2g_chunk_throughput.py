@@ -8,6 +8,10 @@ them deviating from the O2G guide, so published with ``streamd_deviations``; hal
 dead letters) and prints the CPU per event of both streams side by side (target: bad / clean at
 most 1.5).
 
+CPU per record: this process's CPU time (``time.process_time``) while the raw producer sends the
+records, and while streamd reads, maps, encodes, writes ahead, sends and settles the same records,
+each divided by the number of records (target: streamd / raw at most 1.3).
+
 Usage: python -m bench.o2g_chunk_throughput [N] [AGENTS]
        (O2G_EVENTS_PER_CHUNK=1 makes the simulator write one event per HTTP chunk; default 512)
 """
@@ -26,7 +30,7 @@ import anyio
 import httpx
 import orjson
 
-from bench.raw import raw_produce
+from bench.raw import raw_produce, raw_produce_timed
 from bench.report import record
 from streamd.app import tune_gc
 from streamd.config_core import KafkaConfig, SpoolConfig
@@ -163,7 +167,7 @@ async def main(n: int, agents: int) -> None:
             _, warmup = await prepare(url, 1000, bad=0.1)
             await raw_produce(bootstrap, warmup)  # topics (dead letters' too), connections
             inputs, records = await prepare(url, n)  # streamd gets these very events once released
-            raw = await raw_produce(bootstrap, records)
+            raw, raw_cpu = await raw_produce_timed(bootstrap, records)
             ours, cpu = await streamd_run(bootstrap, url, len(records))
             _, again = await prepare(url, n)  # as many events again, for a run without the write-ahead
             no_ahead, _ = await streamd_run(bootstrap, url, len(again), write_ahead=False)
@@ -185,6 +189,9 @@ async def main(n: int, agents: int) -> None:
     print(f"10 % bad events       : {bad_rate:10.0f} records/s ({len(bad_records)} records)")
     print(f"CPU per event         : {clean_us:10.1f} us clean, {bad_us:.1f} us with 10 % bad")
     print(f"bad / clean CPU ratio : {bad_us / clean_us:10.2f}  (target <= 1.5)")
+    ours_rec_us, raw_rec_us = cpu / len(records) * 1e6, raw_cpu / len(records) * 1e6
+    print(f"CPU per record        : {ours_rec_us:10.1f} us streamd, {raw_rec_us:.1f} us raw producer")
+    print(f"streamd / raw CPU     : {ours_rec_us / raw_rec_us:10.2f}  (target <= 1.3)")
     record(
         "O2G chunk -> Kafka, records/s (anchor: raw producer)",
         ours,
@@ -192,6 +199,14 @@ async def main(n: int, agents: int) -> None:
         unit="rec/s",
         target="ratio >= 0.9",
         ok=ours / raw >= 0.9,
+    )
+    record(
+        "CPU per record, streamd vs raw producer",
+        ours_rec_us,
+        raw_rec_us,
+        unit="us",
+        target="ratio <= 1.3",
+        ok=ours_rec_us / raw_rec_us <= 1.3,
     )
     record(
         "write-ahead: records/s with / without",

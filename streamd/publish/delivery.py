@@ -121,7 +121,7 @@ class Delivering(Publishing):
                 if retry is not None:
                     self._outage(f"not acknowledged: {retry}")
                     for batch in unit.batches:
-                        for topic, n in Counter(e.topic for e in batch.events).items():
+                        for topic, n in batch.per_topic().items():
                             t.EVENTS_FAILED.labels(batch.source, topic).inc(n)
                 await self._spool_unit(unit, skip={id(r) for r, _ in rejected})
             else:
@@ -135,8 +135,7 @@ class Delivering(Publishing):
         self._open.remove(unit)
 
     def _acked(self, batch: Batch) -> None:
-        counts = Counter(e.topic for e in batch.events)
-        for topic, n in counts.items():
+        for topic, n in batch.per_topic().items():
             t.EVENTS_PUBLISHED.labels(batch.source, topic).inc(n)
         t.PUBLISH_LATENCY.observe(anyio.current_time() - batch.created)
         for listener in self.listeners:

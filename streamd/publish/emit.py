@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from streamd.tracing import Tracing
 
 log = logging.getLogger("streamd.pipeline")
+
+_topic_of = attrgetter("topic")
 
 HEADER_ROOM = 4096
 """More than the CloudEvents headers other than ``ce_subject`` (the key again) and
@@ -143,7 +146,7 @@ class Publishing:
 
     async def _send_records(self, records: Sequence[Record]) -> list[Delivery] | None:
         try:
-            await self.sender.ensure_topics(sorted({r.topic for r in records}))
+            await self.sender.ensure_topics(sorted(set(map(_topic_of, records))))
             deliveries = await self.sender.send_many(records)
         except PublishError as exc:
             self._outage(f"send failed: {exc}")

@@ -73,6 +73,34 @@ YIELD_EVERY = 256
 promised by one call; within one partition each call's order is kept)."""
 
 
+class _Route:
+    """A topic's partitions (sorted) and the partition index of each key seen.
+
+    murmur2 is pure Python (~3 µs a key); a key's index is kept until :data:`KEYS_PER_TOPIC` keys
+    are known, then the cache starts again.
+    """
+
+    __slots__ = ("by_key", "partitions")
+
+    def __init__(self, partitions: list[int]) -> None:
+        self.partitions = partitions
+        self.by_key: dict[bytes, int] = {}
+
+    def index(self, key: bytes) -> int:
+        """The index, in :attr:`partitions`, of the partition Kafka's default partitioner gives ``key``."""
+        index = self.by_key.get(key)
+        if index is None:
+            index = (murmur2(key) & 0x7FFFFFFF) % len(self.partitions) if len(self.partitions) > 1 else 0
+            if len(self.by_key) >= KEYS_PER_TOPIC:
+                self.by_key.clear()
+            self.by_key[key] = index
+        return index
+
+
+KEYS_PER_TOPIC = 20_000
+"""Keys whose partition :class:`_Route` keeps per topic (~3 MB each at most)."""
+
+
 def _failed(exc: BaseException) -> asyncio.Future[Any]:
     """A delivery that already failed (the pipeline dead-letters non-retriable failures)."""
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -102,8 +130,8 @@ class KafkaPublisher:
         self.embedded = embedded
         self._producer: AIOKafkaProducer | None = None
         self.topics = TopicCreator(cfg, bootstrap, self._broker_count)
-        self._partitions: dict[str, list[int]] = {}
-        self._by_key: dict[tuple[str, bytes], int] = {}
+        self._routes: dict[str, _Route] = {}
+        self._builder_missing = False  # this aiokafka lacks the record builder ``_fill`` appends to
         self._expedite_missing = False  # this aiokafka lacks the internals ``expedite`` uses
 
     async def start(self) -> None:
@@ -190,11 +218,12 @@ class KafkaPublisher:
         """Queue records, keeping their order per partition; one delivery per future.
 
         Records are grouped by topic and partition (the default murmur2 partitioner on the key,
-        exactly as Kafka's clients choose, cached per key). A large group goes into aiokafka batch
-        builders (``send_batch``): far cheaper per record than ``send()``. A small group is
-        appended with ``send()`` to the batch already lingering for that partition, because
-        ``send_batch`` waits until the partition's pending batch has drained: at low rates that
-        would serialise every unit behind one linger and one round trip.
+        exactly as Kafka's clients choose, cached per topic and key). A large group goes into
+        aiokafka batch builders (``send_batch``): far cheaper per record than ``send()``. A small
+        group is appended with ``send()`` to the batch already lingering for that partition,
+        because ``send_batch`` waits until the partition's pending batch has drained: at low rates
+        that would serialise every unit behind one linger and one round trip. Groups are sent in
+        the order of their first record.
 
         Raises:
             PublishError: the producer could not queue a record (broker down past the timeout).
@@ -202,20 +231,41 @@ class KafkaPublisher:
         if self._producer is None:
             raise PublishError("the Kafka producer is not running")
         producer = self._producer
-        groups: dict[tuple[str, int], list[Record]] = {}
+        by_topic: dict[str, dict[bytes, list[Record]]] = {}  # this call: topic -> key -> its group
+        partition_groups: dict[str, tuple[_Route, list[list[Record] | None]]] = {}
+        refused: dict[str, KafkaError] = {}
+        groups: list[tuple[str, int, list[Record]]] = []
         deliveries: list[Delivery] = []
         try:
             for record in records:
-                try:
-                    partition = await self._partition_of(producer, record)
-                except KafkaError as exc:
-                    if exc.retriable:
-                        raise
-                    deliveries.append((_failed(exc), [record]))  # e.g. topic not authorised
-                    continue
-                groups.setdefault((record.topic, partition), []).append(record)
+                keyed = by_topic.get(record.topic)
+                if keyed is None:
+                    topic = record.topic
+                    error = refused.get(topic)
+                    if error is None:
+                        try:
+                            route = await self._route(producer, topic)
+                        except KafkaError as exc:
+                            if exc.retriable:
+                                raise
+                            error = refused[topic] = exc
+                    if error is not None:
+                        deliveries.append((_failed(error), [record]))  # e.g. topic not authorised
+                        continue
+                    keyed = by_topic[topic] = {}
+                    partition_groups[topic] = (route, [None] * len(route.partitions))
+                group = keyed.get(record.key)
+                if group is None:  # the key's first record in this call
+                    route, topic_groups = partition_groups[record.topic]
+                    index = route.index(record.key)
+                    group = topic_groups[index]
+                    if group is None:
+                        group = topic_groups[index] = []
+                        groups.append((record.topic, route.partitions[index], group))
+                    keyed[record.key] = group
+                group.append(record)
             queued = 0
-            for (topic, partition), group in groups.items():
+            for topic, partition, group in groups:
                 if len(group) < BATCH_BUILDER_MIN:
                     for r in group:
                         deliveries.append((await _send_one(producer, topic, partition, r), [r]))
@@ -226,26 +276,73 @@ class KafkaPublisher:
                     await anyio.lowlevel.checkpoint()
         except (KafkaError, AssertionError) as exc:
             # AssertionError: aiokafka's check of a cached partition the topic no longer has
-            self._partitions.clear()
-            self._by_key.clear()
+            self._routes.clear()
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
         return deliveries
 
-    @staticmethod
+    async def _route(self, producer: AIOKafkaProducer, topic: str) -> _Route:
+        """``topic``'s partitions (asked once) and its key cache.
+
+        Raises:
+            KafkaError: the partitions could not be read.
+        """
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._routes[topic] = _Route(sorted(await producer.partitions_for(topic)))
+        return route
+
     async def _send_built(
-        producer: AIOKafkaProducer, topic: str, partition: int, group: list[Record]
+        self, producer: AIOKafkaProducer, topic: str, partition: int, group: list[Record]
     ) -> list[Delivery]:
+        """``group`` in batch builders, each sent when full."""
         deliveries: list[Delivery] = []
-        batch, carried = producer.create_batch(), list[Record]()
-        for r in group:
-            if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers) is None:
-                # full: send it and start the next (a builder always takes its first record)
-                deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
-                batch, carried = producer.create_batch(), []
-                batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers)
-            carried.append(r)
-        deliveries.append((await producer.send_batch(batch, topic, partition=partition), carried))
+        start = 0
+        while start < len(group):
+            batch = producer.create_batch()
+            end = self._fill(batch, group, start)
+            if end == start:  # not even alone in an empty batch (aiokafka's builders take any first record)
+                deliveries.append((await _send_one(producer, topic, partition, group[start]), [group[start]]))
+                end = start + 1
+            else:
+                deliveries.append(
+                    (await producer.send_batch(batch, topic, partition=partition), group[start:end])
+                )
+            start = end
         return deliveries
+
+    def _fill(self, batch: Any, group: list[Record], start: int) -> int:
+        """Append ``group[start:]`` to the empty ``batch`` until it is full: the index of the first
+        record left out.
+
+        Appends straight to aiokafka's record builder (~30 % cheaper per record than
+        ``BatchBuilder.append``, which adds a keyword call and a serializer check per record),
+        counting the records and closing a full batch as ``BatchBuilder.append`` does (the
+        producer has no serializers). Where these internals differ (another aiokafka version),
+        the public ``append``.
+        """
+        if not self._builder_missing:
+            try:
+                append = batch._builder.append
+                plain = batch._key_serializer is None and batch._value_serializer is None
+                plain = plain and batch._relative_offset == 0 and not batch._closed
+            except AttributeError:
+                self._builder_missing, plain = True, False
+            if plain:
+                offset, end = 0, len(group)
+                for index in range(start, end):
+                    r = group[index]
+                    if append(offset, None, r.key, r.value, r.headers) is None:
+                        batch.close()
+                        end = index
+                        break
+                    offset += 1
+                batch._relative_offset = offset
+                return end
+        for index in range(start, len(group)):
+            r = group[index]
+            if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers) is None:
+                return index
+        return len(group)
 
     def expedite(self) -> None:
         """Send what lingers now: a durable caller (a webhook POST, a poller) waits for it.
@@ -276,20 +373,6 @@ class KafkaPublisher:
             return
         if not waiter.done():
             waiter.set_result(None)
-
-    async def _partition_of(self, producer: AIOKafkaProducer, record: Record) -> int:
-        partitions = self._partitions.get(record.topic)
-        if partitions is None:
-            partitions = sorted(await producer.partitions_for(record.topic))
-            self._partitions[record.topic] = partitions
-            self._by_key.clear()  # partition counts may have changed
-        cached = self._by_key.get((record.topic, record.key))
-        if cached is None:
-            cached = partitions[(murmur2(record.key) & 0x7FFFFFFF) % len(partitions)]
-            if len(self._by_key) >= 100_000:
-                self._by_key.clear()
-            self._by_key[(record.topic, record.key)] = cached
-        return cached
 
     async def send(self, record: Record) -> asyncio.Future[Any]:
         """Queue one record; the returned future resolves on acknowledgement.

@@ -7,6 +7,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -48,6 +50,17 @@ class Batch:
     """Acknowledged by Kafka or in the spool: the write-ahead copy is no longer needed."""
     written: tuple[int, int] | None = None
     """The write-ahead rows holding this batch (first and last sequence number)."""
+    topics: Counter[str] | None = None
+    """Events per topic (:meth:`per_topic`)."""
+
+    def per_topic(self) -> Counter[str]:
+        """Events per topic, counted once for the received, published and failed metrics."""
+        if self.topics is None:
+            self.topics = Counter(map(_topic_of, self.events))
+        return self.topics
+
+
+_topic_of = attrgetter("topic")
 
 
 @dataclass(slots=True)
@@ -63,7 +76,7 @@ class Unit:
 
     @property
     def records(self) -> list[Record]:
-        return [r for b in self.batches for r in b.records]
+        return list(chain.from_iterable(b.records for b in self.batches))
 
 
 Listener = Callable[[Sequence[Event]], None]
@@ -108,7 +121,7 @@ class SourceEmit:
         await self._ahead.hold(batch)
 
     async def _send(self, batch: Batch) -> None:
-        counts = Counter(e.topic for e in batch.events)
+        counts = batch.per_topic()
         for topic, n in counts.items():
             t.EVENTS_RECEIVED.labels(self.source, topic).inc(n)
         if DEADLETTER_TOPIC in counts:  # every source's dead letters are counted here, once

@@ -53,12 +53,11 @@ filter by one of a worktype's tiles shows the tile and the worktype's agents, an
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 from streamd.errors import NormalizationError
-from streamd.events import AgentState, Event, State
+from streamd.events import AgentState, Event, State, new_agent_state
 from streamd.sources.alvaria.diff import RowChange
 from streamd.sources.alvaria.rowevents import parse_time
 from streamd.sources.alvaria.shapes import Key
@@ -89,36 +88,6 @@ STATE_TABLE: dict[str, State] = {
 AGENT_FIELDS = frozenset(
     {"stateId", "stateName", "reasonId", "reasonName", "stateStartTime", "preferredName"}
 )
-
-# user_activity_state (one per row of a 10,000-row snapshot) builds its AgentState by writing the
-# slots, as streamd.events.new_event does for events: the frozen __init__ costs ~2 us, this ~0.8.
-_new_object = object.__new__
-_STATE_SLOTS = (
-    "vendor",
-    "source",
-    "agent_id",
-    "state",
-    "agent_name",
-    "vendor_state",
-    "reason_code",
-    "reason_label",
-    "since",
-    "queue_ids",
-)
-if {f.name for f in fields(AgentState)} != set(_STATE_SLOTS):  # user_activity_state sets them all
-    raise ImportError(f"AgentState's fields changed: update {__name__}._STATE_SLOTS and its setters")
-(
-    _set_vendor,
-    _set_source,
-    _set_agent_id,
-    _set_state,
-    _set_agent_name,
-    _set_vendor_state,
-    _set_reason_code,
-    _set_reason_label,
-    _set_since,
-    _set_queue_ids,
-) = (AgentState.__dict__[name].__set__ for name in _STATE_SLOTS)
 
 
 def map_state(state_id: Any, overrides: Mapping[str, State] | None = None) -> State:
@@ -185,18 +154,17 @@ def user_activity_state(
     user_id = _required_str(row, "userId")
     team = text_field(row, "teamId") or (key[0] if len(key) > 1 else None)
     state_id = row.get("stateId")
-    agent: AgentState = _new_object(AgentState)  # AgentState(...) without its frozen __init__'s cost
-    _set_vendor(agent, VENDOR)
-    _set_source(agent, source)
-    _set_agent_id(agent, user_id)
-    _set_state(agent, map_state(state_id, overrides))
-    _set_agent_name(agent, text_field(row, "preferredName"))
-    _set_vendor_state(agent, state_id if isinstance(state_id, str) and state_id else None)
-    _set_reason_code(agent, text_field(row, "reasonId"))
-    _set_reason_label(agent, None)
-    _set_since(agent, parse_time(row.get("stateStartTime")))
-    _set_queue_ids(agent, ((f"team/{team}",) if team else ()) + queues)
-    return agent
+    return new_agent_state(  # one per row of a 10,000-row snapshot: without the frozen __init__'s cost
+        vendor=VENDOR,
+        source=source,
+        agent_id=user_id,
+        state=map_state(state_id, overrides),
+        agent_name=text_field(row, "preferredName"),
+        vendor_state=state_id if isinstance(state_id, str) and state_id else None,
+        reason_code=text_field(row, "reasonId"),
+        since=parse_time(row.get("stateStartTime")),
+        queue_ids=((f"team/{team}",) if team else ()) + queues,
+    )
 
 
 def presence_events(
@@ -229,7 +197,7 @@ def presence_events(
         if logged_on_elsewhere:
             return []
         row = change.row
-        agent = AgentState(
+        agent = new_agent_state(
             vendor=VENDOR,
             source=source,
             agent_id=_required_str(row, "userId"),
@@ -256,7 +224,7 @@ def presence_logon(
     Raises:
         NormalizationError: the row has no usable ``userId``.
     """
-    return AgentState(
+    return new_agent_state(
         vendor=VENDOR,
         source=source,
         agent_id=_required_str(row, "userId"),

@@ -29,11 +29,12 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 
+from streamd.events import frozen_constructor
 from streamd.sources.alvaria.shapes import Key, QueryShape, Row
 
 Check = Callable[[Row], tuple[Row, tuple[str, ...]]]
@@ -195,29 +196,13 @@ def diff_snapshot(
     return DiffResult(changes, state, bad)
 
 
-# _row_change builds a RowChange by writing its slots (one per row of a snapshot; see its docstring).
-_new_object = object.__new__
-_ROW_CHANGE_FIELDS = ("change", "key", "row", "cmp", "changed", "previous", "gap", "deviations")
-if {f.name for f in fields(RowChange)} != set(_ROW_CHANGE_FIELDS):  # _row_change sets them all
-    raise ImportError(f"RowChange's fields changed: update {__name__}._ROW_CHANGE_FIELDS and _row_change")
-(_set_change, _set_key, _set_row, _set_cmp, _set_changed, _set_previous, _set_gap, _set_deviations) = (
-    RowChange.__dict__[name].__set__ for name in _ROW_CHANGE_FIELDS
-)
+_new_row_change = frozen_constructor(RowChange, positional=True)
 
 
 def _row_change(change: Change, key: Key, row: Row, cmp: Row, deviations: tuple[str, ...]) -> RowChange:
     """``RowChange(change, key, row, cmp, deviations=deviations)`` for the per-row hot path: the
-    same frozen object without the frozen ``__init__``'s cost (as :func:`streamd.events.new_event`)."""
-    made: RowChange = _new_object(RowChange)
-    _set_change(made, change)
-    _set_key(made, key)
-    _set_row(made, row)
-    _set_cmp(made, cmp)
-    _set_changed(made, ())
-    _set_previous(made, _NO_PREVIOUS)
-    _set_gap(made, False)
-    _set_deviations(made, deviations)
-    return made
+    same frozen object without the frozen ``__init__``'s cost (:func:`streamd.events.frozen_constructor`)."""
+    return _new_row_change(change, key, row, cmp, (), _NO_PREVIOUS, False, deviations)
 
 
 def _as_received(row: Row) -> tuple[Row, tuple[str, ...]]:

@@ -1,0 +1,145 @@
+"""The envelope every source emits (:class:`Event`), its ids, and fast constructors for the hot paths.
+
+Rules (:mod:`streamd.events` re-exports everything here; import it from there):
+
+1. An :class:`Event` is immutable. ``data`` is anything orjson serialises (dict, dataclass,
+   pydantic model); it is the Kafka value, so it keeps every vendor field.
+2. ``topic`` is the suffix after the configured prefix (``o2g.agent``, ``agent-state``).
+3. ``key`` is the entity whose order matters (``{source}:{agentId}``); it is also ``ce_subject``.
+4. ``deviations`` lists the JSON paths where a vendor input deviated from its document
+   (:mod:`streamd.tolerant`); it becomes the ``streamd_deviations`` header.
+5. ``id`` is deterministic for polled rows (:func:`stable_id`); push events may leave it ``None``
+   and get a random id when encoded.
+6. Hot paths build frozen slotted dataclasses with :func:`frozen_constructor` (events with
+   :func:`new_event`): the same frozen objects, without the frozen ``__init__``'s cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+_ID_HASH = hashlib.blake2b(digest_size=16)
+
+
+def id_of(text: bytes) -> str:
+    """The hex BLAKE2b-128 digest of ``text``: :func:`stable_id` of parts already joined with
+    ``\\x1f`` (a copy of an empty hash state is cheaper than a new one)."""
+    digest = _ID_HASH.copy()
+    digest.update(text)
+    return digest.hexdigest()
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic event id from the natural key parts (source, key, vendor timestamp...)."""
+    return id_of("\x1f".join(map(str, parts)).encode())
+
+
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
+def isoformat(when: datetime) -> str:
+    """``when.isoformat()``, remembered for the last datetime: the events of a chunk share one."""
+    global _last_iso
+    last, text = _last_iso
+    if when is not last:
+        text = when.isoformat()
+        _last_iso = (when, text)
+    return text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One event on its way to Kafka."""
+
+    topic: str
+    type: str
+    source: str
+    key: str
+    data: Any
+    time: datetime = field(default_factory=utcnow)
+    id: str | None = None
+    snapshot: bool = False
+    deviations: tuple[str, ...] = ()
+    """JSON paths where the vendor input deviated from its document (``streamd_deviations``)."""
+
+
+def frozen_constructor(cls: Callable[P, T], *, positional: bool = False) -> Callable[P, T]:
+    """A function building ``cls``, a frozen slotted dataclass, from the arguments ``cls(...)``
+    takes (same names, defaults and default factories), writing its slots directly.
+
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``; the
+    function made here calls each slot's setter instead (about half the time: ~0.6 µs instead of
+    ~1.3 µs for a canonical event). The object is the same: equal, frozen, hashable alike.
+
+    Args:
+        positional: every parameter may be passed by position too (a ``kw_only`` class's are
+            keyword-only otherwise).
+
+    Raises:
+        TypeError: ``cls`` is not a frozen slotted dataclass, or has a field ``__init__`` skips.
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    if not isinstance(cls, type) or params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls!r} is not a frozen slotted dataclass")
+    namespace: dict[str, Any] = {"__new": object.__new__, "__cls": cls, "__missing": dataclasses.MISSING}
+    by_position: list[str] = []
+    by_keyword: list[str] = []
+    body: list[str] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name} is not set by __init__")
+        name = f.name
+        namespace[f"__set_{name}"] = cls.__dict__[name].__set__
+        if f.default is not dataclasses.MISSING:
+            namespace[f"__default_{name}"] = f.default
+            param = f"{name}=__default_{name}"
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"__factory_{name}"] = f.default_factory
+            param = f"{name}=__missing"
+            body.append(f"    if {name} is __missing:\n        {name} = __factory_{name}()")
+        else:
+            param = name
+        (by_keyword if f.kw_only and not positional else by_position).append(param)
+        body.append(f"    __set_{name}(__obj, {name})")
+    signature = ", ".join(by_position + (["*", *by_keyword] if by_keyword else []))
+    source = f"def new_{cls.__name__}({signature}):\n    __obj = __new(__cls)\n" + "\n".join(body)
+    exec(source + "\n    return __obj\n", namespace)  # the names are the dataclass's own fields
+    made: Callable[P, T] = namespace[f"new_{cls.__name__}"]
+    made.__doc__ = (
+        f"``{cls.__name__}(...)`` without the frozen ``__init__``'s cost (:func:`frozen_constructor`)."
+    )
+    return made
+
+
+if TYPE_CHECKING:
+
+    def new_event(
+        topic: str,
+        type: str,
+        source: str,
+        key: str,
+        data: Any,
+        time: datetime,
+        id: str | None = None,
+        snapshot: bool = False,
+        deviations: tuple[str, ...] = (),
+    ) -> Event:
+        """``Event(...)`` for hot paths (rule 6), its parameters also by position."""
+        ...
+
+else:
+    new_event = frozen_constructor(Event, positional=True)
