@@ -19,6 +19,11 @@ One rule for every vendor (README "The Kafka contract", docs/architecture.md "To
      out of it (never out of the published value); when a required top-level field is
      unusable the model is ``None`` and the vendor reads the raw value.
 
+   Hot path: when the twin uses only plain JSON nodes, a msgspec type built from it
+   (:func:`fast_type`) checks the input first, about four times faster; only what it refuses
+   is validated by the twin, so the outcome is the twin's either way (the input is decoded
+   JSON: msgspec would take a tuple for a list, JSON has none).
+
 3. The deviations ride on the record as the ``streamd_deviations`` header (a JSON array of
    paths, at most :data:`MAX_PATHS`) and count in ``streamd_deviations_total{source,type}``.
 
@@ -32,13 +37,16 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar, cast
+from types import GenericAlias
+from typing import Any, Final, Generic, Literal, TypeVar, cast
 
+import msgspec
+import msgspec.inspect
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, SchemaValidator
 
-__all__ = ["MAX_PATHS", "KnownValues", "Reader", "Reading", "coerce", "json_path", "resolve"]
+__all__ = ["MAX_PATHS", "KnownValues", "Reader", "Reading", "coerce", "fast_type", "json_path", "resolve"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -95,17 +103,24 @@ class Reading(Generic[M]):
 class Reader(Generic[M]):
     """Reads payloads of one vendor model tolerantly (module docstring)."""
 
-    __slots__ = ("_lax", "_strict", "model")
+    __slots__ = ("_fast", "_lax", "_strict", "model")
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
         self._lax = model.__pydantic_validator__
         schema = _strict_schema(copy.deepcopy(model.__pydantic_core_schema__))
         self._strict = SchemaValidator(schema)
+        self._fast = fast_type(schema)
 
     def check(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
         """The value to publish and its deviations, without building the typed model (hot path)."""
         value = obj if isinstance(obj, dict) else dict(obj)
+        if self._fast is not None:
+            try:
+                _convert(value, self._fast)
+                return value, ()
+            except msgspec.ValidationError:
+                pass  # a deviation (or what msgspec cannot judge): the twin says which
         try:
             self._strict.validate_python(value)
         except ValidationError as exc:
@@ -269,3 +284,152 @@ def _strict_schema(node: Any) -> Any:
 _STRICT_TYPES: Final = frozenset(
     {"int", "float", "str", "bool", "list", "dict", "tuple", "set", "frozenset", "bytes"}
 )
+
+
+# -- the fast check (module rule 2, hot path) ----------------------------------------------------
+
+_convert: Final = msgspec.convert
+
+
+class _Unsupported(Exception):
+    """A schema node :func:`fast_type` does not translate: the twin alone checks that model."""
+
+
+_SCALARS: Final[dict[str, Any]] = {"str": str, "int": int, "float": float, "bool": bool}
+_HARMLESS: Final = frozenset({"type", "strict", "metadata", "serialization", "ref"})
+"""Keys of a scalar node that do not constrain its values (any other key makes it unsupported)."""
+
+
+def fast_type(schema: Any) -> Any:
+    """A msgspec type that accepts a decoded JSON value only if the strict twin ``schema`` does.
+
+    Rules:
+
+    1. Only plain JSON nodes translate: ``model-fields`` (unknown fields forbidden, no
+       validation aliases) become ``forbid_unknown_fields`` structs (fields renamed, so any key
+       works; optional fields get a placeholder default), ``default``, ``nullable``, strict
+       ``str``, ``int``, ``float`` (an ``int`` is a ``float``, as for the twin), ``bool``,
+       ``list`` without length bounds, ``literal`` of strings, ``any``, ``definitions`` and
+       ``definition-ref`` (not recursive). Any other node, or a key that could constrain one
+       (``min_length``, ``pattern``, ``ge``...), makes the whole model unsupported: ``None``.
+    2. msgspec and the twin agree on decoded JSON (``tests/unit/test_tolerant_fast.py``); where
+       msgspec refuses what the twin would accept, the twin is asked anyway (rule 2 of the module).
+    """
+    try:
+        built = _Translator().type_of(schema)
+        msgspec.inspect.type_info(built)  # a type msgspec cannot check raises here, never in check()
+    except (_Unsupported, TypeError):
+        return None
+    return built
+
+
+class _Translator:
+    """Core schema -> msgspec type (:func:`fast_type`); ``definition-ref`` targets built once."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[str, Any] = {}
+        self.built: dict[str, Any] = {}
+        self.building: set[str] = set()
+        self.structs = 0
+
+    def type_of(self, node: Any) -> Any:
+        if not isinstance(node, dict):
+            raise _Unsupported(repr(node))
+        kind = node.get("type")
+        if kind == "definitions":
+            _only(node, {"type", "schema", "definitions", "metadata"})
+            for target in node["definitions"]:
+                ref = target.get("ref") if isinstance(target, dict) else None
+                if not isinstance(ref, str):
+                    raise _Unsupported("definition without ref")
+                self.definitions[ref] = target
+            return self.type_of(node["schema"])
+        if kind == "definition-ref":
+            _only(node, {"type", "schema_ref", "metadata", "serialization"})
+            return self._ref(node["schema_ref"])
+        if kind in _SCALARS:
+            _only(node, _HARMLESS)
+            if node.get("strict") is not True:
+                raise _Unsupported(f"lax {kind}")
+            return _SCALARS[kind]
+        if kind == "any":
+            _only(node, _HARMLESS)
+            return Any
+        if kind == "literal":
+            _only(node, _HARMLESS | {"expected"})
+            expected = node["expected"]
+            if not expected or not all(type(v) is str for v in expected):
+                raise _Unsupported("literal of non-strings")
+            return Literal.__getitem__(tuple(expected))  # Literal[...] of values known at run time
+        if kind == "nullable":
+            _only(node, _HARMLESS | {"schema"})
+            return self.type_of(node["schema"]) | None
+        if kind == "default":
+            _only(node, _HARMLESS | {"schema", "default"})
+            return self.type_of(node["schema"])
+        if kind == "list":
+            _only(node, _HARMLESS | {"items_schema"})
+            if node.get("strict") is not True:
+                raise _Unsupported("lax list")
+            return GenericAlias(
+                list, (self.type_of(node["items_schema"]) if "items_schema" in node else Any,)
+            )
+        if kind == "model-fields":
+            return self._struct(node)
+        raise _Unsupported(str(kind))
+
+    def _ref(self, ref: str) -> Any:
+        if ref in self.built:
+            return self.built[ref]
+        if ref in self.building or ref not in self.definitions:
+            raise _Unsupported(f"recursive or unknown reference {ref}")
+        self.building.add(ref)
+        self.built[ref] = built = self.type_of(self.definitions[ref])
+        self.building.discard(ref)
+        return built
+
+    def _struct(self, node: dict[str, Any]) -> Any:
+        _only(
+            node,
+            {
+                "type",
+                "fields",
+                "computed_fields",
+                "extra_behavior",
+                "model_name",
+                "ref",
+                "metadata",
+                "strict",
+            },
+        )
+        if node.get("extra_behavior") != "forbid":
+            raise _Unsupported("model-fields that allow unknown fields")
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        rename: dict[str, str] = {}
+        for i, (name, field) in enumerate(node["fields"].items()):
+            _only(
+                field,
+                {"type", "schema", "metadata", "serialization_alias", "serialization_exclude", "frozen"},
+            )
+            if field.get("type") != "model-field":
+                raise _Unsupported("field")
+            inner = field["schema"]
+            attribute = f"f{i}"  # any key can be a field: the struct's attributes are renamed to it
+            rename[attribute] = name
+            if isinstance(inner, dict) and inner.get("type") == "default":
+                fields.append((attribute, self.type_of(inner), None))  # the default itself is not needed
+            else:
+                fields.append((attribute, self.type_of(inner)))
+        self.structs += 1
+        return msgspec.defstruct(
+            f"Fast{self.structs}_{node.get('model_name', 'Model')}",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            rename=rename,
+        )
+
+
+def _only(node: dict[str, Any], keys: frozenset[str] | set[str]) -> None:
+    if not node.keys() <= keys:
+        raise _Unsupported(f"{node.get('type')} with {sorted(set(node) - set(keys))}")

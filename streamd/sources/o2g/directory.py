@@ -38,7 +38,7 @@ from typing import Any, Final
 import anyio
 
 from streamd.errors import SourceError
-from streamd.events import AgentState, Event, utcnow
+from streamd.events import AgentState, Event, new_agent_state, utcnow
 from streamd.runtime import task_group
 from streamd.sources.base import Emit
 from streamd.sources.o2g import acd
@@ -124,20 +124,28 @@ class DirectoryReads:
     def complete(self, state: AgentState) -> AgentState:
         """``state`` with the name, reason label and queues the directory knows (rule 3)."""
         login = state.agent_id
+        current = state.queue_ids
         more = self.groups.get(login, ())
-        groups = tuple(dict.fromkeys((*state.queue_ids, *more))) if more else state.queue_ids
-        if self.pilots:
-            pilots = sorted({p for g in groups for p in self.pilots.get(g, ())} - set(groups))
+        if not more or (more == current and len(current) < 2):  # the usual case: nothing to merge
+            groups = current
+        else:
+            groups = tuple(dict.fromkeys((*current, *more)))
+        if not self.pilots:
+            queues = groups
+        elif len(groups) == 1:  # one group: its pilots, without the group itself
+            serving = self.pilots.get(groups[0])
+            pilots = sorted(serving - set(groups)) if serving else []
             queues = (*groups, *pilots) if pilots else groups
         else:
-            queues = groups
+            pilots = sorted({p for g in groups for p in self.pilots.get(g, ())} - set(groups))
+            queues = (*groups, *pilots) if pilots else groups
         name = state.agent_name or self.names.get(login)
         label, code = state.reason_label, state.reason_code
         if code is not None and label is None:
             label = next((t[code] for g in groups if code in (t := self.labels.get(g, {}))), None)
         if (name, label, queues) == (state.agent_name, state.reason_label, state.queue_ids):
             return state
-        return AgentState(
+        return new_agent_state(
             vendor=state.vendor,
             source=state.source,
             agent_id=login,

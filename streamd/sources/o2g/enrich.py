@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
-from streamd.events import AgentState, Event
+from streamd.events import AgentState, Event, new_agent_state
 from streamd.sources.base import Emit
 from streamd.sources.o2g import mapping
 from streamd.sources.o2g.directory import (
@@ -57,6 +57,17 @@ _USER_CHANGED: Final = frozenset({"o2g.user.OnUserInfoChanged", "o2g.userManagem
 _PILOT_NAMED: Final = frozenset({"o2g.pilot.PilotSnapshot", "o2g.rti.OnPilotRtiChanged"})
 RTI_STATE_FIELDS: Final = frozenset({"serviceState", "phoneState", "withdrawReason", "currentPG"})
 """An RTI agent delta with one of these says something about the agent's canonical state."""
+_ENRICHED: Final = frozenset(
+    {
+        "streamd.agent.State",
+        "o2g.rti.OnAgentRtiChanged",
+        "o2g.pilot.OnPilotCallQueued",
+        "o2g.pilot.OnPilotCallRemoved",
+        *_USER_CHANGED,
+        *_PILOT_NAMED,
+    }
+)
+"""The event types :meth:`Directory.enrich` looks into; every other one is passed on as it is."""
 
 
 class Directory(Learning):
@@ -68,12 +79,16 @@ class Directory(Learning):
     def enrich(self, events: Sequence[Event]) -> list[Event]:
         """The events to publish instead of ``events`` (rules 1, 2), in order."""
         out: list[Event] = []
+        append = out.append
         for event in events:
             kind = event.type
-            if kind == "streamd.agent.State" and isinstance(event.data, AgentState):
-                out.append(self._publish(event.data, event))
+            if kind not in _ENRICHED:  # most events: passed on as they are
+                append(event)
                 continue
-            out.append(event)
+            if kind == "streamd.agent.State" and isinstance(event.data, AgentState):
+                append(self._publish(event.data, event))
+                continue
+            append(event)
             data = event.data if isinstance(event.data, dict) else {}
             if kind == "o2g.rti.OnAgentRtiChanged":
                 out += self._rti_agent(data, event)
@@ -105,30 +120,44 @@ class Directory(Learning):
         number = as_text(delta.get("number"))
         if number is None:
             return []
-        merged = self._rti.setdefault(number, {})
-        merged.update((k, v) for k, v in delta.items() if v is not None)
+        merged = self._rti.get(number)
+        if merged is None:
+            merged = self._rti[number] = {}
+        if None in delta.values():
+            merged.update((k, v) for k, v in delta.items() if v is not None)
+        else:
+            merged.update(delta)
         out = []
-        pilot = self.pilot_numbers.get(as_text(delta.get("pilotName")) or "")
-        if pilot is not None and (group := as_text(merged.get("currentPG"))):
-            out += self._link(pilot, group)
+        if "pilotName" in delta:
+            pilot = self.pilot_numbers.get(as_text(delta["pilotName"]) or "")
+            if pilot is not None and (group := as_text(merged.get("currentPG"))):
+                out += self._link(pilot, group)
         login = self.logins.get(number)
         if login is None or "serviceState" not in merged or RTI_STATE_FIELDS.isdisjoint(delta):
             return out
-        rti_name = display_name({"firstName": merged.get("firstName"), "lastName": merged.get("name")})
-        if login not in self.names and rti_name:
-            self.names[login] = rti_name
-        state = mapping.rti_agent_state(self.source, login, merged, since=event.time)
+        if login not in self.names:
+            rti_name = display_name({"firstName": merged.get("firstName"), "lastName": merged.get("name")})
+            if rti_name:
+                self.names[login] = rti_name
+        state, vendor_state, reason_code, queue_ids = mapping.rti_fields(merged)
         last = self._base.get(login)
-        if last is not None and not state.queue_ids:
-            state = dataclasses.replace(state, queue_ids=last.queue_ids[:1])
-        if last is not None and (last.state, last.reason_code, last.queue_ids[:1]) == (
-            state.state,
-            state.reason_code,
-            state.queue_ids,
-        ):
-            return out
-        self._set_base(login, state)
-        done = self._published[login] = self.complete(state)
+        if last is not None:
+            if not queue_ids:
+                queue_ids = last.queue_ids[:1]
+            if (last.state, last.reason_code, last.queue_ids[:1]) == (state, reason_code, queue_ids):
+                return out  # nothing new: no second event, no new ``since``
+        mapped = new_agent_state(
+            vendor=mapping.VENDOR,
+            source=self.source,
+            agent_id=login,
+            state=state,
+            vendor_state=vendor_state,
+            reason_code=reason_code,
+            since=event.time,
+            queue_ids=queue_ids,
+        )
+        self._set_base(login, mapped)
+        done = self._published[login] = self.complete(mapped)
         return [*out, done.to_event(snapshot=event.snapshot)]
 
 

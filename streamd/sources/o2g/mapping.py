@@ -82,7 +82,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from streamd.events import AgentState, QueueMetric, State
+from streamd.events import AgentState, QueueMetric, State, new_agent_state, new_queue_metric
 
 from .models_callcenter import AgentMainState as Main
 from .models_callcenter import AgentSubState as Sub
@@ -128,7 +128,7 @@ def agent_state(
     sub = state.get("subState")
     pg = state.get("pgNumber") or state.get("pgGroupNumber")
     reason = state.get("withdrawReason")
-    return AgentState(
+    return new_agent_state(
         vendor=VENDOR,
         source=source,
         agent_id=login,
@@ -169,23 +169,35 @@ def rti_canonical_state(service: str | None, phone: str | None) -> State:
     return RTI_PHONE_STATES.get(phone, State.UNKNOWN)
 
 
-def rti_agent_state(
-    source: str, login: str, attributes: dict[str, Any], *, since: datetime | None = None
-) -> AgentState:
-    """Map the RTI attributes of agent ``login`` (every ``OnAgentRtiChanged`` delta so far, merged)."""
+def rti_fields(attributes: dict[str, Any]) -> tuple[State, str, str | None, tuple[str, ...]]:
+    """What :func:`rti_agent_state` maps from the RTI attributes: state, vendor state, reason
+    code and queue ids (the comparisons of :mod:`.enrich` need no ``AgentState`` built)."""
     service = attributes.get("serviceState")
     phone = attributes.get("phoneState")
     reason = attributes.get("withdrawReason") if service == "Withdrawn" else None  # else the last one
     pg = attributes.get("currentPG")
-    return AgentState(
+    return (
+        rti_canonical_state(service, phone),
+        f"{service}/{phone}" if phone else str(service),
+        str(reason) if reason is not None else None,
+        (str(pg),) if pg else (),
+    )
+
+
+def rti_agent_state(
+    source: str, login: str, attributes: dict[str, Any], *, since: datetime | None = None
+) -> AgentState:
+    """Map the RTI attributes of agent ``login`` (every ``OnAgentRtiChanged`` delta so far, merged)."""
+    state, vendor_state, reason_code, queue_ids = rti_fields(attributes)
+    return new_agent_state(
         vendor=VENDOR,
         source=source,
         agent_id=login,
-        state=rti_canonical_state(service, phone),
-        vendor_state=f"{service}/{phone}" if phone else str(service),
-        reason_code=str(reason) if reason is not None else None,
+        state=state,
+        vendor_state=vendor_state,
+        reason_code=reason_code,
         since=since,
-        queue_ids=(str(pg),) if pg else (),
+        queue_ids=queue_ids,
     )
 
 
@@ -258,21 +270,18 @@ def queue_metrics(
     as_of: datetime | None = None,
 ) -> list[QueueMetric]:
     """One ``QueueMetric`` per field of ``table`` present (not null) in ``obj``."""
-    out = []
-    for field, (metric, unit) in table.items():
-        value = obj.get(field)
-        if value is None:
-            continue
-        out.append(
-            QueueMetric(
-                vendor=VENDOR,
-                source=source,
-                queue_id=queue_id,
-                metric=metric,
-                value=value,
-                unit=unit,
-                queue_name=queue_name,
-                as_of=as_of,
-            )
+    get = obj.get
+    return [
+        new_queue_metric(
+            vendor=VENDOR,
+            source=source,
+            queue_id=queue_id,
+            metric=metric,
+            value=value,
+            unit=unit,
+            queue_name=queue_name,
+            as_of=as_of,
         )
-    return out
+        for field, (metric, unit) in table.items()
+        if (value := get(field)) is not None
+    ]

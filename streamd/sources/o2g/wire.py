@@ -9,8 +9,9 @@ Rules:
    skipped between objects, and bytes split at any boundary (inside multi-byte UTF-8, inside
    strings with escaped quotes or braces).
 3. Hot path: a line that ends in ``\\n`` is handed to ``orjson.loads`` as a whole (NDJSON is what
-   real O2G servers send); only when that fails does a string-aware brace scanner find the object
-   boundaries, jumping from ``{``/``}``/``"`` to the next with regexes, never a per-byte loop.
+   real O2G servers send; the whole lines of a chunk are split at once); only when that fails does
+   a string-aware brace scanner find the object boundaries, jumping from ``{``/``}``/``"`` to the
+   next with regexes, never a per-byte loop.
 4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
    :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
    dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
@@ -96,6 +97,8 @@ class O2GEventDecoder:
         buf += data
         self._exact = may_hold_big_ints(memoryview(buf)[seam:])
         out: list[dict[str, Any] | MalformedEvent] = []
+        if self._start < 0 and self._garbage < 0:
+            self._lines(out)
         while True:
             if self._start < 0 and not self._between_objects(out):
                 break
@@ -121,6 +124,35 @@ class O2GEventDecoder:
             raise VendorProtocolError(f"O2G event stream ended inside an event ({size} bytes): {snippet!r}")
 
     # -- internals -------------------------------------------------------------------------
+
+    def _lines(self, out: list[dict[str, Any] | MalformedEvent]) -> None:
+        """The NDJSON fast path of rule 3 for whole lines: one split, one ``loads`` per line.
+
+        Lines that are one JSON object each are decoded here; at the first line that is not (or
+        is not all there yet) :meth:`_between_objects` and the scanner take over, from its start.
+        """
+        buf = self._buf
+        end = buf.rfind(b"\n")
+        pos = self._pos
+        if end < pos:
+            return
+        parse = loads if self._exact else orjson.loads  # = _loads_dict, one call less per line
+        limit = self._max
+        for line in buf[pos:end].split(b"\n"):
+            if line:
+                if line[0] != _OPEN_BRACE:
+                    break
+                try:
+                    obj = parse(line)
+                except orjson.JSONDecodeError:
+                    break
+                if type(obj) is not dict:
+                    break
+                if len(line) > limit:
+                    raise VendorProtocolError(f"O2G event of {len(line)} bytes exceeds {limit}")
+                out.append(obj)
+            pos += len(line) + 1
+        self._pos = pos
 
     def _between_objects(self, out: list[dict[str, Any] | MalformedEvent]) -> bool:
         """Skip separators up to the next ``{``; try the NDJSON fast path. False = need bytes."""
