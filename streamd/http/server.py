@@ -9,8 +9,11 @@ Rules:
    responses finish and the port is released before the caller moves on.
 4. The defaults are the daemon's; embedders (the simulators, via ``streamd.sim.server``) may pick
    another websocket protocol (a class too), ping interval and HTTP keep-alive timeout.
-5. HTTP/1.1 is always uvicorn's h11 implementation (never httptools, even where installed), bounded
-   by :mod:`streamd.http.limits`: connections, request head size and read time, CL+TE requests.
+5. HTTP/1.1 is uvicorn's httptools implementation where httptools is installed (a dependency),
+   else its h11 one (``parser`` picks one), bounded by :mod:`streamd.http.limits` either way:
+   connections, request head size and read time, CL+TE requests.
+6. No ``X-Forwarded-*`` rewriting (uvicorn's proxy-headers middleware, on by default for loopback
+   peers): nothing in streamd reads the client address or scheme, and it cost every request.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 from uvicorn.config import WSProtocolType
 
-from streamd.http.limits import Limits, protocol
+from streamd.http.limits import Limits, Parser, protocol
 
 
 class _QuietServer(uvicorn.Server):
@@ -68,6 +71,7 @@ async def serve(
     ws_ping_interval: float | None = 20.0,
     timeout_keep_alive: int = 5,
     limits: Limits | None = None,
+    parser: Parser = "auto",
 ) -> None:
     """Serve ``app`` until cancelled; report the bound port through ``task_status``.
 
@@ -82,6 +86,7 @@ async def serve(
         ws_ping_interval: seconds between server pings on websockets (None: never ping).
         timeout_keep_alive: seconds an idle HTTP keep-alive connection is held open.
         limits: connection and request head bounds (default: those of a default ``http`` config).
+        parser: the HTTP/1.1 parser (``auto``: httptools when installed, else h11).
     """
     limits = limits or Limits.of()
     sock = bind(host, port)
@@ -95,7 +100,8 @@ async def serve(
         ws=ws,
         ws_ping_interval=ws_ping_interval,
         timeout_keep_alive=timeout_keep_alive,
-        http=protocol(limits),
+        proxy_headers=False,
+        http=protocol(limits, parser),
         h11_max_incomplete_event_size=limits.max_header_bytes,
     )
     server = _QuietServer(config)

@@ -13,13 +13,14 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from streamd.errors import PublishError
+from streamd.errors import PublishError, VendorProtocolError
 from streamd.events import AgentState, DeadLetter, Event
 from streamd.publish.memory import MemoryEmit
 from streamd.sim.o2g import O2GSimulator, serve_app
 from streamd.sources.o2g.config import O2GSourceConfig
 from streamd.sources.o2g.source import O2GSource
 from streamd.sources.o2g.webhook import BATCH_FACTOR, WebhookReceiver, cookie_candidates
+from streamd.sources.o2g.wire import MalformedEvent, O2GEventDecoder
 from streamd.telemetry import ERRORS
 from tests.helpers import MemoryWebhooks, running, source_deps
 
@@ -257,3 +258,69 @@ async def test_webhook_refusals_log_one_line_per_transition(caplog: pytest.LogCa
         ),
         (logging.INFO, "o2g pbx1: webhook POSTs accepted again"),
     ]
+
+
+def decoded_by_the_chunk_decoder(body: bytes, max_event_size: int) -> object:
+    """What the receiver answered before its one-``loads`` fast path: the chunk decoder's result."""
+    decoder = O2GEventDecoder(max_event_size)
+    try:
+        items = decoder.feed(body)
+        decoder.feed_eof()
+    except VendorProtocolError:
+        return None
+    if not items or any(isinstance(i, MalformedEvent) for i in items):
+        return None
+    return list(items)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"eventName":"OnCtiLinkUp","nodeId":"1"}',
+        b'  {"eventName":"OnCtiLinkUp","nodeId":"1"}\n',
+        b'{"eventName":"OnAgentStateChanged","loginName":"a","n":123456789012345678901234}',
+        b'{"eventName":"OnCtiLinkUp","nodeId":"1"}{"eventName":"OnCtiLinkDown","nodeId":"1"}',
+        b'{"eventName":"OnCtiLinkUp","nodeId":"1"}\n{"eventName":"OnCtiLinkDown","nodeId":"1"}\n',
+        b'[{"eventName":"OnCtiLinkUp","nodeId":"1"},{"eventName":"OnCtiLinkDown","nodeId":"1"}]',
+        b'{"eventName":"OnCtiLinkUp","nodeId":"' + b"x" * 100 + b'"}',  # beyond max_event_size
+        b'{"eventName":"OnCtiLinkUp"} trailing',
+        b"{not json",
+        b"[1]",
+        b'"text"',
+        b"42",
+        b"{}",
+        b"",
+        b"   ",
+    ],
+)
+def test_a_body_decodes_as_the_chunk_decoder_decodes_it(body: bytes) -> None:
+    receiver = WebhookReceiver(source="pbx1", emit=MemoryEmit(), deadline=1, max_event_size=100)
+    assert receiver.parse(body) == decoded_by_the_chunk_decoder(body, 100)
+
+
+async def test_a_query_string_once_accepted_is_accepted_again_and_no_other_without_the_secret() -> None:
+    emit = MemoryEmit()
+    receiver = WebhookReceiver(source="pbx1", emit=emit, deadline=1, max_event_size=4096, secret=SECRET)
+    receiver.subscription_ids = {"sub-1"}
+    app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
+    body, cookie = b'{"eventName":"OnCtiLinkUp","nodeId":"1"}', {"Cookie": "sub-1"}
+    async with serve_app(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:
+        statuses = [
+            (await http.post(f"/hook?{query}", content=body, headers=cookie)).status_code
+            for query in (
+                f"secret={SECRET}",
+                f"secret={SECRET}",  # the remembered query string
+                "secret=wrong",
+                f"secret={SECRET}&secret=wrong",  # the last value counts
+                f"secret={SECRET}x",
+                "",
+                f"secret={SECRET}",
+            )
+        ]
+        by_header = await http.post(
+            "/hook?other=1", content=body, headers={**cookie, "X-Streamd-Secret": SECRET}
+        )
+        then = await http.post("/hook?other=1", content=body, headers=cookie)  # a header is not remembered
+    assert statuses == [200, 200, 401, 401, 401, 401, 200]
+    assert (by_header.status_code, then.status_code) == (200, 401)
+    assert len(emit.events) == 4
