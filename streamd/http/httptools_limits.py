@@ -7,9 +7,11 @@ Rules:
 
 1. Connections: :func:`~streamd.http.limits.admitted` when a connection is made, as for h11.
 2. The head timer is armed when a connection is accepted and when bytes of a further request's
-   head arrive on a kept-alive connection; it is disarmed once a head is complete. When it fires
-   while a head is still being received, the connection is closed without an answer and counted
-   (``header_timeout``).
+   head arrive on a kept-alive connection, but only once every answer owed on the connection is
+   sent (as h11's: a slow answer never lets a pipelined head's timer close the connection under
+   it; the timer is then armed when the last answer completes); it is disarmed once a head is
+   complete. When it fires while a head is still being received, the connection is closed
+   without an answer and counted (``header_timeout``).
 3. Head size: a read that arrives while a head is being received counts whole, except for what
    follows the head's end (a blank line) in it. A read that would take the count past
    ``max_header_bytes`` is answered 431 and the connection closed before llhttp sees it, so
@@ -138,6 +140,8 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().on_response_complete()
         if last and self._refuse_after:
             self._too_large()
+        elif self._in_head and self._head_bytes:
+            self._arm()  # a further head began while this answer was owed (rule 2)
 
     def _refuse(self) -> None:
         """Refuse the head being received (431), after the answers still owed on this connection."""
@@ -156,8 +160,12 @@ class BoundedHttpTools(HttpToolsProtocol):
             self.transport.write(TOO_LARGE)
             self.transport.close()
 
+    def _owed(self) -> bool:
+        """An answer is still owed on this connection (being written, or a pipelined request)."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
     def _arm(self) -> None:
-        if self._head_timer is None:
+        if self._head_timer is None and not self._owed():
             self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
 
     def _disarm(self) -> None:
@@ -167,7 +175,7 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def _head_timeout(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or not self._in_head:
-            return
+        if self.transport.is_closing() or not self._in_head or self._owed():
+            return  # owed: armed again once the last answer is sent
         count_error("http", "http", "header_timeout")
         self.transport.close()

@@ -46,7 +46,12 @@ async def _ok(_: Request) -> Response:
     return PlainTextResponse("ok\n")
 
 
-APP = Starlette(routes=[Route("/echo", _echo, methods=["POST"]), Route("/livez", _ok)])
+async def _slow(_: Request) -> Response:
+    await anyio.sleep(1.0)
+    return PlainTextResponse("slow\n")
+
+
+APP = Starlette(routes=[Route("/echo", _echo, methods=["POST"]), Route("/livez", _ok), Route("/slow", _slow)])
 
 
 class Port:
@@ -246,6 +251,20 @@ async def test_a_kept_alive_connection_after_a_body_is_not_closed_by_the_header_
         await stream.send(b"GET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         assert (await read_all(stream)).startswith(b"HTTP/1.1 200")
     assert errors("header_timeout") == before
+
+
+async def test_a_slow_answer_is_sent_before_the_head_timer_of_a_pipelined_head_runs(parser: Parser) -> None:
+    """Part of a further head arrives while the first request is still being answered (for longer
+    than the head timeout): the answer is sent; the head timer runs from then on and closes the
+    connection, the unfinished head never completed."""
+    before = errors("header_timeout")
+    async with server(Limits(100, header_timeout=0.3, max_header_bytes=16_384), parser) as port:
+        stream = await port.connect()
+        await stream.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\nGET /livez HTTP/1.1\r\nhost: x\r\n")
+        data = await read_all(stream)
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert data.endswith(b"slow\n"), data
+    assert errors("header_timeout") == before + 1
 
 
 @pytest.mark.parametrize("body", [b"", b"hello"], ids=["behind-get", "behind-post"])
