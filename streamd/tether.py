@@ -85,7 +85,8 @@ def main(argv: Sequence[str]) -> int:
     threading.Thread(target=watch, args=(child,), name="parent-watch", daemon=True).start()
     code = child.wait()
     if code < 0:  # rule 4: end by the same signal
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be (and need not be) reset
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         return 128 - code  # the shell's convention, should the signal not end this process
     return code

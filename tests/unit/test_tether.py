@@ -158,6 +158,17 @@ def test_a_stop_signal_to_the_tether_reaches_the_command_and_the_tether_ends_as_
             stream.close()
 
 
+def test_a_command_ended_by_sigkill_ends_the_tether_by_sigkill_too() -> None:
+    """The OOM killer's way, or the tether's own last resort: no traceback, the same signal."""
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    with subprocess.Popen(  # stdin held open: the tether's parent is alive throughout
+        tethered([sys.executable, "-c", code]), stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.wait(timeout=30) == -signal.SIGKILL
+        assert process.stderr is not None
+        assert b"Traceback" not in process.stderr.read()
+
+
 def test_without_a_command_it_says_how_to_use_it() -> None:
     done = subprocess.run(tethered([]), capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
