@@ -28,15 +28,13 @@ import contextlib
 import itertools
 import os
 import sqlite3
-import struct
-import sys
 import threading
-from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from streamd.errors import FatalError, PublishError
@@ -343,88 +341,60 @@ def _file_size(path: str) -> int:
 
 # -- the write-ahead's packed batches (rule 6) -------------------------------------------------
 
-_MAGIC = b"swa1"
-_U32 = "I"
-assert array(_U32).itemsize == 4, "the packed batches' lengths are 32-bit"
-_SWAP = sys.byteorder != "little"
+_MAGIC = b"swa2"
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]])
+"""Shared by every thread: an Encoder's and a Decoder's methods are thread-safe (msgspec >= 0.16)."""
 _FIELDS = attrgetter("topic", "key", "value", "headers")
-_NAME, _VALUE = itemgetter(0), itemgetter(1)
+_HEADERS = attrgetter("headers")
+_VALUE = itemgetter(1)
 
 
 def pack(records: Sequence[Record]) -> bytes:
-    """The records in one blob, column by column: the fields are gathered, measured and joined by
-    C loops (``map``, ``join``), never one Python step per field. Read back by :func:`unpack`.
-
-    Layout (integers are unsigned 32-bit little-endian):
-
-    1. ``swa1``, then N (records), P (header pairs of all records), T (bytes of the text below);
-    2. the lengths: N topic lengths, N key lengths, N value lengths, N header counts, P header
-       name lengths, P header value lengths (topics and names in characters, the rest in bytes);
-    3. the text: every topic, then every header name, as UTF-8;
-    4. every key, every value, every header value.
+    """The records in one blob: ``swa2``, then a MessagePack array of ``[topic, key, value,
+    headers]`` arrays (``headers`` an array of ``[name, value]`` pairs; topics and names are
+    strings, the rest binary), made by msgspec in C. Read back by :func:`unpack`.
 
     Raises:
         ValueError: a record the spool could not hold (it keeps headers as JSON text): a topic or
             header name that is not valid Unicode (a lone surrogate), a header value that is not
             UTF-8.
     """
-    if not records:
-        return _MAGIC + bytes(12)
-    topics, keys, values, headers = zip(*map(_FIELDS, records), strict=True)
-    pairs = list(itertools.chain.from_iterable(headers))
-    names, header_values = list(map(_NAME, pairs)), list(map(_VALUE, pairs))
+    _check_header_values(records)
     try:
-        text = "".join(itertools.chain(topics, names)).encode()
-    except UnicodeEncodeError as exc:
+        return _MAGIC + _ENCODER.encode(list(map(_FIELDS, records)))
+    except UnicodeEncodeError as exc:  # only topics and names are strings
         raise ValueError(f"a topic or header name is not valid Unicode: {exc}") from None
-    try:
-        b"\n".join(header_values).decode()  # each value checked: a separator ends any partial character
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"a header value is not UTF-8: {exc}") from None
-    lengths = array(_U32, (len(records), len(pairs), len(text)))
-    for column in (topics, keys, values, headers, names, header_values):
-        lengths.extend(map(len, column))
-    if _SWAP:
-        lengths.byteswap()
-    return b"".join((_MAGIC, lengths.tobytes(), text, *keys, *values, *header_values))
 
 
 def unpack(packed: bytes) -> list[Record]:
     """The records :func:`pack` put into ``packed``, in order.
 
     Raises:
-        ValueError: ``packed`` is not such a blob, or is truncated or inconsistent (the message
-            says what is wrong); nothing is read past its end.
+        ValueError: ``packed`` is not such a blob, or is truncated, extended or inconsistent (the
+            message says what is wrong), or holds what :func:`pack` refuses; nothing is read past
+            its end.
     """
-    if len(packed) < 16 or packed[:4] != _MAGIC:
+    if packed[:4] != _MAGIC:
         raise ValueError(f"not a packed batch (starts with {packed[:4]!r}, {len(packed)} bytes)")
-    n, p, text_size = struct.unpack_from("<III", packed, 4)
-    start = 16 + 4 * (4 * n + 2 * p)
-    if start + text_size > len(packed):
-        raise ValueError(f"truncated: {n} records and {p} headers announced in {len(packed)} bytes")
-    lengths = array(_U32)
-    lengths.frombytes(packed[16:start])
-    if _SWAP:
-        lengths.byteswap()
-    topic_len, key_len, value_len, counts = (lengths[i * n : (i + 1) * n] for i in range(4))
-    name_len, header_len = lengths[4 * n : 4 * n + p], lengths[4 * n + p :]
-    if sum(counts) != p:
-        raise ValueError(f"the header counts add up to {sum(counts)}, not {p}")
     try:
-        text = packed[start : start + text_size].decode()
+        rows = _DECODER.decode(memoryview(packed)[4:])
     except UnicodeDecodeError as exc:
-        raise ValueError(f"topics and header names are not UTF-8: {exc}") from None
-    if sum(topic_len) + sum(name_len) != len(text):
-        raise ValueError(f"{len(text)} characters of topics and header names, the lengths say otherwise")
-    end = start + text_size + sum(key_len) + sum(value_len) + sum(header_len)
-    if end != len(packed):
-        raise ValueError(f"{len(packed)} bytes, the lengths say {end}")
-    text_at = itertools.accumulate(itertools.chain(topic_len, name_len), initial=0)
-    strings = [text[a:b] for a, b in itertools.pairwise(text_at)]
-    data_at = itertools.accumulate(itertools.chain(key_len, value_len, header_len), initial=start + text_size)
-    data = [packed[a:b] for a, b in itertools.pairwise(data_at)]
-    header_pairs = iter(zip(strings[n:], data[2 * n :], strict=True))
-    return [
-        Record(strings[i], data[i], data[n + i], list(itertools.islice(header_pairs, counts[i])))
-        for i in range(n)
-    ]
+        raise ValueError(f"a damaged packed batch: a topic or header name is not UTF-8: {exc}") from None
+    except ValueError as exc:  # msgspec.DecodeError and ValidationError: truncated, extended, mistyped
+        raise ValueError(f"a damaged packed batch ({len(packed)} bytes): {exc}") from None
+    records = list(itertools.starmap(Record, rows))
+    try:
+        _check_header_values(records)
+    except ValueError as exc:
+        raise ValueError(f"a damaged packed batch: {exc}") from None
+    return records
+
+
+def _check_header_values(records: Iterable[Record]) -> None:
+    """Raises ``ValueError`` if a header value is not UTF-8 (all values joined, so checked in C;
+    a separator ends any partial character, so each value is checked on its own)."""
+    try:
+        b"\n".join(map(_VALUE, itertools.chain.from_iterable(map(_HEADERS, records)))).decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a header value is not UTF-8: {exc}") from None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import struct
 from pathlib import Path
 
 import anyio
@@ -64,6 +63,8 @@ def test_pack_round_trips_odd_and_realistic_records() -> None:
     assert unpack(pack([])) == []
     assert unpack(pack(ODD[:1])) == ODD[:1]
     assert all(isinstance(h, list) for r in unpack(pack(records)) for h in [r.headers])
+    assert all(isinstance(pair, tuple) for r in unpack(pack(records)) for pair in r.headers)
+    assert pack([]).startswith(b"swa2")
 
 
 @pytest.mark.parametrize(
@@ -89,37 +90,74 @@ def test_records_the_spool_could_not_hold_are_refused_when_written_ahead(
 
 
 def test_unpack_refuses_anything_truncated_extended_or_inconsistent_with_a_clear_error() -> None:
-    packed = pack(ODD[1:3] + _records(3))
+    records = ODD[1:3] + _records(3)
+    packed = pack(records)
     for end in range(len(packed)):  # every truncation, never an IndexError or a short read
-        with pytest.raises(ValueError, match=r"not a packed batch|truncated|the lengths say"):
+        with pytest.raises(ValueError, match=r"not a packed batch|truncated"):
             unpack(packed[:end])
-    with pytest.raises(ValueError, match="the lengths say"):
+    with pytest.raises(ValueError, match="trailing characters"):
         unpack(packed + b"x")
     with pytest.raises(ValueError, match="not a packed batch"):
         unpack(b"SQLite format 3\x00" + packed)
-    n, p, text = struct.unpack_from("<III", packed, 4)
-    with pytest.raises(ValueError, match="header counts add up"):
-        unpack(packed[:4] + struct.pack("<III", n, p - 1, text) + packed[16:-4])
+    with pytest.raises(ValueError, match=r"not a packed batch \(starts with b'swa1'"):
+        unpack(b"swa1" + packed[4:])  # another format is told apart by its magic
+
+    # The layout (pack's docstring): magic, the array of records, ODD[1] first:
+    # [topic "t", key b"", value b"{}", 3 header pairs ...].
+    assert packed[:15] == b"swa2\x95\x94\xa1t\xc4\x00\xc4\x02{}\x93"
+
+    def damaged(at: int, byte: int) -> bytes:
+        return packed[:at] + bytes([byte]) + packed[at + 1 :]
+
     with pytest.raises(ValueError, match="truncated"):
-        unpack(packed[:4] + struct.pack("<III", n + 1_000_000, p, text) + packed[16:])
-    start = 16 + 4 * (4 * n + 2 * p)
-    bad_text = packed[:start] + b"\xff" + packed[start + 1 :]
-    with pytest.raises(ValueError, match="not UTF-8"):
-        unpack(bad_text)
+        unpack(damaged(4, 0x96))  # one record more than there is
+    with pytest.raises(ValueError, match="trailing characters"):
+        unpack(damaged(4, 0x94))  # one record less: the last one is left over
+    with pytest.raises(ValueError, match=r"Expected `array` of length 4, got 3 - at `\$\[0\]`"):
+        unpack(damaged(5, 0x93))  # a record without its headers
+    with pytest.raises(ValueError, match=r"Expected `array` of length 2, got 4 - at `\$\[0\]\[3\]\[3\]`"):
+        unpack(damaged(14, 0x94))  # one header pair more: the next record is read as one
+    with pytest.raises(ValueError, match=r"Expected `array` of length 4, got 2 - at `\$\[1\]`"):
+        unpack(damaged(14, 0x92))  # one header pair less: it is read as the next record
+    short = pack([Record("t", b"k", b"v", [])])
+    assert short == b"swa2\x91\x94\xa1t\xc4\x01k\xc4\x01v\x90"
+    with pytest.raises(ValueError, match="truncated"):
+        unpack(short[:9] + b"\x20" + short[10:])  # a key longer than what is left
+    with pytest.raises(ValueError, match=r"Expected `str`, got `bytes` - at `\$\[0\]\[0\]`"):
+        unpack(damaged(6, 0xC4))  # a binary where the topic is
+    with pytest.raises(ValueError, match="a topic or header name is not UTF-8"):
+        unpack(damaged(7, 0xFF))
+    value = packed.index(b"\xa7ce_type\xc4\x01x") + 10
+    assert packed[value] == ord("x")
+    with pytest.raises(ValueError, match="a header value is not UTF-8"):
+        unpack(damaged(value, 0xFF))  # pack refuses it, so does unpack: recovery could not move it
+    assert unpack(packed) == records
 
 
 def test_unpack_of_damaged_bytes_returns_records_or_a_value_error_never_anything_else() -> None:
     packed = pack(ODD + _records(5))
     rng = random.Random(19)
-    for _ in range(2_000):
+    refused: list[str] = []
+    for _ in range(3_000):
         damaged = bytearray(packed)
         for _ in range(rng.randint(1, 3)):
-            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            at = rng.randrange(len(damaged))
+            match rng.randrange(3):
+                case 0:
+                    damaged[at] = rng.randrange(256)
+                case 1:
+                    del damaged[at]
+                case _:
+                    damaged.insert(at, rng.randrange(256))
         try:
             records = unpack(bytes(damaged))
-        except ValueError:
+        except ValueError as exc:
+            refused.append(str(exc))
             continue
         assert all(isinstance(r, Record) for r in records)
+        assert all(isinstance(h, tuple) for r in records for h in r.headers)
+    assert refused
+    assert all(m.startswith(("not a packed batch", "a damaged packed batch")) for m in refused)
 
 
 def test_a_batch_is_one_row_and_forgetting_deletes_ranges_of_batches(tmp_path: Path) -> None:
@@ -268,6 +306,24 @@ def test_an_unreadable_written_ahead_batch_stops_the_start_naming_the_row(
     with pytest.raises(FatalError, match=message):
         Spool(path)
     with sqlite3.connect(path) as db:  # nothing was moved: the batch is still there to look at
+        assert db.execute("SELECT COUNT(*) FROM received").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
+
+
+def test_a_written_ahead_header_value_damaged_into_not_utf8_stops_the_start_naming_the_row(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    crashed = Spool(path)
+    crashed.write_ahead([ODD[1:2]])  # its header ("ce_type", b"x")
+    crashed.close()
+    with sqlite3.connect(path) as db:
+        [(packed,)] = db.execute("SELECT packed FROM received")
+        assert packed.count(b"\xc4\x01x") == 1
+        db.execute("UPDATE received SET packed = ?", (packed.replace(b"\xc4\x01x", b"\xc4\x01\xff"),))
+    with pytest.raises(FatalError, match=r"received row 1.*a header value is not UTF-8"):
+        Spool(path)  # a FatalError, not the UnicodeDecodeError moving it into the spool would raise
+    with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM received").fetchone()[0] == 1
         assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
 
