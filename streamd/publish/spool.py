@@ -11,15 +11,17 @@ Rules:
    :class:`PublishError` (the caller answers 503 or counts the loss; never silent). Once
    drained, :meth:`Spool.compact` gives the space back (WAL checkpoint, ``VACUUM``).
 4. SQLite calls are short and local; WAL mode keeps them from blocking readers.
-5. The *write-ahead* table ``received`` holds what push sources read and Kafka has not yet
+5. The *write-ahead* table ``written_ahead`` holds what push sources read and Kafka has not yet
    acknowledged (:class:`~streamd.publish.pipeline.WriteAhead` writes it with group commit and
    deletes rows once their records are acknowledged or spooled). Opening the database moves
    whatever a crash left there into the spool, in order, ahead of anything new
    (:attr:`Spool.recovered` says how many): at-least-once, never a loss.
 6. A write-ahead row holds one whole batch, its records packed into one blob (:func:`pack`):
-   writing a batch is one ``INSERT``, forgetting it one ``DELETE`` (of a range of batches). A
-   ``received`` table in the layout of older versions (one row per record) is moved into the
-   spool and replaced when the database is opened, in the same transaction.
+   writing a batch is one ``INSERT``, forgetting it one ``DELETE`` (of a range of batches). The
+   ``received`` table of older versions (one row per record) is moved into the spool and dropped
+   when the database is opened, in one transaction, ahead of ``written_ahead``'s batches. The new
+   table has a new name so that an older version started on this file still runs (it recreates
+   ``received`` and leaves ``written_ahead`` to the next newer start).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ CREATE TABLE IF NOT EXISTS spool (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, headers BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS received {_RECEIVED};
+CREATE TABLE IF NOT EXISTS written_ahead {_RECEIVED};
 CREATE TABLE IF NOT EXISTS cursors (
   source TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (source, name)
 );
@@ -122,23 +124,23 @@ class Spool:
         with self._lock:
             first = self._received_next
             self._write(
-                ("INSERT INTO received (seq, records, packed) VALUES (?, ?, ?)",
+                ("INSERT INTO written_ahead (seq, records, packed) VALUES (?, ?, ?)",
                  [(seq, n, packed) for seq, (n, packed) in zip(itertools.count(first), rows)]),
-                ("DELETE FROM received WHERE seq BETWEEN ? AND ?", forget),
+                ("DELETE FROM written_ahead WHERE seq BETWEEN ? AND ?", forget),
             )  # fmt: skip
             self._received_next = first + len(rows)
         return first
 
     def _recover(self) -> int:
-        """Move what a crash left in ``received`` into the spool, in order (rules 5 and 6).
+        """Move what a crash left in ``written_ahead`` (or an older version in ``received``) into the spool, in order (rules 5 and 6).
 
         Raises:
             FatalError: a written-ahead batch cannot be read back (the database was damaged).
         """
         with self._lock:
-            columns = {row[1] for row in self._read("PRAGMA table_info(received)")}
-            if "topic" in columns:  # an older version's layout: one row per record
-                [(left,)] = self._read("SELECT COUNT(*) FROM received")
+            older = 0
+            if self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'received'"):
+                [(older,)] = self._read("SELECT COUNT(*) FROM received")  # one row per record
                 self._write(
                     (
                         "INSERT INTO spool (topic, key, value, headers) "
@@ -146,28 +148,26 @@ class Spool:
                         [()],
                     ),
                     ("DROP TABLE received", None),
-                    (f"CREATE TABLE received {_RECEIVED}", None),
                 )  # one transaction: a crash in between repeats nothing
-                return int(left)
-            [(left,)] = self._read("SELECT COALESCE(SUM(records), 0) FROM received")
-            if self._read("SELECT 1 FROM received LIMIT 1"):
+            [(left,)] = self._read("SELECT COALESCE(SUM(records), 0) FROM written_ahead")
+            if self._read("SELECT 1 FROM written_ahead LIMIT 1"):
                 self._write(
                     (
                         "INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)",
                         self._written_ahead(),
                     ),
-                    ("DELETE FROM received", [()]),
+                    ("DELETE FROM written_ahead", [()]),
                 )  # one transaction: a crash in between repeats nothing
-        return int(left)
+        return int(older) + int(left)
 
     def _written_ahead(self) -> Iterator[tuple[str, bytes, bytes, bytes]]:
-        """The records in ``received`` as spool rows, in order, one batch in memory at a time.
+        """The records in ``written_ahead`` as spool rows, in order, one batch in memory at a time.
 
         Raises:
             FatalError: a batch cannot be read back, or holds another number of records than its
                 row says (the database was damaged).
         """
-        for seq, n, packed in self._db.execute("SELECT seq, records, packed FROM received ORDER BY seq"):
+        for seq, n, packed in self._db.execute("SELECT seq, records, packed FROM written_ahead ORDER BY seq"):
             try:
                 records = unpack(bytes(packed))
                 if len(records) != n:
@@ -175,7 +175,7 @@ class Spool:
             except ValueError as exc:
                 raise FatalError(
                     f"the spool database {self.path} holds an unreadable write-ahead batch "
-                    f"(received row {seq}): {exc}; move the file aside to start without it"
+                    f"(written_ahead row {seq}): {exc}; move the file aside to start without it"
                 ) from None
             for r in records:
                 yield r.topic, r.key, r.value, _headers(r)

@@ -95,14 +95,14 @@ def received(daemon: Daemon, *topics: str) -> float:
 
 def spooled_rows(spool: Path, *topics: str) -> int:
     """Records of ``topics`` (as in Kafka, prefixed) the daemon holds durably in its spool database:
-    written ahead (table ``received``, a packed batch per row) or spooled (table ``spool``);
+    written ahead (table ``written_ahead``, a packed batch per row) or spooled (table ``spool``);
     read-only, while it runs."""
     marks = ", ".join("?" * len(topics))
     with sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=5) as db:
         spooled = int(
             db.execute(f"SELECT COUNT(*) FROM spool WHERE topic IN ({marks})", topics).fetchone()[0]
         )
-        batches = [unpack(bytes(packed)) for (packed,) in db.execute("SELECT packed FROM received")]
+        batches = [unpack(bytes(packed)) for (packed,) in db.execute("SELECT packed FROM written_ahead")]
     return spooled + sum(r.topic in topics for batch in batches for r in batch)
 
 

@@ -29,7 +29,7 @@ def _events(n: int, start: int = 0) -> list[Event]:
 def _received(path: Path) -> int:
     """Records written ahead and not forgotten (rows hold whole batches)."""
     with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT COALESCE(SUM(records), 0) FROM received").fetchone()[0])
+        return int(db.execute("SELECT COALESCE(SUM(records), 0) FROM written_ahead").fetchone()[0])
 
 
 async def test_a_push_is_written_ahead_before_it_returns_and_moved_to_the_spool_when_kafka_is_down(
@@ -90,7 +90,7 @@ async def test_a_failing_write_ahead_never_blocks_a_push_source(tmp_path: Path) 
     kafka = StuckKafka()
     pipeline = Pipeline(kafka, spool, "p.", spool_after=30, write_ahead=0.01)
     emit = pipeline.emitter("s")
-    spool._db.execute("DROP TABLE received")  # the database fails under the write-ahead
+    spool._db.execute("DROP TABLE written_ahead")  # the database fails under the write-ahead
     async with anyio.create_task_group() as tg:
         tg.start_soon(pipeline.run)
         with anyio.fail_after(3):

@@ -45,7 +45,9 @@ def _spooled(spool: Spool) -> list[Record]:
 
 def _rows(path: Path) -> list[tuple[int, int]]:
     with sqlite3.connect(path) as db:
-        return [(int(seq), int(n)) for seq, n in db.execute("SELECT seq, records FROM received ORDER BY seq")]
+        return [
+            (int(seq), int(n)) for seq, n in db.execute("SELECT seq, records FROM written_ahead ORDER BY seq")
+        ]
 
 
 ODD = [
@@ -266,13 +268,38 @@ def test_an_older_versions_write_ahead_is_recovered_in_order_after_an_upgrade(tm
     assert spool.count == 6
     assert _spooled(spool) == _records(2) + [written[seq] for seq in sorted(written)]
     assert spool.load("src", "window") == "w1"
-    assert _rows(path) == []  # the table has the new layout now, and takes batches
+    assert _rows(path) == []  # the older table is gone; batches go to the new one
+    with sqlite3.connect(path) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "received" not in tables
     spool.write_ahead([_records(2, 10)])
     spool.close()
 
     again = Spool(path)
     assert again.recovered == 2
     assert _numbers(_spooled(again)) == [0, 1, 3, 4, 2, 5, 10, 11]
+    again.close()
+
+
+def test_an_older_version_started_on_a_newer_file_runs_and_both_tables_recover_on_upgrade(
+    tmp_path: Path,
+) -> None:
+    """A downgrade: the older version recreates its ``received`` table (the newer one dropped it)
+    and writes ahead into it; the batches the newer one wrote wait in ``written_ahead``. The next
+    newer start recovers both, the older table first."""
+    path = tmp_path / "s.db"
+    newer = Spool(path)
+    newer.write_ahead([_records(2)])
+    newer.close()
+    with sqlite3.connect(path) as db:  # what the older version's start and write-ahead do
+        db.executescript(OLD_SCHEMA.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+        db.executemany(
+            "INSERT INTO received (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
+            [(seq, *_old_row(r)) for seq, r in enumerate(_records(2, 5), 1)],
+        )
+    again = Spool(path)
+    assert again.recovered == 4
+    assert _numbers(_spooled(again)) == [5, 6, 0, 1]
     again.close()
 
 
@@ -290,8 +317,8 @@ def test_an_older_versions_empty_write_ahead_is_replaced(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ("UPDATE received SET packed = substr(packed, 1, 40)", "received row 1.*truncated"),
-        ("UPDATE received SET records = 99", "received row 1.*the row says 99"),
+        ("UPDATE written_ahead SET packed = substr(packed, 1, 40)", "written_ahead row 1.*truncated"),
+        ("UPDATE written_ahead SET records = 99", "written_ahead row 1.*the row says 99"),
     ],
 )
 def test_an_unreadable_written_ahead_batch_stops_the_start_naming_the_row(
@@ -306,7 +333,7 @@ def test_an_unreadable_written_ahead_batch_stops_the_start_naming_the_row(
     with pytest.raises(FatalError, match=message):
         Spool(path)
     with sqlite3.connect(path) as db:  # nothing was moved: the batch is still there to look at
-        assert db.execute("SELECT COUNT(*) FROM received").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM written_ahead").fetchone()[0] == 1
         assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
 
 
@@ -318,13 +345,13 @@ def test_a_written_ahead_header_value_damaged_into_not_utf8_stops_the_start_nami
     crashed.write_ahead([ODD[1:2]])  # its header ("ce_type", b"x")
     crashed.close()
     with sqlite3.connect(path) as db:
-        [(packed,)] = db.execute("SELECT packed FROM received")
+        [(packed,)] = db.execute("SELECT packed FROM written_ahead")
         assert packed.count(b"\xc4\x01x") == 1
-        db.execute("UPDATE received SET packed = ?", (packed.replace(b"\xc4\x01x", b"\xc4\x01\xff"),))
-    with pytest.raises(FatalError, match=r"received row 1.*a header value is not UTF-8"):
+        db.execute("UPDATE written_ahead SET packed = ?", (packed.replace(b"\xc4\x01x", b"\xc4\x01\xff"),))
+    with pytest.raises(FatalError, match=r"written_ahead row 1.*a header value is not UTF-8"):
         Spool(path)  # a FatalError, not the UnicodeDecodeError moving it into the spool would raise
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM received").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM written_ahead").fetchone()[0] == 1
         assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
 
 
@@ -378,13 +405,13 @@ async def test_what_a_failed_commit_had_to_forget_is_forgotten_by_the_next(tmp_p
         await anyio.wait_all_tasks_blocked()
         await ahead.commit()
     ahead.settled(written)
-    spool._db.execute("ALTER TABLE received RENAME TO hidden")  # the database fails for a while
+    spool._db.execute("ALTER TABLE written_ahead RENAME TO hidden")  # the database fails for a while
     async with anyio.create_task_group() as tg:
         tg.start_soon(ahead.hold, failed)
         await anyio.wait_all_tasks_blocked()
         await ahead.commit()  # releases the hold although nothing could be written
     assert failed.written is None
-    spool._db.execute("ALTER TABLE hidden RENAME TO received")
+    spool._db.execute("ALTER TABLE hidden RENAME TO written_ahead")
     assert _rows(path) == [(1, 2)]
     await ahead.commit()
     assert _rows(path) == []
