@@ -151,7 +151,7 @@ class Delivering(Publishing):
                 continue
             records = [r for r in batch.records if id(r) not in skip]
             try:
-                disk = await anyio.to_thread.run_sync(self._append, records)
+                disk = await self.spool.run(self._append, records)
                 self._spooled_units += 1
             except PublishError as exc:
                 self._spool_refuses(batch, len(records), exc)
@@ -217,7 +217,7 @@ class Delivering(Publishing):
                 letters.append(letter)
         if letters:
             try:
-                await anyio.to_thread.run_sync(self.spool.append, letters)
+                await self.spool.run(self.spool.append, letters)
             except PublishError as exc:
                 log.error("%d dead letters lost: %s", len(letters), exc)
             self._spool_wakeup.set()

@@ -54,9 +54,9 @@ class Draining(Delivering):
 
     async def drain_once(self, limit: int = 500) -> bool:
         """Send the oldest spooled records; True when none is left to retry among them."""
-        rows = await anyio.to_thread.run_sync(self.spool.peek, limit)
+        rows = await self.spool.run(self.spool.peek, limit)
         if not rows:
-            await anyio.to_thread.run_sync(self.spool.recount)
+            await self.spool.run(self.spool.recount)
             return True
         records = [r for _, r in rows]
         deadline = anyio.current_time() + self.delivery_timeout
@@ -67,7 +67,7 @@ class Draining(Delivering):
         if retry is not None:
             return False
         await self._reject(rejected)
-        await anyio.to_thread.run_sync(self.spool.delete_through, rows[-1][0], records)
+        await self.spool.run(self.spool.delete_through, rows[-1][0], records)
         self._spool_has_room()
         refused = {id(r) for r, _ in rejected}
         for (source, topic), n in Counter(
@@ -76,8 +76,8 @@ class Draining(Delivering):
             t.EVENTS_PUBLISHED.labels(source, topic).inc(n)
         t.SPOOL_DEPTH.set(self.spool.count)
         if not self.spool.count:
-            await anyio.to_thread.run_sync(self.spool.compact)  # give the disk back
-        t.SPOOL_BYTES.set(await anyio.to_thread.run_sync(self.spool.disk_bytes))  # the lock: off the loop
+            await self.spool.run(self.spool.compact)  # give the disk back
+        t.SPOOL_BYTES.set(await self.spool.run(self.spool.disk_bytes))  # the lock: off the loop
         if not self.spool.count:
             self._outage_logged = False
             if self.component is not None:

@@ -28,8 +28,8 @@ Rules:
    format: :mod:`streamd.publish.registry`). With ``tracing`` (:mod:`streamd.tracing`) each unit
    gets its publish span(s) and trace headers when it is taken, ended when it is finished.
 7. The event loop never calls a spool method that takes the spool's lock (every one does but
-   ``count``): another thread may hold it for a whole transaction, fsync included. They run in a
-   worker thread (``anyio.to_thread``).
+   ``count``): another thread may hold it for a whole transaction, fsync included. They run in
+   the spool's own thread (:meth:`~streamd.publish.spool.Spool.run`).
 """
 
 from __future__ import annotations

@@ -22,25 +22,35 @@ Rules:
    when the database is opened, in one transaction, ahead of ``written_ahead``'s batches. The new
    table has a new name so that an older version started on this file still runs (it recreates
    ``received`` and leaves ``written_ahead`` to the next newer start).
+7. Async code calls the database through :meth:`Spool.run`: one long-lived thread per spool
+   (the calls are serialised by its lock anyway), so no call waits on the event loop for a worker
+   thread to be started, as ``anyio.to_thread`` does whenever none is idle (15-27 ms measured
+   under load).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.lowlevel
 import msgspec
 import orjson
 
 from streamd.errors import FatalError, PublishError
 from streamd.publish.encoding import Record
+
+T = TypeVar("T")
 
 _RECEIVED = "(seq INTEGER PRIMARY KEY, records INTEGER NOT NULL, packed BLOB NOT NULL)"
 """The write-ahead table's columns: one row per batch, its records packed (rule 6)."""
@@ -71,6 +81,7 @@ class Spool:
         except (OSError, sqlite3.Error) as exc:
             raise FatalError(f"cannot open the spool database {path}: {exc}") from None
         self._lock = threading.Lock()
+        self._thread: ThreadPoolExecutor | None = None  # rule 7, started by the first run()
         self.max_bytes = max_bytes
         self.path = str(path)
         try:
@@ -82,9 +93,24 @@ class Spool:
         self._received_next = 1
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (and end the spool's thread once its calls are done)."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
         with self._lock:
             self._db.close()
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` (a method of this spool) in the spool's own thread (rule 7).
+
+        Like ``anyio.to_thread.run_sync``: a cancelled caller still waits for the call to end.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="streamd-spool")
+        future = self._thread.submit(call, *args)
+        with anyio.CancelScope(shield=True):
+            result = await asyncio.wrap_future(future)
+        return result
 
     # -- spool --------------------------------------------------------------------------------
 

@@ -74,9 +74,7 @@ class WriteAhead:
         if not batches and not forget:
             return
         try:
-            first = await anyio.to_thread.run_sync(
-                self.spool.write_ahead, [b.records for b in batches], forget
-            )
+            first = await self.spool.run(self.spool.write_ahead, [b.records for b in batches], forget)
         except PublishError as exc:  # durability lost for these batches, never the events
             if not self._failing:
                 log.error(

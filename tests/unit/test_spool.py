@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from streamd.errors import FatalError, PublishError
@@ -125,3 +128,21 @@ def test_headers_are_stored_exactly_whatever_is_cached(tmp_path: Path) -> None:
     again = Spool(tmp_path / "s.db")  # the write-ahead copy is recovered into the spool, in order
     assert [r for _, r in again.peek(10)] == records + records
     again.close()
+
+
+@pytest.mark.anyio
+async def test_async_calls_run_in_the_spools_one_thread_and_a_cancelled_caller_waits_for_the_call() -> None:
+    spool = Spool(":memory:")
+    threads = {await spool.run(threading.get_ident) for _ in range(5)}
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads
+    ended = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.2)
+        ended.set()
+
+    with anyio.move_on_after(0.01):
+        await spool.run(slow)
+    assert ended.is_set()  # the caller left only once the call had ended
+    spool.close()
