@@ -9,9 +9,16 @@ with 50,000 agents and 800 queue metrics already on the compacted topics.
 
 The figure is the daemon's own ``streamd_event_loop_lag_seconds`` histogram over the run (a
 ticker that asks to wake every 50 ms and records how late it woke): its p99 (the upper bound of
-the bucket holding the 99th percentile). Target: under 20 ms.
+the bucket holding the 99th percentile; the buckets are fine around 20 ms: 10, 15, 17.5, 20),
+and the shares of ticks later than 20 ms and 10 ms. Target: p99 under 20 ms, so the row is met
+only when the p99 bucket ends below 20 ms (a p99 "<= 20 ms" is not met).
 
-Usage: python -m bench.loop_lag [--seconds 20] [--agents 50000] [--clients 20]
+The bench also prints how long the daemon's event-loop thread waited for a CPU (Linux
+schedstat): on the 2-core machine the SSE client process alone takes about a core parsing 11 MB
+snapshots, so part of the lag is the machine's, not the daemon's. ``--nice 10`` runs the load
+generators (the SSE clients and the simulator, elsewhere in production) at a lower priority.
+
+Usage: python -m bench.loop_lag [--seconds 20] [--agents 50000] [--clients 20] [--nice 0]
        (python -m bench.loop_lag clients URL SECONDS N is the SSE client process)
 """
 
@@ -84,10 +91,30 @@ def p99(before: dict[float, float], after: dict[float, float]) -> tuple[float, f
 
 
 def late(before: dict[float, float], after: dict[float, float], bound: float = 0.02) -> float:
-    """The share of the ticks between two scrapes that woke later than ``bound`` seconds."""
+    """The share of the ticks between two scrapes that woke later than ``bound`` seconds (a
+    bucket bound of the histogram)."""
+    if bound not in after:
+        raise ValueError(f"the loop-lag histogram has no {bound} s bucket")
     total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
-    within = after.get(bound, 0.0) - before.get(bound, 0.0)
+    within = after[bound] - before.get(bound, 0.0)
     return 1 - within / total if total else 0.0
+
+
+def shares(before: dict[float, float], after: dict[float, float]) -> str:
+    """``x % later than 20 ms, y % later than 10 ms`` for the ticks between two scrapes."""
+    return (
+        f"{late(before, after, 0.02):.1%} later than 20 ms, {late(before, after, 0.01):.1%} later than 10 ms"
+    )
+
+
+def thread_times(pid: int) -> tuple[float, float]:
+    """Seconds the main thread of process ``pid`` ran on a CPU and waited for one (Linux
+    ``schedstat``; zeros where it cannot be read)."""
+    try:
+        ran, waited, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(ran) / 1e9, int(waited) / 1e9
 
 
 async def seed_wallboard(bootstrap: str, agents: int) -> None:
@@ -116,7 +143,7 @@ async def seed_wallboard(bootstrap: str, agents: int) -> None:
     await raw_produce(bootstrap, records)
 
 
-async def main(seconds: float, agents: int, n_clients: int) -> int:
+async def main(seconds: float, agents: int, n_clients: int, nice: int = 0) -> int:
     broker_port, proxy_port, port, sim_port = free_port(), free_port(), free_port(), free_port()
     proxy = FaultProxy(proxy_port, broker_port).start()
     url = f"http://127.0.0.1:{port}"
@@ -136,6 +163,7 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
         stderr=subprocess.DEVNULL,
         env={**os.environ, MIX_ENV: "full"},  # the realistic mix: RTI, event summaries, system too
     )
+    os.setpriority(os.PRIO_PROCESS, sim.pid, nice)
     try:
         async with EmbeddedBroker(port=broker_port, advertised_port=proxy_port) as bootstrap:
             await seed_wallboard(bootstrap, agents)
@@ -168,10 +196,11 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
                                 except (httpx.HTTPError, ValueError, KeyError):
                                     pass
                                 await anyio.sleep(0.5)
-                    before = lag_buckets(url)
+                    before, cpu_before, started = lag_buckets(url), thread_times(daemon.pid), time.monotonic()
                     load = subprocess.Popen(  # noqa: ASYNC220
                         [sys.executable, "-m", "bench.loop_lag", "clients", url, str(seconds), str(n_clients)]
                     )
+                    os.setpriority(os.PRIO_PROCESS, load.pid, nice)
                     await anyio.sleep(5)
                     outage_start = lag_buckets(url)
                     proxy.mode = "blackhole"  # a Kafka outage: the daemon spools
@@ -179,7 +208,7 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
                     proxy.mode = "pass"
                     outage_end = lag_buckets(url)
                     await anyio.to_thread.run_sync(load.wait)
-                    after = lag_buckets(url)
+                    after, cpu_after, ended = lag_buckets(url), thread_times(daemon.pid), time.monotonic()
                 finally:
                     daemon.terminate()
                     daemon.wait(30)
@@ -194,10 +223,13 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
         )
         return 1
     print(f"{agents} agents on the wallboard, {n_clients} SSE clients reconnecting for {seconds:.0f} s,")
-    print("O2G traffic at 500 events/s, a 5 s Kafka outage (black hole) in the middle")
+    print(
+        "O2G traffic at 500 events/s, a 5 s Kafka outage (black hole) in the middle"
+        + (f"; SSE clients and simulator at nice {nice}" if nice else "")
+    )
     print(
         f"event loop lag p99 <= {bound * 1000:.1f} ms over {ticks:.0f} ticks (target < 20 ms),"
-        f" {late(before, after):.1%} later than 20 ms; load average {os.getloadavg()[0]:.2f}"
+        f" {shares(before, after)}; load average {os.getloadavg()[0]:.2f}"
     )
     for phase, (a, b) in {
         "before the outage": (before, outage_start),
@@ -206,8 +238,13 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
     }.items():
         phase_bound, phase_ticks = p99(a, b)
         print(
-            f"  {phase:<18}: p99 <= {phase_bound * 1000:.1f} ms over {phase_ticks:.0f} ticks,"
-            f" {late(a, b):.1%} later than 20 ms"
+            f"  {phase:<18}: p99 <= {phase_bound * 1000:.1f} ms over {phase_ticks:.0f} ticks, {shares(a, b)}"
+        )
+    ran, waited = (cpu_after[i] - cpu_before[i] for i in range(2))
+    if ran:
+        print(
+            f"the daemon's event-loop thread ran on a CPU {ran / (ended - started):.0%} of the run and waited"
+            f" for one {waited / (ended - started):.0%} of the run (the machine's share of the lag)"
         )
     record(
         "event loop lag p99 ms (50k agents, 20 SSE, outage)",
@@ -215,7 +252,16 @@ async def main(seconds: float, agents: int, n_clients: int) -> int:
         None,
         unit="ms",
         target="< 20 ms",
-        ok=bound < 0.02,
+        ok=bound < 0.02,  # the bucket holding p99 ends below 20 ms: "<= 20" is not met
+    )
+    over_20, over_10 = late(before, after, 0.02), late(before, after, 0.01)
+    record(
+        f"loop-lag ticks % > 20 ms (> 10 ms: {over_10:.1%})",
+        over_20 * 100,
+        None,
+        unit="%",
+        target="0 (the aim)",
+        ok=over_20 == 0,
     )
     return 0
 
@@ -228,5 +274,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--agents", type=int, default=50_000)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--nice", type=int, default=0, help="niceness of the SSE clients and the simulator")
     args = parser.parse_args()
-    sys.exit(anyio.run(main, args.seconds, args.agents, args.clients))
+    sys.exit(anyio.run(main, args.seconds, args.agents, args.clients, args.nice))

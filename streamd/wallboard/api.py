@@ -35,7 +35,7 @@ from streamd.publish.encoding import dumps
 from streamd.wallboard.config import DisplaySettings
 from streamd.wallboard.hub import Filter, StateHub, encode_snapshot
 from streamd.wallboard.openapi import openapi_document
-from streamd.wallboard.sse import open_stream
+from streamd.wallboard.sse import Turns, open_stream
 
 STATIC = Path(__file__).parent / "static"
 
@@ -75,6 +75,7 @@ def build_routes(
     """The feed API and wallboard routes, to add to the daemon's HTTP app (``settings``: the
     page's display settings, the defaults when ``None``)."""
     settings_json = dumps((settings or DisplaySettings()).model_dump(mode="json"))
+    turns = Turns()  # every stream's snapshot writes share the loop's turns
 
     async def state(request: Request) -> Response:
         if not authorized(request, token):
@@ -88,7 +89,7 @@ def build_routes(
             return _unauthorized()
         flt = Filter.parse(request.query_params.multi_items())
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        return open_stream(hub, flt, last, heartbeat)
+        return open_stream(hub, flt, last, heartbeat, turns)
 
     async def wallboard_settings(request: Request) -> Response:
         if not authorized(request, token):
