@@ -90,11 +90,14 @@ def frozen_constructor(cls: Callable[P, T], *, positional: bool = False) -> Call
             keyword-only otherwise).
 
     Raises:
-        TypeError: ``cls`` is not a frozen slotted dataclass, or has a field ``__init__`` skips.
+        TypeError: ``cls`` is not a frozen slotted dataclass, has a field ``__init__`` skips, or a
+            ``__post_init__`` (which the function made here would skip).
     """
     params = getattr(cls, "__dataclass_params__", None)
     if not isinstance(cls, type) or params is None or not params.frozen or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls!r} is not a frozen slotted dataclass")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__, which a fast constructor would skip")
     namespace: dict[str, Any] = {"__new": object.__new__, "__cls": cls, "__missing": dataclasses.MISSING}
     by_position: list[str] = []
     by_keyword: list[str] = []

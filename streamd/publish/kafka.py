@@ -281,12 +281,17 @@ class KafkaPublisher:
         return deliveries
 
     async def _route(self, producer: AIOKafkaProducer, topic: str) -> _Route:
-        """``topic``'s partitions (asked once) and its key cache.
+        """``topic``'s partitions (asked once, again when the client's metadata shows another
+        number: partitions were added) and its key cache.
 
         Raises:
             KafkaError: the partitions could not be read.
         """
         route = self._routes.get(topic)
+        if route is not None and len(route.partitions) != len(
+            producer.client.cluster.partitions_for_topic(topic) or route.partitions
+        ):
+            route = None  # keys now hash over the new count, as Kafka's partitioner does
         if route is None:
             route = self._routes[topic] = _Route(sorted(await producer.partitions_for(topic)))
         return route

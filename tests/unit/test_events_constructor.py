@@ -100,6 +100,17 @@ def test_only_frozen_slotted_dataclasses_with_every_field_in_init() -> None:
     with pytest.raises(TypeError, match=r"Derived\.b is not set by __init__"):
         frozen_constructor(Derived)
 
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise ValueError("negative")
+
+    with pytest.raises(TypeError, match="Checked has a __post_init__"):
+        frozen_constructor(Checked)
+
 
 @pytest.mark.parametrize(
     "state",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -107,3 +108,33 @@ def test_partitions_are_those_of_kafkas_default_partitioner(monkeypatch: pytest.
     small = _Route([0, 1, 2])
     assert [small.index(k) for k in keys] == [(murmur2(k) & 0x7FFFFFFF) % 3 for k in keys]
     assert len(small.by_key) <= 10
+
+
+class _Metadata:
+    """The client's metadata: what it last heard of each topic's partitions."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        self.partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(self.partitions)
+
+
+class _Producer:
+    def __init__(self, partitions: set[int]) -> None:
+        self.client = SimpleNamespace(cluster=_Metadata(partitions))
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(self.client.cluster.partitions)
+
+
+async def test_a_topic_given_more_partitions_is_routed_over_the_new_count() -> None:
+    publisher, producer = _publisher(), _Producer({0, 1, 2})
+    route = await publisher._route(producer, "t")  # type: ignore[arg-type]
+    assert route.partitions == [0, 1, 2]
+    assert await publisher._route(producer, "t") is route  # type: ignore[arg-type]  # asked once
+    producer.client.cluster.partitions = {0, 1, 2, 3, 4, 5}  # partitions added, metadata refreshed
+    again = await publisher._route(producer, "t")  # type: ignore[arg-type]
+    assert again.partitions == [0, 1, 2, 3, 4, 5]
+    keys = [f"pbx1:{i}".encode() for i in range(100)]
+    assert [again.index(k) for k in keys] == [(murmur2(k) & 0x7FFFFFFF) % 6 for k in keys]
