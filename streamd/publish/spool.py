@@ -110,7 +110,7 @@ class Spool:
         future = self._thread.submit(call, *args)
         with anyio.CancelScope(shield=True):
             result = await asyncio.wrap_future(future)
-        return result
+        return result  # noqa: RET504 (a return inside the scope: mypy sees a missing return)
 
     # -- spool --------------------------------------------------------------------------------
 
