@@ -230,8 +230,9 @@ class Delivering(Publishing):
                 batch = self._receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            batch.records = [self._encode(e, batch.source) for e in batch.events]
-            t.QUEUE_DEPTH.dec(len(batch.events))
+            if not batch.records:  # a push batch written ahead has its records (and may have no events)
+                batch.records = [self._encode(e, batch.source) for e in batch.events]
+            t.QUEUE_DEPTH.dec(batch.count)
             units.append(Unit([batch]))
         self._receive.close()
         for unit in units:

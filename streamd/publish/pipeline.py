@@ -102,8 +102,11 @@ class Pipeline(Draining):
     def emitter(self, source: str) -> SourceEmit:
         """A new :class:`SourceEmit` for ``source`` (call before :meth:`run` closes the original)."""
         if self.tracing is not None:
-            return self.tracing.emitter(source, self._send.clone(), self.ahead)
-        return SourceEmit(source, self._send.clone(), self.ahead)
+            emitter = self.tracing.emitter(source, self._send.clone(), self.ahead)
+        else:
+            emitter = SourceEmit(source, self._send.clone(), self.ahead)
+        emitter.listeners = self.listeners  # the same list: listeners added later count too
+        return emitter
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Publish until every emitter is closed and everything queued is durable."""

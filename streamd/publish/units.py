@@ -52,12 +52,23 @@ class Batch:
     """The write-ahead rows holding this batch (first and last sequence number)."""
     topics: Counter[str] | None = None
     """Events per topic (:meth:`per_topic`)."""
+    count: int = field(init=False)
+    """How many events (also once :meth:`release` let them go)."""
+
+    def __post_init__(self) -> None:
+        self.count = len(self.events)
 
     def per_topic(self) -> Counter[str]:
         """Events per topic, counted once for the received, published and failed metrics."""
         if self.topics is None:
             self.topics = Counter(map(_topic_of, self.events))
         return self.topics
+
+    def release(self) -> None:
+        """Let the events go once they are records (:mod:`~streamd.publish.emit` rule 6): the
+        records are what is sent, spooled and counted (per topic, counted first) from here on."""
+        self.per_topic()
+        self.events = ()
 
 
 _topic_of = attrgetter("topic")
@@ -84,6 +95,11 @@ Listener = Callable[[Sequence[Event]], None]
 
 class SourceEmit:
     """The :class:`~streamd.sources.base.Emit` handed to one source (owns a send clone)."""
+
+    listeners: Sequence[Listener] | None = None
+    """The pipeline's listeners (:meth:`~streamd.publish.pipeline.Pipeline.emitter` shares its
+    list); when it is empty, a push batch written ahead lets its events go once queued (they are
+    records already). None (unknown): events are kept until acknowledged."""
 
     def __init__(
         self, source: str, stream: MemoryObjectSendStream[Batch], ahead: WriteAhead | None = None
@@ -116,8 +132,11 @@ class SourceEmit:
             await self._send(Batch(self.source, events, anyio.current_time()))
             return
         batch = Batch(self.source, events, anyio.current_time(), held=anyio.Event())
+        del events  # only the batch holds them from here: released below, not kept while held
         batch.records = self._ahead.encode(batch)
         await self._send(batch)
+        if self.listeners is not None and not self.listeners:
+            batch.release()  # emit rule 6, sooner: the queue holds records only
         await self._ahead.hold(batch)
 
     async def _send(self, batch: Batch) -> None:
@@ -128,11 +147,11 @@ class SourceEmit:
             for e in batch.events:
                 if isinstance(e.data, DeadLetter):
                     t.EVENTS_DEADLETTERED.labels(self.source, e.data.stage, e.data.error_type).inc()
-        t.QUEUE_DEPTH.inc(len(batch.events))  # until the publish loop takes them (also while blocked)
+        t.QUEUE_DEPTH.inc(batch.count)  # until the publish loop takes them (also while blocked)
         try:
             await self._stream.send(batch)
         except BaseException:
-            t.QUEUE_DEPTH.dec(len(batch.events))
+            t.QUEUE_DEPTH.dec(batch.count)
             raise
 
     async def aclose(self) -> None:
