@@ -30,26 +30,21 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 from uvicorn.protocols.http.flow_control import CLOSE_HEADER
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from streamd.http.limits import HEAD_END, TOO_LARGE, Limits, Refusing, admitted, is_smuggling_risk
+from streamd.http.limits import HEAD_END, TOO_LARGE, HeadTimed, is_smuggling_risk
 from streamd.telemetry import count_error
 
 
-class BoundedHttpTools(HttpToolsProtocol):
+class BoundedHttpTools(HeadTimed, HttpToolsProtocol):
     """uvicorn's httptools protocol plus the module's rules."""
-
-    _limits: ClassVar[Limits]
-    _refusing: ClassVar[Refusing]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parser.set_dangerous_leniencies(lenient_chunked_length=True)  # rule 4
-        self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # the next byte belongs to a request head
         self._head_bytes = 0  # bytes of the head being received, so far (rule 3)
         self._tail = b""  # its last bytes: a blank line may straddle two reads
@@ -57,17 +52,6 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._next = False  # and another began after it, not yet complete
         self._refused = False  # a head is refused (431): nothing more is parsed or started
         self._refuse_after = False  # the 431 waits for answers still owed
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Accept (arming the head timer) or refuse with 503 past ``max_connections``."""
-        super().connection_made(transport)
-        if admitted(self, transport, self._limits, self._refusing):
-            self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Disarm the head timer; then uvicorn's handling."""
-        self._disarm()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Refuse a head past the bound before parsing (rule 3); parse; count and time the head."""
@@ -164,14 +148,8 @@ class BoundedHttpTools(HttpToolsProtocol):
         """An answer is still owed on this connection (being written, or a pipelined request)."""
         return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
-    def _arm(self) -> None:
-        if self._head_timer is None and not self._owed():
-            self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _may_arm(self) -> bool:
+        return not self._owed()  # rule 2
 
     def _head_timeout(self) -> None:
         self._head_timer = None

@@ -42,7 +42,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import h11
 from starlette.requests import Request
@@ -186,26 +186,45 @@ def is_smuggling_risk(headers: list[tuple[bytes, bytes]]) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
-class _BoundedH11(H11Protocol):
-    """uvicorn's h11 protocol plus rules 1 to 4."""
+class HeadTimed:
+    """What both bounded protocols share, mixed in before uvicorn's protocol class: rule 1 when a
+    connection is made, and the head timer of rule 2 (armed by :meth:`_arm` while a head is being
+    received and :meth:`_may_arm` allows it; disarmed when the connection is lost)."""
 
     _limits: ClassVar[Limits]
     _refusing: ClassVar[Refusing]
+    _head_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._head_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Accept (arming the head timer) or refuse with 503 past ``max_connections``."""
-        super().connection_made(transport)
-        if admitted(self, transport, self._limits, self._refusing):
+        super().connection_made(transport)  # type: ignore[misc]  # uvicorn's protocol, after this
+        if admitted(self, cast(asyncio.Transport, transport), self._limits, self._refusing):
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Disarm the head timer; then uvicorn's handling."""
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _may_arm(self) -> bool:
+        return True
+
+    def _arm(self) -> None:
+        if self._head_timer is None and self._may_arm():
+            self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        raise NotImplementedError
+
+
+class _BoundedH11(HeadTimed, H11Protocol):
+    """uvicorn's h11 protocol plus rules 1 to 4."""
 
     def handle_events(self) -> None:
         """uvicorn's event loop over h11, then: close after a CL+TE request; (dis)arm the head timer."""
@@ -232,15 +251,6 @@ class _BoundedH11(H11Protocol):
             return False
         end = HEAD_END.search(buffered)
         return end is None or end.end() > self._limits.max_header_bytes
-
-    def _arm(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
 
     def _head_timeout(self) -> None:
         self._head_timer = None
