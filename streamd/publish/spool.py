@@ -19,7 +19,8 @@ Rules:
 6. A write-ahead row holds one whole batch, its records packed into one blob (:func:`pack`):
    writing a batch is one ``INSERT``, forgetting it one ``DELETE`` (of a range of batches). The
    ``received`` table of older versions (one row per record) is moved into the spool and dropped
-   when the database is opened, in one transaction, ahead of ``written_ahead``'s batches. The new
+   when the database is opened, in one transaction, behind ``written_ahead``'s batches (which can
+   only be older: written before an older version was started on the file). The new
    table has a new name so that an older version started on this file still runs (it recreates
    ``received`` and leaves ``written_ahead`` to the next newer start).
 7. Async code calls the database through :meth:`Spool.run`: one long-lived thread per spool
@@ -37,6 +38,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError as CancelledFuture
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -82,6 +84,7 @@ class Spool:
             raise FatalError(f"cannot open the spool database {path}: {exc}") from None
         self._lock = threading.Lock()
         self._thread: ThreadPoolExecutor | None = None  # rule 7, started by the first run()
+        self._closed = False
         self.max_bytes = max_bytes
         self.path = str(path)
         try:
@@ -94,8 +97,9 @@ class Spool:
 
     def close(self) -> None:
         """Close the database (and end the spool's thread once its calls are done)."""
+        self._closed = True
         if self._thread is not None:
-            self._thread.shutdown(wait=False)
+            self._thread.shutdown(wait=False, cancel_futures=True)  # queued calls never run
         with self._lock:
             self._db.close()
 
@@ -103,14 +107,22 @@ class Spool:
         """``call(*args)`` (a method of this spool) in the spool's own thread (rule 7).
 
         Like ``anyio.to_thread.run_sync``: a cancelled caller still waits for the call to end.
+
+        Raises:
+            PublishError: the spool is closed (or was closed while the call waited its turn).
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise PublishError(f"outage spool {self.path} is closed")
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="streamd-spool")
         future = self._thread.submit(call, *args)
         with anyio.CancelScope(shield=True):
-            result = await asyncio.wrap_future(future)
-        return result  # noqa: RET504 (a return inside the scope: mypy sees a missing return)
+            try:
+                result = await asyncio.wrap_future(future)
+            except CancelledFuture:  # cancelled by close() before it ran
+                raise PublishError(f"outage spool {self.path} is closed") from None
+        return result
 
     # -- spool --------------------------------------------------------------------------------
 
@@ -164,17 +176,6 @@ class Spool:
             FatalError: a written-ahead batch cannot be read back (the database was damaged).
         """
         with self._lock:
-            older = 0
-            if self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'received'"):
-                [(older,)] = self._read("SELECT COUNT(*) FROM received")  # one row per record
-                self._write(
-                    (
-                        "INSERT INTO spool (topic, key, value, headers) "
-                        "SELECT topic, key, value, headers FROM received ORDER BY seq",
-                        [()],
-                    ),
-                    ("DROP TABLE received", None),
-                )  # one transaction: a crash in between repeats nothing
             [(left,)] = self._read("SELECT COALESCE(SUM(records), 0) FROM written_ahead")
             if self._read("SELECT 1 FROM written_ahead LIMIT 1"):
                 self._write(
@@ -183,6 +184,23 @@ class Spool:
                         self._written_ahead(),
                     ),
                     ("DELETE FROM written_ahead", [()]),
+                )  # one transaction: a crash in between repeats nothing
+            older = 0  # an older version's table: written after any written_ahead batch (rule 6)
+            columns = {row[1] for row in self._read("PRAGMA table_info(received)")}
+            if columns and "topic" not in columns:
+                raise FatalError(
+                    f"the spool database {self.path} has a write-ahead table 'received' of an unknown "
+                    f"layout (columns {', '.join(sorted(columns))}); move the file aside to start without it"
+                )
+            if columns:
+                [(older,)] = self._read("SELECT COUNT(*) FROM received")  # one row per record
+                self._write(
+                    (
+                        "INSERT INTO spool (topic, key, value, headers) "
+                        "SELECT topic, key, value, headers FROM received ORDER BY seq",
+                        [()],
+                    ),
+                    ("DROP TABLE received", None),
                 )  # one transaction: a crash in between repeats nothing
         return int(older) + int(left)
 
@@ -295,8 +313,8 @@ class Spool:
 
     def _rollback(self) -> None:
         """End a failed transaction (SQLite may have rolled it back already, e.g. disk full)."""
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # the original error is what gets reported
+        with contextlib.suppress(sqlite3.Error):  # the original error is what gets reported
+            if self._db.in_transaction:  # (raises once the database is closed)
                 self._db.execute("ROLLBACK")
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:

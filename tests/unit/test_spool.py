@@ -146,3 +146,12 @@ async def test_async_calls_run_in_the_spools_one_thread_and_a_cancelled_caller_w
         await spool.run(slow)
     assert ended.is_set()  # the caller left only once the call had ended
     spool.close()
+
+
+@pytest.mark.anyio
+async def test_a_closed_spool_refuses_calls_with_a_publish_error() -> None:
+    spool = Spool(":memory:")
+    await spool.run(spool.recount)
+    spool.close()
+    with pytest.raises(PublishError, match="is closed"):
+        await spool.run(spool.recount)

@@ -286,7 +286,7 @@ def test_an_older_version_started_on_a_newer_file_runs_and_both_tables_recover_o
 ) -> None:
     """A downgrade: the older version recreates its ``received`` table (the newer one dropped it)
     and writes ahead into it; the batches the newer one wrote wait in ``written_ahead``. The next
-    newer start recovers both, the older table first."""
+    newer start recovers both, the newer one's (older) batches first."""
     path = tmp_path / "s.db"
     newer = Spool(path)
     newer.write_ahead([_records(2)])
@@ -299,8 +299,17 @@ def test_an_older_version_started_on_a_newer_file_runs_and_both_tables_recover_o
         )
     again = Spool(path)
     assert again.recovered == 4
-    assert _numbers(_spooled(again)) == [5, 6, 0, 1]
+    assert _numbers(_spooled(again)) == [0, 1, 5, 6]
     again.close()
+
+
+def test_a_received_table_of_an_unknown_layout_stops_the_start_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Spool(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE received (seq INTEGER PRIMARY KEY, records INTEGER, packed BLOB)")
+    with pytest.raises(FatalError, match=r"'received' of an unknown layout \(columns packed, records, seq\)"):
+        Spool(path)
 
 
 def test_an_older_versions_empty_write_ahead_is_replaced(tmp_path: Path) -> None:
