@@ -135,6 +135,7 @@ class Delivering(Publishing):
         self._open.remove(unit)
 
     def _acked(self, batch: Batch) -> None:
+        batch.settled = True
         for topic, n in batch.per_topic().items():
             t.EVENTS_PUBLISHED.labels(batch.source, topic).inc(n)
         t.PUBLISH_LATENCY.observe(anyio.current_time() - batch.created)
@@ -147,8 +148,8 @@ class Delivering(Publishing):
 
     async def _spool_unit(self, unit: Unit, skip: set[int] | frozenset[int] = frozenset()) -> None:
         for batch in unit.batches:
-            if batch.done is not None and batch.done.is_set():
-                continue
+            if batch.settled or (batch.done is not None and batch.done.is_set()):
+                continue  # already acknowledged or spooled: never twice (a unit cut short by a cancel)
             records = [r for r in batch.records if id(r) not in skip]
             try:
                 disk = await self.spool.run(self._append, records)
@@ -157,6 +158,7 @@ class Delivering(Publishing):
                 self._spool_refuses(batch, len(records), exc)
                 batch.error = exc
             else:
+                batch.settled = True
                 self._spool_has_room()
                 for topic, n in Counter(r.topic for r in records).items():
                     t.EVENTS_SPOOLED.labels(topic).inc(n)

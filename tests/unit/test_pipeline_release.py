@@ -13,6 +13,7 @@ from streamd.events import Event
 from streamd.publish.encoding import Record, encode
 from streamd.publish.pipeline import Batch, Delivery, Pipeline, SourceEmit, WriteAhead
 from streamd.publish.spool import Spool
+from streamd.publish.units import Unit
 from streamd.telemetry import EVENTS_PUBLISHED, QUEUE_DEPTH
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +116,21 @@ async def test_a_push_keeps_its_events_for_listeners_or_when_they_are_unknown(li
     batch = await _push_written_ahead(listeners)
     assert len(batch.events) == 3
     QUEUE_DEPTH.dec(3)
+
+
+async def test_a_batch_already_acknowledged_or_spooled_is_never_spooled_again() -> None:
+    """Cancelled part-way through spooling a unit (the shutdown grace ran out), or after its
+    acknowledgement but before it was marked finished: the leftovers spool only what is still
+    unsettled, so nothing lands in the spool twice."""
+    spool = Spool(":memory:")
+    pipeline = Pipeline(WatchingKafka(), spool, "p.")
+    pushes = [Batch("pbx", events, 0.0) for events in (_events("pbx", 3), _events("pbx", 2))]
+    for batch in pushes:
+        batch.records = [encode(e, "p.") for e in batch.events]
+    await pipeline._spool_unit(Unit([pushes[0]]))  # spooled; then the second unit is acknowledged
+    pipeline._acked(pushes[1])
+    await pipeline._spool_unit(Unit(pushes))  # what _spool_leftovers does with unfinished units
+    assert spool.count == 3
+    for stream in (pipeline._send, pipeline._receive, pipeline._inflight_send, pipeline._inflight_receive):
+        stream.close()  # never run: its streams closed here
+    spool.close()
