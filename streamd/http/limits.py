@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import Any, ClassVar, Literal, cast
@@ -186,10 +187,11 @@ def is_smuggling_risk(headers: list[tuple[bytes, bytes]]) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
-class HeadTimed:
+class HeadTimed(ABC):
     """What both bounded protocols share, mixed in before uvicorn's protocol class: rule 1 when a
     connection is made, and the head timer of rule 2 (armed by :meth:`_arm` while a head is being
-    received and :meth:`_may_arm` allows it; disarmed when the connection is lost)."""
+    received and :meth:`_may_arm` allows it; disarmed when the connection is lost). A protocol
+    says what the timer does when it fires (:meth:`_head_timeout`)."""
 
     _limits: ClassVar[Limits]
     _refusing: ClassVar[Refusing]
@@ -219,8 +221,9 @@ class HeadTimed:
             self._head_timer.cancel()
             self._head_timer = None
 
+    @abstractmethod
     def _head_timeout(self) -> None:
-        raise NotImplementedError
+        """The head timer fired: close the connection if a head is still being received."""
 
 
 class _BoundedH11(HeadTimed, H11Protocol):

@@ -46,8 +46,12 @@ async def _ok(_: Request) -> Response:
     return PlainTextResponse("ok\n")
 
 
+HEAD_TIMEOUT = 0.1  # the head timeout of the tests that wait past it
+PAST_IT = 3 * HEAD_TIMEOUT  # a wait (or a slow answer) well past it
+
+
 async def _slow(_: Request) -> Response:
-    await anyio.sleep(1.0)
+    await anyio.sleep(PAST_IT)
     return PlainTextResponse("slow\n")
 
 
@@ -240,14 +244,14 @@ async def test_a_kept_alive_connection_after_a_body_is_not_closed_by_the_header_
     """The head timer runs only while a head is being received: after POSTs with their bodies (one
     read, pipelined when two), an idle kept-alive connection is left to the keep-alive timeout."""
     before = errors("header_timeout")
-    async with server(Limits(100, header_timeout=0.3, max_header_bytes=16_384), parser) as port:
+    async with server(Limits(100, header_timeout=HEAD_TIMEOUT, max_header_bytes=16_384), parser) as port:
         stream = await port.connect()
         await stream.send(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello" * posts)
         answers = b""
         with anyio.fail_after(BOUND):
             while answers.count(b"\r\n\r\n5\n") < posts:
                 answers += await stream.receive()
-        await anyio.sleep(1.0)  # well past the head timeout, before the keep-alive timeout
+        await anyio.sleep(PAST_IT)  # well past the head timeout, before the keep-alive timeout
         await stream.send(b"GET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         assert (await read_all(stream)).startswith(b"HTTP/1.1 200")
     assert errors("header_timeout") == before
@@ -258,7 +262,7 @@ async def test_a_slow_answer_is_sent_before_the_head_timer_of_a_pipelined_head_r
     than the head timeout): the answer is sent; the head timer runs from then on and closes the
     connection, the unfinished head never completed."""
     before = errors("header_timeout")
-    async with server(Limits(100, header_timeout=0.3, max_header_bytes=16_384), parser) as port:
+    async with server(Limits(100, header_timeout=HEAD_TIMEOUT, max_header_bytes=16_384), parser) as port:
         stream = await port.connect()
         await stream.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\nGET /livez HTTP/1.1\r\nhost: x\r\n")
         data = await read_all(stream)
