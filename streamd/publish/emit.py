@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,7 +35,7 @@ from streamd.errors import PublishError
 from streamd.events import DeadLetter, Event
 from streamd.publish.encoding import Encode, Record
 from streamd.publish.spool import Spool
-from streamd.publish.units import Batch, Delivery, Listener, Sender, Unit
+from streamd.publish.units import Batch, Delivery, Listener, Sender, Unit, topic_of
 from streamd.publish.write_ahead import WriteAhead
 from streamd.telemetry import Component, ComponentState
 
@@ -44,8 +43,6 @@ if TYPE_CHECKING:
     from streamd.tracing import Tracing
 
 log = logging.getLogger("streamd.pipeline")
-
-_topic_of = attrgetter("topic")
 
 HEADER_ROOM = 4096
 """More than the CloudEvents headers other than ``ce_subject`` (the key again) and
@@ -154,7 +151,7 @@ class Publishing:
 
     async def _send_records(self, records: Sequence[Record]) -> list[Delivery] | None:
         try:
-            await self.sender.ensure_topics(sorted(set(map(_topic_of, records))))
+            await self.sender.ensure_topics(sorted(set(map(topic_of, records))))
             deliveries = await self.sender.send_many(records)
         except PublishError as exc:
             self._outage(f"send failed: {exc}")

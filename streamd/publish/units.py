@@ -48,8 +48,8 @@ class Batch:
     """Push batches only: set once the batch is written ahead, acknowledged or spooled."""
     settled: bool = False
     """Acknowledged by Kafka or in the spool: the write-ahead copy is no longer needed."""
-    written: tuple[int, int] | None = None
-    """The write-ahead rows holding this batch (first and last sequence number)."""
+    written: int | None = None
+    """The write-ahead row holding this batch (:meth:`~streamd.publish.spool.Spool.write_ahead`)."""
     topics: Counter[str] | None = None
     """Events per topic (:meth:`per_topic`)."""
     count: int = field(init=False)
@@ -61,7 +61,7 @@ class Batch:
     def per_topic(self) -> Counter[str]:
         """Events per topic, counted once for the received, published and failed metrics."""
         if self.topics is None:
-            self.topics = Counter(map(_topic_of, self.events))
+            self.topics = Counter(map(topic_of, self.events))
         return self.topics
 
     def release(self) -> None:
@@ -71,7 +71,8 @@ class Batch:
         self.events = ()
 
 
-_topic_of = attrgetter("topic")
+topic_of = attrgetter("topic")
+"""The ``topic`` of an event or a record (``map`` runs it in C)."""
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ class WriteAhead:
         self.interval = interval
         self._encode = encode
         self._pending: list[Batch] = []
-        self._forget: list[tuple[int, int]] = []
+        self._forget: list[int] = []  # rows of settled batches, deleted by the next commit
         self._wake = anyio.Event()
         self._failing = False
 
@@ -69,7 +69,8 @@ class WriteAhead:
         """Write the pending batches that are not settled yet, and forget settled ones."""
         batches = [b for b in self._pending if not b.settled]
         self._pending = []
-        forget, self._forget = _ranges(self._forget), []
+        rows, self._forget = self._forget, []
+        forget = _ranges(rows)
         records = sum(len(b.records) for b in batches)
         if not batches and not forget:
             return
@@ -82,13 +83,13 @@ class WriteAhead:
                 )
             self._failing = True
             t.count_error("spool", "write_ahead", "spool_failed", records)
-            self._forget.extend(forget)  # still in the database: forgotten by a later commit
+            self._forget.extend(rows)  # still in the database: forgotten by a later commit
         else:
             if self._failing:
                 log.info("write-ahead of push sources works again")
             self._failing = False
-            for seq, batch in enumerate(batches, first):
-                batch.written = (seq, seq)
+            for row, batch in enumerate(batches, first):
+                batch.written = row
                 if batch.settled:  # acknowledged while being written: forget it next time
                     self._forget.append(batch.written)
                     self._wake.set()
@@ -97,13 +98,12 @@ class WriteAhead:
             batch.held.set()
 
 
-def _ranges(forget: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``forget``'s ranges of rows, sorted, with adjacent and overlapping ones merged (one
-    ``DELETE`` each)."""
+def _ranges(rows: list[int]) -> list[tuple[int, int]]:
+    """``rows`` as sorted ranges ``(first, last)`` of adjacent rows (one ``DELETE`` each)."""
     merged: list[tuple[int, int]] = []
-    for first, last in sorted(forget):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+    for row in sorted(set(rows)):
+        if merged and row == merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], row)
         else:
-            merged.append((first, last))
+            merged.append((row, row))
     return merged
