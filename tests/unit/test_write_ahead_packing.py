@@ -66,7 +66,9 @@ def test_pack_round_trips_odd_and_realistic_records() -> None:
     assert unpack(pack(ODD[:1])) == ODD[:1]
     assert all(isinstance(h, list) for r in unpack(pack(records)) for h in [r.headers])
     assert all(isinstance(pair, tuple) for r in unpack(pack(records)) for pair in r.headers)
-    assert pack([]).startswith(b"swa2")
+    assert pack([]).startswith(b"swa3")
+    assert unpack(pack(records, compress=False)) == records  # an older version's layout
+    assert pack([], compress=False).startswith(b"swa2")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,7 @@ def test_records_the_spool_could_not_hold_are_refused_when_written_ahead(
 
 def test_unpack_refuses_anything_truncated_extended_or_inconsistent_with_a_clear_error() -> None:
     records = ODD[1:3] + _records(3)
-    packed = pack(records)
+    packed = pack(records, compress=False)  # the layout inside the compressed frame
     for end in range(len(packed)):  # every truncation, never an IndexError or a short read
         with pytest.raises(ValueError, match=r"not a packed batch|truncated"):
             unpack(packed[:end])
@@ -121,7 +123,7 @@ def test_unpack_refuses_anything_truncated_extended_or_inconsistent_with_a_clear
         unpack(damaged(14, 0x94))  # one header pair more: the next record is read as one
     with pytest.raises(ValueError, match=r"Expected `array` of length 4, got 2 - at `\$\[1\]`"):
         unpack(damaged(14, 0x92))  # one header pair less: it is read as the next record
-    short = pack([Record("t", b"k", b"v", [])])
+    short = pack([Record("t", b"k", b"v", [])], compress=False)
     assert short == b"swa2\x91\x94\xa1t\xc4\x01k\xc4\x01v\x90"
     with pytest.raises(ValueError, match="truncated"):
         unpack(short[:9] + b"\x20" + short[10:])  # a key longer than what is left
@@ -136,8 +138,26 @@ def test_unpack_refuses_anything_truncated_extended_or_inconsistent_with_a_clear
     assert unpack(packed) == records
 
 
-def test_unpack_of_damaged_bytes_returns_records_or_a_value_error_never_anything_else() -> None:
-    packed = pack(ODD + _records(5))
+def test_a_compressed_batch_is_much_smaller_and_refuses_truncation_extension_and_damage() -> None:
+    records = _records(20)
+    packed, plain = pack(records), pack(records, compress=False)
+    assert packed.startswith(b"swa3")
+    assert len(packed) * 3 < len(plain)  # CloudEvents headers repeat from record to record
+    assert unpack(packed) == unpack(plain) == records
+    for end in range(len(packed)):
+        with pytest.raises(ValueError, match=r"not a packed batch|compressed frame is truncated"):
+            unpack(packed[:end])
+    with pytest.raises(ValueError, match="compressed frame is truncated or damaged"):
+        unpack(packed + b"x")
+    with pytest.raises(ValueError, match="trailing characters"):
+        unpack(packed + packed[4:])  # a second frame: its array is left over
+    with pytest.raises(ValueError, match="compressed frame is truncated or damaged"):
+        unpack(b"swa3" + plain[4:])  # the plain layout under the compressed magic
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_unpack_of_damaged_bytes_returns_records_or_a_value_error_never_anything_else(compress: bool) -> None:
+    packed = pack(ODD + _records(5), compress=compress)
     rng = random.Random(19)
     refused: list[str] = []
     for _ in range(3_000):
@@ -195,6 +215,23 @@ def test_nothing_settled_every_record_is_recovered_in_order_once(tmp_path: Path)
     assert _spooled(again) == spooled
     assert again.write_ahead([_records(1, 8)]) == 1  # and the write-ahead goes on
     again.close()
+
+
+def test_uncompressed_batches_of_an_older_version_are_recovered_in_order_with_compressed_ones(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    crashed = Spool(path)
+    crashed.write_ahead([_records(2), _records(2, 2), _records(2, 4)])
+    crashed.close()
+    with sqlite3.connect(path) as db:  # the middle batch as a version before compression wrote it
+        db.execute(
+            "UPDATE written_ahead SET packed = ? WHERE seq = 2", (pack(_records(2, 2), compress=False),)
+        )
+    spool = Spool(path)
+    assert spool.recovered == 6
+    assert _spooled(spool) == _records(6)
+    spool.close()
 
 
 def test_settled_batches_are_not_recovered_the_others_are_in_order(tmp_path: Path) -> None:
@@ -355,6 +392,7 @@ def test_a_written_ahead_header_value_damaged_into_not_utf8_stops_the_start_nami
     crashed.close()
     with sqlite3.connect(path) as db:
         [(packed,)] = db.execute("SELECT packed FROM written_ahead")
+        packed = pack(unpack(packed), compress=False)  # the damage is made where it can be seen
         assert packed.count(b"\xc4\x01x") == 1
         db.execute("UPDATE written_ahead SET packed = ?", (packed.replace(b"\xc4\x01x", b"\xc4\x01\xff"),))
     with pytest.raises(FatalError, match=r"written_ahead row 1.*a header value is not UTF-8"):
