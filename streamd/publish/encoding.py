@@ -19,9 +19,11 @@ Rules:
    dataclasses are written through a dict of their fields and str-keyed dicts without
    ``OPT_NON_STR_KEYS`` (:func:`dumps`), both exactly as orjson writes them otherwise. Each
    record gets its own headers list (tracing appends to it).
-7. A :class:`Record` is a ``msgspec.Struct(frozen=True, gc=False)``: immutable like the frozen
-   dataclass it was (equal, positional and keyword construction alike), and never tracked by the
-   cyclic garbage collector, which otherwise scans every record in flight at each collection.
+7. A :class:`Record` is a ``msgspec.Struct(frozen=True, gc=False, array_like=True)``: immutable
+   like the frozen dataclass it was (equal, positional and keyword construction alike), never
+   tracked by the cyclic garbage collector, which otherwise scans every record in flight at each
+   collection, and written by msgspec as the array ``[topic, key, value, headers]`` (the
+   write-ahead packs records so, :func:`streamd.publish.spool.pack`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _STR_KEYS_OPTS = orjson.OPT_UTC_Z
 """Without ``OPT_NON_STR_KEYS`` orjson writes str-keyed dicts ~40 % faster, the same bytes."""
 
 
-class Record(msgspec.Struct, frozen=True, gc=False):
+class Record(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One Kafka record, ready to send.
 
     Never tracked by the cyclic garbage collector (``gc=False``, rule 7): a record holds only

@@ -397,7 +397,6 @@ _LEVEL = 1
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]])
 """Shared by every thread: an Encoder's and a Decoder's methods are thread-safe (msgspec >= 0.16)."""
-_FIELDS = attrgetter("topic", "key", "value", "headers")
 _HEADERS = attrgetter("headers")
 _VALUE = itemgetter(1)
 
@@ -416,7 +415,8 @@ def pack(records: Sequence[Record], compress: bool = True) -> bytes:
     """
     _check_header_values(records)
     try:
-        body = _ENCODER.encode(list(map(_FIELDS, records)))
+        # A Record is written as the array [topic, key, value, headers] (encoding rule 7).
+        body = _ENCODER.encode(records if type(records) is list else list(records))
     except UnicodeEncodeError as exc:  # only topics and names are strings
         raise ValueError(f"a topic or header name is not valid Unicode: {exc}") from None
     if not compress:
