@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streamd.errors import VendorProtocolError
+from streamd.sources.o2g import wire
 from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
 
 
@@ -41,6 +42,28 @@ def test_lines_split_across_chunks_come_out_once() -> None:
     assert decoder.feed(b'{"n":1}\n{"n":') == [{"n": 1}]
     assert decoder.feed(b'2}\n{"n":3}\n') == [{"n": 2}, {"n": 3}]
     decoder.feed_eof()
+
+
+def test_after_a_line_split_across_reads_the_whole_lines_take_the_fast_path_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow: list[bytes] = []  # lines decoded one by one by the scanner's side (rule 3's slow path)
+    original = wire._loads_dict
+
+    def counted(raw: bytes | bytearray, exact: bool) -> dict[str, object] | None:
+        slow.append(bytes(raw))
+        return original(raw, exact)
+
+    monkeypatch.setattr(wire, "_loads_dict", counted)
+    decoder = O2GEventDecoder()
+    lines = [b'{"n":%d,"s":"%s"}' % (n, b"x" * n) for n in range(40)]
+    stream = b"\n".join(lines) + b"\n"
+    out: list[object] = []
+    for at in range(0, len(stream), 97):  # reads that end inside lines, as sockets deliver them
+        out += decoder.feed(stream[at : at + 97])
+    decoder.feed_eof()
+    assert out == [{"n": n, "s": "x" * n} for n in range(40)]
+    assert slow == []  # every cut line was completed by the scanner, every whole line split at once
 
 
 def test_an_integer_beyond_64_bits_in_a_fast_line_is_kept_exact() -> None:

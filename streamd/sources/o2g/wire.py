@@ -11,7 +11,9 @@ Rules:
 3. Hot path: a line that ends in ``\\n`` is handed to ``orjson.loads`` as a whole (NDJSON is what
    real O2G servers send; the whole lines of a chunk are split at once); only when that fails does
    a string-aware brace scanner find the object boundaries, jumping from ``{``/``}``/``"`` to the
-   next with regexes, never a per-byte loop.
+   next with regexes, never a per-byte loop. A line cut by a read boundary is completed by the
+   scanner, then the whole lines after it take the hot path again (reads rarely end at a line's
+   end, so otherwise most lines would go the slow way).
 4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
    :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
    dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
@@ -106,8 +108,13 @@ class O2GEventDecoder:
             if end < 0:
                 break
             out.append(_decode(bytes(buf[self._start : end]), self._exact))
+            # An NDJSON line split across two feeds ends here: back to whole lines for the rest.
+            # Only after a one-line object, so that pretty-printed objects are never re-split.
+            lines = buf.startswith(b"\n", end) and buf.find(b"\n", self._start, end) < 0
             self._start = -1
             self._pos = end
+            if lines:
+                self._lines(out)
         self._compact()
         return out
 
