@@ -192,7 +192,9 @@ async def _push_coalesced(
                         batch.extend(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await emit.push(batch)
+                push = emit.push(batch)
+                del events, batch  # the push holds the events now, and lets them go (Emit.push)
+                await push
     finally:
         pushed.set()
 

@@ -24,7 +24,7 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, Final
 
 from streamd.events import AgentState, Event, new_agent_state
@@ -172,6 +172,7 @@ class Enriching:
         """Publish and wait until durable (as the wrapped emitter)."""
         await self.emit(self.directory.enrich(events))
 
-    async def push(self, events: Sequence[Event]) -> None:
-        """Queue for publishing (as the wrapped emitter)."""
-        await self.emit.push(self.directory.enrich(events))
+    def push(self, events: Sequence[Event]) -> Coroutine[Any, Any, None]:
+        """Queue for publishing (as the wrapped emitter): the wrapped emitter's push itself, so
+        no frame of this one keeps ``events`` while it runs (:class:`~streamd.sources.base.Emit`)."""
+        return self.emit.push(self.directory.enrich(events))

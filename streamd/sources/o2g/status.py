@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -152,9 +152,9 @@ class HeardEmit:
         self.liveness.alive()
         await self.emit(events)
 
-    async def push(self, events: Sequence[Event]) -> None:
+    def push(self, events: Sequence[Event]) -> Coroutine[Any, Any, None]:
         self.liveness.alive()
-        await self.emit.push(events)
+        return self.emit.push(events)  # not awaited here: see Emit.push
 
 
 def refused_for_good(exc: FatalError) -> bool:
