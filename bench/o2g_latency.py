@@ -203,7 +203,9 @@ async def anchor_run(
                 stamp = time.time_ns()
                 for i, r in enumerate(group):
                     value = r.value.replace(PLACEHOLDER, b'"simWrittenNs":%d' % stamp) if i == 0 else r.value
-                    future = await producer.send(r.topic, value, key=r.key, headers=r.headers)
+                    future = await producer.send(
+                        r.topic, value, key=r.key, headers=list(r.headers)
+                    )  # a list for aiokafka
                     if i == 0:
                         future.add_done_callback(lambda _, stamp=stamp: acks.acked(stamp))
                 sent += 1

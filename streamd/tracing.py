@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from streamd.config_core import TracingConfig
 from streamd.errors import FatalError
+from streamd.publish.encoding import Record
 from streamd.publish.units import Batch, SourceEmit, Unit
 from streamd.sources.http import last_vendor_request, trace_vendor_requests
 
@@ -109,11 +110,13 @@ class Tracing:
             )
             span_context = span.get_span_context()
             if span_context.is_valid:
-                headers = [("ce_traceparent", traceparent(span_context))]
+                headers: tuple[tuple[str, bytes], ...] = (("ce_traceparent", traceparent(span_context)),)
                 if span_context.trace_state:
-                    headers.append(("ce_tracestate", span_context.trace_state.to_header().encode()))
-                for record in records:
-                    record.headers.extend(headers)
+                    headers += (("ce_tracestate", span_context.trace_state.to_header().encode()),)
+                for batch in batches:  # records are immutable (encoding rule 8): new ones, in place
+                    batch.records[:] = [
+                        Record(r.topic, r.key, r.value, r.headers + headers) for r in batch.records
+                    ]
             spans.append(span)
         self.units[id(unit)] = spans
 

@@ -5,10 +5,14 @@ Rules (see :mod:`streamd.publish.pipeline` for the whole pipeline):
 
 1. Units are finished in the order they were published. While the spool holds anything (or a
    unit was spooled after this one was sent), a unit is spooled even if Kafka acknowledged it.
-2. Records Kafka refuses for good become dead letters, spooled so they are sent in order.
+2. Records Kafka refuses for good become dead letters, spooled so they are sent in order, before
+   their unit is acknowledged or spooled: until then a push batch's write-ahead row holds them
+   (after a crash in between they are sent again, refused and dead-lettered again).
 3. A spool that refuses events is logged once when it starts and once when it has room again;
    durable callers get the error, push batches are lost and counted.
 4. On cancellation everything taken but not finished, and everything still queued, is spooled.
+5. Spooling a push batch deletes its write-ahead row, and every row queued for deletion, in the
+   same transaction (:meth:`~streamd.publish.write_ahead.WriteAhead.forgetting`, spool rule 5).
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ class Delivering(Publishing):
             # Spool it too when an earlier unit was spooled after this one was sent: even if the
             # drain has emptied the spool meanwhile, this unit's values must land after that one's.
             behind = self.spool.count or self._spooled_units != unit.spooled_before
+            await self._reject(rejected)  # first: until then the unit's write-ahead rows hold them
             if retry is not None or behind:
                 if retry is not None:
                     self._outage(f"not acknowledged: {retry}")
@@ -128,7 +133,6 @@ class Delivering(Publishing):
                 outcome = "acknowledged"
                 for batch in unit.batches:
                     self._acked(batch)
-            await self._reject(rejected)
         if self.tracing is not None:
             self.tracing.end_unit(unit, outcome)
         unit.finished = True
@@ -151,8 +155,10 @@ class Delivering(Publishing):
             if batch.settled or (batch.done is not None and batch.done.is_set()):
                 continue  # already acknowledged or spooled: never twice (a unit cut short by a cancel)
             records = [r for r in batch.records if id(r) not in skip]
+            ahead = self.ahead if batch.held is not None else None  # a push batch written ahead
+            forget = ahead.forgetting(batch) if ahead is not None else []
             try:
-                disk = await self.spool.run(self._append, records)
+                disk = await self.spool.run(self._append, records, forget)
                 self._spooled_units += 1
             except PublishError as exc:
                 self._spool_refuses(batch, len(records), exc)
@@ -165,15 +171,16 @@ class Delivering(Publishing):
                 t.SPOOL_DEPTH.set(self.spool.count)
                 t.SPOOL_BYTES.set(disk)
                 self._spool_wakeup.set()
-                if self.ahead is not None and batch.held is not None:
-                    self.ahead.settled(batch)
+                if ahead is not None:
+                    ahead.settled(batch, forget)  # those rows went with the records (spool rule 5)
             if batch.done is not None:
                 batch.done.set()
 
-    def _append(self, records: list[Record]) -> int:
-        """Spool ``records``; the spool's size on disk after (in a worker thread: both take the
-        spool's lock, which the write-ahead may hold for a whole transaction)."""
-        self.spool.append(records)
+    def _append(self, records: list[Record], forget: list[tuple[int, int]]) -> int:
+        """Spool ``records`` and delete the ``forget`` write-ahead rows in one transaction; the
+        spool's size on disk after (in a worker thread: both take the spool's lock, which the
+        write-ahead may hold for a whole transaction)."""
+        self.spool.append(records, forget)
         return self.spool.disk_bytes()
 
     def _spool_refuses(self, batch: Batch, n: int, exc: PublishError) -> None:

@@ -17,20 +17,25 @@ Rules:
 6. The hot path shares what records have in common, never changing a byte: header pairs of a
    source, type, key and time, topic names and key bytes are cached (bounded); frozen slotted
    dataclasses are written through a dict of their fields and str-keyed dicts without
-   ``OPT_NON_STR_KEYS`` (:func:`dumps`), both exactly as orjson writes them otherwise. Each
-   record gets its own headers list (tracing appends to it).
+   ``OPT_NON_STR_KEYS`` (:func:`dumps`), both exactly as orjson writes them otherwise.
 7. A :class:`Record` is a ``msgspec.Struct(frozen=True, gc=False, array_like=True)``: immutable
    like the frozen dataclass it was (equal, positional and keyword construction alike), never
    tracked by the cyclic garbage collector, which otherwise scans every record in flight at each
    collection, and written by msgspec as the array ``[topic, key, value, headers]`` (the
    write-ahead packs records so, :func:`streamd.publish.spool.pack`).
+8. A record's headers are a tuple of ``(name, value)`` pairs, never a list: the collector stops
+   tracking a tuple of strings and bytes at its first pass, where a list stays tracked, and is
+   scanned again at every pass, for as long as its record waits for Kafka (a record in flight
+   was ~2 tracked objects; measured on the O2G chunk path: ~1 us CPU per record less). aiokafka
+   wants a list: :mod:`streamd.publish.kafka` makes one as it sends (a list that dies at once);
+   tracing makes new records with its headers added.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -41,7 +46,7 @@ from pydantic import BaseModel
 
 from streamd.events import Event
 
-Headers = list[tuple[str, bytes]]
+Headers = tuple[tuple[str, bytes], ...]
 Encode = Callable[["Event", str], "Record"]
 """``encode(event, prefix)``: the pipeline's record encoder (:func:`encode` or :func:`confluent_json`'s)."""
 
@@ -57,7 +62,7 @@ class Record(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One Kafka record, ready to send.
 
     Never tracked by the cyclic garbage collector (``gc=False``, rule 7): a record holds only
-    strings, bytes and its headers list, so it cannot be part of a reference cycle, and the
+    strings, bytes and its headers tuple, so it cannot be part of a reference cycle, and the
     collector does not scan the records in flight again and again.
     """
 
@@ -193,7 +198,7 @@ def encode(event: Event, prefix: str) -> Record:
     if cached_time[0] is not when:
         cached_time = _last_time = (when, ("ce_time", format_time(when)))
     id = event.id
-    headers: Headers = [
+    headers: Headers = (
         _SPEC,
         ("ce_id", id.encode()) if id else next(_NEW_IDS),
         _SOURCES[event.source],
@@ -201,11 +206,11 @@ def encode(event: Event, prefix: str) -> Record:
         cached_time[1],
         subject,
         _CONTENT_TYPE,
-    ]
+    )
     if event.snapshot:
-        headers.append(_SNAPSHOT)
+        headers += (_SNAPSHOT,)
     if event.deviations:
-        headers.append(("streamd_deviations", orjson.dumps(event.deviations)))
+        headers += (("streamd_deviations", orjson.dumps(event.deviations)),)
     topic = _TOPICS.get(event.topic)
     name = topic[1] if topic is not None and topic[0] == prefix else _TOPICS.full(prefix, event.topic)
     data = event.data
@@ -252,6 +257,8 @@ def confluent_json(ids: Mapping[str, int]) -> Encode:
     return encode_framed
 
 
-def header_dict(headers: Headers | list[tuple[str, bytes | None]] | None) -> dict[str, str]:
+def header_dict(
+    headers: Sequence[tuple[str, bytes]] | Sequence[tuple[str, bytes | None]] | None,
+) -> dict[str, str]:
     """Headers as a ``str -> str`` dict (for consumers such as ``streamd tail`` and tests)."""
     return {k: (v or b"").decode() for k, v in headers or []}

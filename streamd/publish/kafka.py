@@ -112,7 +112,7 @@ async def _send_one(producer: AIOKafkaProducer, topic: str, partition: int, r: R
     """``send()`` one record; a record Kafka refuses for good becomes a failed delivery."""
     try:
         future: asyncio.Future[Any] = await producer.send(
-            topic, r.value, key=r.key, partition=partition, headers=r.headers
+            topic, r.value, key=r.key, partition=partition, headers=list(r.headers)
         )
     except KafkaError as exc:
         if exc.retriable:
@@ -336,7 +336,7 @@ class KafkaPublisher:
                 offset, end = 0, len(group)
                 for index in range(start, end):
                     r = group[index]
-                    if append(offset, None, r.key, r.value, r.headers) is None:
+                    if append(offset, None, r.key, r.value, list(r.headers)) is None:
                         batch.close()
                         end = index
                         break
@@ -345,7 +345,7 @@ class KafkaPublisher:
                 return end
         for index in range(start, len(group)):
             r = group[index]
-            if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers) is None:
+            if batch.append(key=r.key, value=r.value, timestamp=None, headers=list(r.headers)) is None:
                 return index
         return len(group)
 
@@ -389,7 +389,7 @@ class KafkaPublisher:
             raise PublishError("the Kafka producer is not running")
         try:
             future: asyncio.Future[Any] = await self._producer.send(
-                record.topic, record.value, key=record.key, headers=record.headers
+                record.topic, record.value, key=record.key, headers=list(record.headers)
             )
         except KafkaError as exc:
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc

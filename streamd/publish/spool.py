@@ -12,10 +12,14 @@ Rules:
    drained, :meth:`Spool.compact` gives the space back (WAL checkpoint, ``VACUUM``).
 4. SQLite calls are short and local; WAL mode keeps them from blocking readers.
 5. The *write-ahead* table ``written_ahead`` holds what push sources read and Kafka has not yet
-   acknowledged (:class:`~streamd.publish.pipeline.WriteAhead` writes it with group commit and
-   deletes rows once their records are acknowledged or spooled). Opening the database moves
-   whatever a crash left there into the spool, in order, ahead of anything new
-   (:attr:`Spool.recovered` says how many): at-least-once, never a loss.
+   acknowledged (:class:`~streamd.publish.pipeline.WriteAhead` writes it with group commit).
+   Rows of acknowledged batches are deleted by a later group commit; spooling a batch deletes its
+   row, and every row still waiting to be deleted, in the transaction that appends its records
+   (:meth:`Spool.append`'s ``forget``), so a crash never leaves a batch both in the spool and
+   written ahead, nor an older batch written ahead behind it (recovered after it, an older value
+   of a key would end up last). Opening the database moves whatever a crash left there into the
+   spool, in order, ahead of anything new (:attr:`Spool.recovered` says how many):
+   at-least-once, never a loss.
 6. A write-ahead row holds one whole batch, its records packed into one blob (:func:`pack`,
    compressed: CloudEvents headers and JSON values repeat so much that a batch shrinks ~25 times,
    and SQLite's cost is per byte): writing a batch is one ``INSERT``, forgetting it one
@@ -129,20 +133,26 @@ class Spool:
 
     # -- spool --------------------------------------------------------------------------------
 
-    def append(self, records: Sequence[Record]) -> None:
-        """Durably append records (fsync'd by SQLite before returning).
+    def append(self, records: Sequence[Record], forget: Sequence[tuple[int, int]] = ()) -> None:
+        """Durably append records (fsync'd by SQLite before returning); delete the ``forget``
+        ranges of write-ahead rows (first and last sequence number, inclusive) in the same
+        transaction (rule 5; deleting only needs no room, so it never finds the spool full).
 
         Raises:
-            PublishError: the spool is full, or the database failed (disk full, read-only, I/O).
+            PublishError: the spool is full, or the database failed (disk full, read-only, I/O);
+                nothing is appended or deleted then.
         """
-        if not records:
+        if not records and not forget:
             return
         rows = [(r.topic, r.key, r.value, _headers(r)) for r in records]
         size = sum(_row_size(row) for row in rows)
         with self._lock:
-            if self.bytes + size > self.max_bytes or self._on_disk() + size > self.max_bytes:
+            if rows and (self.bytes + size > self.max_bytes or self._on_disk() + size > self.max_bytes):
                 raise PublishError(f"outage spool full ({self.bytes} of {self.max_bytes} bytes)")
-            self._write(("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows))
+            self._write(
+                ("INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", rows),
+                ("DELETE FROM written_ahead WHERE seq BETWEEN ? AND ?", forget),
+            )
             self.count += len(records)
             self.bytes += size
 
@@ -236,7 +246,9 @@ class Spool:
         return [
             (
                 seq,
-                Record(topic, bytes(key), bytes(value), [(k, v.encode()) for k, v in orjson.loads(headers)]),
+                Record(
+                    topic, bytes(key), bytes(value), tuple((k, v.encode()) for k, v in orjson.loads(headers))
+                ),
             )
             for seq, topic, key, value, headers in rows
         ]
@@ -395,7 +407,7 @@ _MAGIC = b"swa3"
 _LEVEL = 1
 """zstd's fastest level: ~0.3 us per record, and the blob is still ~25 times smaller."""
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]])
+_DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes, bytes, tuple[tuple[str, bytes], ...]]])
 """Shared by every thread: an Encoder's and a Decoder's methods are thread-safe (msgspec >= 0.16)."""
 _HEADERS = attrgetter("headers")
 _VALUE = itemgetter(1)

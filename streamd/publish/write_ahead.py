@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 
@@ -23,9 +23,12 @@ class WriteAhead:
     A push batch waits (in :meth:`hold`) until the next commit, at most ``interval`` later,
     unless Kafka acknowledged it or it was spooled first; then it is skipped, so at low latency
     most batches never touch the disk. A written batch is one row (its records packed,
-    :meth:`Spool.write_ahead`); acknowledged or spooled batches that were written are deleted in a
-    later commit, adjacent rows as one range. A crash loses at most the last ``interval`` of push
-    traffic; what was written ahead is moved into the spool when the database is opened again.
+    :meth:`Spool.write_ahead`); acknowledged batches that were written are deleted in a later
+    commit, adjacent rows as one range. A spooled batch's row goes in the transaction that spools
+    its records, with every row waiting for that later commit (:meth:`forgetting`; spool rule 5),
+    except the row of a batch spooled while it was being written: the commit that wrote it queues
+    it. A crash loses at most the last ``interval`` of push traffic; what was written ahead is
+    moved into the spool when the database is opened again.
     """
 
     def __init__(self, spool: Spool, encode: Callable[[Event, str], Record], interval: float) -> None:
@@ -48,12 +51,22 @@ class WriteAhead:
         assert batch.held is not None
         await batch.held.wait()
 
-    def settled(self, batch: Batch) -> None:
-        """``batch`` is acknowledged or spooled: release its source, forget its copy."""
+    def forgetting(self, batch: Batch) -> list[tuple[int, int]]:
+        """The rows to delete in the transaction that spools ``batch``, as ranges
+        (:meth:`Spool.append`'s ``forget``): its own (if written) and every row waiting for the
+        next commit (all settled). Hand them to :meth:`settled` once that transaction is
+        committed; if it fails, they stay queued."""
+        return _ranges(self._forget if batch.written is None else [*self._forget, batch.written])
+
+    def settled(self, batch: Batch, forgotten: Sequence[tuple[int, int]] = ()) -> None:
+        """``batch`` is acknowledged or spooled: release its source, forget its copy. The
+        ``forgotten`` ranges of rows (:meth:`forgetting`) are deleted already: not again."""
         batch.settled = True
         if batch.held is not None:
             batch.held.set()
-        if batch.written is not None:
+        if forgotten:
+            self._forget = [row for row in self._forget if not _within(row, forgotten)]
+        if batch.written is not None and not _within(batch.written, forgotten):
             self._forget.append(batch.written)
             self._wake.set()
 
@@ -107,3 +120,8 @@ def _ranges(rows: list[int]) -> list[tuple[int, int]]:
         else:
             merged.append((row, row))
     return merged
+
+
+def _within(row: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    """Whether ``row`` is in one of the ``ranges`` (first and last row, inclusive)."""
+    return any(first <= row <= last for first, last in ranges)

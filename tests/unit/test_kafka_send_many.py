@@ -68,7 +68,7 @@ async def test_a_filled_batch_holds_every_record_in_order_with_its_headers(
     assert _publisher()._fill(batch, records, 0) == len(records)
     assert batch.record_count() == len(records)
     assert not batch.closed()
-    assert _read(batch) == [(i, r.key, r.value, r.headers) for i, r in enumerate(records)]
+    assert _read(batch) == [(i, r.key, r.value, list(r.headers)) for i, r in enumerate(records)]
 
 
 async def test_a_full_batch_is_closed_and_the_rest_goes_into_the_next(producer: AIOKafkaProducer) -> None:

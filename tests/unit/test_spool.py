@@ -16,7 +16,7 @@ from streamd.publish.spool import Spool
 
 def _records(n: int, start: int = 0, size: int = 10) -> list[Record]:
     return [
-        Record("t", f"k{i}".encode(), b"v" * size, [("ce_id", f"{i}".encode())])
+        Record("t", f"k{i}".encode(), b"v" * size, (("ce_id", f"{i}".encode()),))
         for i in range(start, start + n)
     ]
 
@@ -30,7 +30,7 @@ def test_order_kept_and_survives_reopen(tmp_path: Path) -> None:
     assert again.count == 5
     rows = again.peek(10)
     assert [r.key for _, r in rows] == [b"k0", b"k1", b"k2", b"k3", b"k4"]
-    assert rows[0][1].headers == [("ce_id", b"0")]
+    assert rows[0][1].headers == (("ce_id", b"0"),)
     again.delete_through(rows[2][0], [r for _, r in rows[:3]])
     assert [r.key for _, r in again.peek(10)] == [b"k3", b"k4"]
     assert again.count == 2
@@ -155,3 +155,28 @@ async def test_a_closed_spool_refuses_calls_with_a_publish_error() -> None:
     spool.close()
     with pytest.raises(PublishError, match="is closed"):
         await spool.run(spool.recount)
+
+
+def test_an_append_deletes_the_write_ahead_rows_it_is_given_or_nothing(tmp_path: Path) -> None:
+    """In one transaction with the records (spool rule 5); a refused append deletes nothing, and
+    deleting alone needs no room."""
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    first = spool.write_ahead([_records(2), _records(1, 2), _records(1, 3)])
+
+    def rows() -> list[int]:
+        return [int(seq) for (seq,) in spool._db.execute("SELECT seq FROM written_ahead ORDER BY seq")]
+
+    spool.append(_records(2), forget=[(first, first)])
+    assert rows() == [first + 1, first + 2]
+    spool.max_bytes = spool.bytes  # full
+    with pytest.raises(PublishError, match="spool full"):
+        spool.append(_records(1, 2), forget=[(first + 1, first + 2)])
+    assert rows() == [first + 1, first + 2]
+    spool.append([], forget=[(first + 1, first + 2)])
+    assert rows() == []
+    assert spool.count == 2
+    spool.close()
+    again = Spool(path)
+    assert (again.recovered, again.count) == (0, 2)
+    again.close()
