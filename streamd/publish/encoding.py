@@ -29,6 +29,9 @@ Rules:
    was ~2 tracked objects; measured on the O2G chunk path: ~1 us CPU per record less). aiokafka
    wants a list: :mod:`streamd.publish.kafka` makes one as it sends (a list that dies at once);
    tracing makes new records with its headers added.
+9. Every header value is UTF-8: the encoding of a ``str`` (ids, source, type, key, the
+   deviations' JSON) or a constant; ``ce_time`` and random ids are ASCII. The write-ahead relies on
+   it (:func:`streamd.publish.spool.pack`'s ``encoded``), as the spool keeps headers as JSON text.
 """
 
 from __future__ import annotations

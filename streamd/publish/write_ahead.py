@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import anyio
 
@@ -88,7 +89,9 @@ class WriteAhead:
         if not batches and not forget:
             return
         try:
-            first = await self.spool.run(self.spool.write_ahead, [b.records for b in batches], forget)
+            first = await self.spool.run(
+                partial(self.spool.write_ahead, encoded=True), [b.records for b in batches], forget
+            )  # the pipeline's encoder made every record (tracing adds ASCII and str-encoded values)
         except PublishError as exc:  # durability lost for these batches, never the events
             if not self._failing:
                 log.error(

@@ -463,3 +463,25 @@ async def test_what_a_failed_commit_had_to_forget_is_forgotten_by_the_next(tmp_p
     await ahead.commit()
     assert _rows(path) == []
     spool.close()
+
+
+def test_encoded_records_header_values_are_utf8_so_the_write_ahead_skips_the_check() -> None:
+    names = ["plain", "ünïcödé", "日本語", "emoji 🎧", 'quote " and \\ and \n']
+    events = [
+        Event(
+            topic="t",
+            type=f"x.{name}",
+            source=name,
+            key=f"{name}:{i}",
+            data={"n": name},
+            id=name if i % 2 else None,
+            snapshot=bool(i % 3),
+            deviations=(f"$.{name}",) if i % 4 else (),
+        )
+        for i, name in enumerate(names * 4)
+    ]
+    records = [encode(e, "p.") for e in events]
+    for record in records:  # encoding rule 9
+        assert all(isinstance(value.decode(), str) for _, value in record.headers)
+    assert pack(records, encoded=True) == pack(records)  # the same bytes, without the check
+    assert unpack(pack(records, encoded=True)) == records
