@@ -40,12 +40,13 @@ class Emit(Protocol):
     async def push(self, events: Sequence[Event]) -> None:
         """Queue for publishing; blocks while the bounded queue is full (backpressure).
 
-        The caller hands the events over: the pipeline lets them go once they are encoded
-        (:mod:`streamd.publish.emit` rule 6), so neither the caller nor a wrapping emitter keeps
-        them while the push runs. A wrapper returns the wrapped push's coroutine from a plain
-        ``def`` instead of awaiting it; a caller creates the coroutine, drops its own references,
-        then awaits it. (Kept alive, a push's events are what the cyclic collector re-scans at
-        every pass while the push waits for the write-ahead: most of its cost under load.)
+        The pipeline lets the events go once they are encoded (:mod:`streamd.publish.emit` rule
+        6); a hot push path should not keep them meanwhile either. The O2G chunk pusher creates
+        the coroutine, drops its own references, then awaits it, and O2G's wrapping emitters
+        return the wrapped push's coroutine from a plain ``def`` instead of awaiting it. (Kept
+        alive, a push's events are what the cyclic collector re-scans at every pass while the
+        push waits for the write-ahead: most of its cost under load.) Other callers, such as
+        the Xima websocket, keep their list: correct, only later freed.
         """
 
 

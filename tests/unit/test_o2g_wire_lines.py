@@ -74,3 +74,72 @@ def test_an_integer_beyond_64_bits_in_a_fast_line_is_kept_exact() -> None:
 def test_an_oversize_line_raises_on_the_fast_path_too() -> None:
     with pytest.raises(VendorProtocolError, match="exceeds 16"):
         O2GEventDecoder(16).feed(b'{"n":1}\n{"long":"aaaaaaaaaaaaaaaa"}\n')
+
+
+def test_a_read_full_of_malformed_lines_takes_the_fast_path_once_not_once_a_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    original = O2GEventDecoder._lines
+
+    def counted(self: O2GEventDecoder, out: list[dict[str, object] | MalformedEvent]) -> None:
+        calls.append(len(out))
+        original(self, out)
+
+    monkeypatch.setattr(O2GEventDecoder, "_lines", counted)
+    decoder = O2GEventDecoder()
+    assert decoder.feed(b'{"n":0}\n{"cut":') == [{"n": 0}]
+    calls.clear()
+    out = decoder.feed(b"1}\n" + b'{"bad":x}\n{"n":1}\n' * 500)  # the cut line, then 1,000 lines
+    assert len(out) == 1001
+    assert out[0] == {"cut": 1}
+    assert [x.raw for x in out[1::2] if isinstance(x, MalformedEvent)] == [b'{"bad":x}'] * 500
+    assert out[2::2] == [{"n": 1}] * 500
+    assert len(calls) <= 2  # not once per malformed line: each call splits the rest of the read
+
+
+def test_crlf_lines_cut_by_reads_take_the_fast_path_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    slow: list[bytes] = []
+    original = wire._loads_dict
+
+    def counted(raw: bytes | bytearray, exact: bool) -> dict[str, object] | None:
+        slow.append(bytes(raw))
+        return original(raw, exact)
+
+    monkeypatch.setattr(wire, "_loads_dict", counted)
+    decoder = O2GEventDecoder()
+    stream = b"".join(b'{"n":%d}\r\n' % n for n in range(60))
+    out: list[object] = []
+    for at in range(0, len(stream), 50):
+        out += decoder.feed(stream[at : at + 50])
+    assert out == [{"n": n} for n in range(60)]
+    assert slow == []
+
+
+@pytest.mark.parametrize("split", [1, 20, 40, 60])
+def test_an_integer_beyond_64_bits_stays_exact_wherever_the_reads_split(split: int) -> None:
+    line = b'{"big":123456789012345678901234567890,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}\n'
+    decoder = O2GEventDecoder()
+    out = decoder.feed(line[:split]) + decoder.feed(line[split:])
+    assert out == [{"big": "123456789012345678901234567890", "pad": "x" * 24}]
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b'{"n":1}\n{"long":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}\n'],
+        [
+            b'{"n":1}\n{"long":"aaaaaaaaaaaaaaaaaaaaa',
+            b'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}\n',
+        ],  # scanned
+        [
+            b'{"n":1}{"long":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}'
+        ],  # back to back
+    ],
+)
+def test_the_event_size_limit_holds_on_every_path(pieces: list[bytes]) -> None:
+    decoder = O2GEventDecoder(50)
+    for piece in pieces[:-1]:
+        assert decoder.feed(piece) == [{"n": 1}]
+    with pytest.raises(VendorProtocolError, match="exceeds 50"):
+        decoder.feed(pieces[-1])

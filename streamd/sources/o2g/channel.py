@@ -172,8 +172,10 @@ async def _read(
             items = decoder.feed(chunk)
             if items:
                 events = to_events(source, items, react=react)
+                del items
                 if events:
                     await send.send(events)
+                del events  # the pusher's now: not kept here until the next chunk (Emit.push)
     decoder.feed_eof()
 
 

@@ -13,11 +13,14 @@ Rules:
    a string-aware brace scanner find the object boundaries, jumping from ``{``/``}``/``"`` to the
    next with regexes, never a per-byte loop. A line cut by a read boundary is completed by the
    scanner, then the whole lines after it take the hot path again (reads rarely end at a line's
-   end, so otherwise most lines would go the slow way).
+   end, so otherwise most lines would go the slow way): once a feed, so that a read full of
+   malformed lines stays linear. An integer beyond 64 bits is kept exact wherever the read
+   boundaries fall (its event's flag lasts until the event is complete).
 4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
    :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
    dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
-   safely) raises :class:`VendorProtocolError`, and so does ``feed_eof`` with a partial event.
+   safely; checked on every path, whole line or scanned) raises :class:`VendorProtocolError`,
+   and so does ``feed_eof`` with a partial event.
 5. :func:`error_from_response` is the one place that turns an O2G error response
    (``RestErrorInfo``) into the streamd error tree; ``canRetry`` alone cannot drive it (spec
 """
@@ -95,9 +98,11 @@ class O2GEventDecoder:
             VendorProtocolError: a pending event grew beyond ``max_event_size``.
         """
         buf = self._buf
-        seam = max(0, len(buf) - 18)  # a digit run may straddle two chunks
+        fed = len(buf)  # where the new bytes begin
+        seam = max(0, fed - 18)  # a digit run may straddle two chunks
         buf += data
-        self._exact = may_hold_big_ints(memoryview(buf)[seam:])
+        # A pending event keeps the flag its earlier bytes set (its digit run may lie far back).
+        self._exact = (self._exact and self._start >= 0) or may_hold_big_ints(memoryview(buf)[seam:])
         out: list[dict[str, Any] | MalformedEvent] = []
         if self._start < 0 and self._garbage < 0:
             self._lines(out)
@@ -107,12 +112,18 @@ class O2GEventDecoder:
             end = self._scan()
             if end < 0:
                 break
+            if end - self._start > self._max:  # as on the line paths: the limit holds on every path
+                raise VendorProtocolError(f"O2G event of {end - self._start} bytes exceeds {self._max}")
             out.append(_decode(bytes(buf[self._start : end]), self._exact))
-            # An NDJSON line split across two feeds ends here: back to whole lines for the rest.
-            # Only after a one-line object, so that pretty-printed objects are never re-split.
-            lines = buf.startswith(b"\n", end) and buf.find(b"\n", self._start, end) < 0
+            # An NDJSON line cut by the read boundary ends here: back to whole lines for the rest
+            # (once a feed: only the object begun before these bytes; and only after a one-line
+            # object, so that pretty-printed objects are never re-split).
+            after = end + 1 if buf.startswith(b"\r\n", end) else end
+            lines = (
+                self._start < fed and buf.startswith(b"\n", after) and buf.find(b"\n", self._start, end) < 0
+            )
             self._start = -1
-            self._pos = end
+            self._pos = after if lines else end
             if lines:
                 self._lines(out)
         self._compact()
@@ -155,8 +166,8 @@ class O2GEventDecoder:
                     break
                 if type(obj) is not dict:
                     break
-                if len(line) > limit:
-                    raise VendorProtocolError(f"O2G event of {len(line)} bytes exceeds {limit}")
+                if len(line) > limit and len(size := line.rstrip()) > limit:  # whitespace after it is no part
+                    raise VendorProtocolError(f"O2G event of {len(size)} bytes exceeds {limit}")
                 out.append(obj)
             pos += len(line) + 1
         self._pos = pos
@@ -188,8 +199,8 @@ class O2GEventDecoder:
             if newline >= 0:
                 obj = _loads_dict(buf[i:newline], self._exact)
                 if obj is not None:
-                    if newline - i > self._max:
-                        raise VendorProtocolError(f"O2G event of {newline - i} bytes exceeds {self._max}")
+                    if newline - i > self._max and (size := len(buf[i:newline].rstrip())) > self._max:
+                        raise VendorProtocolError(f"O2G event of {size} bytes exceeds {self._max}")
                     out.append(obj)
                     self._pos = newline + 1
                     continue
