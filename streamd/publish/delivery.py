@@ -11,8 +11,9 @@ Rules (see :mod:`streamd.publish.pipeline` for the whole pipeline):
 3. A spool that refuses events is logged once when it starts and once when it has room again;
    durable callers get the error, push batches are lost and counted.
 4. On cancellation everything taken but not finished, and everything still queued, is spooled.
-5. Spooling a push batch deletes its write-ahead row, and every row queued for deletion, in the
-   same transaction (:meth:`~streamd.publish.write_ahead.WriteAhead.forgetting`, spool rule 5).
+5. Spooling a batch (push or not) deletes its write-ahead row, and every row queued for deletion,
+   in the same transaction (:meth:`~streamd.publish.write_ahead.WriteAhead.spooling`, spool rule
+   5); so does spooling dead letters. No commit writes a batch while it is being spooled.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ class Delivering(Publishing):
             if batch.settled or (batch.done is not None and batch.done.is_set()):
                 continue  # already acknowledged or spooled: never twice (a unit cut short by a cancel)
             records = [r for r in batch.records if id(r) not in skip]
-            ahead = self.ahead if batch.held is not None else None  # a push batch written ahead
-            forget = ahead.forgetting(batch) if ahead is not None else []
+            ahead = self.ahead
+            forget = ahead.spooling(batch) if ahead is not None else []  # any batch: rule 5
             try:
                 disk = await self.spool.run(self._append, records, forget)
                 self._spooled_units += 1
@@ -173,6 +174,9 @@ class Delivering(Publishing):
                 self._spool_wakeup.set()
                 if ahead is not None:
                     ahead.settled(batch, forget)  # those rows went with the records (spool rule 5)
+            finally:
+                if ahead is not None and not batch.settled:
+                    ahead.refused(batch)  # refused or cancelled: a commit may write it again
             if batch.done is not None:
                 batch.done.set()
 
@@ -225,10 +229,14 @@ class Delivering(Publishing):
             if record.topic != self.prefix + DEADLETTER_TOPIC:  # else: logged and counted, no more
                 letters.append(letter)
         if letters:
+            forget = self.ahead.forgetting() if self.ahead is not None else []  # rule 5
             try:
-                await self.spool.run(self.spool.append, letters)
+                await self.spool.run(self.spool.append, letters, forget)
             except PublishError as exc:
                 log.error("%d dead letters lost: %s", len(letters), exc)
+            else:
+                if self.ahead is not None:
+                    self.ahead.forgot(forget)
             self._spool_wakeup.set()
 
     async def _spool_leftovers(self) -> None:

@@ -13,26 +13,29 @@ Rules:
 4. SQLite calls are short and local; WAL mode keeps them from blocking readers.
 5. The *write-ahead* table ``written_ahead`` holds what push sources read and Kafka has not yet
    acknowledged (:class:`~streamd.publish.pipeline.WriteAhead` writes it with group commit).
-   Rows of acknowledged batches are deleted by a later group commit; spooling a batch deletes its
-   row, and every row still waiting to be deleted, in the transaction that appends its records
-   (:meth:`Spool.append`'s ``forget``), so a crash never leaves a batch both in the spool and
-   written ahead, nor an older batch written ahead behind it (recovered after it, an older value
-   of a key would end up last). Opening the database moves whatever a crash left there into the
-   spool, in order, ahead of anything new (:attr:`Spool.recovered` says how many):
-   at-least-once, never a loss.
+   Rows of acknowledged batches are deleted by a later group commit; spooling a batch, push or
+   not, deletes its row, and every row still waiting to be deleted, in the transaction that
+   appends its records (:meth:`Spool.append`'s ``forget``; so does spooling dead letters), so a
+   crash never leaves a batch both in the spool and written ahead, nor an older batch written
+   ahead behind it (recovered after it, an older value of a key would end up last). Rows are
+   numbered before they are written (:meth:`Spool.write_ahead`'s ``seqs``): an append handed to
+   the spool's thread after the write deletes them once written (rule 7). Opening the
+   database moves whatever a crash left there into the spool, in order, ahead of anything new
+   (:attr:`Spool.recovered` says how many): at-least-once, never a loss.
 6. A write-ahead row holds one whole batch, its records packed into one blob (:func:`pack`,
    compressed: CloudEvents headers and JSON values repeat so much that a batch shrinks ~25 times,
-   and SQLite's cost is per byte): writing a batch is one ``INSERT``, forgetting it one
-   ``DELETE`` (of a range of batches). The
+   and SQLite's cost is per byte; checksummed, as a zstd frame is not, and a damaged one may
+   decompress into other records; a damaged blob stops the start, naming its row): writing a
+   batch is one ``INSERT``, forgetting it one ``DELETE`` (of a range of batches). The
    ``received`` table of older versions (one row per record) is moved into the spool and dropped
    when the database is opened, in one transaction, behind ``written_ahead``'s batches (which can
    only be older: written before an older version was started on the file). The new
    table has a new name so that an older version started on this file still runs (it recreates
    ``received`` and leaves ``written_ahead`` to the next newer start).
-7. Async code calls the database through :meth:`Spool.run`: one long-lived thread per spool
-   (the calls are serialised by its lock anyway), so no call waits on the event loop for a worker
-   thread to be started, as ``anyio.to_thread`` does whenever none is idle (15-27 ms measured
-   under load).
+7. Async code calls the database through :meth:`Spool.run`: one long-lived thread per spool,
+   which runs the calls in the order they were handed to it (they are serialised by its lock
+   anyway), so no call waits on the event loop for a worker thread to be started, as
+   ``anyio.to_thread`` does whenever none is idle (15-27 ms measured under load).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import itertools
 import os
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError as CancelledFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +104,14 @@ class Spool:
             self._db.close()
             raise
         self.count, self.bytes = self._totals()
-        self._received_next = 1
+        self._received_next = 1  # recovery emptied written_ahead: numbering starts again
+
+    @property
+    def next_written_ahead(self) -> int:
+        """The sequence number after the last write-ahead row written (1 once opened: recovery
+        empties the table); :class:`~streamd.publish.write_ahead.WriteAhead` numbers its rows from
+        it."""
+        return self._received_next
 
     def close(self) -> None:
         """Close the database (and end the spool's thread once its calls are done)."""
@@ -163,30 +174,37 @@ class Spool:
         batches: Sequence[Sequence[Record]],
         forget: Sequence[tuple[int, int]] = (),
         *,
+        seqs: Sequence[int] | None = None,
         encoded: bool = False,
     ) -> int:
         """Durably keep each batch's records until acknowledged, one row per batch (rule 6); delete
         the ``forget`` ranges of rows (first and last sequence number, inclusive) in the same
-        transaction (one fsync for both). Returns the sequence number of the first batch's row
-        (the other batches' rows follow it). ``encoded``: as :func:`pack`'s.
+        transaction (one fsync for both). ``seqs``: the rows' sequence numbers, one per batch
+        (:class:`~streamd.publish.write_ahead.WriteAhead` numbers rows before they are written);
+        by default they follow the last row written. Returns the sequence number of the
+        first batch's row. ``encoded``: as :func:`pack`'s.
 
         Raises:
-            PublishError: the database failed, or a record cannot be held by the spool (see
-                :func:`pack`); nothing is written then.
+            PublishError: the database failed (a sequence number that is taken, too), or a record
+                cannot be held by the spool (see :func:`pack`); nothing is written then.
+            ValueError: ``seqs`` does not hold one number per batch.
         """
+        if seqs is not None and len(seqs) != len(batches):
+            raise ValueError(f"{len(batches)} batches to write ahead, {len(seqs)} sequence numbers")
         try:
             rows = [(len(batch), pack(batch, encoded=encoded)) for batch in batches]
         except ValueError as exc:
             raise PublishError(f"outage spool {self.path}: a record cannot be written ahead: {exc}") from None
         with self._lock:
-            first = self._received_next
+            numbers = range(self._received_next, self._received_next + len(rows)) if seqs is None else seqs
+            written = [(seq, n, packed) for seq, (n, packed) in zip(numbers, rows, strict=True)]
             self._write(
-                ("INSERT INTO written_ahead (seq, records, packed) VALUES (?, ?, ?)",
-                 [(seq, n, packed) for seq, (n, packed) in zip(itertools.count(first), rows)]),
+                ("INSERT INTO written_ahead (seq, records, packed) VALUES (?, ?, ?)", written),
                 ("DELETE FROM written_ahead WHERE seq BETWEEN ? AND ?", forget),
-            )  # fmt: skip
-            self._received_next = first + len(rows)
-        return first
+            )
+            if written:
+                self._received_next = max(self._received_next, *(seq + 1 for seq, _, _ in written))
+        return written[0][0] if written else self._received_next
 
     def _recover(self) -> int:
         """Move what a crash left in ``written_ahead`` (or an older version in ``received``) into the spool, in order (rules 5 and 6).
@@ -232,7 +250,9 @@ class Spool:
         """
         for seq, n, packed in self._db.execute("SELECT seq, records, packed FROM written_ahead ORDER BY seq"):
             try:
-                records = unpack(bytes(packed))
+                if type(packed) is not bytes:  # TEXT would not convert; an INTEGER n is n zero bytes
+                    raise ValueError(f"its packed batch is {_SQL_TYPES.get(type(packed), 'no')}, not a BLOB")
+                records = unpack(packed)
                 if len(records) != n:
                     raise ValueError(f"{len(records)} records, the row says {n}")
             except ValueError as exc:
@@ -388,6 +408,9 @@ def _headers(record: Record) -> bytes:
     return b"[" + b",".join(parts) + b"]"
 
 
+_SQL_TYPES = {str: "TEXT", int: "an INTEGER", float: "a REAL", type(None): "NULL"}
+"""What SQLite hands back for a column's storage class (a damaged ``packed`` may hold any)."""
+
 _ROW_OVERHEAD = 48
 """SQLite's bytes per spooled row beyond its fields (record header, rowid, cell pointer, page slack)."""
 
@@ -412,6 +435,9 @@ _MAGIC = b"swa3"
 """The magic of a compressed packed batch (what :func:`pack` writes)."""
 _LEVEL = 1
 """zstd's fastest level: ~0.3 us per record, and the blob is still ~25 times smaller."""
+_MAX_BODY = 1 << 30
+"""The most bytes a packed batch holds uncompressed: :func:`pack` refuses more, :func:`unpack`
+allocates no more on the word of a blob's length field."""
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(list[tuple[str, bytes, bytes, tuple[tuple[str, bytes], ...]]])
 """Shared by every thread: an Encoder's and a Decoder's methods are thread-safe (msgspec >= 0.16)."""
@@ -420,18 +446,20 @@ _VALUE = itemgetter(1)
 
 
 def pack(records: Sequence[Record], compress: bool = True, *, encoded: bool = False) -> bytes:
-    """The records in one blob: ``swa3``, then a zstd frame of a MessagePack array of ``[topic,
-    key, value, headers]`` arrays (``headers`` an array of ``[name, value]`` pairs; topics and
-    names are strings, the rest binary), made by msgspec and zstd in C. ``compress`` false gives
-    the uncompressed layout of older versions: ``swa2``, then the array itself. Read back by
-    :func:`unpack`. ``encoded``: every record was made by
-    :func:`streamd.publish.encoding.encode`, whose header values are UTF-8 by construction
-    (encoding rule 9), so they are not checked again (0.3 us per record, holding the GIL).
+    """The records in one blob, read back by :func:`unpack`: ``swa3``; the zlib CRC-32 of
+    everything after it (4 bytes, big-endian); the length of the uncompressed body (4 bytes,
+    big-endian); a zstd frame of that body. The body is a MessagePack array of ``[topic, key,
+    value, headers]`` arrays (``headers`` an array of ``[name, value]`` pairs; topics and names are
+    strings, the rest binary), made by msgspec and zstd in C. ``compress`` false gives the
+    uncompressed layout of older versions: ``swa2``, then the body itself (no checksum).
+    ``encoded``: every record was made by :func:`streamd.publish.encoding.encode`, whose header
+    values are UTF-8 by construction (encoding rule 9), so they are not checked again (0.3 us per
+    record, holding the GIL).
 
     Raises:
         ValueError: a record the spool could not hold (it keeps headers as JSON text): a topic or
             header name that is not valid Unicode (a lone surrogate), a header value that is not
-            UTF-8.
+            UTF-8; or a body of more than 1 GiB.
     """
     if not encoded:
         _check_header_values(records)
@@ -442,25 +470,28 @@ def pack(records: Sequence[Record], compress: bool = True, *, encoded: bool = Fa
         raise ValueError(f"a topic or header name is not valid Unicode: {exc}") from None
     if not compress:
         return _PLAIN + body
-    return _MAGIC + bytes(cramjam.zstd.compress(body, _LEVEL))
+    if len(body) > _MAX_BODY:
+        raise ValueError(f"a batch of {len(body)} bytes packed, more than a packed batch holds ({_MAX_BODY})")
+    size = len(body).to_bytes(4, "big")
+    frame = cramjam.zstd.compress(body, _LEVEL)
+    checksum = zlib.crc32(frame, zlib.crc32(size)).to_bytes(4, "big")
+    return b"".join((_MAGIC, checksum, size, frame))
 
 
 def unpack(packed: bytes) -> list[Record]:
-    """The records :func:`pack` put into ``packed`` (either layout), in order.
+    """The records :func:`pack` put into ``packed`` (either layout), in order. A compressed blob's
+    checksum is checked first, then its length against the bound before anything is allocated;
+    its frame is decompressed into exactly that many bytes.
 
     Raises:
         ValueError: ``packed`` is not such a blob, or is truncated, extended or inconsistent (the
-            message says what is wrong), or holds what :func:`pack` refuses; nothing is read past
-            its end.
+            message says what is wrong: a checksum mismatch, a length out of bounds, a frame that
+            is damaged or holds another length), or holds what :func:`pack` refuses; nothing is
+            read past its end.
     """
     magic = packed[:4]
     if magic == _MAGIC:
-        try:
-            body: bytes | memoryview = bytes(cramjam.zstd.decompress(memoryview(packed)[4:]))
-        except cramjam.DecompressionError as exc:
-            raise ValueError(
-                f"a damaged packed batch ({len(packed)} bytes): its compressed frame is truncated or damaged ({exc})"
-            ) from None
+        body: bytes | bytearray | memoryview = _decompress(packed)
     elif magic == _PLAIN:
         body = memoryview(packed)[4:]
     else:
@@ -477,6 +508,37 @@ def unpack(packed: bytes) -> list[Record]:
     except ValueError as exc:
         raise ValueError(f"a damaged packed batch: {exc}") from None
     return records
+
+
+def _decompress(packed: bytes) -> bytearray:
+    """The body of a compressed packed batch (:func:`pack`'s layout), its checksum and length checked.
+
+    Raises:
+        ValueError: what is wrong with it.
+    """
+    damaged = f"a damaged packed batch ({len(packed)} bytes)"
+    if len(packed) < 12:
+        raise ValueError(f"{damaged}: truncated before its frame")
+    view = memoryview(packed)
+    expected, actual = int.from_bytes(view[4:8], "big"), zlib.crc32(view[8:])
+    if actual != expected:
+        raise ValueError(
+            f"{damaged}: checksum mismatch (CRC-32 {actual:08x}, the blob says {expected:08x}):"
+            " truncated, extended or damaged"
+        )
+    size = int.from_bytes(view[8:12], "big")
+    if size > _MAX_BODY:
+        raise ValueError(f"{damaged}: says it holds {size} bytes, more than a packed batch can ({_MAX_BODY})")
+    body = bytearray(size)
+    try:
+        written = cramjam.zstd.decompress_into(view[12:], body)
+    except cramjam.DecompressionError as exc:  # "failed to write whole buffer": more than `size`
+        raise ValueError(
+            f"{damaged}: its compressed frame is damaged or holds more than the {size} bytes it says ({exc})"
+        ) from None
+    if written != size:
+        raise ValueError(f"{damaged}: its compressed frame holds {written} bytes, not the {size} it says")
+    return body
 
 
 def _check_header_values(records: Iterable[Record]) -> None:

@@ -49,7 +49,11 @@ class Batch:
     settled: bool = False
     """Acknowledged by Kafka or in the spool: the write-ahead copy is no longer needed."""
     written: int | None = None
-    """The write-ahead row holding this batch (:meth:`~streamd.publish.spool.Spool.write_ahead`)."""
+    """The write-ahead row of this batch (:meth:`~streamd.publish.spool.Spool.write_ahead`),
+    numbered by the commit that takes it, before it is written (a batch being spooled keeps its
+    number, unwritten, until its append ends); None if no commit took it, or the commit failed."""
+    spooling: bool = False
+    """Being spooled (:meth:`~streamd.publish.write_ahead.WriteAhead.spooling`): no commit writes it."""
     topics: Counter[str] | None = None
     """Events per topic (:meth:`per_topic`)."""
     count: int = field(init=False)

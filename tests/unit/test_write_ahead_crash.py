@@ -1,7 +1,8 @@
-"""A crash right after the ack loop spooled a push batch: its write-ahead row went in the same
-transaction (spool rule 5), so the next start recovers nothing twice, and nothing older behind it;
-a batch spooled while it was being written is still forgotten by the commit that wrote it; a
-spool that refuses a batch deletes nothing."""
+"""A crash right after the ack loop spooled a batch: its write-ahead row, and every row queued for
+deletion, went in the same transaction (spool rule 5), so the next start recovers nothing twice,
+and nothing older behind it, also when the rows were being written then (numbered before they
+are written) or the batch was being spooled when a commit ran (not written by it); a spool that
+refuses a batch deletes nothing."""
 
 from __future__ import annotations
 
@@ -123,9 +124,9 @@ async def test_a_crash_after_spooling_never_recovers_an_older_acknowledged_batch
     again.close()
 
 
-async def test_a_batch_spooled_while_it_is_being_written_is_forgotten_by_the_commit_that_wrote_it(
-    tmp_path: Path,
-) -> None:
+async def test_a_batch_spooled_while_its_row_is_being_written_takes_the_row_along(tmp_path: Path) -> None:
+    """The commit numbers the row before the spool's thread writes it; the append, handed to the
+    thread after the commit, names it and deletes it once written."""
     path = tmp_path / "s.db"
     spool = Spool(path)
     pipeline, ahead = _pipeline(spool)
@@ -139,23 +140,201 @@ async def test_a_batch_spooled_while_it_is_being_written_is_forgotten_by_the_com
             await anyio.wait_all_tasks_blocked()
             tg.start_soon(ahead.commit)  # writes the batch's row ...
             await anyio.wait_all_tasks_blocked()
+            assert batch.written == 1  # numbered before it is written
             tg.start_soon(pipeline._spool_unit, Unit([batch]))  # ... and the ack loop spools it meanwhile
             await anyio.wait_all_tasks_blocked()
-            assert batch.written is None  # neither has run: the append cannot know the row
         finally:
             gate.set()
-    assert batch.written == 1
     assert batch.settled
-    assert _rows(path) == [(1, 2)]  # the append did not know it: the commit queued it
-    await ahead.commit()
-    assert _rows(path) == []
+    assert _rows(path) == []  # written, then deleted by the append: no commit needed
+    assert ahead.forgetting() == []
     _close(pipeline)
-    spool.close()
+    spool.close()  # SIGKILL
 
     again = Spool(path)
     assert again.recovered == 0
     assert _spooled(again) == [0, 1]
     again.close()
+
+
+async def test_a_batch_acknowledged_while_its_row_is_being_written_goes_with_a_newer_spooled_batch(
+    tmp_path: Path,
+) -> None:
+    """The older batch's row is queued while the commit writing it waits its turn; spooling a newer
+    batch of the same key (a webhook's) deletes it after it is written, so a crash never recovers
+    the older value behind the newer one."""
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    pipeline, ahead = _pipeline(spool)
+    older = _push(1, 0)
+    newer = Batch("s", _events(1, 2), 0.0, anyio.Event())  # key s:0 again, a durable emit
+    newer.records = [encode(e, "p.") for e in newer.events]
+    gate = threading.Event()
+    async with anyio.create_task_group() as tg:
+        try:
+            tg.start_soon(spool.run, gate.wait)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.hold, older)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.commit)  # writes the older batch's row (waits its turn)
+            await anyio.wait_all_tasks_blocked()
+            pipeline._acked(older)  # Kafka acknowledged it meanwhile: its row is queued
+            tg.start_soon(pipeline._spool_unit, Unit([newer]))  # then Kafka failed the newer one
+            await anyio.wait_all_tasks_blocked()
+        finally:
+            gate.set()
+    assert _rows(path) == []
+    _close(pipeline)
+    spool.close()  # SIGKILL before the next commit
+
+    again = Spool(path)
+    assert again.recovered == 0
+    assert _spooled(again) == [2]
+    again.close()
+
+
+async def test_spooling_a_durable_batch_takes_the_rows_queued_for_deletion_along(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    pipeline, ahead = _pipeline(spool)
+    older = _push(2, 0)
+    newer = Batch("s", _events(2, 2), 0.0, anyio.Event())  # the same two keys, a webhook's
+    newer.records = [encode(e, "p.") for e in newer.events]
+    await _written(ahead, older)
+    pipeline._acked(older)  # in Kafka; its row is queued for the next commit
+    await pipeline._spool_unit(Unit([newer]))
+    assert newer.settled
+    assert _rows(path) == []
+    assert ahead.forgetting() == []
+    _close(pipeline)
+    spool.close()  # SIGKILL
+
+    again = Spool(path)
+    assert again.recovered == 0
+    assert _spooled(again) == [2, 3]
+    again.close()
+
+
+async def test_dead_letters_take_the_rows_queued_for_deletion_along(tmp_path: Path) -> None:
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    pipeline, ahead = _pipeline(spool)
+    older = _push(2, 0)
+    await _written(ahead, older)
+    pipeline._acked(older)
+    refused = _push(1, 2).records[0]
+    await pipeline._reject([(refused, MessageSizeTooLargeError("too large"))])
+    assert [r.topic for _, r in spool.peek(10)] == ["p.deadletter"]
+    assert _rows(path) == []
+    assert ahead.forgetting() == []
+    _close(pipeline)
+    spool.close()
+
+
+async def test_a_batch_being_spooled_when_a_commit_runs_is_not_written_by_it(tmp_path: Path) -> None:
+    """The append went to the spool's thread before the commit took the batch: a row written by the
+    commit would come after the append and stay behind it."""
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    pipeline, ahead = _pipeline(spool)
+    batch, other = _push(2, 0), _push(1, 2)
+    gate = threading.Event()
+    async with anyio.create_task_group() as tg:
+        try:
+            tg.start_soon(spool.run, gate.wait)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.hold, batch)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(pipeline._spool_unit, Unit([batch]))  # the ack loop spools it ...
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.hold, other)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.commit)  # ... and a commit runs meanwhile: it writes the other one only
+            await anyio.wait_all_tasks_blocked()
+            assert batch.held is not None
+            assert not batch.held.is_set()  # held until its append ends
+        finally:
+            gate.set()
+    assert batch.settled
+    assert batch.held.is_set()
+    assert (batch.written, other.written) == (1, 2)  # numbered in order, only the other one written
+    assert _rows(path) == [(2, 1)]
+    await ahead.commit()  # deletes row 1, never written: nothing happens
+    assert _rows(path) == [(2, 1)]
+    _close(pipeline)
+    spool.close()  # SIGKILL
+
+    again = Spool(path)
+    assert again.recovered == 1
+    assert _spooled(again) == [0, 1, 2]
+    again.close()
+
+
+async def test_a_batch_the_spool_refuses_while_a_commit_runs_is_written_next_in_its_place(
+    tmp_path: Path,
+) -> None:
+    """The commit skipped the batch being spooled but numbered it before the newer one it wrote;
+    refused, it is written by the next commit under that number: recovered before the newer one."""
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=1)  # full: refuses every record
+    pipeline, ahead = _pipeline(spool)
+    refused, newer = _push(2, 0), _push(2, 2)  # the same two keys
+    gate = threading.Event()
+    async with anyio.create_task_group() as holds:
+        async with anyio.create_task_group() as tg:
+            try:
+                tg.start_soon(spool.run, gate.wait)
+                await anyio.wait_all_tasks_blocked()
+                holds.start_soon(ahead.hold, refused)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(pipeline._spool_unit, Unit([refused]))
+                await anyio.wait_all_tasks_blocked()
+                holds.start_soon(ahead.hold, newer)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(ahead.commit)
+                await anyio.wait_all_tasks_blocked()
+            finally:
+                gate.set()
+        assert isinstance(refused.error, PublishError)
+        assert not refused.spooling
+        assert refused.held is not None
+        assert not refused.held.is_set()  # still held: the spool refused it, no commit wrote it yet
+        assert _rows(path) == [(2, 2)]
+        await ahead.commit()  # writes it, and ends its hold
+    assert _rows(path) == [(1, 2), (2, 2)]
+    _close(pipeline)
+    spool.close()  # SIGKILL
+
+    again = Spool(path, max_bytes=1)
+    assert again.recovered == 4
+    assert _spooled(again) == [0, 1, 2, 3]
+    again.close()
+
+
+async def test_a_cancelled_spooling_or_commit_leaves_the_batch_to_the_next_commit(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    pipeline, ahead = _pipeline(spool)
+    batch = _push(2, 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ahead.hold, batch)
+        await anyio.wait_all_tasks_blocked()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await pipeline._spool_unit(Unit([batch]))  # cancelled before the spool's thread has it
+        assert not batch.settled
+        assert not batch.spooling
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await ahead.commit()  # cancelled too: nothing written, the batch keeps its number
+        assert batch.written == 1
+        assert _rows(path) == []
+        await ahead.commit()
+    assert _rows(path) == [(1, 2)]
+    _close(pipeline)
+    spool.close()
 
 
 async def test_a_spool_that_refuses_a_batch_deletes_no_row(tmp_path: Path) -> None:

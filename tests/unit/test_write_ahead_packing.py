@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import zlib
 from pathlib import Path
 
 import anyio
+import cramjam
 import orjson
 import pytest
 
 from streamd.errors import FatalError, PublishError
 from streamd.events import Event
+from streamd.publish import spool as spool_module
 from streamd.publish.encoding import Record, encode
 from streamd.publish.spool import Spool, pack, unpack
 from streamd.publish.units import Batch
@@ -138,26 +141,105 @@ def test_unpack_refuses_anything_truncated_extended_or_inconsistent_with_a_clear
     assert unpack(packed) == records
 
 
-def test_a_compressed_batch_is_much_smaller_and_refuses_truncation_extension_and_damage() -> None:
+def test_a_compressed_batch_is_magic_checksum_length_and_a_zstd_frame() -> None:
     records = _records(20)
     packed, plain = pack(records), pack(records, compress=False)
-    assert packed.startswith(b"swa3")
+    assert packed[:4] == b"swa3"
+    assert packed[4:8] == zlib.crc32(packed[8:]).to_bytes(4, "big")  # of everything after it
+    assert int.from_bytes(packed[8:12], "big") == len(plain) - 4  # the body's length
+    assert bytes(cramjam.zstd.decompress(packed[12:])) == plain[4:]  # the body: swa2's, compressed
     assert len(packed) * 3 < len(plain)  # CloudEvents headers repeat from record to record
     assert unpack(packed) == unpack(plain) == records
+
+
+def test_a_compressed_batch_refuses_truncation_extension_and_damage_by_its_checksum() -> None:
+    records = _records(20)
+    packed = pack(records)
     for end in range(len(packed)):
-        with pytest.raises(ValueError, match=r"not a packed batch|compressed frame is truncated"):
+        with pytest.raises(
+            ValueError, match=r"not a packed batch|truncated before its frame|checksum mismatch"
+        ):
             unpack(packed[:end])
-    with pytest.raises(ValueError, match="compressed frame is truncated or damaged"):
+    with pytest.raises(ValueError, match=r"^a damaged packed batch \(11 bytes\): truncated before its frame"):
+        unpack(packed[:11])
+    with pytest.raises(ValueError, match="checksum mismatch"):
         unpack(packed + b"x")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        unpack(packed + packed[4:])
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        unpack(b"swa3" + pack(records, compress=False)[4:])  # the plain layout under the compressed magic
+    for bit in range(32, 8 * len(packed)):  # CRC-32 catches every single-bit flip after the magic
+        flipped = bytearray(packed)
+        flipped[bit // 8] ^= 1 << bit % 8
+        with pytest.raises(ValueError, match=r"^a damaged packed batch \(\d+ bytes\): checksum mismatch"):
+            unpack(bytes(flipped))
+    assert unpack(packed) == records
+
+
+def _forged(size: int, frame: bytes) -> bytes:
+    """A compressed blob of pack's layout with a right checksum around any length and frame."""
+    tail = size.to_bytes(4, "big") + frame
+    return b"swa3" + zlib.crc32(tail).to_bytes(4, "big") + tail
+
+
+def test_a_blob_with_a_right_checksum_but_a_wrong_length_or_frame_is_refused() -> None:
+    records = _records(5)
+    body = pack(records, compress=False)[4:]
+    frame = bytes(cramjam.zstd.compress(body, 1))
+    assert _forged(len(body), frame) == pack(records)
+    assert unpack(_forged(len(body), frame)) == records
+    with pytest.raises(ValueError, match=r"holds more than the \d+ bytes it says"):
+        unpack(_forged(len(body) - 1, frame))
+    with pytest.raises(ValueError, match=rf"holds {len(body)} bytes, not the {len(body) + 1} it says"):
+        unpack(_forged(len(body) + 1, frame))
+    for size in (0xFFFF_FFFF, (1 << 30) + 1):  # refused before anything is allocated
+        with pytest.raises(ValueError, match=rf"says it holds {size} bytes, more than a packed batch can"):
+            unpack(_forged(size, frame))
+    with pytest.raises(ValueError, match="compressed frame is damaged"):
+        unpack(_forged(len(body), b"\x00" + frame[1:]))  # zstd's magic number
+    with pytest.raises(ValueError, match="compressed frame is damaged"):
+        unpack(_forged(len(body), frame[:-1]))
     with pytest.raises(ValueError, match="trailing characters"):
-        unpack(packed + packed[4:])  # a second frame: its array is left over
-    with pytest.raises(ValueError, match="compressed frame is truncated or damaged"):
-        unpack(b"swa3" + plain[4:])  # the plain layout under the compressed magic
+        unpack(_forged(2 * len(body), frame + frame))  # two frames: the second array is left over
+    with pytest.raises(ValueError, match=r"\$\[0\]"):
+        unpack(_forged(len(body), bytes(cramjam.zstd.compress(b"\x91\x93" + body[2:], 1))))
+
+
+def test_a_frame_that_expands_past_its_length_is_refused_without_decompressing_it_all() -> None:
+    """A 10 KB zstd frame of 256 MiB of zeros (built in 1 MiB steps): decompressed into the
+    length the blob says, it runs out of room at once."""
+    compressor = cramjam.zstd.Compressor(1)
+    zeros = bytes(1 << 20)
+    for _ in range(256):
+        compressor.compress(zeros)
+    bomb = bytes(compressor.finish())
+    assert len(bomb) < 64 << 10
+    with pytest.raises(ValueError, match=r"holds more than the 100 bytes it says"):
+        unpack(_forged(100, bomb))
+
+
+def test_a_batch_past_the_bound_is_refused_when_packed_and_when_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed = pack(_records(5))
+    monkeypatch.setattr(spool_module, "_MAX_BODY", 100)  # 1 GiB otherwise
+    with pytest.raises(
+        ValueError, match=r"a batch of \d+ bytes packed, more than a packed batch holds \(100\)"
+    ):
+        pack(_records(5))
+    assert pack(_records(5), compress=False)  # the older layout has no length field
+    with pytest.raises(ValueError, match=r"says it holds \d+ bytes, more than a packed batch can \(100\)"):
+        unpack(packed)
+    spool = Spool(tmp_path / "s.db")
+    with pytest.raises(PublishError, match="cannot be written ahead: a batch of"):
+        spool.write_ahead([_records(5)])
+    spool.close()
 
 
 @pytest.mark.parametrize("compress", [True, False])
 def test_unpack_of_damaged_bytes_returns_records_or_a_value_error_never_anything_else(compress: bool) -> None:
-    packed = pack(ODD + _records(5), compress=compress)
+    records = ODD + _records(5)
+    packed = pack(records, compress=compress)
     rng = random.Random(19)
     refused: list[str] = []
     for _ in range(3_000):
@@ -172,14 +254,19 @@ def test_unpack_of_damaged_bytes_returns_records_or_a_value_error_never_anything
                 case _:
                     damaged.insert(at, rng.randrange(256))
         try:
-            records = unpack(bytes(damaged))
+            read = unpack(bytes(damaged))
         except ValueError as exc:
             refused.append(str(exc))
             continue
-        assert all(isinstance(r, Record) for r in records)
-        assert all(isinstance(h, tuple) for r in records for h in r.headers)
+        assert all(isinstance(r, Record) for r in read)
+        assert all(isinstance(h, tuple) for r in read for h in r.headers)
+        if compress:  # checksummed: what is read back is what was packed (the damage undid itself)
+            assert bytes(damaged) == packed
+            assert read == records
     assert refused
     assert all(m.startswith(("not a packed batch", "a damaged packed batch")) for m in refused)
+    if compress:
+        assert sum("checksum mismatch" in m for m in refused) > 0.9 * len(refused)
 
 
 def test_a_batch_is_one_row_and_forgetting_deletes_ranges_of_batches(tmp_path: Path) -> None:
@@ -191,6 +278,28 @@ def test_a_batch_is_one_row_and_forgetting_deletes_ranges_of_batches(tmp_path: P
     assert second == first + 3
     assert _rows(path) == [(first + 2, 4), (second, 1)]
     spool.close()
+
+
+def test_rows_are_written_under_the_numbers_they_were_given(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    assert spool.next_written_ahead == 1
+    assert spool.write_ahead([_records(1, 2), _records(1, 1)], seqs=[7, 3]) == 7
+    assert _rows(path) == [(3, 1), (7, 1)]
+    assert spool.next_written_ahead == 8  # after the last number written
+    assert spool.write_ahead([_records(1, 3)]) == 8
+    with pytest.raises(PublishError, match="UNIQUE constraint failed"):
+        spool.write_ahead([_records(1), _records(1, 4)], seqs=[9, 7])  # 7 is taken: nothing written
+    with pytest.raises(ValueError, match="2 batches to write ahead, 1 sequence numbers"):
+        spool.write_ahead([_records(1), _records(1, 4)], seqs=[9])
+    assert _rows(path) == [(3, 1), (7, 1), (8, 1)]
+    assert spool.next_written_ahead == 9
+    spool.close()  # SIGKILL
+
+    again = Spool(path)
+    assert _numbers(_spooled(again)) == [1, 2, 3]  # in the order of their numbers
+    assert again.next_written_ahead == 1
+    again.close()
 
 
 def test_nothing_settled_every_record_is_recovered_in_order_once(tmp_path: Path) -> None:
@@ -363,8 +472,17 @@ def test_an_older_versions_empty_write_ahead_is_replaced(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ("UPDATE written_ahead SET packed = substr(packed, 1, 40)", "written_ahead row 1.*truncated"),
+        ("UPDATE written_ahead SET packed = substr(packed, 1, 40)", "written_ahead row 1.*checksum mismatch"),
         ("UPDATE written_ahead SET records = 99", "written_ahead row 1.*the row says 99"),
+        (
+            "UPDATE written_ahead SET packed = 'swa3 text'",
+            "written_ahead row 1.*its packed batch is TEXT, not a BLOB",
+        ),
+        (
+            "UPDATE written_ahead SET packed = 1 << 40",
+            "written_ahead row 1.*is an INTEGER, not a BLOB",
+        ),  # no 1 TB
+        ("UPDATE written_ahead SET packed = 1.5", "written_ahead row 1.*is a REAL, not a BLOB"),
     ],
 )
 def test_an_unreadable_written_ahead_batch_stops_the_start_naming_the_row(
