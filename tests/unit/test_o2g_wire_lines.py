@@ -143,3 +143,30 @@ def test_the_event_size_limit_holds_on_every_path(pieces: list[bytes]) -> None:
         assert decoder.feed(piece) == [{"n": 1}]
     with pytest.raises(VendorProtocolError, match="exceeds 50"):
         decoder.feed(pieces[-1])
+
+
+def test_one_big_integer_does_not_send_the_reads_after_it_the_exact_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exact: list[bytes] = []
+    original = wire.loads
+
+    def counted(raw: bytes | bytearray | memoryview | str, *, check: bool = True) -> object:
+        if check:
+            exact.append(bytes(raw) if not isinstance(raw, str) else raw.encode())
+        return original(raw, check=check)
+
+    monkeypatch.setattr(wire, "loads", counted)
+    lines = [
+        b'{"n":%d,"p":"%s"}\n' % (n, b"x" * (n % 7)) for n in range(200)
+    ]  # reads rarely end at a line's end
+    stream = b'{"big":123456789012345678901234567890}\n' + b"".join(lines)
+    decoder = O2GEventDecoder()
+    out: list[object] = []
+    for at in range(0, len(stream), 37):  # every read ends inside an event
+        out += decoder.feed(stream[at : at + 37])
+    assert out == [
+        {"big": "123456789012345678901234567890"},
+        *({"n": n, "p": "x" * (n % 7)} for n in range(200)),
+    ]
+    assert len(exact) <= 8  # the two reads holding the big one, not the 50 reads after them

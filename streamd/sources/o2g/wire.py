@@ -15,7 +15,7 @@ Rules:
    scanner, then the whole lines after it take the hot path again (reads rarely end at a line's
    end, so otherwise most lines would go the slow way): once a feed, so that a read full of
    malformed lines stays linear. An integer beyond 64 bits is kept exact wherever the read
-   boundaries fall (its event's flag lasts until the event is complete).
+   boundaries fall (the test for one covers a pending event's earlier bytes too).
 4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
    :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
    dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
@@ -100,9 +100,10 @@ class O2GEventDecoder:
         buf = self._buf
         fed = len(buf)  # where the new bytes begin
         seam = max(0, fed - 18)  # a digit run may straddle two chunks
+        if 0 <= self._start < seam:  # a pending event's digit run may lie further back: from its start
+            seam = self._start
         buf += data
-        # A pending event keeps the flag its earlier bytes set (its digit run may lie far back).
-        self._exact = (self._exact and self._start >= 0) or may_hold_big_ints(memoryview(buf)[seam:])
+        self._exact = may_hold_big_ints(memoryview(buf)[seam:])
         out: list[dict[str, Any] | MalformedEvent] = []
         if self._start < 0 and self._garbage < 0:
             self._lines(out)
