@@ -44,17 +44,21 @@ def test_lines_split_across_chunks_come_out_once() -> None:
     decoder.feed_eof()
 
 
-def test_after_a_line_split_across_reads_the_whole_lines_take_the_fast_path_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    slow: list[bytes] = []  # lines decoded one by one by the scanner's side (rule 3's slow path)
+@pytest.fixture
+def slow(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The lines decoded one by one by the scanner's side (rule 3's slow path)."""
+    lines: list[bytes] = []
     original = wire._loads_dict
 
     def counted(raw: bytes | bytearray, exact: bool) -> dict[str, object] | None:
-        slow.append(bytes(raw))
+        lines.append(bytes(raw))
         return original(raw, exact)
 
     monkeypatch.setattr(wire, "_loads_dict", counted)
+    return lines
+
+
+def test_after_a_line_split_across_reads_the_whole_lines_take_the_fast_path_again(slow: list[bytes]) -> None:
     decoder = O2GEventDecoder()
     lines = [b'{"n":%d,"s":"%s"}' % (n, b"x" * n) for n in range(40)]
     stream = b"\n".join(lines) + b"\n"
@@ -98,15 +102,7 @@ def test_a_read_full_of_malformed_lines_takes_the_fast_path_once_not_once_a_line
     assert len(calls) <= 2  # not once per malformed line: each call splits the rest of the read
 
 
-def test_crlf_lines_cut_by_reads_take_the_fast_path_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    slow: list[bytes] = []
-    original = wire._loads_dict
-
-    def counted(raw: bytes | bytearray, exact: bool) -> dict[str, object] | None:
-        slow.append(bytes(raw))
-        return original(raw, exact)
-
-    monkeypatch.setattr(wire, "_loads_dict", counted)
+def test_crlf_lines_cut_by_reads_take_the_fast_path_again(slow: list[bytes]) -> None:
     decoder = O2GEventDecoder()
     stream = b"".join(b'{"n":%d}\r\n' % n for n in range(60))
     out: list[object] = []

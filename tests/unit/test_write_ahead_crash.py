@@ -50,6 +50,16 @@ def _rows(path: Path) -> list[tuple[int, int]]:
         ]
 
 
+def _restart(path: Path, max_bytes: int = 1 << 30) -> tuple[int, list[int]]:
+    """Open the database again (after a crash): how many records were recovered, and the numbers
+    of the spooled records, in order."""
+    again = Spool(path, max_bytes=max_bytes)
+    try:
+        return again.recovered, _spooled(again)
+    finally:
+        again.close()
+
+
 def _pipeline(spool: Spool) -> tuple[Pipeline, WriteAhead]:
     pipeline = Pipeline(StuckKafka(), spool, "p.", write_ahead=0.01)
     assert pipeline.ahead is not None
@@ -93,11 +103,8 @@ async def test_a_spooled_batch_and_its_row_are_one_transaction_so_a_crash_recove
     _close(pipeline)
     spool.close()  # SIGKILL: no commit ran after the append
 
-    again = Spool(path)
-    assert again.recovered == 3  # only the batch that was never spooled
-    assert _spooled(again) == [0, 1, 2, 3, 4]  # each record once, in order
+    assert _restart(path) == (3, [0, 1, 2, 3, 4])  # only the batch that was never spooled
     assert _rows(path) == []
-    again.close()
 
 
 async def test_a_crash_after_spooling_never_recovers_an_older_acknowledged_batch_behind_it(
@@ -118,10 +125,7 @@ async def test_a_crash_after_spooling_never_recovers_an_older_acknowledged_batch
     _close(pipeline)
     spool.close()  # SIGKILL
 
-    again = Spool(path)
-    assert again.recovered == 0
-    assert _spooled(again) == [2, 3]
-    again.close()
+    assert _restart(path) == (0, [2, 3])
 
 
 async def test_a_batch_spooled_while_its_row_is_being_written_takes_the_row_along(tmp_path: Path) -> None:
@@ -151,10 +155,7 @@ async def test_a_batch_spooled_while_its_row_is_being_written_takes_the_row_alon
     _close(pipeline)
     spool.close()  # SIGKILL
 
-    again = Spool(path)
-    assert again.recovered == 0
-    assert _spooled(again) == [0, 1]
-    again.close()
+    assert _restart(path) == (0, [0, 1])
 
 
 async def test_a_batch_acknowledged_while_its_row_is_being_written_goes_with_a_newer_spooled_batch(
@@ -187,10 +188,7 @@ async def test_a_batch_acknowledged_while_its_row_is_being_written_goes_with_a_n
     _close(pipeline)
     spool.close()  # SIGKILL before the next commit
 
-    again = Spool(path)
-    assert again.recovered == 0
-    assert _spooled(again) == [2]
-    again.close()
+    assert _restart(path) == (0, [2])
 
 
 async def test_spooling_a_durable_batch_takes_the_rows_queued_for_deletion_along(tmp_path: Path) -> None:
@@ -209,10 +207,7 @@ async def test_spooling_a_durable_batch_takes_the_rows_queued_for_deletion_along
     _close(pipeline)
     spool.close()  # SIGKILL
 
-    again = Spool(path)
-    assert again.recovered == 0
-    assert _spooled(again) == [2, 3]
-    again.close()
+    assert _restart(path) == (0, [2, 3])
 
 
 async def test_dead_letters_take_the_rows_queued_for_deletion_along(tmp_path: Path) -> None:
@@ -266,10 +261,7 @@ async def test_a_batch_being_spooled_when_a_commit_runs_is_not_written_by_it(tmp
     _close(pipeline)
     spool.close()  # SIGKILL
 
-    again = Spool(path)
-    assert again.recovered == 1
-    assert _spooled(again) == [0, 1, 2]
-    again.close()
+    assert _restart(path) == (1, [0, 1, 2])
 
 
 async def test_a_batch_the_spool_refuses_while_a_commit_runs_is_written_next_in_its_place(
@@ -307,10 +299,7 @@ async def test_a_batch_the_spool_refuses_while_a_commit_runs_is_written_next_in_
     _close(pipeline)
     spool.close()  # SIGKILL
 
-    again = Spool(path, max_bytes=1)
-    assert again.recovered == 4
-    assert _spooled(again) == [0, 1, 2, 3]
-    again.close()
+    assert _restart(path, max_bytes=1) == (4, [0, 1, 2, 3])
 
 
 async def test_a_cancelled_spooling_or_commit_leaves_the_batch_to_the_next_commit(tmp_path: Path) -> None:
@@ -352,10 +341,10 @@ async def test_a_spool_that_refuses_a_batch_deletes_no_row(tmp_path: Path) -> No
     _close(pipeline)
     spool.close()  # SIGKILL
 
-    again = Spool(path)
-    assert again.recovered == 5  # what the crash left, the refused batch included: never a loss
-    assert _spooled(again) == [0, 1, 2, 3, 4]
-    again.close()
+    assert _restart(path) == (
+        5,
+        [0, 1, 2, 3, 4],
+    )  # what the crash left, the refused batch included: never a loss
 
 
 async def test_the_next_commit_deletes_the_row_an_earlier_refusal_kept(tmp_path: Path) -> None:
