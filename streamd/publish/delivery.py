@@ -9,7 +9,8 @@ Rules (see :mod:`streamd.publish.pipeline` for the whole pipeline):
    their unit is acknowledged or spooled: until then a push batch's write-ahead row holds them
    (after a crash in between they are sent again, refused and dead-lettered again).
 3. A spool that refuses events is logged once when it starts and once when it has room again;
-   durable callers get the error, push batches are lost and counted.
+   durable callers get the error; push batches are counted (``spool_failed``) and, with the
+   write-ahead, kept there until the next start (without it, lost).
 4. On cancellation everything taken but not finished, and everything still queued, is spooled.
 5. Spooling a batch (push or not) deletes its write-ahead row, and every row queued for deletion,
    in the same transaction (:meth:`~streamd.publish.write_ahead.WriteAhead.spooling`, spool rule
@@ -191,8 +192,8 @@ class Delivering(Publishing):
         """Count what the spool refused; log once when it starts refusing, once at the first loss.
 
         A durable caller (``await emit``: webhooks, pollers) gets the error and retries, so it
-        loses nothing (``spool_refused``); a push batch that cannot be spooled is lost
-        (``spool_failed``).
+        loses nothing (``spool_refused``); a push batch that cannot be spooled (``spool_failed``)
+        stays in the write-ahead until the next start, or is lost without one.
         """
         lost = batch.done is None
         t.count_error(batch.source, "publish", "spool_failed" if lost else "spool_refused", n)
@@ -200,11 +201,17 @@ class Delivering(Publishing):
             self._refused = [0, 0]
             log.error(
                 "outage spool refuses events: %s; webhooks answer 503 and pollers retry (nothing lost),"
-                " push sources' events that cannot be spooled are lost",
+                " push sources' events that cannot be spooled are %s",
                 exc,
+                "kept in the write-ahead until the next start" if self.ahead is not None else "lost",
             )
         if lost and not self._refused[1]:
-            log.error("%s: events lost: the outage spool refuses them", batch.source)
+            if self.ahead is not None:
+                log.error(
+                    "%s: events not spooled (the spool refuses them): kept until the next start", batch.source
+                )
+            else:
+                log.error("%s: events lost: the outage spool refuses them", batch.source)
         self._refused[int(lost)] += n
 
     def _spool_has_room(self) -> None:
@@ -214,9 +221,10 @@ class Delivering(Publishing):
             self._refused = None
             log.info(
                 "outage spool has room again: %d events were refused meanwhile (durable callers retry),"
-                " %d events of push sources lost",
+                " %d events of push sources %s",
                 refused,
                 lost,
+                "kept in the write-ahead until the next start" if self.ahead is not None else "lost",
             )
 
     async def _reject(self, rejected: Sequence[tuple[Record, BaseException]]) -> None:

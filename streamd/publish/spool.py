@@ -19,7 +19,9 @@ Rules:
    crash never leaves a batch both in the spool and written ahead, nor an older batch written
    ahead behind it (recovered after it, an older value of a key would end up last). Rows are
    numbered before they are written (:meth:`Spool.write_ahead`'s ``seqs``): an append handed to
-   the spool's thread after the write deletes them once written (rule 7). Opening the
+   the spool's thread after the write deletes them once written (rule 7). One exception is
+   kept on purpose: a push batch the spool refuses (full) stays written ahead, so it is not lost,
+   and comes back at the next start behind what the spool took after the refusal. Opening the
    database moves whatever a crash left there into the spool, in order, ahead of anything new
    (:attr:`Spool.recovered` says how many): at-least-once, never a loss.
 6. A write-ahead row holds one whole batch, its records packed into one blob (:func:`pack`,
@@ -48,7 +50,6 @@ import sqlite3
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import CancelledError as CancelledFuture
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -124,7 +125,9 @@ class Spool:
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` (a method of this spool) in the spool's own thread (rule 7).
 
-        Like ``anyio.to_thread.run_sync``: a cancelled caller still waits for the call to end.
+        Like ``anyio.to_thread.run_sync``: a cancelled caller still waits for the call to end (and
+        gets its result); a native asyncio cancel of a call not yet started cancels it, one that
+        came while it ran reaches the caller at its next ``await``.
 
         Raises:
             PublishError: the spool is closed (or was closed while the call waited its turn).
@@ -135,11 +138,23 @@ class Spool:
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="streamd-spool")
         future = self._thread.submit(call, *args)
+        waiting = asyncio.wrap_future(future)
+        cancelled = False
         with anyio.CancelScope(shield=True):
-            try:
-                result = await asyncio.wrap_future(future)
-            except CancelledFuture:  # cancelled by close() before it ran
-                raise PublishError(f"outage spool {self.path} is closed") from None
+            while True:
+                try:
+                    result = await asyncio.shield(waiting)
+                    break
+                except asyncio.CancelledError:
+                    if future.cancelled():  # by close(), before it ran
+                        raise PublishError(f"outage spool {self.path} is closed") from None
+                    if future.cancel():  # a native cancel (anyio's cannot get here) before it ran
+                        raise
+                    cancelled = True  # it runs: wait for its end, as for anyio's cancellation
+        if cancelled:  # the call ran: its result is the caller's, the cancel comes at its next await
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel()
         return result
 
     # -- spool --------------------------------------------------------------------------------

@@ -121,8 +121,9 @@ class WriteAhead:
         batches = [b for b in taken if not b.spooling]
         seqs = [b.written for b in batches if b.written is not None]  # all of them
         self._pending = [b for b in taken if b.spooling]  # until their append ends (refused())
-        rows, self._forget = self._forget, []
-        forget = _ranges(rows)
+        # The rows to delete stay queued until this commit is done: an append handed over
+        # meanwhile deletes them too (harmless twice), and a failed commit leaves none behind.
+        forget = _ranges(self._forget)
         records = sum(len(b.records) for b in batches)
         if not batches and not forget:
             return
@@ -139,14 +140,15 @@ class WriteAhead:
                 )
             self._failing = True
             t.count_error("spool", "write_ahead", "spool_failed", records)
-            self._forget.extend(rows)  # still in the database: forgotten by a later commit
             for batch in batches:
                 batch.written = None  # never written (deleting its row, if queued, does nothing)
+            if self._forget:
+                self._wake.set()  # still in the database: the next commit deletes them
         except BaseException:  # cancelled before the spool's thread had it: nothing was written
-            self._forget.extend(rows)
             self._pending[:0] = [b for b in batches if not b.settled]  # their numbers kept: in order
             raise
         else:
+            self.forgot(forget)
             if self._failing:
                 log.info("write-ahead of push sources works again")
             self._failing = False

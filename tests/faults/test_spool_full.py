@@ -131,7 +131,7 @@ async def test_a_full_spool_answers_503_shows_in_the_gauge_and_recovers(
     assert "outage spool full" in full[0]
     assert "webhooks answer 503" in full[0]
     assert len(room) == 1, messages
-    assert "0 events of push sources lost" in room[0]  # the webhook's callers lost nothing
+    assert "0 events of push sources kept in the write-ahead" in room[0]  # the webhook's callers lost nothing
     assert not [m for m in messages if "events lost" in m or "events of wh lost" in m], messages
     assert not [r for r in caplog.records if r.name == "streamd.sources.o2g" and r.levelno >= logging.WARNING]
 

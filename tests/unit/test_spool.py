@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -155,6 +156,61 @@ async def test_a_closed_spool_refuses_calls_with_a_publish_error() -> None:
     spool.close()
     with pytest.raises(PublishError, match="is closed"):
         await spool.run(spool.recount)
+
+
+@pytest.mark.anyio
+async def test_a_call_queued_when_the_spool_is_closed_never_runs_and_its_caller_gets_a_publish_error() -> (
+    None
+):
+    spool = Spool(":memory:")
+    gate, ran = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    async def queued() -> None:
+        try:
+            await spool.run(ran.set)
+        except PublishError as exc:
+            outcome.append(str(exc))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spool.run, gate.wait)  # the thread is busy: the next call waits its turn
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(queued)
+            await anyio.wait_all_tasks_blocked()
+            spool.close()
+            gate.set()
+    assert not ran.is_set()
+    assert len(outcome) == 1
+    assert "is closed" in outcome[0]
+
+
+@pytest.mark.anyio
+async def test_a_native_cancel_stops_a_call_not_yet_started_and_waits_for_one_that_runs() -> None:
+    spool = Spool(":memory:")
+    gate, started, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def busy() -> str:
+        started.set()
+        gate.wait()
+        return "done"
+
+    first = asyncio.ensure_future(spool.run(busy))
+    second = asyncio.ensure_future(spool.run(ran.set))  # queued behind the first
+    while not started.is_set():
+        await asyncio.sleep(0.001)
+    first.cancel()  # it runs: the caller waits for its end, then is cancelled
+    second.cancel()  # not started: it never runs
+    await asyncio.sleep(0.01)
+    assert not first.done()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert await spool.run(lambda: "next") == "next"
+    assert not ran.is_set()
+    spool.close()
 
 
 def test_an_append_deletes_the_write_ahead_rows_it_is_given_or_nothing(tmp_path: Path) -> None:

@@ -388,3 +388,39 @@ async def test_a_refused_record_is_dead_lettered_before_its_batch_and_row_are_sp
     assert _rows(path) == []
     _close(pipeline)
     spool.close()
+
+
+async def test_a_failed_commit_leaves_no_acknowledged_row_behind_a_batch_spooled_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The rows a commit deletes stay queued until it is done: an append handed over meanwhile
+    deletes them too, so the commit failing (its delete rolled back) leaves nothing older behind."""
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    pipeline, ahead = _pipeline(spool)
+    older = _push(2, 0)  # keys s:0 and s:1
+    await _written(ahead, older)
+    pipeline._acked(older)  # in Kafka; its row queued for the next commit
+    bad = _push(1, 9)
+    bad.records = [Record("p.\ud800", b"k", b"{}", ())]  # a batch the commit cannot write: it fails
+    newer = Batch("s", _events(2, 2), 0.0, anyio.Event())  # the same keys, a webhook's
+    newer.records = [encode(e, "p.") for e in newer.events]
+    gate = threading.Event()
+    async with anyio.create_task_group() as tg:
+        try:
+            tg.start_soon(spool.run, gate.wait)  # the spool's thread is busy: calls queue in order
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.hold, bad)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ahead.commit)  # deletes the acknowledged row, then fails
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(pipeline._spool_unit, Unit([newer]))  # Kafka down for the newer batch
+            await anyio.wait_all_tasks_blocked()
+        finally:
+            gate.set()
+    assert newer.settled
+    assert _rows(path) == []
+    _close(pipeline)
+    spool.close()  # SIGKILL before the next commit
+
+    assert _restart(path) == (0, [2, 3])  # never the older values after the newer ones
