@@ -7,14 +7,12 @@ import contextlib
 import logging
 from typing import Any
 
-import anyio
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamd.cluster.assign import state_topic
 from streamd.config_core import KafkaConfig
-from streamd.publish.consume import kafka_errors
-from streamd.publish.kafka import client_kwargs
+from streamd.publish.consume import admin_client, kafka_errors
 
 log = logging.getLogger("streamd.cluster")
 
@@ -26,10 +24,8 @@ async def ensure_topics(kafka: KafkaConfig, control: str, units: int) -> None:
     Raises:
         TransientError: Kafka could not be asked.
     """
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka, kafka.bootstrap_servers))
-    try:
+    async with admin_client(kafka) as admin:
         with kafka_errors():
-            await admin.start()
             replication = kafka.topics.replication_factor or min(
                 3, max(1, len(admin._client.cluster.brokers()))
             )
@@ -49,9 +45,6 @@ async def ensure_topics(kafka: KafkaConfig, control: str, units: int) -> None:
             if 0 < have < wanted_partitions:
                 log.info("cluster: growing %s from %d to %d partitions", control, have, wanted_partitions)
                 await admin.create_partitions({control: NewPartitions(wanted_partitions)})
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            await admin.close()
 
 
 async def _create(admin: AIOKafkaAdminClient, topic: NewTopic) -> None:

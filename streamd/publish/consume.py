@@ -21,8 +21,8 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -207,6 +207,23 @@ def kafka_errors() -> Iterator[None]:
     """aiokafka errors become :class:`~streamd.errors.TransientError` (rule 3)."""
     with map_errors({KafkaError: TransientError}):
         yield
+
+
+@asynccontextmanager
+async def admin_client(kafka: KafkaConfig) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client of ``kafka``, closed on the way out (shielded, within
+    ``STOP_TIMEOUT``).
+
+    Raises:
+        TransientError: it could not be started (rule 3).
+    """
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka, kafka.bootstrap_servers))
+    try:
+        with kafka_errors():
+            await admin.start()
+        yield admin
+    finally:
+        await _stop_admin(admin)
 
 
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:

@@ -22,12 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from streamd.config_core import KafkaConfig
-from streamd.publish.consume import kafka_errors
-from streamd.publish.kafka import client_kwargs
+from streamd.publish.consume import admin_client, kafka_errors
 from streamd.runtime import Connected
 from streamd.wallboard.hub import StateHub
 
@@ -111,10 +109,7 @@ async def placement_session(
     Raises:
         TransientError: Kafka could not be asked.
     """
-    admin = AIOKafkaAdminClient(**client_kwargs(kafka, kafka.bootstrap_servers))
-    try:
-        with kafka_errors():
-            await admin.start()
+    async with admin_client(kafka) as admin:
         while True:
             with kafka_errors():
                 answers = await admin.describe_consumer_groups([group_id])
@@ -125,6 +120,3 @@ async def placement_session(
                         hub.place(owners, me=await anyio.to_thread.run_sync(me))
             connected()
             await anyio.sleep(interval)
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-            await admin.close()
