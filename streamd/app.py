@@ -180,6 +180,7 @@ async def _run(rt: Runtime, plugins: Sequence[Callable[[Runtime, TaskGroup], Any
             spool,
             config.kafka.topic_prefix,
             queue_size=config.queue_size,
+            max_buffered=config.max_buffered_events,
             max_record_bytes=config.kafka.max_request_size - 1024,  # room for the batch overhead
             delivery_timeout=config.kafka.delivery_timeout,
             spool_after=config.kafka.spool_after,

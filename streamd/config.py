@@ -72,6 +72,13 @@ class Config(StrictModel):
     tracing: TracingConfig = TracingConfig()
     shutdown_grace: Duration = Field(10.0, description="Time allowed to flush Kafka on shutdown.")
     queue_size: int = Field(1024, ge=1, description="Batches buffered between sources and the publisher.")
+    max_buffered_events: int = Field(
+        20_000,
+        ge=1,
+        description="Events held in memory between the sources and Kafka's acknowledgement (queued or "
+        "in flight); a source pushing more waits, its vendor's backlog stays on the vendor's side "
+        "(the O2G chunk channel's socket, a poll not yet made).",
+    )
     failed_retry: Duration = Field(
         300.0,
         gt=0,

@@ -10,8 +10,14 @@ Rules (:mod:`streamd.events` re-exports everything here; import it from there):
    (:mod:`streamd.tolerant`); it becomes the ``streamd_deviations`` header.
 5. ``id`` is deterministic for polled rows (:func:`stable_id`); push events may leave it ``None``
    and get a random id when encoded.
-6. Hot paths build frozen slotted dataclasses with :func:`frozen_constructor` (events with
-   :func:`new_event`): the same frozen objects, without the frozen ``__init__``'s cost.
+6. Hot paths build frozen slotted dataclasses with :func:`frozen_constructor`: the same frozen
+   objects, without the frozen ``__init__``'s cost.
+7. An :class:`Event` is a ``msgspec.Struct(frozen=True, gc=False)``: immutable, equal and
+   hashable like the frozen dataclass it was, built in C (~0.07 µs; the dataclass's fastest
+   constructor took ~0.6 µs), its fields also by position (:func:`new_event` is the class), and
+   never tracked by the cyclic garbage collector, whose young generation held more events than
+   anything else on the O2G chunk path. An event never takes part in a reference cycle (nothing
+   in its ``data`` refers back to it); ``msgspec.structs.replace`` makes a changed copy.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
+
+import msgspec
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,16 +68,15 @@ def isoformat(when: datetime) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """One event on its way to Kafka."""
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """One event on its way to Kafka (rule 7: a struct the cyclic garbage collector never tracks)."""
 
     topic: str
     type: str
     source: str
     key: str
     data: Any
-    time: datetime = field(default_factory=utcnow)
+    time: datetime = msgspec.field(default_factory=utcnow)
     id: str | None = None
     snapshot: bool = False
     deviations: tuple[str, ...] = ()
@@ -128,21 +134,5 @@ def frozen_constructor(cls: Callable[P, T], *, positional: bool = False) -> Call
     return made
 
 
-if TYPE_CHECKING:
-
-    def new_event(
-        topic: str,
-        type: str,
-        source: str,
-        key: str,
-        data: Any,
-        time: datetime,
-        id: str | None = None,
-        snapshot: bool = False,
-        deviations: tuple[str, ...] = (),
-    ) -> Event:
-        """``Event(...)`` for hot paths (rule 6), its parameters also by position."""
-        ...
-
-else:
-    new_event = frozen_constructor(Event, positional=True)
+new_event = Event
+"""``Event(...)``, its parameters also by position (rule 7): the name hot paths have used."""

@@ -79,7 +79,8 @@ SPOOL_BYTES = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     "streamd_queue_depth_events",
-    "Events handed to the pipeline and not yet taken by the publisher (queued or blocked on a full queue).",
+    "Events handed to the pipeline and not yet taken by the publisher (queued, waiting for room "
+    "(max_buffered_events) or blocked on a full queue).",
     registry=REGISTRY,
 )
 PUBLISH_LATENCY = Histogram(

@@ -139,6 +139,7 @@ class Delivering(Publishing):
             self.tracing.end_unit(unit, outcome)
         unit.finished = True
         self._open.remove(unit)
+        self.room.give(sum(b.count for b in unit.batches))
 
     def _acked(self, batch: Batch) -> None:
         batch.settled = True

@@ -35,7 +35,7 @@ from streamd.errors import PublishError
 from streamd.events import DeadLetter, Event
 from streamd.publish.encoding import Encode, Record
 from streamd.publish.spool import Spool
-from streamd.publish.units import Batch, Delivery, Listener, Sender, Unit, topic_of
+from streamd.publish.units import Batch, Delivery, Listener, Room, Sender, Unit, topic_of
 from streamd.publish.write_ahead import WriteAhead
 from streamd.telemetry import Component, ComponentState
 
@@ -66,6 +66,7 @@ class Publishing:
     last_ack: float
     component: Component | None
     ahead: WriteAhead | None
+    room: Room
     _outage_logged: bool
     _refused: list[int] | None
     _send: MemoryObjectSendStream[Batch]

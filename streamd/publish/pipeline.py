@@ -14,7 +14,11 @@ Rules:
 
 1. ``await emit(events)`` returns once every event is acknowledged by Kafka or written to the
    spool (durable); ``await emit.push(events)`` returns once queued. A full queue blocks the
-   source: that is the backpressure.
+   source: that is the backpressure. The queue is bounded in batches (``queue_size``) and, with
+   the units taken from it, in events (``max_buffered``, :class:`~streamd.publish.units.Room`):
+   the pipeline holds at most ``max_buffered`` events plus one batch, however large the batches,
+   sources queue in the order they asked, and a vendor's backlog (O2G hands over a minute of
+   queued events at once) waits in its socket, not in the heap.
 2. The ack loop is the only writer to the spool and handles units in the order they were
    published. While the spool holds anything, every later unit is spooled too, even one Kafka
    acknowledged (a harmless duplicate), so the newest value of a key is always written last and
@@ -45,14 +49,17 @@ from streamd import telemetry as t
 from streamd.publish.drain import Draining
 from streamd.publish.encoding import Encode, encode
 from streamd.publish.spool import Spool
-from streamd.publish.units import Batch, Delivery, Listener, Sender, SourceEmit, Unit
+from streamd.publish.units import Batch, Delivery, Listener, Room, Sender, SourceEmit, Unit
 from streamd.publish.write_ahead import WriteAhead
 from streamd.telemetry import Component
 
 if TYPE_CHECKING:
     from streamd.tracing import Tracing
 
-__all__ = ["Batch", "Delivery", "Listener", "Pipeline", "Sender", "SourceEmit", "Unit", "WriteAhead"]
+__all__ = ["Batch", "Delivery", "Listener", "Pipeline", "Room", "Sender", "SourceEmit", "Unit", "WriteAhead"]
+
+MAX_BUFFERED = 20_000
+"""Default bound of the events the pipeline holds in memory (rule 1): two full units (``coalesce``)."""
 
 
 class Pipeline(Draining):
@@ -66,6 +73,7 @@ class Pipeline(Draining):
         prefix: str,
         *,
         queue_size: int = 1024,
+        max_buffered: int = MAX_BUFFERED,
         listeners: Sequence[Listener] = (),
         coalesce: int = 10_000,
         max_record_bytes: int = 1_000_000,
@@ -90,6 +98,7 @@ class Pipeline(Draining):
         self.component = component
         self._outage_logged = False
         self._refused: list[int] | None = None  # while the spool refuses: [refused, lost] events
+        self.room = Room(max_buffered)
         self._send, self._receive = anyio.create_memory_object_stream[Batch](queue_size)
         self._inflight_send, self._inflight_receive = anyio.create_memory_object_stream[Unit](queue_size)
         self._open: list[Unit] = []
@@ -106,6 +115,7 @@ class Pipeline(Draining):
         else:
             emitter = SourceEmit(source, self._send.clone(), self.ahead)
         emitter.listeners = self.listeners  # the same list: listeners added later count too
+        emitter.room = self.room
         return emitter
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -129,6 +139,7 @@ class Pipeline(Draining):
                 await self._spool_leftovers()
                 if self.ahead is not None:
                     await self.ahead.commit()  # forget what is now acknowledged or spooled
+            self.room.close()
             self._inflight_send.close()
             self._inflight_receive.close()
             if self.tracing is not None:

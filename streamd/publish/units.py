@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -98,6 +99,70 @@ class Unit:
 Listener = Callable[[Sequence[Event]], None]
 
 
+class Room:
+    """How many events the pipeline holds in memory: queued by the sources, or taken by the publish
+    loop and not yet acknowledged or spooled (:mod:`~streamd.publish.pipeline` rule 1).
+
+    Rules:
+
+    1. A source takes room for each batch before queueing it and waits while the pipeline holds
+       ``limit`` events or more; the ack loop gives the room back once the batch's unit is
+       finished (acknowledged or spooled). A stopped pipeline closes its room instead.
+    2. A batch is let in whenever the pipeline holds fewer than ``limit`` (however large it is),
+       so one batch bigger than ``limit`` never waits forever: what is held is at most ``limit``
+       plus one batch.
+    3. Batches are queued in the order their sources asked (:meth:`queue`, a fair lock around the
+       wait for room and the queueing): a task that comes later never overtakes a waiting one,
+       as a blocked send on the bounded stream never did. Two tasks of one source may publish the
+       same key (an O2G chunk push and a directory refresh of the same agent): the older state
+       must stay first.
+    """
+
+    __slots__ = ("_freed", "_order", "closed", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the pipeline's room must hold at least one event, not {limit}")
+        self.limit = limit
+        self.used = 0
+        self.closed = False
+        self._freed: anyio.Event | None = None
+        self._order = anyio.Lock(fast_acquire=True)
+
+    async def queue(self, n: int, send: Callable[[], Awaitable[None]]) -> None:
+        """Wait for room for ``n`` events, then ``send()`` (queue the batch), in arrival order
+        (rule 3); a failed or cancelled ``send`` gives the room back."""
+        async with self._order:
+            await self._take(n)
+            try:
+                await send()
+            except BaseException:
+                self.give(n)
+                raise
+
+    async def _take(self, n: int) -> None:
+        while self.used >= self.limit and not self.closed:
+            if self._freed is None:
+                self._freed = anyio.Event()
+            await self._freed.wait()
+        self.used += n
+
+    def give(self, n: int) -> None:
+        """``n`` events left the pipeline's memory: wake the source waiting for room."""
+        self.used -= n
+        if self._freed is not None and self.used < self.limit:
+            self._freed.set()
+            self._freed = None
+
+    def close(self) -> None:
+        """The pipeline stopped: nothing waits for room any more (queueing then fails as it does on
+        a closed stream)."""
+        self.closed = True
+        if self._freed is not None:
+            self._freed.set()
+            self._freed = None
+
+
 class SourceEmit:
     """The :class:`~streamd.sources.base.Emit` handed to one source (owns a send clone)."""
 
@@ -105,6 +170,9 @@ class SourceEmit:
     """The pipeline's listeners (:meth:`~streamd.publish.pipeline.Pipeline.emitter` shares its
     list); when it is empty, a push batch written ahead lets its events go once queued (they are
     records already). None (unknown): events are kept until acknowledged."""
+    room: Room | None = None
+    """The pipeline's :class:`Room` (:meth:`~streamd.publish.pipeline.Pipeline.emitter` sets it):
+    a batch waits for room before it is queued. None: only the queue's bound in batches applies."""
 
     def __init__(
         self, source: str, stream: MemoryObjectSendStream[Batch], ahead: WriteAhead | None = None
@@ -154,7 +222,10 @@ class SourceEmit:
                     t.EVENTS_DEADLETTERED.labels(self.source, e.data.stage, e.data.error_type).inc()
         t.QUEUE_DEPTH.inc(batch.count)  # until the publish loop takes them (also while blocked)
         try:
-            await self._stream.send(batch)
+            if self.room is None:
+                await self._stream.send(batch)
+            else:
+                await self.room.queue(batch.count, partial(self._stream.send, batch))
         except BaseException:
             t.QUEUE_DEPTH.dec(batch.count)
             raise

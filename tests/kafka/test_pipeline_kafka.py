@@ -63,6 +63,30 @@ async def test_ten_thousand_events_all_present_in_order_with_headers() -> None:
         assert seq == sorted(seq), "per-key order must be kept"
 
 
+async def test_a_small_room_bounds_what_is_held_and_loses_nothing() -> None:
+    """Pipeline rule 1: however fast a source pushes, the pipeline holds about ``max_buffered``
+    events (plus one batch); the source waits for Kafka's answers, and every event arrives in order."""
+    events = _events(5_000)
+    held: list[int] = []
+    async with EmbeddedBroker() as bootstrap, kafka_publisher(bootstrap) as pub:
+        pipeline = Pipeline(pub, Spool(":memory:"), "it.", max_buffered=500)
+        emit = pipeline.emitter("s1")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pipeline.run)
+            for i in range(0, len(events), 100):
+                await emit.push(events[i : i + 100])
+                held.append(pipeline.room.used)
+            await emit.aclose()
+        got = await anyio.to_thread.run_sync(read_back, bootstrap, "it.bulk", len(events))
+    assert max(held) <= 500 + 100
+    assert pipeline.room.used == 0
+    per_key: dict[bytes | None, list[int]] = defaultdict(list)
+    for record in got:
+        per_key[record.key].append(orjson.loads(record.value or b"")["i"])
+    assert sorted(i for seq in per_key.values() for i in seq) == list(range(len(events)))
+    assert all(seq == sorted(seq) for seq in per_key.values())
+
+
 async def test_outage_spools_and_drains_in_order(tmp_path: Path) -> None:
     broker = EmbeddedBroker()
     spool = Spool(tmp_path / "spool.db")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+import msgspec
 import orjson
 import pytest
 
@@ -42,7 +43,7 @@ def test_vendor_event_headers_and_key() -> None:
 def test_snapshot_header_only_when_true() -> None:
     base = Event(topic="t", type="x.y.Z", source="s", key="s:1", data={}, time=WHEN)
     assert "streamd_snapshot" not in header_dict(encode(base, "").headers)
-    snap = dataclasses.replace(base, snapshot=True)
+    snap = msgspec.structs.replace(base, snapshot=True)
     assert header_dict(encode(snap, "").headers)["streamd_snapshot"] == "true"
 
 
@@ -117,12 +118,12 @@ def test_deadletter_keeps_text_or_base64() -> None:
     assert text.to_event().topic == "deadletter"
 
 
-def test_new_event_equals_the_dataclass_constructor() -> None:
-    fields = {f.name: f"v-{f.name}" for f in dataclasses.fields(Event)} | {"time": WHEN, "snapshot": True}
+def test_new_event_equals_the_class_constructor() -> None:
+    fields = {f.name: f"v-{f.name}" for f in msgspec.structs.fields(Event)} | {"time": WHEN, "snapshot": True}
     fast = new_event(**fields)
     assert fast == Event(**fields)
     assert [getattr(fast, name) for name in fields] == list(fields.values())
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         fast.key = "other"  # type: ignore[misc]
 
 

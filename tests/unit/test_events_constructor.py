@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 import streamd.events
@@ -44,7 +46,7 @@ def _all_fields(cls: type) -> dict[str, Any]:
     return values
 
 
-@pytest.mark.parametrize("cls", [AgentState, QueueMetric, AgentAdherence, Event])
+@pytest.mark.parametrize("cls", [AgentState, QueueMetric, AgentAdherence])
 def test_a_fast_constructor_builds_what_the_class_builds(cls: type) -> None:
     values = _all_fields(cls)
     fast = frozen_constructor(cls)(**values)
@@ -71,8 +73,25 @@ def test_keyword_only_classes_stay_keyword_only_unless_positional() -> None:
     with pytest.raises(TypeError):
         new_agent_state("o2g", "s", "1", State.BUSY)  # type: ignore[misc]
     fields = ("t", "x.y.Z", "s", "s:1", {"a": 1}, WHEN, "id-1", True, ("$.a",))
-    names = [f.name for f in dataclasses.fields(Event)]
+    names = [f.name for f in msgspec.structs.fields(Event)]
     assert new_event(*fields) == Event(**dict(zip(names, fields, strict=True)))
+
+
+def test_an_event_is_frozen_hashable_and_never_tracked_by_the_collector() -> None:
+    """envelope rule 7: the msgspec struct keeps the frozen dataclass's behaviour, untracked."""
+    event = new_event("t", "x.y.Z", "s", "s:1", {"nested": [1, {"a": 2}]}, WHEN, "id-1")
+    assert new_event is Event
+    assert not gc.is_tracked(event)  # its data (a tracked dict) is, as before
+    assert gc.is_tracked(event.data)
+    with pytest.raises(AttributeError):
+        event.key = "other"  # type: ignore[misc]
+    assert hash(Event(topic="t", type="x", source="s", key="k", data="d", time=WHEN)) == hash(
+        new_event("t", "x", "s", "k", "d", WHEN)
+    )
+    changed = msgspec.structs.replace(event, deviations=("$.a",))
+    assert (changed.deviations, changed.data, event.deviations) == (("$.a",), event.data, ())
+    assert changed != event
+    assert repr(event).startswith("Event(topic='t', type='x.y.Z'")
 
 
 def test_the_alvaria_row_change_is_the_dataclass_constructor() -> None:

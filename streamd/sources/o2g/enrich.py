@@ -23,9 +23,10 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Coroutine, Sequence
 from typing import Any, Final
+
+import msgspec
 
 from streamd.events import AgentState, Event, new_agent_state
 from streamd.sources.base import Emit
@@ -114,7 +115,7 @@ class Directory(Learning):
         if done is state:
             return event
         fresh = done.to_event(time=event.time, snapshot=event.snapshot)  # its id covers what was added
-        return dataclasses.replace(fresh, deviations=event.deviations) if event.deviations else fresh
+        return msgspec.structs.replace(fresh, deviations=event.deviations) if event.deviations else fresh
 
     def _rti_agent(self, delta: dict[str, Any], event: Event) -> list[Event]:
         number = as_text(delta.get("number"))
