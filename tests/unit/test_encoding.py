@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from datetime import UTC, datetime
 
 import msgspec
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from streamd.events import AgentState, DeadLetter, Event, QueueMetric, State, new_event, stable_id
-from streamd.publish.encoding import _HeaderCache, encode, header_dict
+from streamd.publish.encoding import _HeaderCache, dumps, encode, header_dict
 
 WHEN = datetime(2026, 11, 24, 12, 30, 5, 123000, tzinfo=UTC)
 
@@ -142,3 +143,19 @@ def test_canonical_ids_do_not_depend_on_a_shared_time_object() -> None:
     assert state.to_event(time=other).id == stable_id(
         "s:1", State.BUSY, None, None, other.isoformat(), None, None
     )
+
+
+def test_values_are_as_large_as_their_json() -> None:
+    """Encoding rule 10: orjson's bytes are at least 4 KiB however short; a record's value (and what
+    the wallboard keeps) is copied to its size, so records in flight hold what they carry."""
+    event = Event(topic="t", type="x.y.Z", source="s", key="s:1", data={"a": 1, "b": "x" * 100}, time=WHEN)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        values = [encode(event, "p.").value for _ in range(1000)] + [dumps({"i": i}) for i in range(1000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert values[0] == b'{"a":1,"b":"' + b"x" * 100 + b'"}'
+    assert values[-1] == b'{"i":999}'
+    assert held / len(values) < 300  # ~4,100 bytes each before
