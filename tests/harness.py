@@ -94,5 +94,7 @@ async def publishing(
         emit = pipeline.emitter(source)
         async with anyio.create_task_group() as tg:
             tg.start_soon(pipeline.run)
-            yield emit
-            await emit.aclose()
+            try:
+                yield emit
+            finally:  # also when the block fails: an emitter left open warns when collected, in
+                await emit.aclose()  # whichever later test the collector happens to run in

@@ -34,10 +34,12 @@ Rules:
    it (:func:`streamd.publish.spool.pack`'s ``encoded``), as the spool keeps headers as JSON text.
 10. A record's value is exactly as large as its JSON: orjson (3.12 on) returns ``bytes`` whose
     allocation is at least 4 KiB and never shrunk, so a 200-byte value held while its record
-    waits for Kafka kept 4 KiB (100,000 records in flight: ~390 MB; the O2G chunk bench's process
-    took ~47,000 page faults growing its heap for them). :func:`encode` copies each value to its
-    size (``b"".join``, ~0.1 µs), as Home Assistant trims the orjson output it keeps; so does
-    :func:`dumps` (the wallboard keeps its changes' JSON in the replay buffer and each client's).
+    waits for Kafka kept 4 KiB (at the pipeline's bound of 20,000 events in memory ~80 MB; before
+    that bound, a 95,000-record backlog held ~390 MB). :func:`encode` copies each value to its
+    size (``b"".join``, ~0.1 µs), as Home Assistant trims the orjson output it keeps; so do
+    :func:`dumps` (the wallboard keeps its changes' JSON in the replay buffer and each client's)
+    and the ``streamd_deviations`` header (cached per set of paths). orjson's over-allocation
+    grows with the output (a 1 KB value held ~65 KB), so larger values gained more.
 """
 
 from __future__ import annotations
@@ -196,6 +198,23 @@ _TYPES = _HeaderCache("ce_type", "{}")
 _SUBJECTS = _SubjectCache("ce_subject", "{}", limit=20_000)
 """``key -> ("ce_subject", key as UTF-8)``: the pair's bytes are the record's key too."""
 _TOPICS = _TopicCache()
+
+
+class _DeviationsCache(dict[tuple[str, ...], tuple[str, bytes]]):
+    """``deviations -> ("streamd_deviations", their JSON, right-sized)``: the events of a vendor
+    deviate in the same few ways (rule 10: each record in flight would otherwise hold 4 KiB for
+    this header too); at most ``limit`` sets are kept."""
+
+    limit = 1024
+
+    def __missing__(self, paths: tuple[str, ...]) -> tuple[str, bytes]:
+        pair = ("streamd_deviations", _join((orjson.dumps(paths), b"")))
+        if len(self) < self.limit:
+            self[paths] = pair
+        return pair
+
+
+_DEVIATIONS = _DeviationsCache()
 _last_time: tuple[datetime | None, tuple[str, bytes]] = (None, ("ce_time", b""))
 # Random ids for push events: a per-process random prefix and a counter are unique and far
 # cheaper than uuid4 per event; each ``next()`` is a new ("ce_id", id) pair, made in C.
@@ -224,7 +243,7 @@ def encode(event: Event, prefix: str) -> Record:
     if event.snapshot:
         headers += (_SNAPSHOT,)
     if event.deviations:
-        headers += (("streamd_deviations", orjson.dumps(event.deviations)),)
+        headers += (_DEVIATIONS[event.deviations],)
     topic = _TOPICS.get(event.topic)
     name = topic[1] if topic is not None and topic[0] == prefix else _TOPICS.full(prefix, event.topic)
     data = event.data

@@ -109,8 +109,10 @@ class Room:
        ``limit`` events or more; the ack loop gives the room back once the batch's unit is
        finished (acknowledged or spooled). A stopped pipeline closes its room instead.
     2. A batch is let in whenever the pipeline holds fewer than ``limit`` (however large it is),
-       so one batch bigger than ``limit`` never waits forever: what is held is at most ``limit``
-       plus one batch.
+       so one batch bigger than ``limit`` never waits forever: what is queued or in flight is at
+       most ``limit`` plus one batch. Not counted: the batch each waiting task holds (a push
+       written ahead is encoded before it waits), and a batch the write-ahead still lists after
+       its unit gave its room back (until the next group commit forgets it).
     3. Batches are queued in the order their sources asked (:meth:`queue`, a fair lock around the
        wait for room and the queueing): a task that comes later never overtakes a waiting one,
        as a blocked send on the bounded stream never did. Two tasks of one source may publish the

@@ -180,7 +180,15 @@ async def test_page_loads_shows_state_changes_and_screenshot(tmp_path: Path) -> 
         # a long queue name wraps instead of being cut
         title = tile(page, "xima-lyon:intl").locator("h2")
         await expect(title).to_have_text(LONG_QUEUE)
-        assert await title.evaluate("e => e.scrollWidth <= e.clientWidth && e.getClientRects().length > 0")
+        # shown, and not wider than its box: polled (the CI saw it once while the tile was not laid
+        # out yet, on a loaded machine), never a timing assertion
+        await page.wait_for_function(
+            """() => {
+                const e = document.querySelector('.tile[data-queue="xima-lyon:intl"] h2');
+                return e !== null && e.getClientRects().length > 0 && e.scrollWidth <= e.clientWidth;
+            }""",
+            timeout=10_000,
+        )
         assert await title.evaluate(
             "e => e.getBoundingClientRect().height > 1.5 * parseFloat(getComputedStyle(e).lineHeight)"
         )

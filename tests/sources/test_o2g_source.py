@@ -110,6 +110,38 @@ async def test_cut_mid_event_reopens_same_subscription_without_loss() -> None:
         assert len([r for r in sim.requests if r.path == "/OTEvents"]) == 2
 
 
+def _oversize(ref: str, size: int) -> dict[str, Any]:
+    return {**call(ref), "pad": "x" * size}
+
+
+async def test_a_complete_oversize_event_is_a_dead_letter_and_the_channel_goes_on() -> None:
+    """Wire rule 4: its end is known, so the events after it on the same channel are read too."""
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim, max_event_size=1024), emit):
+        await publish_and_expect(sim, emit, ["c1"])
+        sim.publish(_oversize("c2", 4000), call("c3"))
+        await until(lambda: "c3" in call_refs(emit))
+        (letter,) = [e.data for e in emit.events if isinstance(e.data, DeadLetter)]
+        assert (letter.stage, letter.error_type) == ("decode", "oversize_event")
+        assert letter.raw is not None
+        assert orjson.loads(letter.raw)["callRef"] == "c2"  # whole: below the 64 KiB kept
+        assert call_refs(emit) == ["c1", "c3"]
+        assert len([r for r in sim.requests if r.path == "/OTEvents"]) == 1  # never reopened
+
+
+async def test_the_events_read_with_an_oversize_event_that_never_ends_are_pushed() -> None:
+    """An event still incomplete beyond max_event_size ends the channel (no way to resync); the
+    events the same read completed before it are pushed, not dropped with the read."""
+    emit = MemoryEmit()
+    async with O2GSimulator(agents=1) as sim, running(make_source(sim, max_event_size=1024), emit):
+        await publish_and_expect(sim, emit, ["c1"])
+        sim.publish(call("c2"), _oversize("c3", 300_000))  # one write: c2 and the start of c3 in one read
+        await until(lambda: len([r for r in sim.requests if r.path == "/OTEvents"]) == 2)
+        await publish_and_expect(sim, emit, ["c4"])
+        assert call_refs(emit) == ["c1", "c2", "c4"]
+        assert logins(sim) == 1  # the same subscription: only the channel was reopened
+
+
 async def test_session_expiry_logs_in_again_resubscribes_and_resnapshots() -> None:
     emit = MemoryEmit()
     async with O2GSimulator(agents=2) as sim, running(make_source(sim), emit):

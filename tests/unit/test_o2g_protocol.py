@@ -200,10 +200,13 @@ def test_oversize_event_raises_when_split() -> None:
         decoder.feed(b"x" * 40)
 
 
-def test_oversize_complete_ndjson_line_raises() -> None:
+def test_oversize_complete_ndjson_line_is_a_malformed_event() -> None:
     decoder = O2GEventDecoder(max_event_size=64)
-    with pytest.raises(VendorProtocolError, match="exceeds 64"):
-        decoder.feed(orjson.dumps({"a": "x" * 100}) + b"\n")
+    line = orjson.dumps({"a": "x" * 100})
+    (item,) = decoder.feed(line + b"\n")
+    assert isinstance(item, MalformedEvent)
+    assert (item.raw, item.error_type) == (line, "oversize_event")
+    assert decoder.feed(b'{"b":1}\n') == [{"b": 1}]
 
 
 def test_event_exactly_at_the_limit_passes() -> None:

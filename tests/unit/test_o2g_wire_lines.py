@@ -7,7 +7,7 @@ import pytest
 
 from streamd.errors import VendorProtocolError
 from streamd.sources.o2g import wire
-from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
+from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, StreamLimitError
 
 
 def test_a_chunk_mixing_ndjson_with_other_framing_decodes_everything_in_order() -> None:
@@ -75,9 +75,13 @@ def test_an_integer_beyond_64_bits_in_a_fast_line_is_kept_exact() -> None:
     assert out == [{"n": 1}, {"big": "123456789012345678901234567890"}]
 
 
-def test_an_oversize_line_raises_on_the_fast_path_too() -> None:
-    with pytest.raises(VendorProtocolError, match="exceeds 16"):
-        O2GEventDecoder(16).feed(b'{"n":1}\n{"long":"aaaaaaaaaaaaaaaa"}\n')
+def test_an_oversize_line_is_a_malformed_event_on_the_fast_path_too() -> None:
+    out = O2GEventDecoder(16).feed(b'{"n":1}\n{"long":"aaaaaaaaaaaaaaaa"}\n{"n":2}\n')
+    assert out[0] == {"n": 1}
+    assert out[2] == {"n": 2}  # the stream goes on after it (wire rule 4)
+    assert isinstance(out[1], MalformedEvent)
+    assert (out[1].error_type, out[1].raw) == ("oversize_event", b'{"long":"aaaaaaaaaaaaaaaa"}')
+    assert "of 27 bytes exceeds max_event_size (16)" in out[1].error
 
 
 def test_a_read_full_of_malformed_lines_takes_the_fast_path_once_not_once_a_line(
@@ -135,10 +139,37 @@ def test_an_integer_beyond_64_bits_stays_exact_wherever_the_reads_split(split: i
 )
 def test_the_event_size_limit_holds_on_every_path(pieces: list[bytes]) -> None:
     decoder = O2GEventDecoder(50)
-    for piece in pieces[:-1]:
-        assert decoder.feed(piece) == [{"n": 1}]
-    with pytest.raises(VendorProtocolError, match="exceeds 50"):
-        decoder.feed(pieces[-1])
+    out = [item for piece in pieces for item in decoder.feed(piece)]
+    out += decoder.feed(b'{"n":2}\n')
+    assert [type(i).__name__ for i in out] == ["dict", "MalformedEvent", "dict"]
+    assert (out[0], out[2]) == ({"n": 1}, {"n": 2})
+    oversize = out[1]
+    assert isinstance(oversize, MalformedEvent)
+    assert oversize.error_type == "oversize_event"
+    whole = b"".join(pieces)
+    start = whole.index(b'{"long"')
+    expected = whole[start : whole.index(b"}", start) + 1]
+    assert oversize.raw == expected
+    assert f"of {len(expected)} bytes exceeds max_event_size (50)" in oversize.error
+
+
+def test_an_event_still_incomplete_beyond_the_limit_raises_with_what_came_before_it() -> None:
+    """Wire rule 4: no way to resync; the objects the same read completed are on the error."""
+    decoder = O2GEventDecoder(50)
+    with pytest.raises(StreamLimitError, match="exceeds 50 bytes \\(still incomplete\\)") as raised:
+        decoder.feed(b'{"n":1}\n{"pretty":\n  {"n":2}}\n{"long":"' + b"a" * 60)
+    assert raised.value.decoded == [{"n": 1}, {"pretty": {"n": 2}}]
+    assert isinstance(raised.value, VendorProtocolError)
+    with pytest.raises(StreamLimitError, match="stray bytes") as stray:
+        O2GEventDecoder(16).feed(b'{"n":1}\n' + b"z" * 40)
+    assert stray.value.decoded == [{"n": 1}]
+
+
+def test_a_kept_oversize_event_is_cut_to_its_first_kept_bytes() -> None:
+    big = b'{"long":"' + b"a" * (wire.KEPT_BYTES * 2) + b'"}\n'
+    (item,) = O2GEventDecoder(1000).feed(big)
+    assert isinstance(item, MalformedEvent)
+    assert item.raw == big[: wire.KEPT_BYTES]
 
 
 def test_one_big_integer_does_not_send_the_reads_after_it_the_exact_way(

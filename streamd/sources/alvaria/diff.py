@@ -28,6 +28,7 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -252,9 +253,10 @@ def _unkeyable(
     shape: QueryShape, row: Any, seen: frozenset[bytes], now_seen: set[bytes], bad: list[BadRow]
 ) -> None:
     try:
-        fingerprint = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+        text = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        fingerprint = repr(row).encode()
+        text = repr(row).encode()
+    fingerprint = hashlib.blake2b(text, digest_size=16).digest()  # kept poll to poll: never orjson's 4 KiB
     now_seen.add(fingerprint)
     if fingerprint not in seen:
         if isinstance(row, dict):

@@ -12,9 +12,12 @@ Rules:
    ``STOP_GRACE``: O2G removed those events from its queue and the teardown unsubscribes.
 3. Keepalives (``OnChannelInformation``) are liveness only: they reset the idle timer (the httpx
    read timeout is the idle timeout: no byte for ``idle_timeout`` raises) and are never published.
-4. A malformed object becomes a dead letter (and a counted error); the stream goes on.
-5. A channel that fails (idle timeout, broken connection, oversize event, cut mid-event) is a
-   :class:`ChannelEnded` carrying the bytes it delivered; :mod:`.chunk` decides what follows.
+4. A malformed object, or a complete one larger than ``max_event_size``, becomes a dead letter
+   (``malformed_json`` / ``oversize_event``, and a counted error); the stream goes on.
+5. A channel that fails (idle timeout, broken connection, an event still incomplete beyond
+   ``max_event_size``, cut mid-event) is a :class:`ChannelEnded` carrying the bytes it
+   delivered; :mod:`.chunk` decides what follows. The events completed before the failure,
+   those of the failing read too, are pushed first.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from streamd.sources.base import Emit
 from streamd.sources.http import httpx_errors
 from streamd.sources.o2g.continuity import SYSTEM_EVENTS
 from streamd.sources.o2g.normalize import normalize
-from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder
+from streamd.sources.o2g.protocol import MalformedEvent, O2GEventDecoder, StreamLimitError
 from streamd.telemetry import count_error
 
 log = logging.getLogger("streamd.sources.o2g")
@@ -91,7 +94,7 @@ def to_events(
     now = utcnow()  # one reading time per chunk: its events were read at once
     for item in items:
         if isinstance(item, MalformedEvent):
-            events.append(dead_letter(source, "decode", "malformed_json", item.error, item.raw))
+            events.append(dead_letter(source, "decode", item.error_type, item.error, item.raw))
             continue
         try:  # channel information normalizes to []
             events += normalize(source, item, snapshot=snapshot, now=now)
@@ -169,14 +172,22 @@ async def _read(
     with httpx_errors():
         async for chunk in response.aiter_bytes():
             received[0] += len(chunk)
-            items = decoder.feed(chunk)
+            try:
+                items = decoder.feed(chunk)
+            except StreamLimitError as exc:  # rule 5: what came before it in this read is pushed
+                await _send(send, to_events(source, exc.decoded, react=react))
+                raise
             if items:
                 events = to_events(source, items, react=react)
                 del items
-                if events:
-                    await send.send(events)
+                await _send(send, events)
                 del events  # the pusher's now: not kept here until the next chunk (Emit.push)
     decoder.feed_eof()
+
+
+async def _send(send: MemoryObjectSendStream[list[Event]], events: list[Event]) -> None:
+    if events:
+        await send.send(events)
 
 
 async def _push_coalesced(

@@ -257,7 +257,11 @@ class O2GSourceConfig(TlsSettings):
         default="streamd", min_length=1, description="SessionRequest.applicationName (logging/statistics)."
     )
     max_event_size: int = Field(
-        default=1 << 20, ge=1024, description="Largest accepted event in bytes; larger -> reconnect."
+        default=1 << 20,
+        ge=1024,
+        description="Largest accepted event in bytes; a larger one is a dead letter (its first 64 KiB), "
+        "the events after it still read; one still incomplete beyond it ends the chunk channel "
+        "(reopened on the same subscription).",
     )
     snapshot: bool = Field(
         default=True,

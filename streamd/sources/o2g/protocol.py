@@ -25,6 +25,7 @@ from .wire import (
     KEEPALIVE_EVENT,
     MalformedEvent,
     O2GEventDecoder,
+    StreamLimitError,
     is_channel_information,
     is_keepalive,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "O2GRequestError",
     "RestErrorInfo",
     "SessionExpired",
+    "StreamLimitError",
     "error_from_response",
     "is_channel_information",
     "is_keepalive",

@@ -18,9 +18,13 @@ Rules:
    boundaries fall (the test for one covers a pending event's earlier bytes too).
 4. A complete object that is not valid JSON does not kill the stream: ``feed`` returns a
    :class:`MalformedEvent` in its place (and for stray bytes between objects), so the caller can
-   dead-letter it and go on. Only an event larger than ``max_event_size`` (no way to resync
-   safely; checked on every path, whole line or scanned) raises :class:`VendorProtocolError`,
-   and so does ``feed_eof`` with a partial event.
+   dead-letter it and go on. So does a *complete* event larger than ``max_event_size`` (whole
+   line or scanned: its end is known, the stream goes on after it), as a ``MalformedEvent`` with
+   ``error_type`` ``oversize_event`` and its first :data:`KEPT_BYTES`. Only an event still
+   incomplete beyond ``max_event_size``, or as many stray bytes (no way to resync without
+   buffering without bound), raises :class:`StreamLimitError`, carrying what the same ``feed``
+   completed before it (``decoded``: the caller delivers those, then drops the decoder); and
+   ``feed_eof`` raises :class:`VendorProtocolError` with a partial event.
 5. :func:`error_from_response` is the one place that turns an O2G error response
    (``RestErrorInfo``) into the streamd error tree; ``canRetry`` alone cannot drive it (spec
 """
@@ -37,6 +41,8 @@ from streamd.errors import VendorProtocolError
 from streamd.jsonwire import loads, may_hold_big_ints
 
 DEFAULT_MAX_EVENT_SIZE: Final = 1_048_576
+KEPT_BYTES: Final = 65_536
+"""How much of an oversize event its ``MalformedEvent`` (and so its dead letter) keeps."""
 KEEPALIVE_EVENT: Final = "OnChannelInformation"
 
 # Between objects: anything that is not a separator (whitespace , [ ]).
@@ -53,12 +59,38 @@ class MalformedEvent:
     """Bytes from the event stream that are not a JSON object: dead-letter them, keep reading.
 
     Attributes:
-        raw: the offending bytes (a whole ``{...}`` span, or stray bytes between objects).
+        raw: the offending bytes (a whole ``{...}`` span, or stray bytes between objects; the
+            first :data:`KEPT_BYTES` of an oversize event).
         error: why they were rejected (bounded text, safe to log).
+        error_type: ``malformed_json``, or ``oversize_event`` (larger than ``max_event_size``).
     """
 
     raw: bytes
     error: str
+    error_type: str = "malformed_json"
+
+
+class StreamLimitError(VendorProtocolError):
+    """An event still incomplete beyond ``max_event_size``, or as many stray bytes: the stream
+    cannot be resynced (rule 4).
+
+    Attributes:
+        decoded: what the same :meth:`O2GEventDecoder.feed` completed before it, in order: the
+            vendor sent those and will not again; deliver them before ending the stream.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.decoded: list[dict[str, Any] | MalformedEvent] = []
+
+
+def _too_large(raw: bytes | bytearray, size: int, limit: int) -> MalformedEvent:
+    """The :class:`MalformedEvent` of a complete event of ``size`` bytes over ``limit`` (rule 4)."""
+    return MalformedEvent(
+        bytes(raw[:KEPT_BYTES]),
+        f"O2G event of {size} bytes exceeds max_event_size ({limit}); its first {KEPT_BYTES} bytes kept",
+        "oversize_event",
+    )
 
 
 class O2GEventDecoder:
@@ -95,8 +127,18 @@ class O2GEventDecoder:
             Decoded objects (``dict``) and :class:`MalformedEvent` markers, in stream order.
 
         Raises:
-            VendorProtocolError: a pending event grew beyond ``max_event_size``.
+            StreamLimitError: a pending event (or stray bytes) grew beyond ``max_event_size``;
+                ``decoded`` holds what this call completed before it.
         """
+        out: list[dict[str, Any] | MalformedEvent] = []
+        try:
+            self._feed(data, out)
+        except StreamLimitError as exc:
+            exc.decoded = out
+            raise
+        return out
+
+    def _feed(self, data: bytes, out: list[dict[str, Any] | MalformedEvent]) -> None:
         buf = self._buf
         fed = len(buf)  # where the new bytes begin
         seam = max(0, fed - 18)  # a digit run may straddle two chunks
@@ -104,7 +146,6 @@ class O2GEventDecoder:
             seam = self._start
         buf += data
         self._exact = may_hold_big_ints(memoryview(buf)[seam:])
-        out: list[dict[str, Any] | MalformedEvent] = []
         if self._start < 0 and self._garbage < 0:
             self._lines(out)
         while True:
@@ -114,8 +155,9 @@ class O2GEventDecoder:
             if end < 0:
                 break
             if end - self._start > self._max:  # as on the line paths: the limit holds on every path
-                raise VendorProtocolError(f"O2G event of {end - self._start} bytes exceeds {self._max}")
-            out.append(_decode(bytes(buf[self._start : end]), self._exact))
+                out.append(_too_large(buf[self._start : end], end - self._start, self._max))
+            else:
+                out.append(_decode(bytes(buf[self._start : end]), self._exact))
             # An NDJSON line cut by the read boundary ends here: back to whole lines for the rest
             # (once a feed: only the object begun before these bytes; and only after a one-line
             # object, so that pretty-printed objects are never re-split).
@@ -128,7 +170,6 @@ class O2GEventDecoder:
             if lines:
                 self._lines(out)
         self._compact()
-        return out
 
     def feed_eof(self) -> None:
         """The stream ended.
@@ -168,8 +209,9 @@ class O2GEventDecoder:
                 if type(obj) is not dict:
                     break
                 if len(line) > limit and len(size := line.rstrip()) > limit:  # whitespace after it is no part
-                    raise VendorProtocolError(f"O2G event of {len(size)} bytes exceeds {limit}")
-                out.append(obj)
+                    out.append(_too_large(line, len(size), limit))
+                else:
+                    out.append(obj)
             pos += len(line) + 1
         self._pos = pos
 
@@ -201,8 +243,9 @@ class O2GEventDecoder:
                 obj = _loads_dict(buf[i:newline], self._exact)
                 if obj is not None:
                     if newline - i > self._max and (size := len(buf[i:newline].rstrip())) > self._max:
-                        raise VendorProtocolError(f"O2G event of {size} bytes exceeds {self._max}")
-                    out.append(obj)
+                        out.append(_too_large(buf[i:newline], size, self._max))
+                    else:
+                        out.append(obj)
                     self._pos = newline + 1
                     continue
             self._start = i
@@ -241,12 +284,12 @@ class O2GEventDecoder:
         self._pos = pos
         self._depth = depth
         if len(buf) - self._start > self._max:
-            raise VendorProtocolError(f"O2G event exceeds {self._max} bytes (still incomplete)")
+            raise StreamLimitError(f"O2G event exceeds {self._max} bytes (still incomplete)")
         return -1
 
     def _check_garbage_size(self) -> None:
         if self._garbage >= 0 and len(self._buf) - self._garbage > self._max:
-            raise VendorProtocolError(f"more than {self._max} stray bytes between O2G events")
+            raise StreamLimitError(f"more than {self._max} stray bytes between O2G events")
 
     def _compact(self) -> None:
         """Drop consumed bytes so the buffer only holds the pending event (or stray bytes)."""
