@@ -139,6 +139,11 @@ async def test_the_events_read_with_an_oversize_event_that_never_ends_are_pushed
         await until(lambda: len([r for r in sim.requests if r.path == "/OTEvents"]) == 2)
         await publish_and_expect(sim, emit, ["c4"])
         assert call_refs(emit) == ["c1", "c2", "c4"]
+        (letter,) = [e.data for e in emit.events if isinstance(e.data, DeadLetter)]  # its start
+        assert (letter.error_type, (letter.raw or "")[:30]) == (
+            "oversize_event",
+            '{"eventName":"OnPilotCallCreat',
+        )
         assert logins(sim) == 1  # the same subscription: only the channel was reopened
 
 

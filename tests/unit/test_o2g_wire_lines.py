@@ -135,6 +135,9 @@ def test_an_integer_beyond_64_bits_stays_exact_wherever_the_reads_split(split: i
         [
             b'{"n":1}{"long":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}'
         ],  # back to back
+        [
+            b'{"n":1}{"long":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}\r\n'
+        ],  # back to back, then a line's end: the newline path between objects (CR not kept)
     ],
 )
 def test_the_event_size_limit_holds_on_every_path(pieces: list[bytes]) -> None:
@@ -159,6 +162,7 @@ def test_an_event_still_incomplete_beyond_the_limit_raises_with_what_came_before
     with pytest.raises(StreamLimitError, match="exceeds 50 bytes \\(still incomplete\\)") as raised:
         decoder.feed(b'{"n":1}\n{"pretty":\n  {"n":2}}\n{"long":"' + b"a" * 60)
     assert raised.value.decoded == [{"n": 1}, {"pretty": {"n": 2}}]
+    assert raised.value.raw == b'{"long":"' + b"a" * 60  # for its dead letter
     assert isinstance(raised.value, VendorProtocolError)
     with pytest.raises(StreamLimitError, match="stray bytes") as stray:
         O2GEventDecoder(16).feed(b'{"n":1}\n' + b"z" * 40)
@@ -166,10 +170,24 @@ def test_an_event_still_incomplete_beyond_the_limit_raises_with_what_came_before
 
 
 def test_a_kept_oversize_event_is_cut_to_its_first_kept_bytes() -> None:
-    big = b'{"long":"' + b"a" * (wire.KEPT_BYTES * 2) + b'"}\n'
+    big = b'{"long":"' + b"a" * (wire.KEPT_BYTES * 2) + b'"}\r\n'
     (item,) = O2GEventDecoder(1000).feed(big)
     assert isinstance(item, MalformedEvent)
     assert item.raw == big[: wire.KEPT_BYTES]
+    assert f"its first {wire.KEPT_BYTES} bytes kept" in item.error
+
+
+def test_a_kept_oversize_event_is_never_cut_inside_a_character() -> None:
+    """Cut inside "é", the kept bytes would not be text, and its dead letter would be base64."""
+    big = '{"t":"' + "é" * wire.KEPT_BYTES + '"}\n'
+    (item,) = O2GEventDecoder(1000).feed(big.encode())
+    assert isinstance(item, MalformedEvent)
+    text = item.raw.decode()  # valid UTF-8
+    assert big.startswith(text)
+    assert wire.KEPT_BYTES - 1 <= len(item.raw) <= wire.KEPT_BYTES
+    with pytest.raises(StreamLimitError) as raised:
+        O2GEventDecoder(1000).feed(big.encode()[: wire.KEPT_BYTES * 2 - 1])  # still incomplete
+    assert big.startswith(raised.value.raw.decode())
 
 
 def test_one_big_integer_does_not_send_the_reads_after_it_the_exact_way(

@@ -17,7 +17,8 @@ Rules:
 5. A channel that fails (idle timeout, broken connection, an event still incomplete beyond
    ``max_event_size``, cut mid-event) is a :class:`ChannelEnded` carrying the bytes it
    delivered; :mod:`.chunk` decides what follows. The events completed before the failure,
-   those of the failing read too, are pushed first.
+   those of the failing read too, are pushed first, then the oversize event's dead letter (its
+   first 64 KiB). What O2G wrote behind that event on the connection is lost with it.
 """
 
 from __future__ import annotations
@@ -127,8 +128,9 @@ async def pump(
     queue, and the teardown unsubscribes), then it is cancelled.
 
     Raises:
-        ChannelEnded: the read timed out (idle), the connection broke, an oversize event, or the
-            stream ended inside an event; it says how many bytes came before.
+        ChannelEnded: the read timed out (idle), the connection broke, an event still incomplete
+            beyond ``max_event_size`` (its start dead-lettered), or the stream ended inside an
+            event; it says how many bytes came before.
     """
     send, receive = anyio.create_memory_object_stream[list[Event]](max_buffer_size=PUSH_QUEUE)
     failure: StreamdError | None = None
@@ -175,7 +177,9 @@ async def _read(
             try:
                 items = decoder.feed(chunk)
             except StreamLimitError as exc:  # rule 5: what came before it in this read is pushed
-                await _send(send, to_events(source, exc.decoded, react=react))
+                events = to_events(source, exc.decoded, react=react)
+                events.append(dead_letter(source, "decode", "oversize_event", str(exc), exc.raw))
+                await _send(send, events)
                 raise
             if items:
                 events = to_events(source, items, react=react)

@@ -259,9 +259,10 @@ class O2GSourceConfig(TlsSettings):
     max_event_size: int = Field(
         default=1 << 20,
         ge=1024,
-        description="Largest accepted event in bytes; a larger one is a dead letter (its first 64 KiB), "
-        "the events after it still read; one still incomplete beyond it ends the chunk channel "
-        "(reopened on the same subscription).",
+        description="Largest accepted event in bytes. A larger one is a dead letter (its first 64 KiB); "
+        "when it arrived whole in one read the events after it are still read, otherwise (the usual "
+        "case: reads are 64 KiB) the chunk channel ends and is reopened on the same subscription, "
+        "and what O2G had written behind it on that connection is lost.",
     )
     snapshot: bool = Field(
         default=True,

@@ -77,18 +77,33 @@ class StreamLimitError(VendorProtocolError):
     Attributes:
         decoded: what the same :meth:`O2GEventDecoder.feed` completed before it, in order: the
             vendor sent those and will not again; deliver them before ending the stream.
+        raw: the first :data:`KEPT_BYTES` of the event (or stray bytes) that exceeded the limit,
+            for its dead letter.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, raw: bytes = b"") -> None:
         super().__init__(message)
+        self.raw = raw
         self.decoded: list[dict[str, Any] | MalformedEvent] = []
 
 
-def _too_large(raw: bytes | bytearray, size: int, limit: int) -> MalformedEvent:
-    """The :class:`MalformedEvent` of a complete event of ``size`` bytes over ``limit`` (rule 4)."""
+def _kept(buf: bytes | bytearray, start: int, end: int) -> bytes:
+    """``buf[start:end]``, at most its first :data:`KEPT_BYTES`, never cut inside a UTF-8
+    character (a dead letter keeps valid text as text)."""
+    cut = min(end, start + KEPT_BYTES)
+    if cut < end:
+        while cut > start and buf[cut] & 0xC0 == 0x80:  # a continuation byte: back to its start
+            cut -= 1
+    return bytes(buf[start:cut])
+
+
+def _too_large(buf: bytes | bytearray, start: int, end: int, limit: int) -> MalformedEvent:
+    """The :class:`MalformedEvent` of the complete event ``buf[start:end]``, over ``limit`` (rule 4)."""
+    size = end - start
+    kept = "" if size <= KEPT_BYTES else f"; its first {KEPT_BYTES} bytes kept"
     return MalformedEvent(
-        bytes(raw[:KEPT_BYTES]),
-        f"O2G event of {size} bytes exceeds max_event_size ({limit}); its first {KEPT_BYTES} bytes kept",
+        _kept(buf, start, end),
+        f"O2G event of {size} bytes exceeds max_event_size ({limit}){kept}",
         "oversize_event",
     )
 
@@ -99,8 +114,10 @@ class O2GEventDecoder:
     Use one decoder per connection; after it raised, discard it (its buffer is not resynced).
 
     Args:
-        max_event_size: the largest event (bytes) accepted; a larger one raises
-            :class:`VendorProtocolError` (like h11's buffer limit and websockets' ``max_size``).
+        max_event_size: the largest event (bytes) accepted; a larger one is a
+            :class:`MalformedEvent` once complete, and raises :class:`StreamLimitError` while it
+            is still incomplete beyond the limit (like h11's buffer limit and websockets'
+            ``max_size``): with reads of 64 KiB, most events over the limit end the stream.
     """
 
     __slots__ = ("_buf", "_depth", "_exact", "_garbage", "_in_string", "_max", "_pos", "_start")
@@ -155,7 +172,7 @@ class O2GEventDecoder:
             if end < 0:
                 break
             if end - self._start > self._max:  # as on the line paths: the limit holds on every path
-                out.append(_too_large(buf[self._start : end], end - self._start, self._max))
+                out.append(_too_large(buf, self._start, end, self._max))
             else:
                 out.append(_decode(bytes(buf[self._start : end]), self._exact))
             # An NDJSON line cut by the read boundary ends here: back to whole lines for the rest
@@ -209,7 +226,7 @@ class O2GEventDecoder:
                 if type(obj) is not dict:
                     break
                 if len(line) > limit and len(size := line.rstrip()) > limit:  # whitespace after it is no part
-                    out.append(_too_large(line, len(size), limit))
+                    out.append(_too_large(size, 0, len(size), limit))
                 else:
                     out.append(obj)
             pos += len(line) + 1
@@ -243,7 +260,7 @@ class O2GEventDecoder:
                 obj = _loads_dict(buf[i:newline], self._exact)
                 if obj is not None:
                     if newline - i > self._max and (size := len(buf[i:newline].rstrip())) > self._max:
-                        out.append(_too_large(buf[i:newline], size, self._max))
+                        out.append(_too_large(buf, i, i + size, self._max))
                     else:
                         out.append(obj)
                     self._pos = newline + 1
@@ -284,12 +301,17 @@ class O2GEventDecoder:
         self._pos = pos
         self._depth = depth
         if len(buf) - self._start > self._max:
-            raise StreamLimitError(f"O2G event exceeds {self._max} bytes (still incomplete)")
+            raise StreamLimitError(
+                f"O2G event exceeds {self._max} bytes (still incomplete)", _kept(buf, self._start, len(buf))
+            )
         return -1
 
     def _check_garbage_size(self) -> None:
         if self._garbage >= 0 and len(self._buf) - self._garbage > self._max:
-            raise StreamLimitError(f"more than {self._max} stray bytes between O2G events")
+            raise StreamLimitError(
+                f"more than {self._max} stray bytes between O2G events",
+                _kept(self._buf, self._garbage, len(self._buf)),
+            )
 
     def _compact(self) -> None:
         """Drop consumed bytes so the buffer only holds the pending event (or stray bytes)."""
