@@ -62,7 +62,7 @@ import msgspec
 import orjson
 
 from streamd.errors import FatalError, PublishError
-from streamd.publish.encoding import Record
+from streamd.publish.encoding import Record, right_sized
 
 T = TypeVar("T")
 
@@ -418,7 +418,7 @@ def _headers(record: Record) -> bytes:
         if json is None:
             json = orjson.dumps((pair[0], pair[1].decode()))
             if pair[0] in _SHARED_HEADERS and len(_HEADER_JSON) < 4096:
-                _HEADER_JSON[pair] = json = b"".join((json, b""))  # kept: right-sized (encoding rule 10)
+                _HEADER_JSON[pair] = json = right_sized(json)  # kept: encoding rule 10
         parts.append(json)
     return b"[" + b",".join(parts) + b"]"
 

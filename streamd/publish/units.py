@@ -152,14 +152,16 @@ class Room:
     def give(self, n: int) -> None:
         """``n`` events left the pipeline's memory: wake the source waiting for room."""
         self.used -= n
-        if self._freed is not None and self.used < self.limit:
-            self._freed.set()
-            self._freed = None
+        if self.used < self.limit:
+            self._wake()
 
     def close(self) -> None:
         """The pipeline stopped: nothing waits for room any more (queueing then fails as it does on
         a closed stream)."""
         self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
         if self._freed is not None:
             self._freed.set()
             self._freed = None

@@ -177,9 +177,8 @@ async def _read(
             try:
                 items = decoder.feed(chunk)
             except StreamLimitError as exc:  # rule 5: what came before it in this read is pushed
-                events = to_events(source, exc.decoded, react=react)
-                events.append(dead_letter(source, "decode", "oversize_event", str(exc), exc.raw))
-                await _send(send, events)
+                oversize = MalformedEvent(exc.raw, str(exc), "oversize_event")  # its dead letter last
+                await _send(send, to_events(source, [*exc.decoded, oversize], react=react))
                 raise
             if items:
                 events = to_events(source, items, react=react)
